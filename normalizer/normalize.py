@@ -1,0 +1,278 @@
+"""From inotify stream items to records: path resolution, the watch table's upkeep, and the matcher.
+
+:class:`InotifyNormalizer` is sans-IO like the matcher it drives: the live source and replay both feed it the
+same :mod:`normalizer.raw` stream items in the same order, which is why a replayed capture gives the records the
+live session gave.
+
+What it adds to the matcher is the inotify-specific knowledge of DESIGN.md:
+
+* a wd means a directory path, which changes when the directory (or one above it) is renamed: a joined
+  directory rename rewrites the table at the ``MOVED_TO``, so later events resolve under the new path;
+* ``MOVE_SELF`` on a directory whose ``MOVED_FROM`` still waits proves that the directory left the watched set
+  (the kernel queues ``MOVE_SELF`` after ``MOVED_TO``): the rename is one-sided at once, the directory's
+  watches are retired, and nothing below it is reported again;
+* a directory created or moved in must be watched by the source: :meth:`take_new_dirs` lists them, resolved
+  against the table as it is *after* the batch, so a rename later in the same read is taken into account;
+* ``IN_IGNORED`` ends a watch with a ``watch_end`` record (unless fsnorm removed the watch itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from . import raw
+from .matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS, Matcher
+from .records import Flag, Rec
+from .tree import WatchTable, join
+
+#: Single event bit -> record kind, for the bits that are plain one-path records.
+_KIND_BY_BIT: dict[int, str] = {
+    raw.IN_ACCESS: "access",
+    raw.IN_MODIFY: "modify",
+    raw.IN_ATTRIB: "attrib",
+    raw.IN_CLOSE_WRITE: "close_write",
+    raw.IN_CLOSE_NOWRITE: "close_nowrite",
+    raw.IN_OPEN: "open",
+    raw.IN_CREATE: "create",
+    raw.IN_DELETE: "delete",
+    raw.IN_DELETE_SELF: "delete_self",
+    raw.IN_UNMOUNT: "unmount",
+}
+#: Canonical order in which the bits of a mask with several are turned into records (kernel bit order).
+_BIT_ORDER = sorted([*_KIND_BY_BIT, raw.IN_MOVED_FROM, raw.IN_MOVED_TO, raw.IN_MOVE_SELF, raw.IN_IGNORED,
+                     raw.IN_Q_OVERFLOW])
+_KNOWN_BITS = raw.IN_DELIVERED_BITS
+
+
+class InotifyNormalizer:
+    """Turns inotify stream items into records. One instance per inotify fd (cookies are per system, but
+    only one fd's halves can be told apart)."""
+
+    def __init__(
+        self,
+        *,
+        window_ns: int = DEFAULT_WINDOW_NS,
+        max_wait_ns: int = DEFAULT_MAX_WAIT_NS,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        strict_order: bool = True,
+    ) -> None:
+        self.table = WatchTable()
+        self.matcher = Matcher(
+            window_ns=window_ns, max_wait_ns=max_wait_ns, max_pending=max_pending, strict_order=strict_order
+        )
+        #: wds fsnorm removed on purpose; their IN_IGNORED and late events are expected and dropped.
+        self._retired: set[int] = set()
+        #: Directory MOVED_FROM halves by cookie, and by old path (for MOVE_SELF).
+        self._dir_from: dict[int, bytes] = {}
+        self._dir_from_by_path: dict[bytes, int] = {}
+        self._new_dirs: list[tuple[int, bytes]] = []
+        self._retire_requests: list[int] = []
+        #: Counters a caller may report: events for retired watches (expected, dropped by design).
+        self.retired_events = 0
+
+    # -- what the source must act on -----------------------------------------------------------------------
+
+    def take_new_dirs(self) -> list[bytes]:
+        """Directories that appeared (created or moved in) since the last call, as current paths."""
+        out: list[bytes] = []
+        for wd, name in self._new_dirs:
+            parent = self.table.path(wd)
+            if parent is not None:
+                out.append(join(parent, name))
+        self._new_dirs.clear()
+        return out
+
+    def take_retired_wds(self) -> list[int]:
+        """Watches whose directory left the tree since the last call: the source should ``rm_watch`` them."""
+        out = self._retire_requests
+        self._retire_requests = []
+        return out
+
+    # -- feeding -------------------------------------------------------------------------------------------
+
+    def feed(self, item: raw.StreamItem) -> list[Rec]:
+        """Feed one stream item; return the records that are final now, in order."""
+        if isinstance(item, raw.InotifyBatch):
+            return self.feed_batch(item)
+        out: list[Rec] = []
+        m = self.matcher
+        m.begin(item.t_ns)
+        if isinstance(item, raw.WatchAdded):
+            self.table.add(item.wd, item.path)
+            self._retired.discard(item.wd)
+        elif isinstance(item, raw.WatchRemoved):
+            self.table.remove(item.wd)
+            self._retired.add(item.wd)
+        elif isinstance(item, raw.Tick):
+            m.advance(item.t_ns, out)
+            return out
+        else:  # SourceNotice
+            m.push(Rec(item.kind, item.path, item.is_dir, item.t_ns, 0, flags=list(item.flags),
+                       message=item.message or None), out)
+        m.end(item.t_ns, False, out)
+        return out
+
+    def feed_all(self, items: Iterable[raw.StreamItem]) -> list[Rec]:
+        out: list[Rec] = []
+        for item in items:
+            out.extend(self.feed(item))
+        return out
+
+    def close(self) -> list[Rec]:
+        """End of stream: pending halves become one-sided (``shutdown``); everything held is returned."""
+        out: list[Rec] = []
+        self.matcher.close(out)
+        return out
+
+    def feed_batch(self, batch: raw.InotifyBatch) -> list[Rec]:
+        """The hot loop: one read's events. Common cases are inlined; the rest go to ``_slow``."""
+        out: list[Rec] = []
+        t = batch.t_ns
+        m = self.matcher
+        m.begin(t)
+        prefixes = self.table.prefix_by_wd
+        push = m.push
+        moved_from, moved_to = raw.IN_MOVED_FROM, raw.IN_MOVED_TO
+        isdir_bit = raw.IN_ISDIR
+        kinds = _KIND_BY_BIT
+        for wd, mask, cookie, name in batch.events:
+            prefix = prefixes.get(wd)
+            bit = mask & ~isdir_bit
+            if prefix is None or not name:
+                self._slow(wd, mask, cookie, name, t, out)
+                continue
+            is_dir = mask & isdir_bit != 0
+            if bit == moved_from:
+                m.push_from(Rec("rename", prefix + name, is_dir, t, mask, cookie), cookie, out)
+                if is_dir:
+                    self._dir_left(cookie, prefix + name)
+            elif bit == moved_to:
+                rec = m.push_to(Rec("rename", prefix + name, is_dir, t, mask, cookie), cookie, out)
+                if is_dir:
+                    self._dir_arrived(rec, wd, name)
+            else:
+                kind = kinds.get(bit)
+                if kind is None:
+                    self._slow(wd, mask, cookie, name, t, out)
+                    continue
+                push(Rec(kind, prefix + name, is_dir, t, mask), out)
+                if is_dir and bit == raw.IN_CREATE:
+                    self._new_dirs.append((wd, name))
+        m.end(t, batch.drained, out)
+        return out
+
+    # -- the less common cases -----------------------------------------------------------------------------
+
+    def _dir_left(self, cookie: int, path: bytes) -> None:
+        """A directory MOVED_FROM: remember it until its MOVED_TO or its MOVE_SELF says where it went."""
+        if len(self._dir_from) >= 4096:
+            self._prune_dir_from()
+        self._dir_from[cookie] = path
+        self._dir_from_by_path[path] = cookie
+
+    def _prune_dir_from(self) -> None:
+        """Forget directory first halves that are final and never saw a MOVE_SELF (unwatched directories)."""
+        for cookie, path in list(self._dir_from.items()):
+            if not self.matcher.is_waiting(cookie):
+                del self._dir_from[cookie]
+                self._dir_from_by_path.pop(path, None)
+
+    def _dir_arrived(self, rec: Rec, wd: int, name: bytes) -> None:
+        """A directory MOVED_TO: move its watches if it came from inside the tree, else watch it anew."""
+        src = rec.path
+        if src and rec.cookie is not None:
+            old = self._dir_from.pop(rec.cookie, None)
+            if old is not None:
+                self._dir_from_by_path.pop(old, None)
+            if self.table.wd(src) is not None:
+                self.table.move(src, rec.dst)
+                return
+        self._new_dirs.append((wd, name))
+
+    def _slow(self, wd: int, mask: int, cookie: int, name: bytes, t: int, out: list[Rec]) -> None:
+        m = self.matcher
+        if mask & raw.IN_Q_OVERFLOW:
+            m.overflow(Rec("overflow", b"", False, t, mask), out)
+            return
+        path = self.table.path(wd)
+        if path is None:
+            self._unknown_wd(wd, mask, cookie, name, t, out)
+            return
+        bits = mask & ~raw.IN_ISDIR
+        unknown = mask & ~_KNOWN_BITS
+        if unknown or bits & (bits - 1):
+            self._split(wd, mask, cookie, name, t, out)
+            return
+        is_dir = mask & raw.IN_ISDIR != 0
+        full = join(path, name)
+        if bits == raw.IN_MOVED_FROM:
+            m.push_from(Rec("rename", full, is_dir, t, mask, cookie), cookie, out)
+            if is_dir:
+                self._dir_left(cookie, full)
+        elif bits == raw.IN_MOVED_TO:
+            rec = m.push_to(Rec("rename", full, is_dir, t, mask, cookie), cookie, out)
+            if is_dir:
+                self._dir_arrived(rec, wd, name)
+        elif bits == raw.IN_MOVE_SELF:
+            self._move_self(wd, path, mask, t, out)
+        elif bits == raw.IN_IGNORED:
+            self.table.remove(wd)
+            m.push(Rec("watch_end", path, True, t, mask, message="watch ended (IN_IGNORED): the directory "
+                       "was deleted, unmounted or its watch removed"), out)
+        elif bits == 0:
+            m.push(Rec("unknown", full, is_dir, t, mask, cookie=cookie or None,
+                       message="event with no event bit"), out)
+        else:
+            m.push(Rec(_KIND_BY_BIT[bits], full, is_dir, t, mask), out)
+
+    def _move_self(self, wd: int, path: bytes, mask: int, t: int, out: list[Rec]) -> None:
+        """MOVE_SELF of a watched directory. If its MOVED_FROM is still waiting, it left the watched set."""
+        m = self.matcher
+        cookie = self._dir_from_by_path.pop(path, None)
+        if cookie is not None:
+            self._dir_from.pop(cookie, None)
+            m.resolve(cookie, Flag.UNWATCHED, out)
+            self._retire(path)
+            return
+        parent = path.rstrip(b"/").rpartition(b"/")[0] or b"/"
+        m.push(Rec("move_self", path, True, t, mask), out)
+        if self.table.wd(parent) is None:
+            # A root moved, to a place we cannot know: everything below it would be reported under a stale
+            # path. End its watches with a record saying so.
+            m.push(Rec("watch_end", path, True, t, mask, message="watched root moved away; its watches "
+                       "were removed"), out)
+            self._retire(path)
+
+    def _retire(self, path: bytes) -> None:
+        gone = self.table.remove_below(path)
+        self._retired.update(gone)
+        self._retire_requests.extend(gone)
+
+    def _unknown_wd(self, wd: int, mask: int, cookie: int, name: bytes, t: int, out: list[Rec]) -> None:
+        if wd in self._retired:
+            if mask & raw.IN_IGNORED:
+                self._retired.discard(wd)
+            elif mask & raw.IN_MOVED_TO:
+                # Moved into a directory that left the tree: its first half's rename ends outside.
+                self.matcher.resolve(cookie, Flag.UNWATCHED, out)
+            self.retired_events += 1
+            return
+        self.matcher.push(Rec("unknown", name, bool(mask & raw.IN_ISDIR), t, mask, cookie=cookie or None,
+                              flags=[Flag.UNRESOLVED],
+                              message=f"event for unknown watch descriptor {wd}; path is the bare name"), out)
+
+    def _split(self, wd: int, mask: int, cookie: int, name: bytes, t: int, out: list[Rec]) -> None:
+        """A mask the kernel never sends for one inotify event (several event bits, or unknown bits).
+
+        Each known bit becomes its own record, in kernel bit order; unknown bits give one ``unknown`` record
+        that carries the whole mask. Nothing is dropped."""
+        isdir = mask & raw.IN_ISDIR
+        for bit in _BIT_ORDER:
+            if mask & bit:
+                self._slow(wd, bit | isdir, cookie, name, t, out)
+        unknown = mask & ~_KNOWN_BITS
+        if unknown:
+            path = self.table.path(wd) or b""
+            self.matcher.push(Rec("unknown", join(path, name), bool(isdir), t, mask, cookie=cookie or None,
+                                  flags=[Flag.UNKNOWN_MASK],
+                                  message=f"unknown mask bits {unknown:#x}"), out)
