@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, cast
 
 from . import raw
 from .errors import CaptureError
@@ -144,7 +144,7 @@ class CaptureWriter:
             self.name = getattr(target, "name", "<stream>")
             self._raw = target
         self._gz: gzip.GzipFile | None = gzip.GzipFile(fileobj=self._raw, mode="wb") if compress else None
-        self._out: IO[bytes] = self._gz if self._gz is not None else self._raw
+        self._out: IO[bytes] = cast(IO[bytes], self._gz) if self._gz is not None else self._raw
         self.closed = False
         self.lines = 0
         self._write(header.to_json())
@@ -402,7 +402,7 @@ def _open_maybe_gzip(source: str | os.PathLike[str] | IO[bytes]) -> IO[bytes]:
             raise CaptureError(f"cannot open capture {os.fsdecode(source)}: {exc.strerror or exc}") from exc
     else:
         f = source
-    buffered = f if isinstance(f, io.BufferedReader) else io.BufferedReader(f)  # type: ignore[arg-type]
+    buffered = f if isinstance(f, io.BufferedReader) else io.BufferedReader(cast(io.RawIOBase, f))
     if buffered.peek(2)[:2] == _GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[return-value]
-    return buffered
+        return cast(IO[bytes], gzip.GzipFile(fileobj=buffered, mode="rb"))
+    return cast(IO[bytes], buffered)

@@ -1,0 +1,115 @@
+"""Path resolution and the watch table's upkeep (directory renames, moves out, IN_IGNORED, odd masks)."""
+
+from __future__ import annotations
+
+from helpers import batch, brief, ev, frm, norm_with, to
+
+from normalizer import raw
+from normalizer.tree import WatchTable
+
+ROOT, SUB, DEEP = b"/w", b"/w/d", b"/w/d/e"
+
+
+def tree():  # type: ignore[no-untyped-def]
+    return norm_with((1, ROOT), (2, SUB), (3, DEEP))
+
+
+def test_directory_rename_rewrites_every_path_below_it() -> None:
+    n = tree()
+    out = n.feed(batch(0, frm(1, 3, b"d", True), to(1, 3, b"n", True), ev(3, raw.IN_CREATE, b"f"),
+                       ev(2, raw.IN_MOVE_SELF)))
+    assert brief(out) == [("rename", b"/w/d", b"/w/n", []), ("create", b"/w/n/e/f", []),
+                          ("move_self", b"/w/n", [])]
+    assert n.table.items() == [(1, b"/w"), (2, b"/w/n"), (3, b"/w/n/e")]
+    assert n.take_new_dirs() == []
+
+
+def test_directory_moved_out_is_one_sided_at_move_self_and_its_watches_retire() -> None:
+    n = tree()
+    out = n.feed(batch(0, frm(1, 3, b"d", True), ev(2, raw.IN_MOVE_SELF), ev(3, raw.IN_CREATE, b"late"),
+                       drained=False))
+    # One-sided at once (no window wait), and nothing under the old path afterwards.
+    assert brief(out) == [("rename", b"/w/d", b"", ["unwatched"])]
+    assert sorted(n.take_retired_wds()) == [2, 3]
+    assert n.table.items() == [(1, b"/w")]
+    out = n.feed(batch(1, ev(3, raw.IN_MODIFY, b"x"), ev(2, raw.IN_IGNORED), ev(3, raw.IN_IGNORED)))
+    assert out == []
+    assert n.retired_events == 4  # "late", "x" and the two IN_IGNORED
+
+
+def test_move_into_a_retired_directory_ends_the_first_half_at_once() -> None:
+    n = tree()
+    n.feed(batch(0, frm(1, 3, b"d", True), ev(2, raw.IN_MOVE_SELF)))
+    out = n.feed(batch(1, frm(1, 4, b"f"), to(2, 4, b"f"), drained=False))
+    assert brief(out) == [("rename", b"/w/f", b"", ["unwatched"])]
+
+
+def test_directory_created_or_moved_in_is_reported_for_watching_at_its_current_path() -> None:
+    n = tree()
+    n.feed(batch(0, ev(2, raw.IN_CREATE | raw.IN_ISDIR, b"new"), to(1, 9, b"in", True),
+                 frm(1, 5, b"d", True), to(1, 5, b"moved", True)))
+    # "new" was created in /w/d, which was renamed to /w/moved later in the same read.
+    assert n.take_new_dirs() == [b"/w/moved/new", b"/w/in"]
+    assert n.take_new_dirs() == []
+
+
+def test_rename_of_a_directory_never_watched_asks_for_a_watch_on_the_new_path() -> None:
+    n = tree()
+    n.feed(batch(0, ev(1, raw.IN_CREATE | raw.IN_ISDIR, b"x"), frm(1, 2, b"x", True), to(1, 2, b"y", True)))
+    assert n.take_new_dirs() == [b"/w/x", b"/w/y"]
+
+
+def test_ignored_ends_a_watch_with_a_record() -> None:
+    n = tree()
+    out = n.feed(batch(0, ev(3, raw.IN_DELETE_SELF), ev(3, raw.IN_IGNORED), ev(2, raw.IN_DELETE | raw.IN_ISDIR,
+                                                                               b"e")))
+    assert [r.kind for r in out] == ["delete_self", "watch_end", "delete"]
+    assert out[1].path == DEEP
+    assert 3 not in n.table
+
+
+def test_root_moved_away_ends_its_watches() -> None:
+    n = tree()
+    out = n.feed(batch(0, ev(1, raw.IN_MOVE_SELF), ev(2, raw.IN_CREATE, b"x")))
+    assert [r.kind for r in out] == ["move_self", "watch_end"]
+    assert "moved away" in (out[1].message or "")
+    assert len(n.table) == 0
+    assert sorted(n.take_retired_wds()) == [1, 2, 3]
+
+
+def test_unknown_wd_gives_an_unresolved_record_not_a_drop() -> None:
+    n = tree()
+    out = n.feed(batch(0, ev(42, raw.IN_CREATE, b"ghost")))
+    assert brief(out) == [("unknown", b"ghost", ["unresolved"])]
+    assert "42" in (out[0].message or "")
+
+
+def test_unknown_mask_bits_and_several_event_bits_are_split_not_dropped() -> None:
+    n = tree()
+    out = n.feed(batch(0, (1, raw.IN_CREATE | raw.IN_MODIFY | 0x00100000, 0, b"f")))
+    assert [(r.kind, r.path) for r in out] == [("modify", b"/w/f"), ("create", b"/w/f"), ("unknown", b"/w/f")]
+    assert out[2].flags == ["unknown_mask"]
+    assert out[2].mask == raw.IN_CREATE | raw.IN_MODIFY | 0x00100000
+
+
+def test_source_notices_and_watch_changes_take_their_place() -> None:
+    n = tree()
+    out = n.feed(raw.SourceNotice(5, "create", b"/w/d/s", False, ("synthesized",)))
+    assert brief(out) == [("create", b"/w/d/s", ["synthesized"])]
+    n.feed(raw.WatchAdded(6, 7, b"/w/d/s2"))
+    assert n.table.path(7) == b"/w/d/s2"
+    n.feed(raw.WatchRemoved(7, 7))
+    assert n.feed(batch(1, ev(7, raw.IN_IGNORED))) == []
+
+
+def test_watch_table_range_operations() -> None:
+    t = WatchTable()
+    for wd, p in [(1, b"/a"), (2, b"/a/b"), (3, b"/a/b/c"), (4, b"/a/bc"), (5, b"/a.b")]:
+        t.add(wd, p)
+    assert sorted(wd for _, wd in t.below(b"/a/b")) == [2, 3]
+    assert t.move(b"/a/b", b"/z") == 2
+    assert t.items() == [(1, b"/a"), (5, b"/a.b"), (4, b"/a/bc"), (2, b"/z"), (3, b"/z/c")]
+    assert sorted(t.remove_below(b"/a")) == [1, 4]
+    assert t.path(5) == b"/a.b"
+    t.add(9, b"/")
+    assert t.prefix_by_wd[9] == b"/"
