@@ -46,10 +46,16 @@ class Half(Rec):
 
     __slots__ = ("key", "waiting")
 
-    def __init__(self, rec_args: Rec, key: Hashable) -> None:
-        # Copying the slots of a freshly built Rec is cheaper than threading 12 arguments through.
-        for name in Rec.__slots__:
-            setattr(self, name, getattr(rec_args, name))
+    def __init__(self, path: bytes, is_dir: bool, t_ns: int, mask: int, cookie: int | None, key: Hashable) -> None:
+        # Spelled out instead of calling Rec.__init__: this runs once per rename in the hot loop.
+        self.kind = "rename"
+        self.path = path
+        self.dst = b""
+        self.is_dir = is_dir
+        self.t_ns = t_ns
+        self.mask = mask
+        self.cookie = cookie
+        self.flags = ()
         self.key = key
         self.waiting = True
 
@@ -77,6 +83,9 @@ class Matcher:
         self.strict_order = strict_order
         self._pending: dict[Hashable, Half] = {}
         self._held: deque[Rec] = deque()
+        #: The held queue itself, for the normalizer's hot loop: while it is empty a final record needs no
+        #: ``push`` call and goes straight to the output.
+        self.held_queue = self._held
         self._deadlines: SortedList = SortedList()  # (read t_ns, seq, [Half, ...]) per batch
         self._seq = 0
         self._batch_halves: list[Half] = []
@@ -129,13 +138,13 @@ class Matcher:
         else:
             out.append(rec)
 
-    def push_from(self, rec: Rec, key: Hashable, out: list[Rec]) -> None:
-        """A first half (``MOVED_FROM``): wait for its partner under ``key``."""
+    def push_from(self, half: Half, out: list[Rec]) -> None:
+        """A first half (``MOVED_FROM``): wait for its partner under ``half.key``."""
         pending = self._pending
+        key = half.key
         old = pending.get(key)
         if old is not None:
             self._finish(old, Flag.COOKIE_REUSED, out)
-        half = Half(rec, key)
         pending[key] = half
         self._batch_halves.append(half)
         if self.strict_order:
@@ -146,18 +155,17 @@ class Matcher:
             if n > self.max_pending:
                 self._evict_oldest(out)
 
-    def push_to(self, rec: Rec, key: Hashable, out: list[Rec]) -> Rec:
-        """A second half (``MOVED_TO``). Returns the record it completed or became."""
+    def push_to(self, key: Hashable, path: bytes, is_dir: bool, t_ns: int, mask: int, cookie: int | None,
+                out: list[Rec]) -> Rec:
+        """A second half (``MOVED_TO``) of ``path``. Returns the record it completed or became."""
         half = self._pending.pop(key, None)
         if half is None:
-            rec.dst, rec.path = rec.path, b""
-            rec.flags.append(Flag.UNWATCHED)
-            if self._overflow_t is not None:
-                rec.flags.append(Flag.AFTER_OVERFLOW)
+            flags = (Flag.UNWATCHED, Flag.AFTER_OVERFLOW) if self._overflow_t is not None else (Flag.UNWATCHED,)
+            rec = Rec("rename", b"", is_dir, t_ns, mask, cookie, path, flags)
             self.push(rec, out)
             return rec
-        half.dst = rec.path
-        half.mask |= rec.mask
+        half.dst = path
+        half.mask |= mask
         half.waiting = False
         if self.strict_order:
             self._flush_head(out)
@@ -206,7 +214,7 @@ class Matcher:
         """Make a waiting half final as a one-sided rename (dst empty)."""
         del self._pending[half.key]
         half.waiting = False
-        half.flags.append(reason)
+        half.flags = (*half.flags, reason)
         if self.strict_order:
             self._flush_head(out)
         else:
@@ -215,8 +223,7 @@ class Matcher:
     def _flush_head(self, out: list[Rec]) -> None:
         held = self._held
         while held:
-            head = held[0]
-            if isinstance(head, Half) and head.waiting:
+            if held[0].waiting:
                 return
             out.append(held.popleft())
 
@@ -247,5 +254,5 @@ class Matcher:
 
     def _evict_head(self, out: list[Rec]) -> None:
         head = self._held[0]
-        if isinstance(head, Half) and head.waiting:
+        if isinstance(head, Half) and head.waiting:  # always true: a final head would have left
             self._finish(head, Flag.EVICTED, out)

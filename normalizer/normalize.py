@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from . import raw
-from .matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS, Matcher
+from .matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS, Half, Matcher
 from .records import Flag, Rec
 from .tree import WatchTable, join
 
@@ -107,8 +107,8 @@ class InotifyNormalizer:
             m.advance(item.t_ns, out)
             return out
         else:  # SourceNotice
-            m.push(Rec(item.kind, item.path, item.is_dir, item.t_ns, 0, flags=list(item.flags),
-                       message=item.message or None), out)
+            m.push(Rec.note(item.kind, item.path, item.is_dir, item.t_ns, 0, flags=item.flags,
+                            message=item.message or None), out)
         m.end(item.t_ns, False, out)
         return out
 
@@ -132,6 +132,8 @@ class InotifyNormalizer:
         m.begin(t)
         prefixes = self.table.prefix_by_wd
         push = m.push
+        held = m.held_queue
+        append = out.append
         moved_from, moved_to = raw.IN_MOVED_FROM, raw.IN_MOVED_TO
         isdir_bit = raw.IN_ISDIR
         kinds = _KIND_BY_BIT
@@ -143,11 +145,11 @@ class InotifyNormalizer:
                 continue
             is_dir = mask & isdir_bit != 0
             if bit == moved_from:
-                m.push_from(Rec("rename", prefix + name, is_dir, t, mask, cookie), cookie, out)
+                m.push_from(Half(prefix + name, is_dir, t, mask, cookie, cookie), out)
                 if is_dir:
                     self._dir_left(cookie, prefix + name)
             elif bit == moved_to:
-                rec = m.push_to(Rec("rename", prefix + name, is_dir, t, mask, cookie), cookie, out)
+                rec = m.push_to(cookie, prefix + name, is_dir, t, mask, cookie, out)
                 if is_dir:
                     self._dir_arrived(rec, wd, name)
             else:
@@ -155,7 +157,10 @@ class InotifyNormalizer:
                 if kind is None:
                     self._slow(wd, mask, cookie, name, t, out)
                     continue
-                push(Rec(kind, prefix + name, is_dir, t, mask), out)
+                if held:
+                    push(Rec(kind, prefix + name, is_dir, t, mask), out)
+                else:
+                    append(Rec(kind, prefix + name, is_dir, t, mask))
                 if is_dir and bit == raw.IN_CREATE:
                     self._new_dirs.append((wd, name))
         m.end(t, batch.drained, out)
@@ -206,22 +211,22 @@ class InotifyNormalizer:
         is_dir = mask & raw.IN_ISDIR != 0
         full = join(path, name)
         if bits == raw.IN_MOVED_FROM:
-            m.push_from(Rec("rename", full, is_dir, t, mask, cookie), cookie, out)
+            m.push_from(Half(full, is_dir, t, mask, cookie, cookie), out)
             if is_dir:
                 self._dir_left(cookie, full)
         elif bits == raw.IN_MOVED_TO:
-            rec = m.push_to(Rec("rename", full, is_dir, t, mask, cookie), cookie, out)
+            rec = m.push_to(cookie, full, is_dir, t, mask, cookie, out)
             if is_dir:
                 self._dir_arrived(rec, wd, name)
         elif bits == raw.IN_MOVE_SELF:
             self._move_self(wd, path, mask, t, out)
         elif bits == raw.IN_IGNORED:
             self.table.remove(wd)
-            m.push(Rec("watch_end", path, True, t, mask, message="watch ended (IN_IGNORED): the directory "
+            m.push(Rec.note("watch_end", path, True, t, mask, message="watch ended (IN_IGNORED): the directory "
                        "was deleted, unmounted or its watch removed"), out)
         elif bits == 0:
-            m.push(Rec("unknown", full, is_dir, t, mask, cookie=cookie or None,
-                       message="event with no event bit"), out)
+            m.push(Rec.note("unknown", full, is_dir, t, mask, cookie=cookie or None,
+                            message="event with no event bit"), out)
         else:
             m.push(Rec(_KIND_BY_BIT[bits], full, is_dir, t, mask), out)
 
@@ -239,7 +244,7 @@ class InotifyNormalizer:
         if self.table.wd(parent) is None:
             # A root moved, to a place we cannot know: everything below it would be reported under a stale
             # path. End its watches with a record saying so.
-            m.push(Rec("watch_end", path, True, t, mask, message="watched root moved away; its watches "
+            m.push(Rec.note("watch_end", path, True, t, mask, message="watched root moved away; its watches "
                        "were removed"), out)
             self._retire(path)
 
@@ -257,8 +262,8 @@ class InotifyNormalizer:
                 self.matcher.resolve(cookie, Flag.UNWATCHED, out)
             self.retired_events += 1
             return
-        self.matcher.push(Rec("unknown", name, bool(mask & raw.IN_ISDIR), t, mask, cookie=cookie or None,
-                              flags=[Flag.UNRESOLVED],
+        self.matcher.push(Rec.note("unknown", name, bool(mask & raw.IN_ISDIR), t, mask, cookie=cookie or None,
+                                   flags=(Flag.UNRESOLVED,),
                               message=f"event for unknown watch descriptor {wd}; path is the bare name"), out)
 
     def _split(self, wd: int, mask: int, cookie: int, name: bytes, t: int, out: list[Rec]) -> None:
@@ -273,6 +278,6 @@ class InotifyNormalizer:
         unknown = mask & ~_KNOWN_BITS
         if unknown:
             path = self.table.path(wd) or b""
-            self.matcher.push(Rec("unknown", join(path, name), bool(isdir), t, mask, cookie=cookie or None,
-                                  flags=[Flag.UNKNOWN_MASK],
+            self.matcher.push(Rec.note("unknown", join(path, name), bool(isdir), t, mask, cookie=cookie or None,
+                                       flags=(Flag.UNKNOWN_MASK,),
                                   message=f"unknown mask bits {unknown:#x}"), out)

@@ -267,10 +267,21 @@ class Rec:
     """A record as the matcher builds it: a slotted plain object, cheap to create and to fill in later.
 
     ``path`` is the single path, or the *source* side of a rename; ``dst`` is the rename's destination.
+    ``flags`` is a tuple (shared empty default; a flag is added by building a new tuple, which is rare).
+
+    Hot path note: only the fields every record sets are slots assigned in ``__init__``; ``source``, ``pid``,
+    ``object_id`` and ``message`` are class-level defaults that an instance overrides in its ``__dict__`` only
+    when it has them. That saves a third of the construction cost (benchmarks/bench_matcher.py).
     """
 
-    __slots__ = ("cookie", "dst", "flags", "is_dir", "kind", "mask", "message", "object_id", "path", "pid",
-                 "source", "t_ns")
+    __slots__ = ("__dict__", "cookie", "dst", "flags", "is_dir", "kind", "mask", "path", "t_ns")
+
+    source: str = "inotify"
+    #: True only for a rename half still waiting for its partner (matcher.Half overrides it per instance).
+    waiting: bool = False
+    pid: int | None = None
+    object_id: str | None = None
+    message: str | None = None
 
     def __init__(
         self,
@@ -281,11 +292,7 @@ class Rec:
         mask: int,
         cookie: int | None = None,
         dst: bytes = b"",
-        flags: list[str] | None = None,
-        source: str = "inotify",
-        pid: int | None = None,
-        object_id: str | None = None,
-        message: str | None = None,
+        flags: tuple[str, ...] = (),
     ) -> None:
         self.kind = kind
         self.path = path
@@ -294,11 +301,23 @@ class Rec:
         self.t_ns = t_ns
         self.mask = mask
         self.cookie = cookie
-        self.flags = flags if flags is not None else []
-        self.source = source
-        self.pid = pid
-        self.object_id = object_id
-        self.message = message
+        self.flags = flags
+
+    @classmethod
+    def note(cls, kind: str, path: bytes, is_dir: bool, t_ns: int, mask: int, *, flags: tuple[str, ...] = (),
+             message: str | None = None, cookie: int | None = None, source: str | None = None,
+             pid: int | None = None, object_id: str | None = None) -> Rec:
+        """A record with the rarely set fields too (source notices, errors, fanotify records)."""
+        rec = cls(kind, path, is_dir, t_ns, mask, cookie, b"", flags)
+        if message is not None:
+            rec.message = message
+        if source is not None:
+            rec.source = source
+        if pid is not None:
+            rec.pid = pid
+        if object_id is not None:
+            rec.object_id = object_id
+        return rec
 
     def __repr__(self) -> str:
         where = f"{self.path!r} -> {self.dst!r}" if self.kind == "rename" else repr(self.path)

@@ -7,7 +7,7 @@ import pytest
 from helpers import MS, batch, brief, ev, frm, norm_with, to
 
 from normalizer import raw
-from normalizer.matcher import Matcher
+from normalizer.matcher import Half, Matcher
 from normalizer.records import Rec
 
 A, B = b"/w/a", b"/w/b"
@@ -100,11 +100,11 @@ def test_held_queue_is_bounded() -> None:
     m = Matcher(max_held=3)
     out: list[Rec] = []
     m.begin(0)
-    m.push_from(Rec("rename", b"/a", False, 0, raw.IN_MOVED_FROM, 1), 1, out)
+    m.push_from(Half(b"/a", False, 0, raw.IN_MOVED_FROM, 1, 1), out)
     for i in range(3):
         m.push(Rec("modify", b"/m%d" % i, False, 0, raw.IN_MODIFY), out)
     assert [r.path for r in out] == [b"/a", b"/m0", b"/m1", b"/m2"]
-    assert out[0].flags == ["evicted"]
+    assert out[0].flags == ("evicted",)
 
 
 def test_cookie_reuse_finishes_the_older_half() -> None:

@@ -88,7 +88,7 @@ def test_unknown_mask_bits_and_several_event_bits_are_split_not_dropped() -> Non
     n = tree()
     out = n.feed(batch(0, (1, raw.IN_CREATE | raw.IN_MODIFY | 0x00100000, 0, b"f")))
     assert [(r.kind, r.path) for r in out] == [("modify", b"/w/f"), ("create", b"/w/f"), ("unknown", b"/w/f")]
-    assert out[2].flags == ["unknown_mask"]
+    assert out[2].flags == ("unknown_mask",)
     assert out[2].mask == raw.IN_CREATE | raw.IN_MODIFY | 0x00100000
 
 

@@ -131,13 +131,13 @@ def test_matcher_properties(ops: list[Op], base_cookie: int, cuts: list[int], dr
             halves = delivered[i]
             if halves == {raw.IN_MOVED_FROM, raw.IN_MOVED_TO}:
                 assert (rec.path, rec.dst, rec.flags) == (DIRS[op.src_wd] + b"/s%d" % i,
-                                                          DIRS[op.dst_wd] + b"/t%d" % i, [])
+                                                          DIRS[op.dst_wd] + b"/t%d" % i, ())
             elif halves == {raw.IN_MOVED_FROM}:
                 assert rec.path == DIRS[op.src_wd] + b"/s%d" % i and rec.dst == b""
-                assert rec.flags in (["timeout"], ["shutdown"])
+                assert rec.flags in (("timeout",), ("shutdown",))
             else:
                 assert rec.path == b"" and rec.dst == DIRS[op.dst_wd] + b"/t%d" % i
-                assert rec.flags == ["unwatched"]
+                assert rec.flags == ("unwatched",)
         assert i not in seen, f"op {i} reported twice"
         seen[i] = rec
         order.append(first_index[i])

@@ -37,12 +37,12 @@ SPECIAL = [
 
 def rec_strategy() -> st.SearchStrategy[Rec]:
     rename = st.builds(
-        lambda s, d, f, c, isd: Rec("rename", s, isd, 123, 0xC0, cookie=c, dst=d, flags=f),
+        lambda s, d, f, c, isd: Rec("rename", s, isd, 123, 0xC0, cookie=c, dst=d, flags=tuple(f)),
         st.one_of(st.just(b""), paths), st.one_of(st.just(b""), paths), flags,
         st.one_of(st.none(), st.integers(0, 2**32 - 1)), st.booleans(),
     )
     event = st.builds(
-        lambda k, p, f, isd, msg: Rec(k, p, isd, 5, 0x100, flags=f, message=msg),
+        lambda k, p, f, isd, msg: Rec.note(k, p, isd, 5, 0x100, flags=tuple(f), message=msg),
         st.sampled_from(["create", "delete", "modify", "overflow", "watch_end", "error"]), paths, flags,
         st.booleans(), st.one_of(st.none(), st.text(max_size=20)),
     )
@@ -80,7 +80,7 @@ def test_special_names_survive_json_exactly(path: bytes) -> None:
 
 
 def test_required_top_level_keys_for_outside_tools() -> None:
-    rename = json.loads(rec_to_json(Rec("rename", b"/a/x", False, 1, 0x40, cookie=3, flags=["timeout"])))
+    rename = json.loads(rec_to_json(Rec("rename", b"/a/x", False, 1, 0x40, cookie=3, flags=("timeout",))))
     assert rename["kind"] == "rename" and rename["src"] == "/a/x" and rename["dst"] == ""
     for key in ("is_dir", "cookie", "source", "flags"):
         assert key in rename
