@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from . import __version__
 from .capture import CaptureIssue
@@ -80,6 +81,75 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 1 if issues else 0
 
 
+def _source_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {"strict_order": not args.relaxed_order, "include": args.include,
+                               "exclude": args.exclude}
+    if args.window is not None:
+        options["window_ns"] = int(args.window * 1_000_000)
+    if args.max_pending is not None:
+        options["max_pending"] = args.max_pending
+    return options
+
+
+def _run_live(args: argparse.Namespace, *, capture: str | None, out: TextIO | None) -> int:
+    """Watch until SIGINT/SIGTERM; then flush pending halves, close the capture, exit 0."""
+    from .sources.inotify import InotifySource
+
+    source = InotifySource(args.paths, capture=capture, **_source_options(args))
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        source.wake()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    fmt = FORMATTERS[getattr(args, "format", "json")]
+    try:
+        records = source.open()
+        while True:
+            if out is not None and records:
+                out.write("".join(fmt(r) + "\n" for r in records))
+                out.flush()
+            if stopping:
+                break
+            records = source.read(None)
+        last = source.close("signal")
+        if out is not None and last:
+            out.write("".join(fmt(r) + "\n" for r in last))
+            out.flush()
+    finally:
+        source.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    stats = source.stats
+    _warn(f"stopped: {stats['events']} events read, {stats['records']} records, {stats['overflows']} overflows")
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    return _run_live(args, capture=args.capture, out=sys.stdout)
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    return _run_live(args, capture=args.output, out=None)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from . import demo
+
+    fmt = FORMATTERS[args.format]
+
+    def show(records: list[Rec]) -> None:
+        if records:
+            sys.stdout.write("".join(fmt(r) + "\n" for r in records))
+            sys.stdout.flush()
+
+    records = demo.run(show, capture=args.capture)
+    print(demo.summary(records), file=sys.stderr if args.format == "json" else sys.stdout, flush=True)
+    return 0
+
+
 def _positive_ms(text: str) -> float:
     value = float(text)
     if value < 0:
@@ -107,12 +177,35 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the JSON Schema of a record")
     p.set_defaults(func=cmd_schema)
 
-    try:
-        from .sources import live_cli
-    except ImportError:  # the live sources are optional at import time (e.g. non-Linux docs builds)
-        pass
-    else:
-        live_cli.add_commands(sub)
+    live_options = argparse.ArgumentParser(add_help=False)
+    live_options.add_argument("paths", nargs="+", metavar="PATH", help="directory trees to watch")
+    live_options.add_argument("--window", type=_positive_ms, metavar="MS",
+                              help="how long a lone rename half waits for its partner once the queue is empty "
+                              "(default 20)")
+    live_options.add_argument("--relaxed-order", action="store_true",
+                              help="emit records without waiting behind unresolved rename halves")
+    live_options.add_argument("--include", action="append", default=[], metavar="GLOB",
+                              help="only report paths matching GLOB (name or full path); repeatable")
+    live_options.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                              help="neither watch nor report paths matching GLOB; repeatable")
+    live_options.add_argument("--max-pending", type=int, default=None, metavar="N",
+                              help="rename halves kept waiting at most (default 65536)")
+
+    p = sub.add_parser("watch", parents=[live_options],
+                       help="watch directory trees and print records as JSON Lines until SIGINT/SIGTERM")
+    p.add_argument("--format", choices=sorted(FORMATTERS), default="json")
+    p.add_argument("--capture", metavar="FILE", help="also write the raw events to a capture log")
+    p.set_defaults(func=cmd_watch)
+
+    p = sub.add_parser("capture", parents=[live_options],
+                       help="record the raw events to a capture log, without printing records")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="capture file (.gz: compressed)")
+    p.set_defaults(func=cmd_capture)
+
+    p = sub.add_parser("demo", help="watch a temp tree while a built-in workload renames, moves and writes")
+    p.add_argument("--format", choices=sorted(FORMATTERS), default="text")
+    p.add_argument("--capture", metavar="FILE", help="also write the raw events to a capture log")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -82,6 +82,8 @@ class Matcher:
         self.max_held = max_held
         self.strict_order = strict_order
         self._pending: dict[Hashable, Half] = {}
+        #: The pending table itself, read (never written) by the normalizer's hot loop.
+        self.pending_table = self._pending
         self._held: deque[Rec] = deque()
         #: The held queue itself, for the normalizer's hot loop: while it is empty a final record needs no
         #: ``push`` call and goes straight to the output.

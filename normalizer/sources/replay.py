@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from ..capture import CaptureIssue, CaptureReader
+from ..filters import PathFilter
 from ..matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS
 from ..normalize import InotifyNormalizer
 from ..records import Rec
@@ -44,7 +45,9 @@ def replay(
         norm = normalizer_for(reader.header.options, window_ns=window_ns, strict_order=strict_order)
         for wd, path in reader.header.watches:
             norm.table.add(wd, path)
+        options = reader.header.options
+        keep = PathFilter(options.get("include", ()), options.get("exclude", ())).apply
         feed = norm.feed
         for item in reader:
-            yield from feed(item)
-        yield from norm.close()
+            yield from keep(feed(item))
+        yield from keep(norm.close())

@@ -1,0 +1,69 @@
+"""Include/exclude filters on paths, shared by the live sources (which directories to watch) and by the record
+stream (which records to pass), so that replay applies exactly what the live session applied.
+
+Patterns are shell globs (:mod:`fnmatch`, on bytes) matched against the final path component *and* against
+the whole absolute path, so ``*.tmp`` and ``/srv/data/cache/*`` both work. ``exclude`` wins over ``include``.
+An excluded directory is not watched at all (nothing below it is reported); ``include``, when given, keeps only
+records whose path (either side, for a rename) matches it, while directories are still watched so that
+matching files deeper down are seen.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from collections.abc import Iterable, Sequence
+
+from .records import Rec
+
+#: Record kinds about the stream itself, never filtered out.
+_ALWAYS = frozenset({"overflow", "watch_end", "error", "unknown"})
+
+
+def _compile(patterns: Sequence[str | bytes]) -> re.Pattern[bytes] | None:
+    if not patterns:
+        return None
+    parts = [fnmatch.translate(os.fsdecode(p)) for p in patterns]
+    return re.compile(os.fsencode("|".join(f"(?:{p})" for p in parts)), re.DOTALL)
+
+
+class PathFilter:
+    """Decides which directories to watch and which records to pass."""
+
+    def __init__(self, include: Sequence[str | bytes] = (), exclude: Sequence[str | bytes] = ()) -> None:
+        self.include = [os.fsdecode(p) for p in include]
+        self.exclude = [os.fsdecode(p) for p in exclude]
+        self._include = _compile(include)
+        self._exclude = _compile(exclude)
+
+    @property
+    def active(self) -> bool:
+        return self._include is not None or self._exclude is not None
+
+    def _matches(self, pattern: re.Pattern[bytes], path: bytes) -> bool:
+        return bool(pattern.match(path) or pattern.match(path.rpartition(b"/")[2]))
+
+    def excluded(self, path: bytes) -> bool:
+        """True if ``path`` (or, for a directory, everything below it) must not be watched or reported."""
+        return self._exclude is not None and self._matches(self._exclude, path)
+
+    def passes(self, path: bytes) -> bool:
+        if not path:
+            return False
+        if self.excluded(path):
+            return False
+        return self._include is None or self._matches(self._include, path)
+
+    def keep(self, rec: Rec) -> bool:
+        """A record passes if it is about the stream itself or any of its paths passes."""
+        if rec.kind in _ALWAYS:
+            return True
+        if rec.kind == "rename":
+            return self.passes(rec.path) or self.passes(rec.dst)
+        return self.passes(rec.path)
+
+    def apply(self, records: Iterable[Rec]) -> list[Rec]:
+        if not self.active:
+            return records if isinstance(records, list) else list(records)
+        return [r for r in records if self.keep(r)]

@@ -1,0 +1,313 @@
+"""The live inotify source: one inotify fd for the whole tree, read directly, records out.
+
+It owns the I/O that the sans-IO :class:`~normalizer.normalize.InotifyNormalizer` must not do:
+
+* reading the fd (ctypes binding in ``_inotify_sys``; pyinotify is not used on the read path: its parser
+  builds a Python object per event and its own cookie pairing would be the one we replace), with the read's
+  monotonic time and whether the kernel queue was empty right after it (FIONREAD);
+* adding watches for directories that appear (created, or moved in) *before* scanning them, so nothing
+  created in between is missed, and reporting what the scan finds as ``synthesized`` creates (the normalizer
+  drops the kernel's own CREATE for a name the scan already reported, so nothing is reported twice);
+* removing the kernel watches of directories that left the tree;
+* writing every stream item to the capture, so that replay feeds the normalizer exactly what it got live.
+
+Errors that concern one directory (permission denied, the watch limit) become ``error`` records and watching
+goes on; errors that make watching impossible (a root that does not exist) raise
+:class:`~normalizer.errors.SourceError` from :meth:`InotifySource.open`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import stat
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .. import raw
+from ..capture import CaptureHeader, CaptureWriter
+from ..errors import FsnormError, SourceError, WatchLimitError
+from ..filters import PathFilter
+from ..matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS
+from ..normalize import InotifyNormalizer
+from ..records import Flag, Rec
+from ..tree import join
+from ._inotify_sys import DEFAULT_READ_BUFSIZE, InotifyFD
+
+#: Flags added to every watch: directories only, never through a symlink, no events for unlinked children.
+_WATCH_FLAGS = raw.IN_ONLYDIR | raw.IN_DONT_FOLLOW | raw.IN_EXCL_UNLINK
+#: Bits the table upkeep needs whatever the user asked for.
+_REQUIRED_MASK = raw.IN_MOVED_FROM | raw.IN_MOVED_TO | raw.IN_CREATE | raw.IN_DELETE_SELF | raw.IN_MOVE_SELF
+
+
+def _abspath(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> bytes:
+    return os.path.abspath(os.fsencode(path))
+
+
+def _check_root(root: bytes) -> None:
+    """Raise SourceError saying exactly why ``root`` cannot be watched, if it cannot."""
+    try:
+        st = os.stat(root)
+    except FileNotFoundError:
+        raise SourceError(f"cannot watch {os.fsdecode(root)}: no such directory") from None
+    except PermissionError:
+        raise SourceError(f"cannot watch {os.fsdecode(root)}: permission denied (a directory above it is not "
+                          "searchable by this user)") from None
+    except OSError as exc:
+        raise SourceError(f"cannot watch {os.fsdecode(root)}: {exc.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise SourceError(f"cannot watch {os.fsdecode(root)}: not a directory")
+
+
+class InotifySource:
+    """Watches directory trees with one inotify fd and produces records.
+
+    Use :meth:`open` (or the context manager), then call :meth:`read` in a loop, then :meth:`close`, which
+    returns the last records (pending rename halves flushed as one-sided ``shutdown`` records).
+    """
+
+    source_kind = "inotify"
+
+    def __init__(
+        self,
+        roots: Sequence[str | bytes | os.PathLike[str] | os.PathLike[bytes]],
+        *,
+        mask: int = raw.DEFAULT_INOTIFY_MASK,
+        window_ns: int = DEFAULT_WINDOW_NS,
+        max_wait_ns: int = DEFAULT_MAX_WAIT_NS,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        strict_order: bool = True,
+        include: Sequence[str | bytes] = (),
+        exclude: Sequence[str | bytes] = (),
+        capture: str | os.PathLike[str] | None = None,
+        read_size: int = DEFAULT_READ_BUFSIZE,
+    ) -> None:
+        if not roots:
+            raise SourceError("no directory to watch")
+        self.roots = list(dict.fromkeys(_abspath(r) for r in roots))
+        self.mask = (mask | _REQUIRED_MASK) & raw.IN_ALL_EVENTS
+        self.filter = PathFilter(include, exclude)
+        self.options: dict[str, Any] = {
+            "window_ns": window_ns,
+            "max_wait_ns": max(max_wait_ns, window_ns),
+            "max_pending": max_pending,
+            "strict_order": strict_order,
+            "mask": self.mask,
+            "roots": [os.fsdecode(r) for r in self.roots],
+            "include": self.filter.include,
+            "exclude": self.filter.exclude,
+        }
+        self.normalizer = InotifyNormalizer(window_ns=window_ns, max_wait_ns=max(max_wait_ns, window_ns),
+                                            max_pending=max_pending, strict_order=strict_order)
+        self._capture_path = capture
+        self._capture: CaptureWriter | None = None
+        self._read_size = read_size
+        self._fd: InotifyFD | None = None
+        self._poll = select.poll()
+        self._wake_r, self._wake_w = -1, -1
+        self.closed = False
+        #: Counters for monitoring: reads, events read, records emitted, overflows, watch errors.
+        self.stats = {"reads": 0, "events": 0, "records": 0, "overflows": 0, "watch_errors": 0}
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+
+    def open(self) -> list[Rec]:
+        """Create the fd and watch every root recursively. Returns records about directories that could not
+        be watched (``error``); raises SourceError if a root cannot be watched at all."""
+        for root in self.roots:
+            _check_root(root)
+        self._fd = InotifyFD()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._poll.register(self._fd.fileno(), select.POLLIN)
+        self._poll.register(self._wake_r, select.POLLIN)
+        notices: list[raw.StreamItem] = []
+        try:
+            for root in self.roots:
+                self._watch_tree(root, synthesize=False, items=notices, is_root=True)
+        except FsnormError:
+            self._close_fds()
+            raise
+        # The capture starts with the table as it stands after the initial walk.
+        added = [i for i in notices if isinstance(i, raw.WatchAdded)]
+        if self._capture_path is not None:
+            header = CaptureHeader(source="inotify", options=self.options,
+                                   watches=[(i.wd, i.path) for i in added])
+            self._capture = CaptureWriter(self._capture_path, header)
+        for item in added:
+            self.normalizer.feed(item)
+        return self._feed_all([i for i in notices if not isinstance(i, raw.WatchAdded)])
+
+    def __enter__(self) -> InotifySource:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def fileno(self) -> int:
+        if self._fd is None:
+            raise ValueError("source is not open")
+        return self._fd.fileno()
+
+    def wake(self) -> None:
+        """Make a :meth:`read` blocked in another thread return now (used by ``stop``). Thread-safe."""
+        if self._wake_w >= 0:
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.write(self._wake_w, b"\0")
+
+    def close(self, reason: str = "closed") -> list[Rec]:
+        """Stop watching. Returns the last records: pending halves flushed as one-sided (``shutdown``)."""
+        if self.closed:
+            return []
+        self.closed = True
+        out = self.filter.apply(self.normalizer.close())
+        self.stats["records"] += len(out)
+        try:
+            if self._capture is not None:
+                self._capture.close(reason)
+        finally:
+            self._close_fds()
+        return out
+
+    def _close_fds(self) -> None:
+        if self._fd is not None:
+            self._fd.close()
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
+
+    # -- reading -------------------------------------------------------------------------------------------
+
+    def read(self, timeout: float | None = None) -> list[Rec]:
+        """Wait up to ``timeout`` seconds (None: until something happens) for events; return the records that
+        are final now. Returns early, possibly with no records, when a one-sided move's deadline passes or
+        :meth:`wake` is called."""
+        fd = self._fd
+        if fd is None or self.closed:
+            raise SourceError("source is closed")
+        wait_ms = self._wait_ms(timeout)
+        ready = self._poll.poll(wait_ms)
+        for rfd, _ in ready:
+            if rfd == self._wake_r:
+                self._drain_wake()
+        events = fd.read_events(self._read_size)
+        if events:
+            t = time.monotonic_ns()
+            drained = fd.pending_bytes() == 0
+            self.stats["reads"] += 1
+            self.stats["events"] += len(events)
+            out = self._feed(raw.InotifyBatch(t, drained, events))
+            out.extend(self._follow_tree())
+            return out
+        if self.normalizer.matcher.next_deadline() is not None:
+            # Nothing was queued when we looked: the clock advanced with an empty queue.
+            t = time.monotonic_ns()
+            if fd.pending_bytes() == 0:
+                return self._feed(raw.Tick(t))
+        return []
+
+    def _wait_ms(self, timeout: float | None) -> int:
+        deadline = self.normalizer.matcher.next_deadline()
+        wait: float | None = timeout
+        if deadline is not None:
+            until = max(0.0, (deadline - time.monotonic_ns()) / 1e9)
+            wait = until if wait is None else min(wait, until)
+        return -1 if wait is None else int(wait * 1000 + 0.999)
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    # -- feeding (every item goes to the capture first, then to the normalizer) ----------------------------
+
+    def _feed(self, item: raw.StreamItem) -> list[Rec]:
+        if self._capture is not None:
+            self._capture.write(item)
+        recs = self.normalizer.feed(item)
+        if isinstance(item, raw.InotifyBatch):
+            for rec in recs:
+                if rec.kind == "overflow":
+                    self.stats["overflows"] += 1
+        out = self.filter.apply(recs)
+        self.stats["records"] += len(out)
+        return out
+
+    def _feed_all(self, items: Sequence[raw.StreamItem]) -> list[Rec]:
+        out: list[Rec] = []
+        for item in items:
+            out.extend(self._feed(item))
+        return out
+
+    # -- keeping the watches in step with the tree ---------------------------------------------------------
+
+    def _follow_tree(self) -> list[Rec]:
+        norm = self.normalizer
+        fd = self._fd
+        assert fd is not None
+        for wd in norm.take_retired_wds():
+            fd.rm_watch(wd)
+        out: list[Rec] = []
+        for path in norm.take_new_dirs():
+            items: list[raw.StreamItem] = []
+            self._watch_tree(path, synthesize=True, items=items, is_root=False)
+            out.extend(self._feed_all(items))
+        return out
+
+    def _watch_tree(self, top: bytes, *, synthesize: bool, items: list[raw.StreamItem], is_root: bool) -> None:
+        """Watch ``top`` and every directory below it; list what each contains (after its watch exists).
+
+        Appends WatchAdded items, synthesized creates (if ``synthesize``) and error notices to ``items``."""
+        fd = self._fd
+        assert fd is not None
+        stack = [top]
+        while stack:
+            path = stack.pop()
+            if self.filter.excluded(path) and not (is_root and path == top):
+                continue
+            flags = _WATCH_FLAGS if path != top or not is_root else raw.IN_ONLYDIR
+            try:
+                wd = fd.add_watch(path, self.mask | flags)
+            except (FileNotFoundError, NotADirectoryError):
+                if is_root and path == top:
+                    raise SourceError(f"cannot watch {os.fsdecode(path)}: no such directory") from None
+                continue  # gone already: its parent's DELETE / MOVED_FROM tells the story
+            except PermissionError as exc:
+                if is_root and path == top:
+                    raise SourceError(f"cannot watch {os.fsdecode(path)}: permission denied") from exc
+                self._error(items, path, "permission denied: this directory and everything below it is "
+                            "not watched")
+                continue
+            except WatchLimitError as exc:
+                if is_root and path == top:
+                    raise
+                self._error(items, path, f"not watched: {exc}")
+                continue
+            items.append(raw.WatchAdded(time.monotonic_ns(), wd, path))
+            try:
+                with os.scandir(path) as entries:
+                    found = [(os.fsencode(e.name), e.is_dir(follow_symlinks=False)) for e in entries]
+            except FileNotFoundError:
+                continue
+            except PermissionError:
+                self._error(items, path, "permission denied listing this directory: its content is not "
+                            "reported until it changes")
+                continue
+            t = time.monotonic_ns()
+            subdirs = []
+            for name, is_dir in sorted(found):
+                child = join(path, name)
+                if synthesize and not self.filter.excluded(child):
+                    items.append(raw.SourceNotice(t, "create", child, is_dir, (Flag.SYNTHESIZED.value,)))
+                if is_dir:
+                    subdirs.append(child)
+            stack.extend(reversed(subdirs))
+
+    def _error(self, items: list[raw.StreamItem], path: bytes, message: str) -> None:
+        self.stats["watch_errors"] += 1
+        items.append(raw.SourceNotice(time.monotonic_ns(), "error", path, True, (), message))

@@ -1,0 +1,345 @@
+"""The live inotify source against the real kernel: real files, real renames, exact records."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from live import brief, drain, exchange, sysctl
+
+from benchmarks.workloads import dirs, expected_renames
+from normalizer.errors import SourceError
+from normalizer.records import rec_to_json
+from normalizer.sources.inotify import InotifySource
+from normalizer.sources.replay import replay
+
+RENAMES = ("rename",)
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    for d in ("w/a", "w/b", "out"):
+        (tmp_path / d).mkdir(parents=True)
+    return tmp_path
+
+
+def watch(tree: Path, **options: object) -> InotifySource:
+    source = InotifySource([tree / "w"], **options)  # type: ignore[arg-type]
+    assert source.open() == []
+    return source
+
+
+def test_rename_within_and_across_directories(tree: Path) -> None:
+    (tree / "w/a/x").write_text("1")
+    with watch(tree) as src:
+        os.rename(tree / "w/a/x", tree / "w/a/y")
+        os.rename(tree / "w/a/y", tree / "w/b/z")
+        recs = drain(src)
+    assert brief(tree, recs) == [("rename", "w/a/x", "w/a/y", ()), ("rename", "w/a/y", "w/b/z", ())]
+    assert recs[0].cookie is not None and recs[0].cookie == recs[0].cookie
+    assert recs[0].cookie != recs[1].cookie
+
+
+def test_move_out_and_move_in_are_one_sided(tree: Path) -> None:
+    (tree / "w/a/x").write_text("1")
+    (tree / "out/y").write_text("2")
+    with watch(tree, window_ns=20_000_000) as src:
+        os.rename(tree / "w/a/x", tree / "out/x")
+        os.rename(tree / "out/y", tree / "w/b/y")
+        recs = drain(src)
+    assert brief(tree, recs) == [("rename", "w/a/x", "", ("timeout",)), ("rename", "", "w/b/y", ("unwatched",))]
+
+
+def test_directory_rename_then_activity_under_the_new_path(tree: Path) -> None:
+    (tree / "w/a/d/e").mkdir(parents=True)
+    with watch(tree) as src:
+        os.rename(tree / "w/a/d", tree / "w/b/d2")
+        (tree / "w/b/d2/e/f").write_text("x")
+        recs = drain(src)
+    assert brief(tree, recs, kinds=("rename", "create", "move_self")) == [
+        ("rename", "w/a/d", "w/b/d2", ()),
+        ("move_self", "w/b/d2", ()),
+        ("create", "w/b/d2/e/f", ()),
+    ]
+    assert recs[0].is_dir
+
+
+def test_directory_moved_out_then_activity_in_it_gives_no_records(tree: Path) -> None:
+    (tree / "w/a/d/e").mkdir(parents=True)
+    with watch(tree) as src:
+        os.rename(tree / "w/a/d", tree / "out/d")
+        (tree / "out/d/e/f").write_text("x")
+        (tree / "out/d/g").mkdir()
+        recs = drain(src)
+        assert len(src.normalizer.table) == 3  # w, w/a, w/b: the moved-out watches are gone
+    assert brief(tree, recs) == [("rename", "w/a/d", "", ("unwatched",))]
+
+
+def test_directory_moved_in_with_content_is_watched_and_its_content_synthesized(tree: Path) -> None:
+    (tree / "out/pkg/src").mkdir(parents=True)
+    (tree / "out/pkg/README").write_text("r")
+    (tree / "out/pkg/src/main.py").write_text("m")
+    with watch(tree) as src:
+        os.rename(tree / "out/pkg", tree / "w/b/pkg")
+        recs = drain(src)
+        (tree / "w/b/pkg/src/new.py").write_text("n")
+        recs += drain(src)
+    assert brief(tree, recs, kinds=("rename", "create")) == [
+        ("rename", "", "w/b/pkg", ("unwatched",)),
+        ("create", "w/b/pkg/README", ("synthesized",)),
+        ("create", "w/b/pkg/src", ("synthesized",)),
+        ("create", "w/b/pkg/src/main.py", ("synthesized",)),
+        ("create", "w/b/pkg/src/new.py", ()),
+    ]
+
+
+def test_created_directory_is_watched_and_nothing_is_reported_twice(tree: Path) -> None:
+    with watch(tree) as src:
+        d = tree / "w/a/new"
+        d.mkdir()
+        for i in range(50):  # created while the source is not reading: found by the scan, not twice
+            (d / f"f{i}").write_text("x")
+        recs = drain(src)
+        (d / "later").write_text("y")
+        recs += drain(src)
+    creates = [r for r in brief(tree, recs) if r[0] == "create"]
+    paths = [c[1] for c in creates]
+    assert paths[0] == "w/a/new"
+    assert sorted(paths[1:-1]) == sorted(f"w/a/new/f{i}" for i in range(50))
+    assert paths[-1] == "w/a/new/later"
+    assert len(paths) == len(set(paths))
+
+
+def test_rename_onto_an_existing_file(tree: Path) -> None:
+    (tree / "w/a/new").write_text("new")
+    (tree / "w/b/old").write_text("old")
+    with watch(tree) as src:
+        os.rename(tree / "w/a/new", tree / "w/b/old")
+        recs = drain(src)
+    assert brief(tree, recs) == [("rename", "w/a/new", "w/b/old", ())]
+
+
+def test_a_chain_of_renames_is_a_chain_of_records(tree: Path) -> None:
+    (tree / "w/a/a").write_text("1")
+    with watch(tree) as src:
+        os.rename(tree / "w/a/a", tree / "w/a/b")
+        os.rename(tree / "w/a/b", tree / "w/b/c")
+        os.rename(tree / "w/b/c", tree / "w/a/d")
+        recs = drain(src)
+    assert brief(tree, recs) == [("rename", "w/a/a", "w/a/b", ()), ("rename", "w/a/b", "w/b/c", ()),
+                                 ("rename", "w/b/c", "w/a/d", ())]
+
+
+def test_rename_exchange_is_two_joined_renames(tree: Path) -> None:
+    (tree / "w/a/x").write_text("1")
+    (tree / "w/b/y").write_text("2")
+    with watch(tree) as src:
+        exchange(tree / "w/a/x", tree / "w/b/y")
+        recs = drain(src)
+    assert brief(tree, recs) == [("rename", "w/a/x", "w/b/y", ()), ("rename", "w/b/y", "w/a/x", ())]
+    assert recs[0].cookie != recs[1].cookie
+
+
+def test_deleted_subdirectory_ends_its_watch_with_a_record(tree: Path) -> None:
+    (tree / "w/a/d").mkdir()
+    with watch(tree) as src:
+        (tree / "w/a/d").rmdir()
+        recs = drain(src)
+        assert len(src.normalizer.table) == 3
+    assert brief(tree, recs) == [("delete_self", "w/a/d", ()), ("watch_end", "w/a/d", ()),
+                                 ("delete", "w/a/d", ())]
+
+
+def test_vanished_root_ends_cleanly_with_records(tree: Path) -> None:
+    with watch(tree) as src:
+        for d in ("w/a", "w/b", "w"):
+            (tree / d).rmdir()
+        recs = drain(src)
+        assert len(src.normalizer.table) == 0
+    kinds = [r[0] for r in brief(tree, recs)]
+    assert kinds.count("watch_end") == 3 and kinds[-1] == "watch_end"
+
+
+def test_root_moved_away_ends_its_watches(tree: Path) -> None:
+    with watch(tree) as src:
+        os.rename(tree / "w", tree / "out/w")
+        (tree / "out/w/a/late").write_text("x")
+        recs = drain(src)
+        assert len(src.normalizer.table) == 0
+    assert brief(tree, recs) == [("move_self", "w", ()), ("watch_end", "w", ())]
+
+
+def test_missing_root_and_file_root_are_clear_errors(tree: Path) -> None:
+    with pytest.raises(SourceError, match="no such directory"):
+        InotifySource([tree / "nope"]).open()
+    (tree / "file").write_text("x")
+    with pytest.raises(SourceError, match="not a directory"):
+        InotifySource([tree / "file"]).open()
+
+
+def test_unsearchable_root_says_permission_denied(public_tmp: Path) -> None:
+    (public_tmp / "locked/w").mkdir(parents=True)
+    os.chmod(public_tmp / "locked", 0o700)
+    script = (f"from normalizer.sources.inotify import InotifySource\n"
+              f"InotifySource([{str(public_tmp / 'locked/w')!r}]).open()")
+    res = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-c",
+                          script], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    assert "permission denied" in res.stderr and "SourceError" in res.stderr
+
+
+def test_watch_limit_reached_is_an_error_record_and_watching_goes_on(tree: Path) -> None:
+    with watch(tree) as src:
+        # The limit is per user, across all instances: set it to what this user holds now, plus one.
+        with sysctl("fs.inotify.max_user_watches", _user_watches() + 1):
+            (tree / "w/a/one").mkdir()
+            (tree / "w/a/two").mkdir()
+            recs = drain(src)
+        assert len(src.normalizer.table) == 4  # w, a, b and one
+        (tree / "w/a/one/f").write_text("x")
+        recs += drain(src)
+    errors = [r for r in recs if r.kind == "error"]
+    assert len(errors) == 1 and "fs.inotify.max_user_watches" in (errors[0].message or "")
+    assert errors[0].path == bytes(tree / "w/a/two")
+    assert ("create", "w/a/one/f", ()) in brief(tree, recs)
+
+
+def _user_watches() -> int:
+    """inotify watches held by this user now (every 'inotify wd:' line in /proc/*/fdinfo)."""
+    total = 0
+    for info in Path("/proc").glob("[0-9]*/fdinfo/*"):
+        try:
+            total += info.read_text().count("inotify wd:")
+        except OSError:
+            continue
+    return total
+
+
+@pytest.fixture
+def public_tmp() -> Iterator[Path]:
+    """A temp dir every user can search (pytest's own tmp_path is 0700 root)."""
+    path = Path(tempfile.mkdtemp(prefix="fsnorm-test-"))
+    os.chmod(path, 0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
+def test_permission_denied_subdirectory_is_skipped_with_a_record(public_tmp: Path) -> None:
+    """As an unprivileged user: a subdirectory it cannot read is reported, the rest is watched."""
+    root = public_tmp / "w"
+    (root / "ok").mkdir(parents=True)
+    (root / "secret").mkdir()
+    os.chmod(root / "secret", 0o700)
+    for p in (root, root / "ok"):
+        os.chmod(p, 0o777)
+    script = textwrap.dedent(f"""
+        import os, sys, time
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from live import drain
+        from normalizer.sources.inotify import InotifySource
+        src = InotifySource([{str(root)!r}])
+        for r in src.open():
+            print(r.kind, os.fsdecode(r.path), r.message)
+        open({str(root / "ok" / "f")!r}, "w").close()
+        for r in drain(src):
+            print(r.kind, os.fsdecode(r.path))
+        src.close()
+    """)
+    res = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-c",
+                          script], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    if res.returncode != 0 and "setpriv" in res.stderr:
+        pytest.skip(f"cannot drop privileges here: {res.stderr.strip()}")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith(f"error {root / 'secret'} permission denied")
+    assert f"create {root / 'ok' / 'f'}" in lines
+
+
+def test_capture_of_a_live_session_replays_to_the_same_records(tree: Path) -> None:
+    (tree / "w/a/d").mkdir()
+    (tree / "out/pkg").mkdir()
+    (tree / "out/pkg/file").write_text("x")
+    cap = tree / "session.fsncap"
+    with watch(tree, capture=cap) as src:
+        os.rename(tree / "w/a/d", tree / "w/b/d")
+        (tree / "w/b/d/f").write_text("x")
+        os.rename(tree / "out/pkg", tree / "w/a/pkg")
+        os.rename(tree / "w/b/d", tree / "out/d")
+        (tree / "w/a/new").mkdir()
+        (tree / "w/a/new/g").write_text("y")
+        live = drain(src)
+        live += src.close()
+    replayed = list(replay(cap))
+    assert [rec_to_json(r) for r in replayed] == [rec_to_json(r) for r in live]
+    kinds = {r.kind for r in live}
+    assert {"rename", "create", "move_self"} <= kinds
+    assert any("synthesized" in r.flags for r in live) and any(r.dst == b"" for r in live if r.kind == "rename")
+
+
+def _run_workload(root: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "benchmarks.workloads", *args], stdout=subprocess.PIPE,
+                            text=True, cwd=Path(__file__).parent.parent)
+
+
+def test_storm_every_rename_joined_exactly_once(tree: Path) -> None:
+    """4 threads renaming across 4 directories for 2 s while 2 threads create, write and delete."""
+    root = tree / "w"
+    for d in dirs(root, 4):
+        d.mkdir()
+    with watch(tree) as src:
+        proc = _run_workload(root, "storm", str(root), "--seconds", "2", "--threads", "4", "--noise", "2")
+        recs = []
+        while proc.poll() is None:
+            recs.extend(src.read(0.05))
+        recs.extend(drain(src))
+        out, _ = proc.communicate()
+    truth = json.loads(out)
+    expected = expected_renames(root, truth["renames"], truth["dirs"])
+    renames = [r for r in recs if r.kind == "rename"]
+    got = [(os.fsdecode(r.path), os.fsdecode(r.dst)) for r in renames]
+    assert not [r for r in recs if r.kind == "overflow"], "the reader kept up: no overflow"
+    assert len(got) == len(set(got)), "no rename reported twice"
+    assert [r for r in renames if r.flags] == [], "no one-sided record under storm"
+    assert set(got) == expected, "every rename joined, no wrong join"
+    assert len(expected) > 10_000
+
+
+def test_forced_overflow_gives_an_overflow_record_and_no_wrong_join(tree: Path) -> None:
+    """Queue limit 1024 at init, a burst of 4096 renames without reading: an overflow record, lone halves
+    flagged, no wrong join, no crash."""
+    root = tree / "w"
+    for d in dirs(root, 4):
+        d.mkdir()
+    with sysctl("fs.inotify.max_queued_events", 1024):
+        src = watch(tree)
+    try:
+        proc = _run_workload(root, "burst", str(root), "--threads", "4", "--renames", "1024")
+        out, _ = proc.communicate(timeout=120)
+        recs = drain(src)
+    finally:
+        recs_last = src.close()
+    recs += recs_last
+    truth = json.loads(out)
+    expected = expected_renames(root, truth["renames"], truth["dirs"])
+    assert sum(truth["renames"]) == 4096
+    overflows = [r for r in recs if r.kind == "overflow"]
+    assert len(overflows) >= 1
+    renames = [r for r in recs if r.kind == "rename"]
+    joined = {(os.fsdecode(r.path), os.fsdecode(r.dst)) for r in renames if r.path and r.dst}
+    assert joined <= expected, "no wrong join"
+    for r in renames:
+        if not (r.path and r.dst):
+            assert set(r.flags) & {"overflow", "timeout", "after_overflow", "unwatched", "shutdown"}, r
+    # Everything the kernel queued before the overflow was read and reported.
+    assert len(joined) >= 1024 // 2 - 10
