@@ -1,0 +1,46 @@
+# fsnorm: every target sets itself up (venv + install) on a fresh machine.
+#
+# PYTHON: the interpreter for the venv. Debian's /usr/bin/python3 is built with PGO+LTO and runs fsnorm's hot
+# loops about 1.5x faster than an unoptimized pyenv build, so it is preferred when it is 3.11 or newer.
+PYTHON ?= $(shell for p in /usr/bin/python3 python3; do \
+	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' \
+	  2>/dev/null && { echo $$p; break; }; done)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: demo test lint typecheck unit bench bench-full soak fuzz clean
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "need Python >= 3.11 with venv/ensurepip (apt-get install python3-venv)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+## demo: watch a temp tree while a built-in workload renames, moves and writes; print records + summary
+demo: $(STAMP)
+	$(BIN)/fsnorm demo
+
+## test: lint, strict type check, then the whole test suite (real kernel; run as root for the sysctl tests)
+test: lint typecheck unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check normalizer tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict normalizer
+
+unit: $(STAMP)
+	$(BIN)/pytest -q
+
+## bench: quick benchmark configuration (a few minutes); bench-full: the full one
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run --quick
+
+bench-full: $(STAMP)
+	$(BIN)/python -m benchmarks.run --full
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
