@@ -1,0 +1,182 @@
+"""The embedding API and the `fsnorm watch` command against the real kernel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from live import sysctl
+
+import normalizer
+from normalizer.records import EventRecord, RenameRecord
+from normalizer.sources.replay import replay
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    for d in ("w/a", "w/b", "out"):
+        (tmp_path / d).mkdir(parents=True)
+    return tmp_path
+
+
+def later(delay: float, action: object) -> threading.Thread:
+    def run() -> None:
+        time.sleep(delay)
+        action()  # type: ignore[operator]
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t
+
+
+def test_iterator_yields_pydantic_records_and_stop_flushes_pending_halves(tree: Path) -> None:
+    (tree / "w/a/x").write_text("1")
+    (tree / "w/a/gone").write_text("2")
+    got: list[RenameRecord | EventRecord] = []
+    with normalizer.watch(tree / "w", window_ms=60_000) as stream:
+        def work() -> None:
+            os.rename(tree / "w/a/x", tree / "w/b/y")
+            os.rename(tree / "w/a/gone", tree / "out/gone")  # its partner never comes; 60 s window
+
+        worker = later(0.05, work)
+        for rec in stream:
+            got.append(rec)
+            if isinstance(rec, RenameRecord) and rec.mode == "both":
+                worker.join()
+                time.sleep(0.05)
+                stream.stop()
+    renames = [r for r in got if isinstance(r, RenameRecord)]
+    assert [(r.src, r.dst, r.flags) for r in renames] == [
+        (bytes(tree / "w/a/x"), bytes(tree / "w/b/y"), []),
+        (bytes(tree / "w/a/gone"), b"", ["shutdown"]),
+    ]
+
+
+def test_stream_read_for_callers_with_their_own_loop(tree: Path) -> None:
+    with normalizer.watch([tree / "w"], raw_records=True) as stream:
+        (tree / "w/a/f").write_text("x")
+        deadline = time.monotonic() + 5
+        recs = []
+        while time.monotonic() < deadline and not any(r.kind == "close_write" for r in recs):
+            recs += stream.read(0.1)
+    assert [r.kind for r in recs] == ["create", "modify", "close_write"]
+    assert recs[0].path == bytes(tree / "w/a/f")
+
+
+def test_async_iterator(tree: Path) -> None:
+    (tree / "w/a/x").write_text("1")
+
+    async def main() -> list[RenameRecord | EventRecord]:
+        out = []
+        async with normalizer.awatch(tree / "w") as stream:
+            asyncio.get_running_loop().call_later(0.05, os.rename, tree / "w/a/x", tree / "w/b/y")
+            async for rec in stream:
+                out.append(rec)
+                if rec.kind == "rename":
+                    stream.stop()
+        return out
+
+    got = asyncio.run(asyncio.wait_for(main(), 10))
+    assert [(r.kind, r.src, r.dst) for r in got if isinstance(r, RenameRecord)] == [
+        ("rename", bytes(tree / "w/a/x"), bytes(tree / "w/b/y"))]
+
+
+def test_callback_runner_delivers_in_order_and_flushes_on_stop(tree: Path) -> None:
+    (tree / "w/a/x").write_text("1")
+    got: list[RenameRecord | EventRecord] = []
+    seen = threading.Event()
+
+    def callback(rec: RenameRecord | EventRecord) -> None:
+        got.append(rec)
+        if rec.kind == "rename" and rec.dst:  # type: ignore[union-attr]
+            seen.set()
+
+    runner = normalizer.run_in_thread(tree / "w", callback, window_ms=60_000)
+    os.rename(tree / "w/a/x", tree / "w/a/y")
+    (tree / "w/b/z").write_text("z")
+    os.rename(tree / "w/b/z", tree / "out/z")
+    assert seen.wait(5)
+    time.sleep(0.1)
+    runner.stop(timeout=5)
+    assert not runner.running and runner.error is None
+    kinds = [(r.kind, r.flags) for r in got]
+    assert kinds[0] == ("rename", [])
+    assert kinds[-1] == ("rename", ["shutdown"])
+
+
+def test_missing_root_raises_in_the_callers_thread(tree: Path) -> None:
+    with pytest.raises(normalizer.SourceError, match="no such directory"):
+        normalizer.run_in_thread(tree / "nope", print)
+
+
+def test_capture_from_the_api_replays_to_the_same_records(tree: Path) -> None:
+    cap = tree / "api.fsncap.gz"
+    live = []
+    with normalizer.watch(tree / "w", capture=cap, raw_records=True) as stream:
+        for i in range(20):
+            (tree / f"w/a/f{i}").write_text("x")
+            os.rename(tree / f"w/a/f{i}", tree / f"w/b/g{i}")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and sum(r.kind == "rename" for r in live) < 20:
+            live += stream.read(0.1)
+        live += stream.close()
+    assert [r.identity() for r in replay(cap)] == [r.identity() for r in live]
+
+
+def test_slow_consumer_sees_the_overflow_record(tree: Path) -> None:
+    """Backpressure: events stay in the kernel while the consumer does not read; an overflow is reported."""
+    with sysctl("fs.inotify.max_queued_events", 256):
+        stream = normalizer.watch(tree / "w", raw_records=True)
+        stream.open()
+    try:
+        for i in range(300):  # the consumer is not reading
+            (tree / f"w/a/f{i}").touch()
+        recs = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any(r.kind == "overflow" for r in recs):
+            recs += stream.read(0.1)
+    finally:
+        stream.close()
+    # touch = create + close_write: the queue held exactly 256 events, then the overflow
+    assert [r.kind for r in recs[:256]] == ["create", "close_write"] * 128
+    assert recs[256].kind == "overflow"
+
+
+def test_cli_watch_prints_json_and_exits_cleanly_on_sigterm(tree: Path) -> None:
+    cap = tree / "cli.fsncap"
+    (tree / "w/a/x").write_text("1")
+    (tree / "w/a/gone").write_text("2")
+    proc = subprocess.Popen([sys.executable, "-m", "normalizer", "watch", str(tree / "w"), "--window", "60000",
+                             "--capture", str(cap)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)  # let it set its watches
+        os.rename(tree / "w/a/x", tree / "w/b/y")
+        os.rename(tree / "w/a/gone", tree / "out/gone")
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        assert json.loads(line)["src"] == str(tree / "w/a/x")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    last = json.loads(out.splitlines()[-1])
+    assert (last["src"], last["dst"], last["flags"]) == (str(tree / "w/a/gone"), "", ["shutdown"])
+    assert json.loads(cap.read_text().splitlines()[-1])[0] == "E"
+    replayed = [json.loads(normalizer.records.rec_to_json(r)) for r in replay(cap)]
+    assert replayed == [json.loads(line), *map(json.loads, out.splitlines())]
+
+
+def test_cli_watch_missing_root_is_one_line_on_stderr(tree: Path) -> None:
+    res = subprocess.run([sys.executable, "-m", "normalizer", "watch", str(tree / "nope")], capture_output=True,
+                         text=True, timeout=30)
+    assert res.returncode == 1
+    assert res.stderr.strip() == f"fsnorm: error: cannot watch {tree / 'nope'}: no such directory"
