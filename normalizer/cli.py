@@ -83,7 +83,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def _source_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {"strict_order": not args.relaxed_order, "include": args.include,
-                               "exclude": args.exclude}
+                               "exclude": args.exclude, "rescan": args.rescan}
     if args.window is not None:
         options["window_ns"] = int(args.window * 1_000_000)
     if args.max_pending is not None:
@@ -188,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
                               help="only report paths matching GLOB (name or full path); repeatable")
     live_options.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                               help="neither watch nor report paths matching GLOB; repeatable")
+    live_options.add_argument("--rescan", action="store_true",
+                              help="after a queue overflow, rescan the tree and report the differences as "
+                              "synthesized records")
     live_options.add_argument("--max-pending", type=int, default=None, metavar="N",
                               help="rename halves kept waiting at most (default 65536)")
 

@@ -35,6 +35,7 @@ from ..normalize import InotifyNormalizer
 from ..records import Flag, Rec
 from ..tree import join
 from ._inotify_sys import DEFAULT_READ_BUFSIZE, InotifyFD
+from .shadow import ShadowTree
 
 #: Flags added to every watch: directories only, never through a symlink, no events for unlinked children.
 _WATCH_FLAGS = raw.IN_ONLYDIR | raw.IN_DONT_FOLLOW | raw.IN_EXCL_UNLINK
@@ -82,6 +83,7 @@ class InotifySource:
         include: Sequence[str | bytes] = (),
         exclude: Sequence[str | bytes] = (),
         capture: str | os.PathLike[str] | None = None,
+        rescan: bool = False,
         read_size: int = DEFAULT_READ_BUFSIZE,
     ) -> None:
         if not roots:
@@ -98,12 +100,16 @@ class InotifySource:
             "roots": [os.fsdecode(r) for r in self.roots],
             "include": self.filter.include,
             "exclude": self.filter.exclude,
+            "rescan": rescan,
         }
         self.normalizer = InotifyNormalizer(window_ns=window_ns, max_wait_ns=max(max_wait_ns, window_ns),
                                             max_pending=max_pending, strict_order=strict_order)
         self._capture_path = capture
         self._capture: CaptureWriter | None = None
         self._read_size = read_size
+        #: What the tree holds, kept from the records, for the rescan after an overflow (only with ``rescan``).
+        self._shadow: ShadowTree | None = ShadowTree() if rescan else None
+        self._last_read_wall = time.time()
         self._fd: InotifyFD | None = None
         self._poll = select.poll()
         self._wake_r, self._wake_w = -1, -1
@@ -193,14 +199,19 @@ class InotifySource:
         for rfd, _ in ready:
             if rfd == self._wake_r:
                 self._drain_wake()
+        before_read = time.time()
         events = fd.read_events(self._read_size)
         if events:
             t = time.monotonic_ns()
             drained = fd.pending_bytes() == 0
             self.stats["reads"] += 1
             self.stats["events"] += len(events)
+            overflows = self.stats["overflows"]
             out = self._feed(raw.InotifyBatch(t, drained, events))
             out.extend(self._follow_tree())
+            if self._shadow is not None and self.stats["overflows"] > overflows:
+                out.extend(self._rescan(self._last_read_wall))
+            self._last_read_wall = before_read
             return out
         if self.normalizer.matcher.next_deadline() is not None:
             # Nothing was queued when we looked: the clock advanced with an empty queue.
@@ -234,6 +245,8 @@ class InotifySource:
             for rec in recs:
                 if rec.kind == "overflow":
                     self.stats["overflows"] += 1
+        if self._shadow is not None:
+            self._shadow.apply(recs)
         out = self.filter.apply(recs)
         self.stats["records"] += len(out)
         return out
@@ -302,11 +315,68 @@ class InotifySource:
             subdirs = []
             for name, is_dir in sorted(found):
                 child = join(path, name)
+                if self._shadow is not None and not synthesize:
+                    self._shadow.add(child, is_dir)
                 if synthesize and not self.filter.excluded(child):
                     items.append(raw.SourceNotice(t, "create", child, is_dir, (Flag.SYNTHESIZED.value,)))
                 if is_dir:
                     subdirs.append(child)
             stack.extend(reversed(subdirs))
+
+    def _rescan(self, since_wall: float) -> list[Rec]:
+        """After an overflow: walk the tree, watch directories that appeared, and report what differs from
+        the shadow tree as ``synthesized`` records (files changed since ``since_wall`` as ``modify``)."""
+        assert self._shadow is not None and self._fd is not None
+        items: list[raw.StreamItem] = []
+        current: dict[bytes, bool] = {}
+        modified: list[bytes] = []
+        table = self.normalizer.table
+        for root in self.roots:
+            stack = [root]
+            while stack:
+                path = stack.pop()
+                if path != root and table.wd(path) is None:
+                    try:
+                        wd = self._fd.add_watch(path, self.mask | _WATCH_FLAGS)
+                    except (FileNotFoundError, NotADirectoryError):
+                        continue
+                    except (PermissionError, WatchLimitError) as exc:
+                        self._error(items, path, f"not watched after rescan: {exc}")
+                        continue
+                    items.append(raw.WatchAdded(time.monotonic_ns(), wd, path))
+                try:
+                    with os.scandir(path) as entries:
+                        for entry in entries:
+                            child = join(path, os.fsencode(entry.name))
+                            if self.filter.excluded(child):
+                                continue
+                            is_dir = entry.is_dir(follow_symlinks=False)
+                            current[child] = is_dir
+                            if is_dir:
+                                stack.append(child)
+                            elif entry.stat(follow_symlinks=False).st_mtime >= since_wall - 1.0:
+                                modified.append(child)
+                except (FileNotFoundError, NotADirectoryError, PermissionError):
+                    continue
+        old = self._shadow.snapshot()
+        t = time.monotonic_ns()
+        flags = (Flag.SYNTHESIZED.value,)
+        why = "rescan after overflow"
+        changed = {p for p in old.keys() & current.keys() if old[p] != current[p]}
+        for path in sorted((old.keys() - current.keys()) | changed, reverse=True):
+            items.append(raw.SourceNotice(t, "delete", path, old[path], flags, why))
+        for path in sorted((current.keys() - old.keys()) | changed):
+            items.append(raw.SourceNotice(t, "create", path, current[path], flags, why))
+        for path in sorted(modified):
+            if path in old and path not in changed:
+                items.append(raw.SourceNotice(t, "modify", path, False, flags, why))
+        for wd, path in table.items():
+            if path not in current and path not in self.roots:
+                items.append(raw.WatchRemoved(t, wd))
+                self._fd.rm_watch(wd)
+        self._shadow.replace(current)
+        self.stats["rescans"] = self.stats.get("rescans", 0) + 1
+        return self._feed_all(items)
 
     def _error(self, items: list[raw.StreamItem], path: bytes, message: str) -> None:
         self.stats["watch_errors"] += 1
