@@ -88,6 +88,8 @@ def _source_options(args: argparse.Namespace) -> dict[str, Any]:
         options["window_ns"] = int(args.window * 1_000_000)
     if args.max_pending is not None:
         options["max_pending"] = args.max_pending
+    if args.events is not None:
+        options["mask"] = args.events
     return options
 
 
@@ -150,6 +152,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _event_mask(text: str) -> int:
+    from .sources.inotify import mask_from_kinds
+
+    try:
+        return mask_from_kinds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _positive_ms(text: str) -> float:
     value = float(text)
     if value < 0:
@@ -188,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
                               help="only report paths matching GLOB (name or full path); repeatable")
     live_options.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                               help="neither watch nor report paths matching GLOB; repeatable")
+    live_options.add_argument("--events", type=_event_mask, default=None, metavar="KIND,...",
+                              help="event kinds to watch (default: modify,attrib,close_write,rename,create,"
+                              "delete,delete_self,move_self; also access,open,close_nowrite). The kinds the "
+                              "watch table needs are always watched")
     live_options.add_argument("--rescan", action="store_true",
                               help="after a queue overflow, rescan the tree and report the differences as "
                               "synthesized records")

@@ -14,6 +14,7 @@ import fnmatch
 import os
 import re
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from .records import Rec
 
@@ -29,17 +30,26 @@ def _compile(patterns: Sequence[str | bytes]) -> re.Pattern[bytes] | None:
 
 
 class PathFilter:
-    """Decides which directories to watch and which records to pass."""
+    """Decides which directories to watch and which records to pass: by path, and by kind when ``kinds`` is
+    given (the kinds the user asked for; the source may watch more than that for its own upkeep)."""
 
-    def __init__(self, include: Sequence[str | bytes] = (), exclude: Sequence[str | bytes] = ()) -> None:
+    def __init__(self, include: Sequence[str | bytes] = (), exclude: Sequence[str | bytes] = (),
+                 kinds: Iterable[str] | None = None) -> None:
         self.include = [os.fsdecode(p) for p in include]
         self.exclude = [os.fsdecode(p) for p in exclude]
         self._include = _compile(include)
         self._exclude = _compile(exclude)
+        self.kinds = None if kinds is None else frozenset(kinds) | _ALWAYS
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> PathFilter:
+        """The filter a session's options (a capture header's ``options``) describe."""
+        kinds = options.get("kinds")
+        return cls(options.get("include", ()), options.get("exclude", ()), kinds)
 
     @property
     def active(self) -> bool:
-        return self._include is not None or self._exclude is not None
+        return self._include is not None or self._exclude is not None or self.kinds is not None
 
     def _matches(self, pattern: re.Pattern[bytes], path: bytes) -> bool:
         return bool(pattern.match(path) or pattern.match(path.rpartition(b"/")[2]))
@@ -59,6 +69,8 @@ class PathFilter:
         """A record passes if it is about the stream itself or any of its paths passes."""
         if rec.kind in _ALWAYS:
             return True
+        if self.kinds is not None and rec.kind not in self.kinds:
+            return False
         if rec.kind == "rename":
             return self.passes(rec.path) or self.passes(rec.dst)
         return self.passes(rec.path)

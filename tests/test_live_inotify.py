@@ -391,3 +391,31 @@ def test_rescan_after_overflow_reports_exactly_the_differences(tree: Path) -> No
                 + [("modify", "w/a/mod", syn)])
     assert [r for r in after if r[2] == syn] == expected
     assert ("create", "w/b/newdir/inner/late", ()) in after  # the rescan watched the new directories
+
+
+def test_event_mask_limits_the_records_but_not_the_table_upkeep(tree: Path) -> None:
+    from normalizer.sources.inotify import mask_from_kinds
+
+    with watch(tree, mask=mask_from_kinds("rename")) as src:
+        (tree / "w/a/d").mkdir()  # not reported (create not asked for), but watched
+        recs = drain(src)
+        (tree / "w/a/d/f").write_text("x")
+        os.rename(tree / "w/a/d/f", tree / "w/b/g")
+        recs += drain(src)
+    assert brief(tree, recs) == [("rename", "w/a/d/f", "w/b/g", ())]
+    with pytest.raises(ValueError, match="unknown event kind 'bogus'"):
+        mask_from_kinds("create,bogus")
+
+
+def test_include_and_exclude_filters(tree: Path) -> None:
+    (tree / "w/cache").mkdir()
+    with watch(tree, include=["*.txt"], exclude=["cache", "*.tmp"]) as src:
+        (tree / "w/a/keep.txt").write_text("x")
+        (tree / "w/a/skip.log").write_text("x")
+        (tree / "w/a/x.tmp").write_text("x")
+        (tree / "w/cache/inner.txt").write_text("x")  # not watched at all
+        os.rename(tree / "w/a/x.tmp", tree / "w/a/x.txt")  # passes: one side matches
+        recs = drain(src)
+        assert src.normalizer.table.wd(bytes(tree / "w/cache")) is None
+    assert brief(tree, recs, kinds=("create", "rename")) == [("create", "w/a/keep.txt", ()),
+                                                              ("rename", "w/a/x.tmp", "w/a/x.txt", ())]

@@ -43,6 +43,37 @@ _WATCH_FLAGS = raw.IN_ONLYDIR | raw.IN_DONT_FOLLOW | raw.IN_EXCL_UNLINK
 _REQUIRED_MASK = raw.IN_MOVED_FROM | raw.IN_MOVED_TO | raw.IN_CREATE | raw.IN_DELETE_SELF | raw.IN_MOVE_SELF
 
 
+#: Event kinds a user can ask for (``--events``), and their inotify bits. ``rename`` asks for both halves.
+EVENT_BITS: dict[str, int] = {
+    "access": raw.IN_ACCESS,
+    "modify": raw.IN_MODIFY,
+    "attrib": raw.IN_ATTRIB,
+    "close_write": raw.IN_CLOSE_WRITE,
+    "close_nowrite": raw.IN_CLOSE_NOWRITE,
+    "open": raw.IN_OPEN,
+    "rename": raw.IN_MOVED_FROM | raw.IN_MOVED_TO,
+    "create": raw.IN_CREATE,
+    "delete": raw.IN_DELETE,
+    "delete_self": raw.IN_DELETE_SELF,
+    "move_self": raw.IN_MOVE_SELF,
+}
+
+
+def kinds_of_mask(mask: int) -> list[str]:
+    """The record kinds a mask asks for (the inverse of :func:`mask_from_kinds`)."""
+    return [kind for kind, bits in EVENT_BITS.items() if mask & bits]
+
+
+def mask_from_kinds(kinds: str) -> int:
+    """``"create,delete,rename"`` -> an inotify mask. ValueError names an unknown kind."""
+    mask = 0
+    for kind in (k.strip() for k in kinds.split(",") if k.strip()):
+        if kind not in EVENT_BITS:
+            raise ValueError(f"unknown event kind {kind!r} (known: {', '.join(EVENT_BITS)})")
+        mask |= EVENT_BITS[kind]
+    return mask
+
+
 def _abspath(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> bytes:
     return os.path.abspath(os.fsencode(path))
 
@@ -90,13 +121,15 @@ class InotifySource:
             raise SourceError("no directory to watch")
         self.roots = list(dict.fromkeys(_abspath(r) for r in roots))
         self.mask = (mask | _REQUIRED_MASK) & raw.IN_ALL_EVENTS
-        self.filter = PathFilter(include, exclude)
+        kinds = None if mask & _REQUIRED_MASK == _REQUIRED_MASK else kinds_of_mask(mask)
+        self.filter = PathFilter(include, exclude, kinds)
         self.options: dict[str, Any] = {
             "window_ns": window_ns,
             "max_wait_ns": max(max_wait_ns, window_ns),
             "max_pending": max_pending,
             "strict_order": strict_order,
             "mask": self.mask,
+            "kinds": None if kinds is None else sorted(kinds),
             "roots": [os.fsdecode(r) for r in self.roots],
             "include": self.filter.include,
             "exclude": self.filter.exclude,
