@@ -71,26 +71,7 @@ class Flag(StrEnum):
     UNRESOLVED = "unresolved"
 
 
-#: Every kind of record. Renames are ``rename``; the rest carry one ``path``.
-RecordKind: TypeAlias = Literal[
-    "rename",
-    "create",
-    "delete",
-    "modify",
-    "attrib",
-    "close_write",
-    "close_nowrite",
-    "open",
-    "access",
-    "delete_self",
-    "move_self",
-    "unmount",
-    "overflow",
-    "watch_end",
-    "error",
-    "unknown",
-]
-
+#: The kinds of record that carry one ``path``: everything but a rename.
 PathKind: TypeAlias = Literal[
     "create",
     "delete",
@@ -108,6 +89,8 @@ PathKind: TypeAlias = Literal[
     "error",
     "unknown",
 ]
+#: Every kind of record.
+RecordKind: TypeAlias = Literal["rename"] | PathKind
 
 SourceKind: TypeAlias = Literal["inotify", "fanotify"]
 RenameMode: TypeAlias = Literal["both", "from", "to"]
