@@ -9,9 +9,10 @@ Rules (README "Matching rules" explains the why):
   moved object's handle). The record it becomes keeps the first half's place in the output.
 * The second half with a waiting key completes it: the joined rename leaves at once (if nothing older waits).
 * A second half with no waiting key is a one-sided rename (empty src) at once.
-* A waiting half with no partner becomes one-sided (empty dst) when the queue has been seen empty at least
-  ``window_ns`` after its read (the partner was not even queued by then), or ``max_wait_ns`` after its read in
-  any case, or on overflow, on cookie reuse, when the pending table is full (oldest first) and on close.
+* A waiting half with no partner becomes one-sided (empty dst) once everything the kernel queued up to
+  ``window_ns`` after its read has been read (the queue was seen empty then, or the backlog seen then has been
+  consumed) and the partner was not in it; or ``max_wait_ns`` after its read in any case; or on overflow, on
+  cookie reuse, when the pending table is full (oldest first) and on close.
 * Strict order (default): every record waits behind the oldest unresolved half. Relaxed order emits each record
   as soon as it is final.
 
@@ -39,6 +40,8 @@ DEFAULT_MAX_WAIT_NS = 1_000_000_000
 DEFAULT_MAX_PENDING = 65_536
 #: Records held behind an unresolved half at most (strict order); beyond it the oldest half is evicted.
 DEFAULT_MAX_HELD = 262_144
+#: Read barriers kept at most (one per read with a backlog; they are consumed within a few reads).
+_MAX_BARRIERS = 4096
 
 
 class Half(Rec):
@@ -93,6 +96,10 @@ class Matcher:
         self._batch_halves: list[Half] = []
         self._batch_t = 0
         self._overflow_t: int | None = None
+        #: Read-position bookkeeping (see _note_read): bytes consumed, (time, position) barriers, safe time.
+        self._read_pos = 0
+        self._barriers: deque[tuple[int, int]] = deque()
+        self._safe_t = 0
         #: High-water mark of the pending table (reported by benchmarks and the soak).
         self.pending_high_water = 0
 
@@ -175,13 +182,19 @@ class Matcher:
             out.append(half)
         return half
 
-    def end(self, t_ns: int, drained: bool, out: list[Rec]) -> None:
-        """End the batch begun at ``t_ns``; register its halves' deadline and expire what is due."""
+    def end(self, t_ns: int, drained: bool, out: list[Rec], *, backlog: int | None = None,
+            consumed: int = 0) -> None:
+        """End the batch begun at ``t_ns``; register its halves' deadline and expire what is due.
+
+        ``drained``: the kernel queue was empty right after the read. ``backlog`` (optional) is how much was
+        still queued then and ``consumed`` how much this read took, in one unit (bytes for inotify): with them
+        the matcher learns when everything queued before ``t_ns`` has been read even while the queue never
+        drains, so a lone half's window is not stretched by a busy queue."""
         if self._batch_halves:
             self._seq += 1
             self._deadlines.add((self._batch_t, self._seq, self._batch_halves))
             self._batch_halves = []
-        self._expire(t_ns, drained, out)
+        self._expire(self._note_read(t_ns, drained, backlog, consumed), t_ns, out)
 
     def overflow(self, rec: Rec, out: list[Rec]) -> None:
         """The kernel queue overflowed: every waiting half is one-sided now; then the overflow record."""
@@ -200,7 +213,7 @@ class Matcher:
 
     def advance(self, now_ns: int, out: list[Rec], drained: bool = True) -> None:
         """The clock moved to ``now_ns`` with no event read; ``drained`` says the kernel queue was empty."""
-        self._expire(now_ns, drained, out)
+        self._expire(self._note_read(now_ns, drained, None, 0), now_ns, out)
 
     def close(self, out: list[Rec]) -> None:
         """The stream ends: every waiting half is one-sided (``shutdown``), and everything held leaves."""
@@ -229,18 +242,41 @@ class Matcher:
                 return
             out.append(held.popleft())
 
-    def _expire(self, now: int, drained: bool, out: list[Rec]) -> None:
-        limit = self.window_ns if drained else self.max_wait_ns
+    def _note_read(self, t_ns: int, drained: bool, backlog: int | None, consumed: int) -> int:
+        """Advance the read position; return the latest time before which every queued event has been read.
+
+        After a read at time t with B still queued, everything queued before t lies within the next B of the
+        stream: once the read position passes that barrier, t is safe. A drained read makes t safe at once."""
+        self._read_pos += consumed
+        barriers = self._barriers
+        if drained:
+            barriers.clear()
+            self._safe_t = max(self._safe_t, t_ns)
+        else:
+            pos = self._read_pos
+            while barriers and barriers[0][1] <= pos:
+                self._safe_t = max(self._safe_t, barriers.popleft()[0])
+            if backlog is not None:
+                if len(barriers) >= _MAX_BARRIERS:  # nonsense input (a corrupt capture): keep the newest
+                    barriers.popleft()
+                barriers.append((t_ns, pos + backlog))
+        return self._safe_t
+
+    def _expire(self, safe_t: int, now: int, out: list[Rec]) -> None:
+        """Expire halves whose window passed by ``safe_t`` (everything queued before it was read) or whose
+        ``max_wait`` passed by ``now``."""
+        window, max_wait = self.window_ns, self.max_wait_ns
         deadlines = self._deadlines
         while deadlines:
             t, _, halves = deadlines[0]
-            if t + limit > now:
+            if t + window > safe_t and t + max_wait > now:
                 break
             deadlines.pop(0)
             for half in halves:
                 if half.waiting:
                     self._finish(half, Flag.TIMEOUT, out)
-        if self._overflow_t is not None and self._overflow_t + limit <= now:
+        overflow_t = self._overflow_t
+        if overflow_t is not None and (overflow_t + window <= safe_t or overflow_t + max_wait <= now):
             self._overflow_t = None
 
     def _evict_oldest(self, out: list[Rec]) -> None:

@@ -149,3 +149,37 @@ def test_next_deadline_reports_when_advance_can_resolve() -> None:
     assert n.matcher.next_deadline() == 25 * MS
     n.feed(batch(6, to(2, 1, b"y")))
     assert n.matcher.next_deadline() is None
+
+
+def test_a_busy_queue_does_not_stretch_the_window_once_the_backlog_is_read() -> None:
+    """The queue never drains, but the backlog seen after each read is consumed by the next ones: once what
+    was queued up to a window after the first half has been read, the half is one-sided."""
+    m = Matcher(window_ns=20 * MS, max_wait_ns=1000 * MS)
+    out: list[Rec] = []
+    m.begin(0)
+    m.push_from(Half(b"/a/x", False, 0, raw.IN_MOVED_FROM, 1, 1), out)
+    m.push(Rec("modify", b"/a/m", False, 0, raw.IN_MODIFY), out)
+    m.end(0, False, out, backlog=100, consumed=50)  # barrier: time 0 is safe at position 150
+    m.begin(25 * MS)
+    m.end(25 * MS, False, out, backlog=80, consumed=100)  # position 150: time 0 safe; barrier 25 ms at 230
+    assert out == []  # 0 + 20 ms > 0: not yet
+    m.begin(30 * MS)
+    m.end(30 * MS, False, out, backlog=500, consumed=79)  # position 229: not yet
+    assert out == []
+    m.begin(31 * MS)
+    m.end(31 * MS, False, out, backlog=500, consumed=1)  # position 230: 25 ms is safe, >= 0 + 20 ms
+    assert [(r.path, r.flags) for r in out] == [(b"/a/x", ("timeout",)), (b"/a/m", ())]
+
+
+def test_without_backlog_figures_a_busy_queue_waits_for_max_wait() -> None:
+    m = Matcher(window_ns=20 * MS, max_wait_ns=100 * MS)
+    out: list[Rec] = []
+    m.begin(0)
+    m.push_from(Half(b"/a/x", False, 0, raw.IN_MOVED_FROM, 1, 1), out)
+    m.end(0, False, out)
+    m.begin(99 * MS)
+    m.end(99 * MS, False, out)
+    assert out == []
+    m.begin(100 * MS)
+    m.end(100 * MS, False, out)
+    assert [r.flags for r in out] == [("timeout",)]
