@@ -30,26 +30,47 @@ from typing import Any, Literal
 
 from .errors import SourceError
 from .records import EventRecord, Rec, RenameRecord, to_model
+from .sources.fanotify import FanotifySource, mask_from_inotify, unavailable_reason
 from .sources.inotify import InotifySource
 
 PathLike = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 Record = RenameRecord | EventRecord
 Backend = Literal["inotify", "fanotify", "auto"]
+LiveSource = InotifySource | FanotifySource
+#: Options only the fanotify source takes (dropped when ``auto`` falls back to inotify).
+_FANOTIFY_ONLY = ("mark_mode", "use_rename")
 
 
-def _make_source(paths: Sequence[PathLike], backend: Backend, options: dict[str, Any]) -> InotifySource:
-    if backend not in ("inotify", "auto"):
-        raise SourceError(f"backend {backend!r} is not available in this version (use 'inotify')")
+def make_source(paths: Sequence[PathLike], backend: Backend = "inotify", **options: Any) -> LiveSource:
+    """The live source for ``backend``: ``"inotify"``, ``"fanotify"``, or ``"auto"`` (fanotify where this
+    kernel and process can run it: Linux 5.17+, else inotify; inotify when ``rescan`` is asked, which only it
+    has). ``window_ms`` is accepted for ``window_ns``; ``mask`` is an inotify event mask for either backend."""
     window_ms = options.pop("window_ms", None)
     if window_ms is not None:
         options["window_ns"] = int(window_ms * 1_000_000)
-    return InotifySource(list(paths), **options)
+    if backend == "auto":
+        backend = "fanotify" if not options.get("rescan") and unavailable_reason() is None else "inotify"
+    if backend == "fanotify":
+        if options.pop("rescan", False):
+            raise SourceError("the fanotify backend has no rescan after overflow yet: use --backend inotify")
+        if options.get("mask") is not None:
+            options["mask"] = mask_from_inotify(options["mask"], use_rename=options.get("use_rename", True))
+        return FanotifySource(list(paths), **options)
+    if backend == "inotify":
+        for key in _FANOTIFY_ONLY:
+            options.pop(key, None)
+        return InotifySource(list(paths), **options)
+    raise SourceError(f"unknown backend {backend!r} (use 'inotify', 'fanotify' or 'auto')")
+
+
+def _make_source(paths: Sequence[PathLike], backend: Backend, options: dict[str, Any]) -> LiveSource:
+    return make_source(paths, backend, **options)
 
 
 class Stream:
     """A running watch: iterate it for records. Thread-safe :meth:`stop`; use as a context manager."""
 
-    def __init__(self, source: InotifySource, *, raw_records: bool = False) -> None:
+    def __init__(self, source: LiveSource, *, raw_records: bool = False) -> None:
         self.source = source
         self._raw = raw_records
         self._ready: deque[Rec] = deque()
@@ -114,7 +135,9 @@ class Stream:
 def watch(paths: PathLike | Sequence[PathLike], *, backend: Backend = "inotify", raw_records: bool = False,
           **options: Any) -> Stream:
     """Watch directory trees. ``options``: ``window_ms`` (one-sided move window), ``strict_order``,
-    ``mask``, ``include``, ``exclude``, ``capture`` (path of a capture log to write), ``max_pending``.
+    ``mask``, ``include``, ``exclude``, ``capture`` (path of a capture log to write), ``max_pending``; with
+    ``backend="fanotify"`` (or ``"auto"`` on Linux 5.17+) also ``mark_mode`` and ``use_rename``
+    (docs/fanotify.md).
 
     Records are :class:`RenameRecord` / :class:`EventRecord`; ``raw_records=True`` yields the light internal
     :class:`~normalizer.records.Rec` instead (what the CLI uses: no pydantic cost per record)."""

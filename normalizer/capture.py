@@ -32,12 +32,29 @@ from .errors import CaptureError
 
 FORMAT_NAME = "fsnorm-capture"
 FORMAT_VERSION = 1
-#: Versions this reader understands.
-SUPPORTED_VERSIONS = frozenset({1})
+#: Version 2 adds the fanotify items (``F``, ``H``): fanotify captures are version 2, inotify ones stay
+#: version 1 (unchanged, so older readers still read them).
+FANOTIFY_FORMAT_VERSION = 2
+#: Versions this reader understands, by source.
+SUPPORTED_VERSIONS_BY_SOURCE: dict[str, frozenset[int]] = {"inotify": frozenset({1}),
+                                                          "fanotify": frozenset({FANOTIFY_FORMAT_VERSION})}
+#: Versions this reader understands (of any source).
+SUPPORTED_VERSIONS = frozenset().union(*SUPPORTED_VERSIONS_BY_SOURCE.values())
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _INT32 = (-(2**31), 2**31 - 1)
 _UINT32 = (0, 2**32 - 1)
+_UINT64 = (0, 2**64 - 1)
+
+# fanotify info record types and the FAN_RENAME bit (include/uapi/linux/fanotify.h), as captured.
+_INFO_FID, _INFO_DFID_NAME, _INFO_DFID, _INFO_OLD_DFID_NAME, _INFO_NEW_DFID_NAME = 1, 2, 3, 10, 12
+_NAMED_INFO = frozenset({_INFO_DFID_NAME, _INFO_OLD_DFID_NAME, _INFO_NEW_DFID_NAME})
+_FID_INFO = frozenset({_INFO_FID, _INFO_DFID}) | _NAMED_INFO
+_FAN_RENAME = 0x10000000
+#: Every bit fsnorm knows in a fanotify event mask (event bits, FAN_ONDIR, FAN_Q_OVERFLOW).
+_FAN_KNOWN_BITS = 0x10000000 | 0x40000000 | 0x00004000 | 0x00000FFF
+#: MAX_HANDLE_SZ: no file handle is longer.
+_MAX_HANDLE = 128
 
 
 # -- names --------------------------------------------------------------------------------------------------
@@ -78,6 +95,10 @@ class CaptureHeader:
     options: dict[str, Any] = field(default_factory=dict)
     watches: list[tuple[int, bytes]] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if self.source == "fanotify" and self.version < FANOTIFY_FORMAT_VERSION:
+            self.version = FANOTIFY_FORMAT_VERSION
+
     def to_json(self) -> dict[str, Any]:
         return {
             "format": FORMAT_NAME,
@@ -105,6 +126,10 @@ class CaptureHeader:
         source = obj.get("source")
         if source not in ("inotify", "fanotify"):
             raise ValueError(f"unknown source kind {source!r}")
+        if version not in SUPPORTED_VERSIONS_BY_SOURCE[source]:
+            known = ", ".join(map(str, sorted(SUPPORTED_VERSIONS_BY_SOURCE[source])))
+            raise ValueError(f"capture format version {version!r} is not supported for {source} captures by this "
+                             f"fsnorm (it reads version {known}); upgrade fsnorm")
         options = obj.get("options", {})
         if not isinstance(options, dict):
             raise ValueError("header 'options' must be an object")
@@ -149,7 +174,7 @@ class CaptureWriter:
         self.lines = 0
         self._write(header.to_json())
 
-    def write(self, item: raw.StreamItem) -> None:
+    def write(self, item: raw.AnyStreamItem) -> None:
         """Append one stream item."""
         self._write(item_to_json(item))
 
@@ -188,8 +213,35 @@ class CaptureWriter:
         self.lines += 1
 
 
-def item_to_json(item: raw.StreamItem) -> list[Any]:
+def _fid_json(fid: bytes) -> list[Any]:
+    fsid, handle_type, handle = raw.fid_unpack(fid)
+    return [fsid.hex(), handle_type, handle.hex()]
+
+
+def fan_event_to_json(ev: raw.FanotifyEvent) -> list[Any]:
+    """``[mask, pid, [info, ...]]`` for one fanotify event, its info records in kernel order (see
+    docs/capture-format.md): ``[type, fsid_hex, handle_type, handle_hex, name]`` for a file-id record (``name``
+    null for FID/DFID), ``[type, body_hex]`` for any other (and for a second record of one type)."""
+    mask, pid, d, nm, d2, nm2, obj, extra = ev
+    infos: list[list[Any]] = []
+    if d is not None:
+        info_type = _INFO_OLD_DFID_NAME if mask & _FAN_RENAME else _INFO_DFID_NAME if nm else _INFO_DFID
+        infos.append([info_type, *_fid_json(d), encode_name(nm) if info_type != _INFO_DFID else None])
+    if d2 is not None:
+        infos.append([_INFO_NEW_DFID_NAME, *_fid_json(d2), encode_name(nm2)])
+    if obj is not None:
+        infos.append([_INFO_FID, *_fid_json(obj), None])
+    infos.extend([info_type, body.hex()] for info_type, body in extra)
+    return [mask, pid, infos]
+
+
+def item_to_json(item: raw.AnyStreamItem) -> list[Any]:
     """The JSON array for one stream item (see docs/capture-format.md)."""
+    if isinstance(item, raw.FanotifyBatch):
+        return ["F", item.t_ns, 1 if item.drained else 0, [fan_event_to_json(ev) for ev in item.events]]
+    if isinstance(item, raw.HandleResolved):
+        return ["H", item.t_ns, item.fsid.hex(), item.handle_type, item.handle.hex(),
+                None if item.path is None else encode_name(item.path), item.status]
     if isinstance(item, raw.InotifyBatch):
         return ["B", item.t_ns, 1 if item.drained else 0,
                 [[wd, mask, cookie, encode_name(name)] for wd, mask, cookie, name in item.events]]
@@ -290,7 +342,7 @@ class CaptureReader:
         if self.on_issue is not None:
             self.on_issue(issue)
 
-    def __iter__(self) -> Iterator[raw.StreamItem]:
+    def __iter__(self) -> Iterator[raw.AnyStreamItem]:
         lineno, offset = self._lineno, self._offset
         last_t = 0
         while True:
@@ -330,12 +382,23 @@ class CaptureReader:
             self._issue(lineno + 1, offset, "no end marker: the capture was not closed (the writer was killed "
                         "or is still running); every complete line was read")
 
-    def _item(self, obj: Any, lineno: int, start: int) -> raw.StreamItem | None:
+    def _item(self, obj: Any, lineno: int, start: int) -> raw.AnyStreamItem | None:
         if not isinstance(obj, list) or not obj or not isinstance(obj[0], str):
             raise ValueError("a line must be a JSON array starting with a type tag")
         tag = obj[0]
         if tag == "B":
             return self._batch(obj, lineno, start)
+        if tag == "F":
+            return self._fan_batch(obj, lineno, start)
+        if tag == "H":
+            status = obj[6]
+            if status not in raw.HANDLE_STATUSES:
+                raise ValueError(f"unknown handle status {status!r}")
+            path = None if obj[5] is None else decode_name(obj[5])
+            if (path is None) != (status != "ok"):
+                raise ValueError("a handle has a path exactly when its status is 'ok'")
+            return raw.HandleResolved(_t(obj[1]), _fsid(obj[2]), _int(obj[3], "handle_type", _INT32),
+                                      _handle(obj[4]), path, status)
         if tag == "W":
             return raw.WatchAdded(_t(obj[1]), _int(obj[2], "wd", _INT32), decode_name(obj[3]))
         if tag == "R":
@@ -385,9 +448,79 @@ class CaptureReader:
                 self._issue(lineno, start, f"event {i} skipped: {exc}")
         return raw.InotifyBatch(t, drained == 1, events)
 
+    def _fan_batch(self, obj: list[Any], lineno: int, start: int) -> raw.FanotifyBatch:
+        t = _t(obj[1])
+        drained = obj[2]
+        if drained not in (0, 1):
+            raise ValueError(f"drained flag must be 0 or 1, got {drained!r}")
+        events: list[raw.FanotifyEvent] = []
+        for i, ev in enumerate(_list(obj[3])):
+            try:
+                event = fan_event_from_json(ev)
+            except (ValueError, TypeError) as exc:
+                self._issue(lineno, start, f"event {i} skipped: {exc}")
+                continue
+            events.append(event)
+            if event[0] & ~_FAN_KNOWN_BITS:
+                self._issue(lineno, start, f"event {i}: unknown mask bits {event[0] & ~_FAN_KNOWN_BITS:#x} "
+                            "(kept; it becomes an 'unknown' record)")
+        return raw.FanotifyBatch(t, drained == 1, events)
+
+
+def _fsid(value: Any) -> bytes:
+    if not isinstance(value, str) or len(value) != 16:
+        raise ValueError(f"fsid must be 16 hex digits, got {value!r}")
+    return bytes.fromhex(value)
+
+
+def _handle(value: Any) -> bytes:
+    if not isinstance(value, str) or len(value) > 2 * _MAX_HANDLE:
+        raise ValueError(f"handle must be at most {2 * _MAX_HANDLE} hex digits, got {value!r}")
+    return bytes.fromhex(value)
+
+
+def fan_event_from_json(ev: Any) -> raw.FanotifyEvent:
+    """Inverse of :func:`fan_event_to_json`; ValueError (or TypeError) for anything malformed."""
+    mask, pid, infos = ev
+    mask = _int(mask, "mask", _UINT64)
+    pid = _int(pid, "pid", _INT32)
+    d: bytes | None = None
+    d2: bytes | None = None
+    obj: bytes | None = None
+    nm = nm2 = b""
+    extra: list[tuple[int, bytes]] = []
+    for info in _list(infos):
+        info_type = _int(_list(info)[0], "info type", (0, 255))
+        if len(info) == 2:  # kept raw: a type fsnorm does not decode (or a second record of a decoded type)
+            if not isinstance(info[1], str):
+                raise ValueError(f"raw info record of type {info_type} must be [type, body_hex]")
+            extra.append((info_type, bytes.fromhex(info[1])))
+            continue
+        if len(info) != 5 or info_type not in _FID_INFO:
+            raise ValueError(f"info record of type {info_type} must be [type, body_hex] or, for a file-id "
+                             "record, [type, fsid_hex, handle_type, handle_hex, name]")
+        fid = raw.fid_pack(_fsid(info[1]), _int(info[2], "handle_type", _INT32), _handle(info[3]))
+        name = b""
+        if info_type in _NAMED_INFO:
+            name = decode_name(info[4])
+            if not name or b"\0" in name or b"/" in name:
+                raise ValueError(f"bad entry name {name!r}")
+        elif info[4] is not None:
+            raise ValueError(f"a record of type {info_type} has no name")
+        if info_type == _INFO_FID and obj is None:
+            obj = fid
+        elif info_type == _INFO_NEW_DFID_NAME and d2 is None:
+            d2, nm2 = fid, name
+        elif info_type not in (_INFO_FID, _INFO_NEW_DFID_NAME) and d is None:
+            d, nm = fid, name
+        else:
+            raise ValueError(f"second file-id record of type {info_type}")
+    return (mask, pid, d, nm, d2, nm2, obj, tuple(extra))
+
 
 def _tag_name(obj: Any) -> str:
-    names = {"B": "batch", "W": "watch", "R": "unwatch", "T": "tick", "N": "notice", "E": "end"}
+    names = {"B": "batch", "F": "fanotify batch", "H": "handle", "W": "watch", "R": "unwatch", "T": "tick",
+             "N": "notice", "E": "end"}
     if isinstance(obj, list) and obj and isinstance(obj[0], str):
         return names.get(obj[0], repr(obj[0]))
     return "untyped"

@@ -95,9 +95,9 @@ def _source_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run_live(args: argparse.Namespace, *, capture: str | None, out: TextIO | None) -> int:
     """Watch until SIGINT/SIGTERM; then flush pending halves, close the capture, exit 0."""
-    from .sources.inotify import InotifySource
+    from .api import make_source
 
-    source = InotifySource(args.paths, capture=capture, **_source_options(args))
+    source = make_source(args.paths, args.backend, capture=capture, **_source_options(args))
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -208,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "synthesized records")
     live_options.add_argument("--max-pending", type=int, default=None, metavar="N",
                               help="rename halves kept waiting at most (default 65536)")
+    live_options.add_argument("--backend", choices=["inotify", "fanotify", "auto"], default="inotify",
+                              help="kernel interface (default inotify; auto: fanotify on Linux 5.17+, "
+                              "docs/fanotify.md)")
 
     p = sub.add_parser("watch", parents=[live_options],
                        help="watch directory trees and print records as JSON Lines until SIGINT/SIGTERM")

@@ -11,6 +11,7 @@ shows the cost of a slotted class instead.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
@@ -117,4 +118,85 @@ class SourceNotice:
     message: str = ""
 
 
+# --- fanotify ------------------------------------------------------------------------------------------------
+#
+# A file handle travels as one ``bytes`` value, the *fid*: the 8 bytes of ``__kernel_fsid_t`` followed by
+# ``struct file_handle`` (``u32 handle_bytes``, ``s32 handle_type``, both little-endian, then the ``f_handle``
+# bytes). That is exactly the body of a fanotify FID info record on a little-endian host, so the reader takes it
+# as one slice; it is hashable (the key of the directory cache) and its hex is a record's ``object_id``.
+
+_FID_HEAD = struct.Struct("<8sIi")
+
+
+def fid_pack(fsid: bytes, handle_type: int, handle: bytes) -> bytes:
+    """The fid of ``(fsid, handle_type, f_handle)``."""
+    return _FID_HEAD.pack(fsid, len(handle), handle_type) + handle
+
+
+def fid_unpack(fid: bytes) -> tuple[bytes, int, bytes]:
+    """``(fsid, handle_type, f_handle)`` of a fid; ValueError if it is not one."""
+    if len(fid) < _FID_HEAD.size:
+        raise ValueError(f"a fid has at least {_FID_HEAD.size} bytes, got {len(fid)}")
+    fsid, size, handle_type = _FID_HEAD.unpack_from(fid)
+    if size != len(fid) - _FID_HEAD.size:
+        raise ValueError(f"fid says {size} handle bytes but has {len(fid) - _FID_HEAD.size}")
+    return fsid, handle_type, fid[_FID_HEAD.size:]
+
+
+#: One fanotify event as read, its info records placed by *type* (never by position):
+#: ``(mask, pid, dir, name, dir2, name2, obj, extra)``.
+#:
+#: * ``dir``/``name``: the DFID_NAME record (``name`` is ``b"."`` for an event on the directory itself), a DFID
+#:   record (``name`` ``b""``), or, for FAN_RENAME, the OLD_DFID_NAME record; ``(None, b"")`` when absent.
+#: * ``dir2``/``name2``: FAN_RENAME's NEW_DFID_NAME record; ``(None, b"")`` when absent (and for other events).
+#: * ``obj``: the FID record, the object's own handle (the child's, with FAN_REPORT_TARGET_FID); None if absent.
+#: * ``extra``: every other info record as ``(info_type, body)``, in kernel order (usually ``()``).
+#:
+#: Handles are fids (see :func:`fid_pack`). A plain tuple for the same reason as :data:`InotifyEvent`.
+FanotifyEvent: TypeAlias = tuple[
+    int, int, bytes | None, bytes, bytes | None, bytes, bytes | None, tuple[tuple[int, bytes], ...]
+]
+
+
+@dataclass(slots=True)
+class FanotifyBatch:
+    """The events one fanotify read() returned, with the read's monotonic time and whether the kernel queue was
+    empty right after it (FIONREAD == 0; fanotify counts 24 bytes per queued event)."""
+
+    t_ns: int
+    drained: bool
+    events: list[FanotifyEvent] = field(default_factory=list)
+
+
+#: HandleResolved.status values: what became of a directory handle.
+HANDLE_STATUSES = ("ok", "outside", "stale", "deleted", "denied", "unknown_fsid", "error")
+
+
+@dataclass(slots=True, frozen=True)
+class HandleResolved:
+    """The fanotify source learned what a directory handle stands for, by I/O the normalizer must not do:
+    a walk of the tree (``name_to_handle_at``) or ``open_by_handle_at`` of a handle an event carried.
+
+    ``status`` is ``"ok"`` (``path`` is the directory, inside the watched tree), ``"outside"`` (it resolved,
+    to a directory outside the watched roots or excluded; ``path`` is None) or why it could not be resolved
+    (``path`` None): ``"stale"`` (ESTALE/ENOENT: gone), ``"deleted"`` (unlinked, still open somewhere),
+    ``"denied"`` (no CAP_DAC_READ_SEARCH), ``"unknown_fsid"`` (no mount of that filesystem), ``"error"``."""
+
+    t_ns: int
+    fsid: bytes
+    handle_type: int
+    handle: bytes
+    path: bytes | None
+    status: str = "ok"
+
+    @property
+    def fid(self) -> bytes:
+        return fid_pack(self.fsid, self.handle_type, self.handle)
+
+
+#: Items of an inotify stream (what :class:`~normalizer.normalize.InotifyNormalizer` takes).
 StreamItem: TypeAlias = InotifyBatch | WatchAdded | WatchRemoved | Tick | SourceNotice
+#: Items of a fanotify stream (what :class:`~normalizer.fanotify_normalize.FanotifyNormalizer` takes).
+FanotifyStreamItem: TypeAlias = FanotifyBatch | HandleResolved | Tick | SourceNotice
+#: Every stream item there is: what a capture holds.
+AnyStreamItem: TypeAlias = StreamItem | FanotifyBatch | HandleResolved

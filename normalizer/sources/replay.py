@@ -1,4 +1,9 @@
-"""Replay: a capture log as a source. The recorded read times are the clock, so the output is deterministic."""
+"""Replay: a capture log as a source. The recorded read times are the clock, so the output is deterministic.
+
+The header's ``source`` picks the normalizer: :class:`~normalizer.normalize.InotifyNormalizer` for inotify
+captures, :class:`~normalizer.fanotify_normalize.FanotifyNormalizer` for fanotify ones (whose directory handles
+were resolved by the live session and logged as ``H`` items, so replay never calls ``open_by_handle_at``).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,16 @@ import os
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
+from .. import raw
 from ..capture import CaptureIssue, CaptureReader
+from ..fanotify_normalize import FanotifyNormalizer
 from ..filters import PathFilter
 from ..matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS
 from ..normalize import InotifyNormalizer
 from ..records import Rec
 
 
-def normalizer_for(options: dict[str, Any], **overrides: Any) -> InotifyNormalizer:
-    """An InotifyNormalizer configured as the capture's header says, with ``overrides`` (None = keep)."""
+def _settings(options: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     settings: dict[str, Any] = {
         "window_ns": int(options.get("window_ns", DEFAULT_WINDOW_NS)),
         "max_wait_ns": int(options.get("max_wait_ns", DEFAULT_MAX_WAIT_NS)),
@@ -23,7 +29,23 @@ def normalizer_for(options: dict[str, Any], **overrides: Any) -> InotifyNormaliz
     }
     settings.update({k: v for k, v in overrides.items() if v is not None})
     settings["max_wait_ns"] = max(settings["max_wait_ns"], settings["window_ns"])
-    return InotifyNormalizer(**settings)
+    return settings
+
+
+def normalizer_for(options: dict[str, Any], **overrides: Any) -> InotifyNormalizer:
+    """An InotifyNormalizer configured as the capture's header says, with ``overrides`` (None = keep)."""
+    return InotifyNormalizer(**_settings(options, overrides))
+
+
+def fanotify_normalizer_for(options: dict[str, Any], **overrides: Any) -> FanotifyNormalizer:
+    """A FanotifyNormalizer configured as a fanotify capture's header says, with ``overrides`` (None = keep)."""
+    mark_mode = options.get("mark_mode", "inode")
+    return FanotifyNormalizer(
+        **_settings(options, overrides),
+        use_rename=bool(options.get("use_rename", True)),
+        mark_mode="filesystem" if mark_mode == "filesystem" else "inode",
+        path_filter=PathFilter(options.get("include", ()), options.get("exclude", ())),
+    )
 
 
 def replay(
@@ -37,17 +59,20 @@ def replay(
     """The records of a capture, in order. The session's own settings (header ``options``) apply unless
     overridden. Issues in the capture go to ``on_issue`` (or raise, with ``strict``)."""
     with CaptureReader(source, strict=strict, on_issue=on_issue) as reader:
-        if reader.header.source != "inotify":
-            from ..errors import CaptureError
-
-            raise CaptureError(f"replay of {reader.header.source} captures is not supported by this version",
-                               line=1, offset=0)
-        norm = normalizer_for(reader.header.options, window_ns=window_ns, strict_order=strict_order)
-        for wd, path in reader.header.watches:
-            norm.table.add(wd, path)
         options = reader.header.options
         keep = PathFilter(options.get("include", ()), options.get("exclude", ())).apply
+        if reader.header.source == "fanotify":
+            fan = fanotify_normalizer_for(options, window_ns=window_ns, strict_order=strict_order)
+            for item in reader:
+                yield from keep(fan.feed(item))
+            yield from keep(fan.close())
+            return
+        norm = normalizer_for(options, window_ns=window_ns, strict_order=strict_order)
+        for wd, path in reader.header.watches:
+            norm.table.add(wd, path)
         feed = norm.feed
         for item in reader:
+            if isinstance(item, raw.FanotifyBatch | raw.HandleResolved):
+                continue  # fanotify items in an inotify capture: nothing to map them with
             yield from keep(feed(item))
         yield from keep(norm.close())

@@ -1,0 +1,578 @@
+"""The fanotify normalizer without the kernel: synthetic events in, exact records out.
+
+Covers FAN_RENAME records (both sides, one side, a side outside the tree), the MOVED_* duplicates, merged masks
+in their canonical order, overflow, the windowed join by child handle without FAN_RENAME, unresolvable
+handles, the directory cache's upkeep, the fast parser against the checked one, and the capture format of
+fanotify items. tests/test_live_fanotify.py runs the same rules against real renames.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from normalizer import raw
+from normalizer.capture import CaptureHeader, CaptureReader, CaptureWriter, fan_event_from_json, fan_event_to_json
+from normalizer.fanotify_normalize import MERGE_ORDER, FanotifyNormalizer, FanRec
+from normalizer.filters import PathFilter
+from normalizer.records import Rec, model_to_json, rec_to_json, to_model
+from normalizer.sources import _fanotify_sys as fs
+from normalizer.sources.fanotify import from_fan_event, parse_batch
+from normalizer.sources.replay import replay
+
+MS = 1_000_000
+FSID = b"FSIDfsid"
+RENAME, CREATE, DELETE = fs.FAN_RENAME, fs.FAN_CREATE, fs.FAN_DELETE
+FROM, TO, ONDIR = fs.FAN_MOVED_FROM, fs.FAN_MOVED_TO, fs.FAN_ONDIR
+MODIFY, ATTRIB, CLOSE_WRITE = fs.FAN_MODIFY, fs.FAN_ATTRIB, fs.FAN_CLOSE_WRITE
+MOVE_SELF, DELETE_SELF = fs.FAN_MOVE_SELF, fs.FAN_DELETE_SELF
+
+
+def fid(n: int) -> bytes:
+    """The handle of inode ``n`` (8 bytes, type 1, as ext4 encodes it)."""
+    return raw.fid_pack(FSID, 1, n.to_bytes(8, "little"))
+
+
+# Directory handles of the tree /w (a, b, a/d, a/d/e), one outside it, and some file handles.
+W, A, B, D, E, OUT = fid(1), fid(2), fid(3), fid(4), fid(5), fid(99)
+X, Y, Z = fid(100), fid(101), fid(102)
+TREE = [(W, b"/w"), (A, b"/w/a"), (B, b"/w/b"), (D, b"/w/a/d"), (E, b"/w/a/d/e")]
+
+
+def resolved(key: bytes, path: bytes | None, status: str = "ok") -> raw.HandleResolved:
+    fsid, handle_type, handle = raw.fid_unpack(key)
+    return raw.HandleResolved(0, fsid, handle_type, handle, path, status)
+
+
+def norm(**options: object) -> FanotifyNormalizer:
+    n = FanotifyNormalizer(**options)  # type: ignore[arg-type]
+    for key, path in TREE:
+        assert n.feed(resolved(key, path)) == []
+    return n
+
+
+def ev(mask: int, d: bytes | None = None, name: bytes = b"", obj: bytes | None = None, pid: int = 42,
+       d2: bytes | None = None, name2: bytes = b"") -> raw.FanotifyEvent:
+    return (mask, pid, d, name, d2, name2, obj, ())
+
+
+def ren(d: bytes | None, name: bytes, d2: bytes | None, name2: bytes, obj: bytes, is_dir: bool = False,
+        pid: int = 42) -> raw.FanotifyEvent:
+    return ev(RENAME | (ONDIR if is_dir else 0), d, name, obj, pid, d2, name2)
+
+
+def batch(t_ms: float, *events: raw.FanotifyEvent, drained: bool = True) -> raw.FanotifyBatch:
+    return raw.FanotifyBatch(int(t_ms * MS), drained, list(events))
+
+
+def brief(recs: list[Rec]) -> list[tuple[object, ...]]:
+    out: list[tuple[object, ...]] = []
+    for r in recs:
+        if r.kind == "rename":
+            out.append(("rename", r.path, r.dst, [str(f) for f in r.flags]))
+        else:
+            out.append((r.kind, r.path, [str(f) for f in r.flags]))
+    return out
+
+
+# --- FAN_RENAME ---------------------------------------------------------------------------------------------
+
+
+def test_fan_rename_is_one_record_with_pid_handle_and_no_cookie() -> None:
+    n = norm()
+    out = n.feed(batch(0, ren(A, b"x", A, b"y", X, pid=7), ren(A, b"y", B, b"z", X, pid=8)))
+    assert brief(out) == [("rename", b"/w/a/x", b"/w/a/y", []), ("rename", b"/w/a/y", b"/w/b/z", [])]
+    first = out[0]
+    assert (first.source, first.pid, first.object_id, first.cookie, first.mask) == ("fanotify", 7, X.hex(), None,
+                                                                                    RENAME)
+    assert out[1].pid == 8
+    # The fast JSON writer and the public model agree on every fanotify field.
+    assert rec_to_json(first) == model_to_json(to_model(first))
+    line = json.loads(rec_to_json(first))
+    assert (line["source"], line["pid"], line["object_id"], line["cookie"]) == ("fanotify", 7, X.hex(), None)
+    assert n.matcher.pending == 0 and n.matcher.next_deadline() is None
+
+
+def test_omitted_side_is_unwatched_at_once() -> None:
+    n = norm()
+    out = n.feed(batch(0, ren(A, b"x", None, b"", X), ren(None, b"", B, b"y", Y), drained=False))
+    assert brief(out) == [("rename", b"/w/a/x", b"", ["unwatched"]), ("rename", b"", b"/w/b/y", ["unwatched"])]
+
+
+def test_side_outside_the_tree_is_unwatched_and_entirely_outside_is_nothing() -> None:
+    n = norm(mark_mode="filesystem")
+    n.feed(resolved(OUT, None, "outside"))
+    out = n.feed(batch(0, ren(A, b"x", OUT, b"x", X), ren(OUT, b"y", B, b"y", Y), ren(OUT, b"p", OUT, b"q", Z)))
+    assert brief(out) == [("rename", b"/w/a/x", b"", ["unwatched"]), ("rename", b"", b"/w/b/y", ["unwatched"])]
+    assert n.stats["dropped_outside"] == 1  # events dropped: the rename from OUT to OUT
+
+
+def test_moved_from_and_moved_to_never_duplicate_a_fan_rename() -> None:
+    n = norm()
+    out = n.feed(batch(0, ren(A, b"x", B, b"y", X), ev(FROM, A, b"x", X), ev(TO, B, b"y", X),
+                       ren(A, b"d", B, b"d", Y, is_dir=True), ev(FROM | ONDIR, A, b"d", Y), ev(TO | ONDIR, B, b"d", Y),
+                       ev(FROM | TO | CREATE, A, b"m", Z)))
+    assert brief(out) == [("rename", b"/w/a/x", b"/w/b/y", []), ("rename", b"/w/a/d", b"/w/b/d", []),
+                          ("create", b"/w/a/m", ["merged"])]
+    assert n.stats["dropped_moves"] == 6
+    assert n.matcher.pending == 0
+
+
+def test_rename_chain_and_exchange_are_separate_records() -> None:
+    n = norm()
+    out = n.feed(batch(0, ren(A, b"a", A, b"b", X), ren(A, b"b", B, b"c", X), ren(B, b"c", A, b"d", X),
+                       ren(A, b"p", B, b"q", Y), ren(B, b"q", A, b"p", Z)))
+    assert [(r.path, r.dst, r.object_id) for r in out] == [
+        (b"/w/a/a", b"/w/a/b", X.hex()), (b"/w/a/b", b"/w/b/c", X.hex()), (b"/w/b/c", b"/w/a/d", X.hex()),
+        (b"/w/a/p", b"/w/b/q", Y.hex()), (b"/w/b/q", b"/w/a/p", Z.hex())]
+
+
+# --- merged masks --------------------------------------------------------------------------------------------
+
+
+def test_merged_mask_gives_one_record_per_bit_in_canonical_order_all_flagged() -> None:
+    n = norm()
+    burst = DELETE | CLOSE_WRITE | MODIFY | CREATE  # create, write, close, unlink with no read in between
+    out = n.feed(batch(0, ev(CREATE, A, b"before", X), ev(burst, A, b"f", Y), ev(CREATE, A, b"after", Z)))
+    assert brief(out) == [
+        ("create", b"/w/a/before", []),
+        ("create", b"/w/a/f", ["merged"]),
+        ("modify", b"/w/a/f", ["merged"]),
+        ("close_write", b"/w/a/f", ["merged"]),
+        ("delete", b"/w/a/f", ["merged"]),
+        ("create", b"/w/a/after", []),
+    ]
+    assert [r.mask for r in out[1:5]] == [burst] * 4  # each carries the whole raw mask
+    assert {r.object_id for r in out[1:5]} == {Y.hex()}
+    assert n.stats["merged_events"] == 1
+
+
+def test_merge_of_create_move_away_move_back_delete() -> None:
+    # What the kernel delivers for: create m; mv m out/; mv out/m m; rm m (inode mark on a; observed on 6.18).
+    n = norm()
+    out = n.feed(batch(0, ev(FROM | TO | CREATE | DELETE | CLOSE_WRITE, A, b"m", X), ren(A, b"m", None, b"", X),
+                       ren(None, b"", A, b"m", X)))
+    assert brief(out) == [
+        ("create", b"/w/a/m", ["merged"]),
+        ("close_write", b"/w/a/m", ["merged"]),
+        ("delete", b"/w/a/m", ["merged"]),
+        ("rename", b"/w/a/m", b"", ["unwatched"]),
+        ("rename", b"", b"/w/a/m", ["unwatched"]),
+    ]
+
+
+def test_merged_directory_self_events() -> None:
+    n = norm()
+    out = n.feed(batch(0, ev(ATTRIB | DELETE_SELF | ONDIR, D, b"."), ev(DELETE | ONDIR, A, b"d", D)))
+    assert brief(out) == [("attrib", b"/w/a/d", ["merged"]), ("delete_self", b"/w/a/d", ["merged"]),
+                          ("watch_end", b"/w/a/d", []), ("delete", b"/w/a/d", [])]
+    assert all(r.is_dir for r in out)
+    assert D not in n.cache
+
+
+def test_canonical_order_is_documented_and_complete() -> None:
+    kinds = {fs.FAN_CREATE: "create", fs.FAN_MOVED_TO: "moved_to", fs.FAN_RENAME: "rename", fs.FAN_OPEN: "open",
+             fs.FAN_ACCESS: "access", fs.FAN_MODIFY: "modify", fs.FAN_ATTRIB: "attrib",
+             fs.FAN_CLOSE_NOWRITE: "close_nowrite", fs.FAN_CLOSE_WRITE: "close_write",
+             fs.FAN_MOVED_FROM: "moved_from", fs.FAN_DELETE: "delete", fs.FAN_MOVE_SELF: "move_self",
+             fs.FAN_DELETE_SELF: "delete_self"}
+    order = ", ".join(kinds[bit] for bit in MERGE_ORDER)
+    import normalizer.fanotify_normalize as module
+
+    assert order in " ".join((module.__doc__ or "").split())
+
+
+def test_all_known_bits_at_once() -> None:
+    n = norm()
+    mask = CREATE | fs.FAN_OPEN | fs.FAN_ACCESS | MODIFY | ATTRIB | fs.FAN_CLOSE_NOWRITE | CLOSE_WRITE | DELETE
+    out = n.feed(batch(0, ev(mask, A, b"f", X)))
+    assert [r.kind for r in out] == ["create", "open", "access", "modify", "attrib", "close_nowrite",
+                                     "close_write", "delete"]
+    assert all(r.flags == ("merged",) for r in out)
+
+
+# --- overflow, unknown bits, events without a directory -------------------------------------------------------
+
+
+def test_overflow_gives_the_overflow_record_in_place() -> None:
+    n = norm()
+    out = n.feed(batch(0, ren(A, b"x", A, b"y", X), ev(fs.FAN_Q_OVERFLOW, pid=0), ren(A, b"y", A, b"z", X)))
+    assert brief(out) == [("rename", b"/w/a/x", b"/w/a/y", []), ("overflow", b"", []),
+                          ("rename", b"/w/a/y", b"/w/a/z", [])]
+    assert out[1].source == "fanotify" and out[1].mask == fs.FAN_Q_OVERFLOW
+
+
+def test_unknown_bits_are_kept_in_an_unknown_record() -> None:
+    n = norm()
+    out = n.feed(batch(0, ev(CREATE | 0x100000000, A, b"f", X), ev(0, A, b"g", Y)))
+    assert brief(out) == [("create", b"/w/a/f", []), ("unknown", b"/w/a/f", ["unknown_mask"]),
+                          ("unknown", b"/w/a/g", [])]
+    assert out[1].mask == CREATE | 0x100000000 and "0x100000000" in (out[1].message or "")
+
+
+def test_a_files_own_events_without_directory_are_dropped() -> None:
+    # Filesystem mark: a renamed file's MOVE_SELF, an unlinked file's link-count ATTRIB and DELETE_SELF.
+    n = norm(mark_mode="filesystem")
+    out = n.feed(batch(0, ren(A, b"x", A, b"y", X), ev(MOVE_SELF, obj=X), ev(ATTRIB | DELETE_SELF, obj=Y)))
+    assert brief(out) == [("rename", b"/w/a/x", b"/w/a/y", [])]
+    assert n.stats["dropped_self"] == 2
+
+
+# --- without FAN_RENAME: the windowed join by child handle ----------------------------------------------------
+
+
+def test_without_fan_rename_halves_join_by_child_handle() -> None:
+    n = norm(use_rename=False)
+    out = n.feed(batch(0, ev(FROM, A, b"x", X, pid=5), ev(CREATE, B, b"noise", Z), ev(TO, B, b"y", X, pid=5)))
+    # The joined rename takes the first half's place; the create waited behind it (strict order).
+    assert brief(out) == [("rename", b"/w/a/x", b"/w/b/y", []), ("create", b"/w/b/noise", [])]
+    rec = out[0]
+    assert (rec.source, rec.pid, rec.object_id, rec.cookie, rec.mask) == ("fanotify", 5, X.hex(), None, FROM | TO)
+    assert rec_to_json(rec) == model_to_json(to_model(rec))
+
+
+def test_without_fan_rename_halves_across_reads_and_different_objects() -> None:
+    n = norm(use_rename=False)
+    assert n.feed(batch(0, ev(FROM, A, b"x", X), ev(FROM, A, b"p", Y), drained=False)) == []
+    out = n.feed(batch(1, ev(TO, B, b"q", Y), ev(TO, B, b"y", X)))
+    # X's record keeps its place (first), although Y's second half came first.
+    assert brief(out) == [("rename", b"/w/a/x", b"/w/b/y", []), ("rename", b"/w/a/p", b"/w/b/q", [])]
+
+
+def test_without_fan_rename_lone_halves_follow_the_window_rules() -> None:
+    n = norm(use_rename=False, window_ns=20 * MS, max_wait_ns=100 * MS)
+    assert n.feed(batch(0, ev(FROM, A, b"x", X), drained=True)) == []
+    assert n.feed(raw.Tick(19 * MS)) == []
+    assert n.matcher.next_deadline() == 20 * MS
+    out = n.feed(raw.Tick(20 * MS))
+    assert brief(out) == [("rename", b"/w/a/x", b"", ["timeout"])]
+    assert out[0].source == "fanotify" and out[0].object_id == X.hex()
+    # While the queue never drains, only max_wait ends the wait.
+    n.feed(batch(30, ev(FROM, A, b"y", Y), drained=False))
+    assert n.feed(batch(80, ev(CREATE, A, b"c", Z), drained=False)) == []
+    out = n.feed(batch(130, ev(CREATE, A, b"d", Z), drained=False))
+    assert brief(out) == [("rename", b"/w/a/y", b"", ["timeout"]), ("create", b"/w/a/c", []),
+                          ("create", b"/w/a/d", [])]
+    # A lone second half is one-sided at once, with its fanotify fields.
+    out = n.feed(batch(200, ev(TO, B, b"in", Z, pid=9)))
+    assert brief(out) == [("rename", b"", b"/w/b/in", ["unwatched"])]
+    assert (out[0].source, out[0].pid, out[0].object_id) == ("fanotify", 9, Z.hex())
+    assert rec_to_json(out[0]) == model_to_json(to_model(out[0]))
+
+
+def test_without_fan_rename_overflow_makes_waiting_halves_one_sided() -> None:
+    n = norm(use_rename=False)
+    out = n.feed(batch(0, ev(FROM, A, b"x", X), ev(fs.FAN_Q_OVERFLOW), ev(TO, B, b"y", Y), drained=False))
+    assert brief(out) == [("rename", b"/w/a/x", b"", ["overflow"]), ("overflow", b"", []),
+                          ("rename", b"", b"/w/b/y", ["unwatched", "after_overflow"])]
+
+
+def test_without_fan_rename_merged_halves_keep_flag_order() -> None:
+    n = norm(use_rename=False)
+    out = n.feed(batch(0, ev(FROM | TO | CREATE, A, b"m", X)))
+    out += n.feed(raw.Tick(100 * MS))
+    assert brief(out) == [("create", b"/w/a/m", ["merged"]), ("rename", b"", b"/w/a/m", ["unwatched", "merged"]),
+                          ("rename", b"/w/a/m", b"", ["timeout", "merged"])]
+
+
+def test_without_fan_rename_directory_move_out_is_one_sided_at_move_self() -> None:
+    n = norm(use_rename=False)
+    out = n.feed(batch(0, ev(FROM | ONDIR, A, b"d", D), ev(MOVE_SELF | ONDIR, D, b"."),
+                       ev(CREATE, E, b"late", X), drained=False))
+    assert brief(out) == [("rename", b"/w/a/d", b"", ["unwatched"])]
+    assert sorted(n.take_retired()) == sorted([D, E])
+    assert n.cache.paths() == [b"/w", b"/w/a", b"/w/b"]
+
+
+def test_without_fan_rename_directory_rename_moves_the_cache() -> None:
+    n = norm(use_rename=False)
+    out = n.feed(batch(0, ev(FROM | ONDIR, A, b"d", D), ev(TO | ONDIR, B, b"n", D), ev(MOVE_SELF | ONDIR, D, b"."),
+                       ev(CREATE, E, b"f", X)))
+    assert brief(out) == [("rename", b"/w/a/d", b"/w/b/n", []), ("move_self", b"/w/b/n", []),
+                          ("create", b"/w/b/n/e/f", [])]
+
+
+def test_without_fan_rename_filesystem_mark_move_out_is_one_sided_at_its_moved_to() -> None:
+    n = norm(use_rename=False, mark_mode="filesystem")
+    n.feed(resolved(OUT, None, "outside"))
+    out = n.feed(batch(0, ev(FROM, A, b"x", X), ev(TO, OUT, b"x", X), ev(FROM, OUT, b"y", Y), ev(TO, B, b"y", Y),
+                       drained=False))
+    assert brief(out) == [("rename", b"/w/a/x", b"", ["unwatched"]), ("rename", b"", b"/w/b/y", ["unwatched"])]
+
+
+def test_fan_rename_ignored_when_not_used() -> None:
+    n = norm(use_rename=False)
+    out = n.feed(batch(0, ren(A, b"x", B, b"y", X), ev(FROM, A, b"x", X), ev(TO, B, b"y", X)))
+    assert brief(out) == [("rename", b"/w/a/x", b"/w/b/y", [])]
+    assert n.stats["dropped_renames"] == 1
+
+
+# --- unresolvable handles -------------------------------------------------------------------------------------
+
+
+def test_unresolvable_directory_gives_an_unresolved_record_not_a_crash() -> None:
+    gone, never = fid(50), fid(51)
+    n = norm()
+    n.feed(resolved(gone, None, "stale"))
+    out = n.feed(batch(0, ev(CREATE, gone, b"f", X), ren(gone, b"a", B, b"b", Y), ren(A, b"c", never, b"d", Z),
+                       ev(MODIFY | CLOSE_WRITE, never, b"g", X)))
+    assert brief(out) == [
+        ("create", b"f", ["unresolved"]),
+        ("rename", b"", b"/w/b/b", ["unresolved"]),
+        ("rename", b"/w/a/c", b"", ["unresolved"]),
+        ("modify", b"g", ["merged", "unresolved"]),
+        ("close_write", b"g", ["merged", "unresolved"]),
+    ]
+    assert gone.hex() in (out[0].message or "") and "stale" in (out[0].message or "")
+    assert gone.hex() in (out[1].message or "") and "b'a'" in (out[1].message or "")
+    assert never.hex() in (out[2].message or "") and "never resolved" in (out[2].message or "")
+    assert out[0].object_id == X.hex()
+    assert n.stats["unresolved_records"] == 5
+    for r in out:
+        assert rec_to_json(r) == model_to_json(to_model(r))
+
+
+def test_unresolvable_directory_under_a_filesystem_mark_is_dropped_and_counted() -> None:
+    gone = fid(50)
+    n = norm(mark_mode="filesystem")
+    n.feed(resolved(gone, None, "stale"))
+    out = n.feed(batch(0, ev(CREATE, gone, b"f", X), ren(gone, b"a", fid(51), b"b", Y)))
+    assert out == []
+    assert n.stats["dropped_unresolved"] == 2
+
+
+def test_needed_handles_lists_unknown_directories_once_in_order() -> None:
+    n = norm()
+    new, unknown1, unknown2 = fid(60), fid(61), fid(62)
+    n.feed(resolved(OUT, None, "outside"))
+    events = [ev(CREATE, A, b"x", X), ev(CREATE, unknown1, b"x", X), ren(unknown2, b"a", unknown1, b"b", Y),
+              ev(CREATE | ONDIR, A, b"new", new), ev(CREATE, new, b"f", Z), ev(CREATE, OUT, b"o", Z)]
+    assert n.needed_handles(events) == [unknown1, unknown2]
+
+
+def test_resolved_handle_outside_or_excluded_is_outside() -> None:
+    n = norm(mark_mode="filesystem", path_filter=PathFilter(exclude=["cache"]))
+    cache_dir = fid(70)
+    n.feed(resolved(cache_dir, b"/w/a/cache"))
+    assert n.feed(batch(0, ev(CREATE, cache_dir, b"f", X))) == []
+    assert n.needed_handles([ev(CREATE, cache_dir, b"f", X)]) == []
+    assert n.stats["dropped_outside"] == 1
+
+
+# --- the directory cache ----------------------------------------------------------------------------------------
+
+
+def test_directory_rename_rewrites_every_path_below_it() -> None:
+    n = norm()
+    out = n.feed(batch(0, ren(A, b"d", B, b"n", D, is_dir=True), ev(MOVE_SELF | ONDIR, D, b"."),
+                       ev(CREATE, E, b"f", X)))
+    assert brief(out) == [("rename", b"/w/a/d", b"/w/b/n", []), ("move_self", b"/w/b/n", []),
+                          ("create", b"/w/b/n/e/f", [])]
+    assert out[0].is_dir and out[1].object_id == D.hex()
+    assert n.cache.items() == [(W, b"/w"), (A, b"/w/a"), (B, b"/w/b"), (D, b"/w/b/n"), (E, b"/w/b/n/e")]
+    assert n.take_new_dirs() == []
+
+
+def test_directory_moved_out_retires_its_subtree() -> None:
+    n = norm()
+    out = n.feed(batch(0, ren(A, b"d", None, b"", D, is_dir=True), ev(MOVE_SELF | ONDIR, D, b"."),
+                       ev(CREATE, E, b"late", X)))
+    assert brief(out) == [("rename", b"/w/a/d", b"", ["unwatched"])]
+    assert sorted(n.take_retired()) == sorted([D, E])
+    assert n.take_retired() == []
+    assert n.stats["dropped_outside"] == 2
+
+
+def test_directory_moved_in_or_created_is_reported_for_marking_at_its_current_path() -> None:
+    n = norm()
+    new, moved = fid(80), fid(81)
+    out = n.feed(batch(0, ev(CREATE | ONDIR, D, b"new", new), ren(None, b"", B, b"in", moved, is_dir=True),
+                       ev(CREATE, new, b"f", X), ren(A, b"d", A, b"d2", D, is_dir=True)))
+    assert brief(out) == [("create", b"/w/a/d/new", []), ("rename", b"", b"/w/b/in", ["unwatched"]),
+                          ("create", b"/w/a/d/new/f", []), ("rename", b"/w/a/d", b"/w/a/d2", [])]
+    # "new" was created in /w/a/d, which was renamed later in the same read.
+    assert n.take_new_dirs() == [(b"/w/a/d2/new", False), (b"/w/b/in", True)]
+    assert n.take_new_dirs() == []
+
+
+def test_root_moved_away_ends_its_watches() -> None:
+    n = norm()
+    out = n.feed(batch(0, ev(MOVE_SELF | ONDIR, W, b"."), ev(CREATE, A, b"late", X)))
+    assert brief(out) == [("move_self", b"/w", []), ("watch_end", b"/w", [])]
+    assert len(n.cache) == 0 and "root moved" in (out[1].message or "")
+
+
+def test_filesystem_mark_drops_the_move_self_of_a_directory_that_came_in() -> None:
+    n = norm(mark_mode="filesystem")
+    moved = fid(81)
+    n.feed(resolved(OUT, None, "outside"))
+    out = n.feed(batch(0, ren(OUT, b"pkg", B, b"pkg", moved, is_dir=True), ev(MOVE_SELF | ONDIR, moved, b"."),
+                       ren(B, b"pkg", A, b"pkg", moved, is_dir=True), ev(MOVE_SELF | ONDIR, moved, b".")))
+    assert brief(out) == [("rename", b"", b"/w/b/pkg", ["unwatched"]), ("rename", b"/w/b/pkg", b"/w/a/pkg", []),
+                          ("move_self", b"/w/a/pkg", [])]
+
+
+def test_synthesized_creates_and_kernel_creates_are_not_reported_twice() -> None:
+    n = norm()
+    # Inode marks: the scan after the mark reported "f"; the kernel's CREATE comes in the next read: dropped.
+    out = n.feed(raw.SourceNotice(1, "create", b"/w/a/f", False, ("synthesized",)))
+    out += n.feed(batch(2, ev(CREATE, A, b"f", X), ev(CREATE, A, b"g", Y)))
+    assert brief(out) == [("create", b"/w/a/f", ["synthesized"]), ("create", b"/w/a/g", [])]
+    assert out[0].source == "fanotify"
+    # Filesystem mark, a directory moved in: the kernel reported "h" in the same read; the scan's is dropped.
+    n = norm(mark_mode="filesystem")
+    n.feed(resolved(OUT, None, "outside"))
+    pkg = fid(90)
+    out = n.feed(batch(3, ren(OUT, b"pkg", B, b"pkg", pkg, is_dir=True), ev(CREATE, pkg, b"h", X)))
+    out += n.feed(raw.SourceNotice(4, "create", b"/w/b/pkg/h", False, ("synthesized",)))
+    out += n.feed(raw.SourceNotice(4, "create", b"/w/b/pkg/old", False, ("synthesized",)))
+    assert brief(out) == [("rename", b"", b"/w/b/pkg", ["unwatched"]), ("create", b"/w/b/pkg/h", []),
+                          ("create", b"/w/b/pkg/old", ["synthesized"])]
+
+
+def test_json_of_every_kind_of_fanotify_record_matches_the_model() -> None:
+    recs = [FanRec("create", b"/w/caf\xe9", False, 1, CREATE, pid=3, object_id="ab"),
+            FanRec("rename", b"", True, 2, RENAME | ONDIR, b"/w/x", ("unwatched",), 4, "cd"),
+            FanRec("overflow", b"", False, 3, fs.FAN_Q_OVERFLOW)]
+    for r in recs:
+        assert rec_to_json(r) == model_to_json(to_model(r))
+        assert to_model(r).source == "fanotify"
+
+
+# --- the parser ------------------------------------------------------------------------------------------------
+
+
+def _fid_rec(info_type: int, key: bytes, name: bytes | None = None) -> bytes:
+    body = key + (b"" if name is None else name + b"\0")
+    body += b"\0" * (-(4 + len(body)) % 4)
+    return struct.pack("=BBH", info_type, 0, 4 + len(body)) + body
+
+
+def _event(mask: int, *recs: bytes, pid: int = 42) -> bytes:
+    payload = b"".join(recs)
+    return struct.pack("=IBBHQii", 24 + len(payload), 3, 0, 24, mask, -1, pid) + payload
+
+
+SAMPLE = (
+    _event(RENAME, _fid_rec(10, A, b"old\xff\n"), _fid_rec(12, B, b"new"), _fid_rec(1, X))
+    + _event(CREATE | ONDIR, _fid_rec(1, Y), _fid_rec(2, A, b"d"))  # records in another order
+    + _event(ATTRIB | ONDIR, _fid_rec(2, D, b"."))
+    + _event(MOVE_SELF, _fid_rec(1, Z))
+    + _event(RENAME, _fid_rec(12, B, b"in"), _fid_rec(1, X), pid=7)
+    + _event(fs.FAN_Q_OVERFLOW, pid=0)
+    + _event(CREATE, _fid_rec(3, A), struct.pack("=BBHi", 4, 0, 8, -1), _fid_rec(1, X))  # DFID + a PIDFD
+)
+
+
+def test_parser_places_records_by_type() -> None:
+    events = parse_batch(SAMPLE)
+    assert events == [
+        (RENAME, 42, A, b"old\xff\n", B, b"new", X, ()),
+        (CREATE | ONDIR, 42, A, b"d", None, b"", Y, ()),
+        (ATTRIB | ONDIR, 42, D, b".", None, b"", None, ()),
+        (MOVE_SELF, 42, None, b"", None, b"", Z, ()),
+        (RENAME, 7, None, b"", B, b"in", X, ()),
+        (fs.FAN_Q_OVERFLOW, 0, None, b"", None, b"", None, ()),
+        (CREATE, 42, A, b"", None, b"", X, ((4, b"\xff\xff\xff\xff"),)),
+    ]
+    assert events == [from_fan_event(e) for e in fs.parse_events(SAMPLE)]
+
+
+def test_parser_corrupt_buffer_raises_value_error_with_offset() -> None:
+    for cut in range(1, len(SAMPLE)):
+        try:
+            events = parse_batch(SAMPLE[:cut])
+        except ValueError as exc:
+            assert str(exc).startswith("offset ")
+        else:
+            assert events == parse_batch(SAMPLE)[: len(events)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.data())
+def test_fast_parser_agrees_with_the_checked_parser(noise: bytes, data: st.DataObject) -> None:
+    start = data.draw(st.integers(0, len(SAMPLE)))
+    spliced = SAMPLE[:start] + noise[: data.draw(st.integers(0, 24))] + SAMPLE[start + 4:]
+    for buf in (noise, spliced):
+        try:
+            checked = [from_fan_event(e) for e in fs.parse_events(buf)]
+        except ValueError:
+            with pytest.raises(ValueError, match=r"^offset "):
+                parse_batch(buf)
+        else:
+            assert parse_batch(buf) == checked
+
+
+# --- capture and replay of fanotify items -------------------------------------------------------------------------
+
+
+def fan_items() -> list[raw.AnyStreamItem]:
+    return [
+        resolved(A, b"/w/a"),
+        resolved(B, b"/w/caf\xe9"),
+        resolved(OUT, None, "outside"),
+        resolved(fid(50), None, "stale"),
+        batch(1, ren(A, b"x", B, b"y\n", X, pid=5), ev(CREATE | MODIFY, A, b"\xff", Y),
+              ev(fs.FAN_Q_OVERFLOW, pid=0), ren(None, b"", B, b"in", Z),
+              (CREATE, 42, A, b"", None, b"", X, ((4, b"\xff\xff\xff\xff"),)),
+              ev(ATTRIB | ONDIR, A, b"."), drained=False),
+        raw.Tick(40 * MS),
+        raw.SourceNotice(41 * MS, "create", b"/w/a/s", False, ("synthesized",), ""),
+    ]
+
+
+def test_fanotify_items_round_trip_through_a_capture(tmp_path: Path) -> None:
+    path = tmp_path / "c.fsncap.gz"
+    with CaptureWriter(path, CaptureHeader(source="fanotify", options={"mark_mode": "filesystem"})) as w:
+        for item in fan_items():
+            w.write(item)
+    with CaptureReader(path, strict=True) as reader:
+        assert reader.header.source == "fanotify" and reader.header.version == 2  # version 2 adds F and H
+        assert list(reader) == fan_items()
+    # Handles are hex strings: [type, fsid_hex, handle_type, handle_hex, name].
+    encoded = fan_event_to_json(ren(A, b"x", B, b"y", X))
+    fsid, htype, handle = raw.fid_unpack(A)
+    assert encoded[2][0] == [10, fsid.hex(), htype, handle.hex(), "x"]
+    assert encoded[2][2][0] == 1 and encoded[2][2][4] is None
+    assert fan_event_from_json(json.loads(json.dumps(encoded))) == ren(A, b"x", B, b"y", X)
+
+
+def test_replay_of_a_fanotify_capture_equals_direct_feeding(tmp_path: Path) -> None:
+    path = tmp_path / "c.fsncap"
+    options = {"mark_mode": "inode", "use_rename": True, "window_ns": 20 * MS}
+    with CaptureWriter(path, CaptureHeader(source="fanotify", options=options)) as w:
+        for item in fan_items():
+            w.write(item)
+    direct = FanotifyNormalizer(window_ns=20 * MS)
+    expected = direct.feed_all(fan_items()) + direct.close()
+    got = list(replay(path))
+    assert [rec_to_json(r) for r in got] == [rec_to_json(r) for r in expected]
+    assert [r.kind for r in got] == ["rename", "create", "modify", "overflow", "rename", "create", "attrib", "create"]
+    assert got[0].path == b"/w/a/x" and got[0].dst == b"/w/caf\xe9/y\n"
+
+
+def test_damaged_fanotify_lines_are_reported_and_the_rest_kept() -> None:
+    header = json.dumps(CaptureHeader(source="fanotify").to_json()).encode() + b"\n"
+    good = ["F", 1, 1, [fan_event_to_json(ev(CREATE, A, b"f", X))]]
+    bad_event = ["F", 2, 1, [[CREATE, 42, [[2, "zz", 1, "00", "f"]]], fan_event_to_json(ev(CREATE, A, b"g", X)),
+                             [CREATE | (1 << 40), 1, []]]]
+    lines = [json.dumps(x).encode() + b"\n" for x in (good, bad_event, ["H", 3, "00", 1, "00", None, "weird"],
+                                                       ["H", 4, A[:8].hex(), 1, "00", "/p", "stale"],
+                                                       ["E", 5, "closed"])]
+    with CaptureReader(io.BytesIO(header + b"".join(lines))) as reader:
+        items = list(reader)
+    assert [type(i).__name__ for i in items] == ["FanotifyBatch", "FanotifyBatch"]
+    second = items[1]
+    assert isinstance(second, raw.FanotifyBatch) and [e[3] for e in second.events] == [b"g", b""]
+    messages = [i.message for i in reader.issues]
+    assert "event 0 skipped" in messages[0] and "fsid" in messages[0]
+    assert "unknown mask bits 0x10000000000" in messages[1]
+    assert "unknown handle status 'weird'" in messages[2]
+    assert "path exactly when its status is 'ok'" in messages[3]
+    assert len(messages) == 4
