@@ -238,13 +238,15 @@ def fan_event_to_json(ev: raw.FanotifyEvent) -> list[Any]:
 def item_to_json(item: raw.AnyStreamItem) -> list[Any]:
     """The JSON array for one stream item (see docs/capture-format.md)."""
     if isinstance(item, raw.FanotifyBatch):
-        return ["F", item.t_ns, 1 if item.drained else 0, [fan_event_to_json(ev) for ev in item.events]]
+        fan = ["F", item.t_ns, 1 if item.drained else 0, [fan_event_to_json(ev) for ev in item.events]]
+        return fan if item.backlog is None else [*fan, item.backlog]
     if isinstance(item, raw.HandleResolved):
         return ["H", item.t_ns, item.fsid.hex(), item.handle_type, item.handle.hex(),
                 None if item.path is None else encode_name(item.path), item.status]
     if isinstance(item, raw.InotifyBatch):
-        return ["B", item.t_ns, 1 if item.drained else 0,
-                [[wd, mask, cookie, encode_name(name)] for wd, mask, cookie, name in item.events]]
+        batch = ["B", item.t_ns, 1 if item.drained else 0,
+                 [[wd, mask, cookie, encode_name(name)] for wd, mask, cookie, name in item.events]]
+        return batch if item.backlog is None else [*batch, item.backlog, item.nbytes]
     if isinstance(item, raw.WatchAdded):
         return ["W", item.t_ns, item.wd, encode_name(item.path)]
     if isinstance(item, raw.WatchRemoved):
@@ -446,7 +448,9 @@ class CaptureReader:
                                 "(kept; it becomes an 'unknown' record)")
             except (ValueError, TypeError) as exc:
                 self._issue(lineno, start, f"event {i} skipped: {exc}")
-        return raw.InotifyBatch(t, drained == 1, events)
+        backlog, nbytes = (_int(obj[4], "backlog", _UINT32), _int(obj[5], "bytes read", _UINT32)) \
+            if len(obj) > 4 else (None, 0)
+        return raw.InotifyBatch(t, drained == 1, events, backlog, nbytes)
 
     def _fan_batch(self, obj: list[Any], lineno: int, start: int) -> raw.FanotifyBatch:
         t = _t(obj[1])
@@ -464,7 +468,8 @@ class CaptureReader:
             if event[0] & ~_FAN_KNOWN_BITS:
                 self._issue(lineno, start, f"event {i}: unknown mask bits {event[0] & ~_FAN_KNOWN_BITS:#x} "
                             "(kept; it becomes an 'unknown' record)")
-        return raw.FanotifyBatch(t, drained == 1, events)
+        backlog = _int(obj[4], "backlog", _UINT32) if len(obj) > 4 else None
+        return raw.FanotifyBatch(t, drained == 1, events, backlog)
 
 
 def _fsid(value: Any) -> bytes:

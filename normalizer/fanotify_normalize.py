@@ -499,7 +499,7 @@ class FanotifyNormalizer:
             slow(ev, t, out)
         if batch.drained:
             synthesized.clear()
-        m.end(t, batch.drained, out)
+        m.end(t, batch.drained, out, backlog=batch.backlog, consumed=len(batch.events))
         return out
 
     def _seen_by_scan(self, mask: int, path: bytes) -> bool:

@@ -110,7 +110,7 @@ class InotifyNormalizer:
             self._synthesized.clear()
             m.advance(item.t_ns, out)
             return out
-        else:  # SourceNotice
+        elif isinstance(item, raw.SourceNotice):
             if item.kind == "create" and Flag.SYNTHESIZED in item.flags:
                 self._synthesized.add(item.path)
             m.push(Rec.note(item.kind, item.path, item.is_dir, item.t_ns, 0, flags=item.flags,
@@ -204,7 +204,7 @@ class InotifyNormalizer:
             m.push_from(Half(pf_path, False, t, pf_mask, pf_cookie, pf_cookie), out)
         if batch.drained:
             self._synthesized.clear()
-        m.end(t, batch.drained, out)
+        m.end(t, batch.drained, out, backlog=batch.backlog, consumed=batch.nbytes)
         return out
 
     def _seen_by_scan(self, bit: int, path: bytes) -> bool:

@@ -72,6 +72,11 @@ class InotifyBatch:
     t_ns: int
     drained: bool
     events: list[InotifyEvent] = field(default_factory=list)
+    #: Bytes still queued in the kernel right after the read (FIONREAD), None if not known; with ``nbytes``
+    #: (what this read returned) it tells the matcher when everything queued before ``t_ns`` has been read,
+    #: even while the queue never drains.
+    backlog: int | None = None
+    nbytes: int = 0
 
 
 @dataclass(slots=True, frozen=True)
@@ -166,6 +171,9 @@ class FanotifyBatch:
     t_ns: int
     drained: bool
     events: list[FanotifyEvent] = field(default_factory=list)
+    #: Events still queued right after the read (FIONREAD / 24), None if not known; the read itself took
+    #: ``len(events)`` of them (see :class:`InotifyBatch`).
+    backlog: int | None = None
 
 
 #: HandleResolved.status values: what became of a directory handle.

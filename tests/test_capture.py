@@ -208,3 +208,14 @@ def test_gzip_stream_is_readable_by_plain_gzip(tmp_path: Path) -> None:
     write(path, items())
     text = gzip.decompress(path.read_bytes()).decode("utf-8")
     assert json.loads(text.splitlines()[0])["format"] == "fsnorm-capture"
+
+
+def test_backlog_fields_round_trip_and_stay_optional(tmp_path: Path) -> None:
+    path = tmp_path / "c.fsncap"
+    with_backlog = raw.InotifyBatch(5, False, [(1, raw.IN_MODIFY, 0, b"m")], 4096, 32)
+    write(path, [with_backlog, batch(6, (1, raw.IN_MODIFY, 0, b"n"))])
+    assert json.loads(lines(path)[1])[4:] == [4096, 32]
+    assert len(json.loads(lines(path)[2])) == 4  # no backlog known: the v1 form
+    with CaptureReader(path, strict=True) as reader:
+        got = list(reader)
+    assert got[0] == with_backlog and got[1].backlog is None  # type: ignore[union-attr]

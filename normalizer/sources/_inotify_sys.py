@@ -269,7 +269,7 @@ class InotifyFD:
     Keep all watches of one session in one instance: rename cookies only pair up within an instance.
     """
 
-    __slots__ = ("__weakref__", "_buf", "_fd", "_fionread", "_view")
+    __slots__ = ("__weakref__", "_buf", "_fd", "_fionread", "_view", "last_read_bytes")
 
     _fd: int
 
@@ -289,6 +289,8 @@ class InotifyFD:
         self._buf = bytearray(DEFAULT_READ_BUFSIZE)
         self._view = memoryview(self._buf)
         self._fionread = array("i", [0])
+        #: Bytes the last read_events() call returned (0 when nothing was queued).
+        self.last_read_bytes = 0
 
     # -- lifecycle --
 
@@ -394,6 +396,8 @@ class InotifyFD:
         try:
             n = os.readv(fd, (view,))
         except BlockingIOError:
+            self.last_read_bytes = 0
             return []
+        self.last_read_bytes = n
         # One copy of the filled part into bytes: slices of bytes are bytes, and bytes slicing is the fastest.
         return _parse(bytes(view[:n]), n)

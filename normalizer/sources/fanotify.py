@@ -496,7 +496,7 @@ class FanotifySource:
             raise SourceError(f"reading the fanotify group failed: {exc.strerror or exc}") from exc
         if n:
             t = time.monotonic_ns()
-            drained = fa.pending_bytes() == 0
+            backlog = fa.pending_events()  # FIONREAD counts 24 bytes per queued event
             try:
                 events = parse_batch(bytes(memoryview(self._buf)[:n]))
             except ValueError as exc:
@@ -507,7 +507,7 @@ class FanotifySource:
             need = self.normalizer.needed_handles(events)
             if need:
                 out.extend(self._feed_all([self._resolve(key) for key in need]))
-            out.extend(self._feed(raw.FanotifyBatch(t, drained, events)))
+            out.extend(self._feed(raw.FanotifyBatch(t, backlog == 0, events, backlog)))
             out.extend(self._follow_tree())
             return out
         if self.normalizer.matcher.next_deadline() is not None:

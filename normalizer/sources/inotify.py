@@ -154,7 +154,12 @@ class InotifySource:
 
     def open(self) -> list[Rec]:
         """Create the fd and watch every root recursively. Returns records about directories that could not
-        be watched (``error``); raises SourceError if a root cannot be watched at all."""
+        be watched (``error``); raises SourceError if a root cannot be watched at all. Opening an open source
+        does nothing (and returns no records)."""
+        if self._fd is not None:
+            if self.closed:
+                raise SourceError("source is closed")
+            return []
         for root in self.roots:
             _check_root(root)
         self._fd = InotifyFD()
@@ -236,11 +241,11 @@ class InotifySource:
         events = fd.read_events(self._read_size)
         if events:
             t = time.monotonic_ns()
-            drained = fd.pending_bytes() == 0
+            backlog = fd.pending_bytes()
             self.stats["reads"] += 1
             self.stats["events"] += len(events)
             overflows = self.stats["overflows"]
-            out = self._feed(raw.InotifyBatch(t, drained, events))
+            out = self._feed(raw.InotifyBatch(t, backlog == 0, events, backlog, fd.last_read_bytes))
             out.extend(self._follow_tree())
             if self._shadow is not None and self.stats["overflows"] > overflows:
                 out.extend(self._rescan(self._last_read_wall))

@@ -60,7 +60,7 @@ def replay(
     overridden. Issues in the capture go to ``on_issue`` (or raise, with ``strict``)."""
     with CaptureReader(source, strict=strict, on_issue=on_issue) as reader:
         options = reader.header.options
-        keep = PathFilter(options.get("include", ()), options.get("exclude", ())).apply
+        keep = PathFilter.from_options(options).apply
         if reader.header.source == "fanotify":
             fan = fanotify_normalizer_for(options, window_ns=window_ns, strict_order=strict_order)
             for item in reader:
