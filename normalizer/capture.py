@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import gzip
 import io
 import json
@@ -42,6 +43,29 @@ SUPPORTED_VERSIONS_BY_SOURCE: dict[str, frozenset[int]] = {"inotify": frozenset(
 SUPPORTED_VERSIONS = frozenset().union(*SUPPORTED_VERSIONS_BY_SOURCE.values())
 
 _GZIP_MAGIC = b"\x1f\x8b"
+#: The longest line a reader accepts. A batch line of a 256 KiB read is well under 1 MiB; anything longer is
+#: damage (or a decompression bomb) and is skipped without being held in memory.
+MAX_LINE = 16 << 20
+#: What a damaged stream can raise while being read: I/O, truncation, corrupt deflate data.
+_STREAM_ERRORS = (OSError, EOFError, gzip.BadGzipFile, zlib.error)
+#: What a damaged line can raise while being parsed (RecursionError: absurdly nested JSON).
+_LINE_ERRORS = (ValueError, TypeError, IndexError, KeyError, RecursionError)
+#: Header options fsnorm itself reads back, and what each must be. Unknown keys are kept (newer writers).
+_OPTION_CHECKS: dict[str, tuple[str, Any]] = {
+    "window_ns": ("a non-negative integer", lambda v: type(v) is int and v >= 0),
+    "max_wait_ns": ("a non-negative integer", lambda v: type(v) is int and v >= 0),
+    "max_pending": ("a positive integer", lambda v: type(v) is int and v >= 1),
+    "strict_order": ("true or false", lambda v: type(v) is bool),
+    "rescan": ("true or false", lambda v: type(v) is bool),
+    "use_rename": ("true or false", lambda v: type(v) is bool),
+    "mask": ("a 32-bit unsigned integer", lambda v: type(v) is int and 0 <= v < 2**32),
+    "include": ("a list of strings", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)),
+    "exclude": ("a list of strings", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)),
+    "roots": ("a list of strings", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)),
+    "kinds": ("null or a list of strings",
+              lambda v: v is None or (isinstance(v, list) and all(isinstance(x, str) for x in v))),
+    "mark_mode": ("a string", lambda v: isinstance(v, str)),
+}
 _INT32 = (-(2**31), 2**31 - 1)
 _UINT32 = (0, 2**32 - 1)
 _UINT64 = (0, 2**64 - 1)
@@ -118,7 +142,7 @@ class CaptureHeader:
         if not isinstance(obj, dict) or obj.get("format") != FORMAT_NAME:
             raise ValueError(f"not an fsnorm capture (the first line must be a {FORMAT_NAME!r} header)")
         version = obj.get("version")
-        if version not in SUPPORTED_VERSIONS:
+        if type(version) is not int or version not in SUPPORTED_VERSIONS:
             raise ValueError(
                 f"capture format version {version!r} is not supported by this fsnorm "
                 f"(it reads version {', '.join(map(str, sorted(SUPPORTED_VERSIONS)))}); upgrade fsnorm"
@@ -133,6 +157,9 @@ class CaptureHeader:
         options = obj.get("options", {})
         if not isinstance(options, dict):
             raise ValueError("header 'options' must be an object")
+        for key, (what, ok) in _OPTION_CHECKS.items():
+            if key in options and not ok(options[key]):
+                raise ValueError(f"header option {key!r} must be {what}, got {options[key]!r}")
         watches = [(_int(w[0], "wd", _INT32), decode_name(w[1])) for w in _list(obj.get("watches", []))]
         return cls(
             source=source,
@@ -192,6 +219,18 @@ class CaptureWriter:
                 self._raw.close()
             except OSError:
                 pass
+
+    def abort(self) -> None:
+        """Close without writing the end marker (after a failed write: the file may end mid-line, and more
+        writes would only make it worse). Idempotent, never raises."""
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(OSError, ValueError):
+            if self._gz is not None:
+                self._gz.close()
+        with contextlib.suppress(OSError, ValueError):
+            self._raw.close()
 
     def __enter__(self) -> CaptureWriter:
         return self
@@ -322,19 +361,34 @@ class CaptureReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _readline(self) -> tuple[bytes, int]:
+        """The next line (at most MAX_LINE bytes kept) and its full length. A longer line is consumed in chunks
+        and returned empty-bodied: the caller reports it."""
+        line = self._stream.readline(MAX_LINE + 1)
+        if len(line) <= MAX_LINE or line.endswith(b"\n"):
+            return line, len(line)
+        length = len(line)
+        while True:
+            chunk = self._stream.readline(1 << 20)
+            length += len(chunk)
+            if not chunk or chunk.endswith(b"\n"):
+                return b"", length
+
     def _read_header(self) -> CaptureHeader:
         try:
-            line = self._stream.readline()
-        except (OSError, EOFError) as exc:
+            line, length = self._readline()
+        except _STREAM_ERRORS as exc:
             raise CaptureError(f"cannot read the header: {exc}", line=1, offset=0) from exc
-        self._offset = len(line)
+        self._offset = length
         self._lineno = 1
-        if not line:
+        if not length:
             raise CaptureError("empty file: no capture header", line=1, offset=0)
+        if not line:
+            raise CaptureError(f"the header line is longer than {MAX_LINE} bytes", line=1, offset=0)
         try:
             return CaptureHeader.from_json(json.loads(line))
-        except (ValueError, TypeError, IndexError, KeyError) as exc:
-            raise CaptureError(f"bad capture header: {exc}", line=1, offset=0) from exc
+        except _LINE_ERRORS as exc:
+            raise CaptureError(f"bad capture header: {exc!s:.300}", line=1, offset=0) from exc
 
     def _issue(self, line: int, offset: int, message: str) -> None:
         issue = CaptureIssue(line, offset, message)
@@ -349,15 +403,18 @@ class CaptureReader:
         last_t = 0
         while True:
             try:
-                line = self._stream.readline()
-            except (OSError, EOFError, gzip.BadGzipFile) as exc:
+                line, length = self._readline()
+            except _STREAM_ERRORS as exc:
                 self._issue(lineno + 1, offset, f"the compressed stream is truncated or corrupt ({exc}); "
                             "everything before this point was read")
                 return
-            if not line:
+            if not length:
                 break
             lineno += 1
-            start, offset = offset, offset + len(line)
+            start, offset = offset, offset + length
+            if not line:
+                self._issue(lineno, start, f"line of {length} bytes is longer than {MAX_LINE}; skipped")
+                continue
             if not line.endswith(b"\n"):
                 self._issue(lineno, start, "truncated last line (the writer stopped mid-line); ignored")
                 break
@@ -366,12 +423,12 @@ class CaptureReader:
                 continue
             try:
                 obj = json.loads(line)
-            except (ValueError, UnicodeDecodeError) as exc:
-                self._issue(lineno, start, f"corrupt line, not JSON ({exc}); skipped")
+            except (ValueError, RecursionError) as exc:
+                self._issue(lineno, start, f"corrupt line, not JSON ({exc!s:.200}); skipped")
                 continue
             try:
                 item = self._item(obj, lineno, start)
-            except (ValueError, TypeError, IndexError, KeyError) as exc:
+            except _LINE_ERRORS as exc:
                 self._issue(lineno, start, f"bad {_tag_name(obj)} line: {exc}; skipped")
                 continue
             if item is None:
@@ -388,6 +445,8 @@ class CaptureReader:
         if not isinstance(obj, list) or not obj or not isinstance(obj[0], str):
             raise ValueError("a line must be a JSON array starting with a type tag")
         tag = obj[0]
+        if tag in _SOURCE_TAGS and _SOURCE_TAGS[tag] != self.header.source:
+            raise ValueError(f"a {_SOURCE_TAGS[tag]} item in a {self.header.source} capture")
         if tag == "B":
             return self._batch(obj, lineno, start)
         if tag == "F":
@@ -438,11 +497,12 @@ class CaptureReader:
             try:
                 wd, mask, cookie, name = ev
                 if (type(wd) is int and type(mask) is int and type(cookie) is int and type(name) is str
-                        and -1 <= wd <= _INT32[1] and 0 <= mask <= _UINT32[1] and 0 <= cookie <= _UINT32[1]):
+                        and -1 <= wd <= _INT32[1] and 0 <= mask <= _UINT32[1] and 0 <= cookie <= _UINT32[1]
+                        and "/" not in name and "\0" not in name and name != "." and name != ".."):
                     append((wd, mask, cookie, name.encode("utf-8", "surrogateescape")))
                 else:
                     append((_int(wd, "wd", _INT32), _int(mask, "mask", _UINT32), _int(cookie, "cookie", _UINT32),
-                            decode_name(name)))
+                            _entry_name(name)))
                 if mask & ~known:
                     self._issue(lineno, start, f"event {i}: unknown mask bits {mask & ~known:#x} "
                                 "(kept; it becomes an 'unknown' record)")
@@ -470,6 +530,15 @@ class CaptureReader:
                             "(kept; it becomes an 'unknown' record)")
         backlog = _int(obj[4], "backlog", _UINT32) if len(obj) > 4 else None
         return raw.FanotifyBatch(t, drained == 1, events, backlog)
+
+
+def _entry_name(value: Any) -> bytes:
+    """A directory entry name as the kernel can give one: no '/', no NUL, not '.' or '..' (b"" is the watched
+    directory itself)."""
+    name = decode_name(value)
+    if b"/" in name or b"\0" in name or name in (b".", b".."):
+        raise ValueError(f"impossible entry name {name!r} (no kernel reports one)")
+    return name
 
 
 def _fsid(value: Any) -> bytes:
@@ -521,6 +590,10 @@ def fan_event_from_json(ev: Any) -> raw.FanotifyEvent:
         else:
             raise ValueError(f"second file-id record of type {info_type}")
     return (mask, pid, d, nm, d2, nm2, obj, tuple(extra))
+
+
+#: Item tags that belong to one source kind only.
+_SOURCE_TAGS = {"B": "inotify", "W": "inotify", "R": "inotify", "F": "fanotify", "H": "fanotify"}
 
 
 def _tag_name(obj: Any) -> str:

@@ -94,7 +94,10 @@ def _source_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run_live(args: argparse.Namespace, *, capture: str | None, out: TextIO | None) -> int:
-    """Watch until SIGINT/SIGTERM; then flush pending halves, close the capture, exit 0."""
+    """Watch until SIGINT/SIGTERM; then read what was queued, flush pending halves, close the capture, exit 0.
+
+    If the capture cannot be written (disk full), ``watch`` says so on stderr (and in an ``error`` record) and
+    goes on without it; ``capture``, whose only job it is, stops and exits 1."""
     from .api import make_source
 
     source = make_source(args.paths, args.backend, capture=capture, **_source_options(args))
@@ -107,12 +110,18 @@ def _run_live(args: argparse.Namespace, *, capture: str | None, out: TextIO | No
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     fmt = FORMATTERS[getattr(args, "format", "json")]
+    capture_failed = False
     try:
         records = source.open()
         while True:
             if out is not None and records:
                 out.write("".join(fmt(r) + "\n" for r in records))
                 out.flush()
+            if source.capture_error is not None and not capture_failed:
+                capture_failed = True
+                _warn(f"error: {source.capture_error}")
+                if out is None:
+                    break
             if stopping:
                 break
             records = source.read(None)
@@ -126,7 +135,7 @@ def _run_live(args: argparse.Namespace, *, capture: str | None, out: TextIO | No
             signal.signal(sig, handler)
     stats = source.stats
     _warn(f"stopped: {stats['events']} events read, {stats['records']} records, {stats['overflows']} overflows")
-    return 0
+    return 1 if capture_failed and out is None else 0
 
 
 def cmd_watch(args: argparse.Namespace) -> int:

@@ -159,10 +159,11 @@ class Matcher:
         if self.strict_order:
             self._held.append(half)
         n = len(pending)
+        if n > self.max_pending:
+            self._evict_oldest(out)
+            n -= 1
         if n > self.pending_high_water:
             self.pending_high_water = n
-            if n > self.max_pending:
-                self._evict_oldest(out)
 
     def push_to(self, key: Hashable, path: bytes, is_dir: bool, t_ns: int, mask: int, cookie: int | None,
                 out: list[Rec]) -> Rec:
@@ -280,11 +281,13 @@ class Matcher:
             self._overflow_t = None
 
     def _evict_oldest(self, out: list[Rec]) -> None:
-        for _, _, halves in self._deadlines:
-            for half in halves:
+        deadlines = self._deadlines
+        while deadlines:  # entries whose halves are all final are useless: drop them on the way
+            for half in deadlines[0][2]:
                 if half.waiting:
                     self._finish(half, Flag.EVICTED, out)
                     return
+            deadlines.pop(0)
         for half in self._batch_halves:
             if half.waiting:
                 self._finish(half, Flag.EVICTED, out)

@@ -93,8 +93,9 @@ class InotifyNormalizer:
 
     # -- feeding -------------------------------------------------------------------------------------------
 
-    def feed(self, item: raw.StreamItem) -> list[Rec]:
-        """Feed one stream item; return the records that are final now, in order."""
+    def feed(self, item: raw.AnyStreamItem) -> list[Rec]:
+        """Feed one stream item; return the records that are final now, in order. Items of a fanotify stream
+        (which a capture reader never yields for an inotify capture) change nothing."""
         if isinstance(item, raw.InotifyBatch):
             return self.feed_batch(item)
         out: list[Rec] = []

@@ -67,7 +67,8 @@ class WatchTable:
         if wd is not None:
             out.append((path, wd))
         lo, hi = self._range(path)
-        out.extend((p, self._wd_by_path[p]) for p in self._wd_by_path.irange(lo, hi, inclusive=(True, False)))
+        out.extend((p, self._wd_by_path[p]) for p in self._wd_by_path.irange(lo, hi, inclusive=(True, False))
+                   if p != path)  # a path ending in "/" (the root "/") falls in its own range
         return out
 
     def move(self, old: bytes, new: bytes) -> int:
@@ -77,8 +78,9 @@ class WatchTable:
         moved = self.below(old)
         for _, wd in moved:
             self._forget(wd)
+        base, new_base = old.rstrip(b"/"), new.rstrip(b"/")
         for path, wd in moved:
-            self._set(wd, new + path[len(old):])
+            self._set(wd, new if path == old else new_base + path[len(base):])
         return len(moved)
 
     def remove_below(self, path: bytes) -> list[int]:

@@ -2,8 +2,7 @@
 
 Lines of the wrong type, huge lengths and values, unknown versions and mask bits, cookies that repeat, wrap or
 are 0, MOVED_TO before MOVED_FROM, wds never added, watch-table changes for a wd in use, truncation, gzip damage
-and gzip bombs. Hypothesis drives the structured cases; the bugs found are kept here as minimal
-``xfail(strict=True)`` tests (see the report: each names the cause).
+and gzip bombs. Hypothesis drives the structured cases; each bug found (all fixed) keeps a minimal test here.
 """
 
 from __future__ import annotations
@@ -233,14 +232,8 @@ def test_watch_table_changes_resolve_exactly_as_a_model_says(ops: list[tuple[str
 # -- hypothesis: structured streams (the fuzzer's decoder), every check of fuzz/checks.py ------------------
 
 def sanitized(stream: Stream, *, monotonic: bool = False) -> Stream:
-    """Keep the reported bugs out of a generated stream: no watched path ending in '/', the default
-    max_pending; optionally make it clean (time monotonic, no unknown
-    mask bits)."""
-    stream.options["max_pending"] = 65_536
-    stream.watches = [(wd, p) for wd, p in stream.watches if not p.endswith(b"/")]
+    """A generated stream as it is, or (``monotonic``) made clean: time monotonic, no unknown mask bits."""
     for i, item in enumerate(stream.items):
-        if isinstance(item, raw.WatchAdded) and item.path.endswith(b"/"):
-            item = raw.WatchAdded(item.t_ns, item.wd, b"/w/d")
         if monotonic:  # and no unknown mask bits: a capture the strict reader reads without a problem
             item = dataclasses.replace(item, t_ns=1000 * (i + 1))
             if isinstance(item, raw.InotifyBatch):
@@ -252,8 +245,7 @@ def sanitized(stream: Stream, *, monotonic: bool = False) -> Stream:
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.binary(max_size=800))
 def test_structured_streams_end_in_well_formed_records(data: bytes) -> None:
-    """Any stream, with the two reported bugs kept out (paths ending in '/', small max_pending; see the
-    xfail tests below): well-formed records, nothing pending after close, replay of its capture identical."""
+    """Any stream: well-formed records, nothing pending after close, replay of its capture identical."""
     assert check_stream(sanitized(decode_stream(data))) >= 0
 
 
@@ -341,7 +333,6 @@ def test_unknown_versions_are_refused_naming_line_1(version: object) -> None:
     assert (err.value.line, err.value.offset) == (1, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: version true / 1.0 is taken for version 1 (`in frozenset({1})`)")
 @pytest.mark.parametrize("version", [True, 1.0])
 def test_version_must_be_the_integer_1(version: object) -> None:
     h = {"format": "fsnorm-capture", "version": version, "source": "inotify"}
@@ -422,10 +413,9 @@ def test_a_gzip_capture_cut_or_damaged_gives_a_prefix_and_a_named_problem(cut: i
             assert outcome.issues
 
 
-# -- bugs found (xfail strict until fixed) -----------------------------------------------------------------
+# -- bugs found by fuzzing, fixed: each test pins its fix ------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="bug: deeply nested JSON raises RecursionError out of CaptureReader")
 @pytest.mark.parametrize("where", ["header", "item"])
 def test_deeply_nested_json_line_is_a_capture_issue(where: str) -> None:
     deep = b"[" * 5000 + b"\n"
@@ -434,7 +424,6 @@ def test_deeply_nested_json_line_is_a_capture_issue(where: str) -> None:
     assert (outcome.error is not None) == (where == "header")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: zlib.error (not an OSError) escapes CaptureReader on corrupt deflate")
 def test_corrupt_gzip_is_a_capture_issue() -> None:
     data = bytearray(gzip.compress(capture(b'["T",5]\n'), mtime=0))
     data[12] ^= 0xFF
@@ -442,8 +431,6 @@ def test_corrupt_gzip_is_a_capture_issue() -> None:
     assert outcome.error is not None or outcome.issues
 
 
-@pytest.mark.xfail(strict=True, reason="bug: header options are not validated; replay raises ValueError/TypeError/"
-                   "OverflowError from normalizer_for/PathFilter instead of a CaptureError naming line 1")
 @pytest.mark.parametrize("options", [b'{"window_ns":"abc"}', b'{"window_ns":-1}', b'{"max_pending":0}',
                                      b'{"window_ns":Infinity}', b'{"include":5}', b'{"exclude":[5]}',
                                      b'{"max_wait_ns":[1]}'])
@@ -455,8 +442,6 @@ def test_bad_header_options_are_a_capture_error_at_line_1(options: bytes) -> Non
     assert err.value.line == 1
 
 
-@pytest.mark.xfail(strict=True, reason="bug: WatchTable.below() lists a path ending in '/' twice (the range's "
-                   "lower bound is the path itself), so remove_below()/move() raise KeyError")
 @pytest.mark.parametrize("root", [b"/w/", b"/"])
 def test_watched_path_ending_in_a_slash_can_be_retired(root: bytes) -> None:
     data = (json.dumps(CaptureHeader(options=OPTS, watches=[(1, root)]).to_json()).encode() + b"\n"
@@ -465,8 +450,6 @@ def test_watched_path_ending_in_a_slash_can_be_retired(root: bytes) -> None:
     assert [r.kind for r in records(data)] == ["rename"]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: Matcher.push_from evicts only when the pending table passes its "
-                   "high-water mark, so the table grows past max_pending (one more per two new halves)")
 def test_max_pending_is_a_bound() -> None:
     m = Matcher(max_pending=2)
     out: list[Rec] = []
@@ -477,8 +460,6 @@ def test_max_pending_is_a_bound() -> None:
     assert [r.flags for r in out] == [("evicted",)] * 8
 
 
-@pytest.mark.xfail(strict=True, reason="bug: an event name with '/', NUL, or '.'/'..' (no kernel gives one) is "
-                   "accepted from a capture: the record's path escapes the watched tree")
 @pytest.mark.parametrize("name", ["../../etc/passwd", "a/b", "a\u0000b", "..", "."])
 def test_impossible_event_names_are_reported_not_joined_into_paths(name: str) -> None:
     data = capture(json.dumps(["B", 5, 1, [[1, raw.IN_CREATE, 0, name]]]).encode() + b"\n")
@@ -487,8 +468,6 @@ def test_impossible_event_names_are_reported_not_joined_into_paths(name: str) ->
     assert reader.issues and reader.issues[0].message.startswith("event 0 skipped")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: no line-length limit: a gzip bomb (one 128 MiB line from 128 KiB) "
-                   "is read into memory whole by readline()")
 def test_gzip_bomb_line_is_bounded() -> None:
     comp = zlib.compressobj(9, zlib.DEFLATED, 31)
     chunk = b" " * (1 << 20)
@@ -508,8 +487,6 @@ def test_gzip_bomb_line_is_bounded() -> None:
     assert items == [] and reader.issues[0].line == 2
 
 
-@pytest.mark.xfail(strict=True, reason="bug: replay never takes InotifyNormalizer's new-dir and retired-wd lists "
-                   "(take_new_dirs/take_retired_wds), so they grow with every directory created in the capture")
 def test_replay_memory_does_not_grow_with_directory_creates() -> None:
     n_dirs = 20_000
     items: list[raw.StreamItem] = [

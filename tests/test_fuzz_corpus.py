@@ -21,17 +21,7 @@ from normalizer.errors import CaptureError
 
 CORPUS = Path(__file__).parent / "corpus"
 #: Corpus file -> the reported bug it reproduces (fuzz.checks.KNOWN_BUGS). Remove an entry when its bug is fixed.
-KNOWN = {
-    "bug-json-recursion-item.fsncap": "json-recursion",
-    "bug-json-recursion-header.fsncap": "json-recursion",
-    "bug-zlib-error.fsncap.gz": "zlib-error",
-    "bug-header-options-window.fsncap": "header-options",
-    "bug-header-options-max-pending.fsncap": "header-options",
-    "bug-header-options-include.fsncap": "header-options",
-    "bug-tree-trailing-slash.fsncap": "tree-trailing-slash",
-    "bug-max-pending.fsncap": "max-pending",
-    "bug-capture-names.fsncap": "capture-names",
-}
+KNOWN: dict[str, str] = {}  # all the bugs the corpus found are fixed (see git history of fuzz/checks.py)
 #: Peak Python allocation allowed while checking one corpus input (each is at most a few hundred KiB).
 MEMORY_LIMIT = 64 << 20
 

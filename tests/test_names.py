@@ -213,9 +213,6 @@ def test_live_paths_longer_than_path_max_are_reported_byte_exact(tree: Path) -> 
             os.close(fd)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a directory whose path is longer than PATH_MAX (ENAMETOOLONG from "
-                   "inotify_add_watch/scandir) raises OSError out of InotifySource.open()/read() instead of an "
-                   "error record; the watch dies")
 @pytest.mark.parametrize("when", ["at_open", "while_watching"])
 def test_directory_deeper_than_path_max_is_an_error_record_and_watching_goes_on(tree: Path, when: str) -> None:
     w = bytes(tree / "w")

@@ -41,7 +41,6 @@ import errno
 import os
 import re
 import select
-import stat
 import struct
 import sys
 import time
@@ -49,7 +48,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from .. import raw
-from ..capture import CaptureHeader, CaptureWriter
+from ..capture import CaptureHeader
 from ..errors import CapabilityError, FsnormError, SourceError, WatchLimitError
 from ..fanotify_normalize import FanotifyNormalizer, MarkMode
 from ..filters import PathFilter
@@ -57,6 +56,7 @@ from ..matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_N
 from ..records import Flag, Rec
 from ..tree import join
 from . import _fanotify_sys as fs
+from .base import LiveSource, PathArg
 
 #: The events fsnorm subscribes to with FAN_RENAME (MOVED_FROM / MOVED_TO would only repeat it).
 DEFAULT_FANOTIFY_MASK = (
@@ -194,25 +194,6 @@ def from_fan_event(ev: fs.FanEvent) -> raw.FanotifyEvent:
 # ==========================================================================================================
 
 
-def _abspath(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> bytes:
-    return os.path.abspath(os.fsencode(path))
-
-
-def _check_root(root: bytes) -> None:
-    """Raise SourceError saying exactly why ``root`` cannot be watched, if it cannot."""
-    try:
-        st = os.stat(root)
-    except FileNotFoundError:
-        raise SourceError(f"cannot watch {os.fsdecode(root)}: no such directory") from None
-    except PermissionError:
-        raise SourceError(f"cannot watch {os.fsdecode(root)}: permission denied (a directory above it is not "
-                          "searchable by this user)") from None
-    except OSError as exc:
-        raise SourceError(f"cannot watch {os.fsdecode(root)}: {exc.strerror}") from None
-    if not stat.S_ISDIR(st.st_mode):
-        raise SourceError(f"cannot watch {os.fsdecode(root)}: not a directory")
-
-
 def _unescape_mountinfo(field: bytes) -> bytes:
     """Undo /proc/self/mountinfo's octal escapes (``\\040`` for a space, ...)."""
     return re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), field)
@@ -299,7 +280,7 @@ def unavailable_reason() -> str | None:
 # ==========================================================================================================
 
 
-class FanotifySource:
+class FanotifySource(LiveSource):
     """Watches directory trees with one fanotify group and produces records.
 
     Use :meth:`open` (or the context manager), then call :meth:`read` in a loop, then :meth:`close`, which
@@ -307,10 +288,11 @@ class FanotifySource:
     """
 
     source_kind = "fanotify"
+    normalizer: FanotifyNormalizer
 
     def __init__(
         self,
-        roots: Sequence[str | bytes | os.PathLike[str] | os.PathLike[bytes]],
+        roots: Sequence[PathArg],
         *,
         mask: int | None = None,
         window_ns: int = DEFAULT_WINDOW_NS,
@@ -324,11 +306,9 @@ class FanotifySource:
         use_rename: bool = True,
         read_size: int = DEFAULT_READ_SIZE,
     ) -> None:
-        if not roots:
-            raise SourceError("no directory to watch")
         if mark_mode not in ("auto", "filesystem", "inode"):
             raise SourceError(f"unknown mark mode {mark_mode!r} (use 'auto', 'filesystem' or 'inode')")
-        self.roots = list(dict.fromkeys(_abspath(r) for r in roots))
+        super().__init__(roots, path_filter=PathFilter(include, exclude), capture=capture)
         self._root_prefixes = [r if r.endswith(b"/") else r + b"/" for r in self.roots]
         base = DEFAULT_FANOTIFY_MASK if use_rename else NO_RENAME_MASK
         self.mask = (base if mask is None else mask) | _REQUIRED
@@ -337,26 +317,19 @@ class FanotifySource:
         self.use_rename = use_rename
         self.requested_mark_mode: SourceMarkMode = mark_mode
         self.mark_mode: MarkMode = "inode" if mark_mode == "inode" else "filesystem"  # decided in open()
-        self.filter = PathFilter(include, exclude)
         self.window_ns = window_ns
         self.max_wait_ns = max(max_wait_ns, window_ns)
         self.max_pending = max_pending
         self.strict_order = strict_order
         self.normalizer = self._make_normalizer()
-        self._capture_path = capture
-        self._capture: CaptureWriter | None = None
         self._read_size = read_size
         self._buf = bytearray(read_size)
         self._fa: fs.FanotifyFD | None = None
         self._resolver = fs.HandleResolver()
         self._marked_fsids: set[bytes] = set()
-        self._poll = select.poll()
-        self._wake_r, self._wake_w = -1, -1
-        self.closed = False
-        #: Counters for monitoring: reads, events read, records emitted, overflows, mark errors, handles
-        #: resolved with open_by_handle_at and how many of those failed. ``normalizer.stats`` has the rest.
-        self.stats = {"reads": 0, "events": 0, "records": 0, "overflows": 0, "watch_errors": 0,
-                      "resolved": 0, "unresolved": 0}
+        #: Besides LiveSource's counters: handles resolved with open_by_handle_at and how many of those
+        #: failed. ``normalizer.stats`` has the rest.
+        self.stats.update({"resolved": 0, "unresolved": 0})
 
     def _make_normalizer(self) -> FanotifyNormalizer:
         return FanotifyNormalizer(window_ns=self.window_ns, max_wait_ns=self.max_wait_ns,
@@ -383,18 +356,16 @@ class FanotifySource:
     def _mark_mask(self) -> int:
         return self.mask | fs.FAN_EVENT_ON_CHILD if self.mark_mode == "inode" else self.mask
 
-    # -- lifecycle -----------------------------------------------------------------------------------------
+    def fileno(self) -> int:
+        if self._fa is None:
+            raise ValueError("source is not open")
+        return self._fa.fileno()
 
-    def open(self) -> list[Rec]:
-        """Create the group, mark the tree and learn its directories. Returns records about directories that
-        could not be marked (``error``); raises SourceError / CapabilityError if watching is impossible.
-        Opening an open source does nothing (returns [])."""
-        if self._fa is not None:
-            return []
-        if self.closed:
-            raise SourceError("source is closed")
-        for root in self.roots:
-            _check_root(root)
+    # -- the kernel side (LiveSource hooks) ----------------------------------------------------------------
+
+    def _open_kernel(self) -> list[raw.AnyStreamItem]:
+        """Create the group, mark the tree and learn its directories (raises CapabilityError / SourceError
+        when watching is impossible)."""
         self.mark_mode = pick_mark_mode(self.requested_mark_mode)
         self.normalizer = self._make_normalizer()
         try:
@@ -404,65 +375,29 @@ class FanotifySource:
                 raise
             raise SourceError(f"the fanotify backend needs Linux 5.17+ (FAN_REPORT_TARGET_FID, FAN_RENAME): "
                               f"{exc}") from None
+        self._poll.register(self._fa.fileno(), select.POLLIN)
         items: list[raw.AnyStreamItem] = []
-        try:
-            self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-            self._poll.register(self._fa.fileno(), select.POLLIN)
-            self._poll.register(self._wake_r, select.POLLIN)
-            for root in self.roots:
-                self._walk(root, synthesize=False, items=items, is_root=True)
-            if self._capture_path is not None:
-                # Create the file and give it its ignore mark before the writer writes anything.
-                cap = os.fsencode(self._capture_path)
-                os.close(os.open(cap, os.O_CREAT | os.O_RDONLY | os.O_CLOEXEC, 0o644))
-                self._ignore_capture_file(cap)
-                header = CaptureHeader(source="fanotify", options=self.options)
-                self._capture = CaptureWriter(self._capture_path, header)
-        except BaseException:
-            self._close_fds()
-            raise
-        return self._feed_all(items)
+        for root in self.roots:
+            self._walk(root, synthesize=False, items=items, is_root=True)
+        return items
 
-    def _ignore_capture_file(self, path: bytes) -> None:
+    def _before_capture(self, path: bytes) -> None:
+        """Create the capture file and give it its ignore mark before the writer writes anything: under a
+        filesystem mark its own writes would otherwise be events, read, captured, written (a loop)."""
+        os.close(os.open(path, os.O_CREAT | os.O_RDONLY | os.O_CLOEXEC, 0o644))
         fa = self._fa
         assert fa is not None
         flags = fs.FAN_MARK_ADD | fs.FAN_MARK_IGNORED_MASK | fs.FAN_MARK_IGNORED_SURV_MODIFY
         with contextlib.suppress(OSError, FsnormError):
             fa.mark(path, _CAPTURE_IGNORE, flags)
 
-    def __enter__(self) -> FanotifySource:
-        self.open()
-        return self
+    def _capture_header(self) -> CaptureHeader:
+        return CaptureHeader(source="fanotify", options=self.options)
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _queued(self) -> int:
+        return 0 if self._fa is None or self._fa.closed else self._fa.pending_events()
 
-    def fileno(self) -> int:
-        if self._fa is None:
-            raise ValueError("source is not open")
-        return self._fa.fileno()
-
-    def wake(self) -> None:
-        """Make a :meth:`read` blocked in another thread return now (used by ``stop``). Thread-safe."""
-        if self._wake_w >= 0:
-            with contextlib.suppress(BlockingIOError, OSError):
-                os.write(self._wake_w, b"\0")
-
-    def close(self, reason: str = "closed") -> list[Rec]:
-        """Stop watching. Returns the last records: pending halves flushed as one-sided (``shutdown``)."""
-        if self.closed:
-            return []
-        self.closed = True
-        out = self.filter.apply(self.normalizer.close())
-        self.stats["records"] += len(out)
-        try:
-            if self._capture is not None:
-                self._capture.close(reason)
-        finally:
-            self._close_fds()
-        return out
-
-    def _close_fds(self) -> None:
+    def _close_kernel(self) -> None:
         if self._fa is not None:
             self._fa.close()
             if not self.closed:  # a failed open: the source may be opened again
@@ -470,85 +405,33 @@ class FanotifySource:
                 self._marked_fsids.clear()
                 self._poll = select.poll()
         self._resolver.close()
-        for fd in (self._wake_r, self._wake_w):
-            if fd >= 0:
-                os.close(fd)
-        self._wake_r = self._wake_w = -1
 
-    # -- reading -------------------------------------------------------------------------------------------
-
-    def read(self, timeout: float | None = None) -> list[Rec]:
-        """Wait up to ``timeout`` seconds (None: until something happens) for events; return the records that
-        are final now. Returns early, possibly with no records, when a one-sided move's deadline passes or
-        :meth:`wake` is called."""
+    def _read_once(self) -> list[Rec] | None:
         fa = self._fa
-        if fa is None or self.closed:
-            raise SourceError("source is closed")
-        ready = self._poll.poll(self._wait_ms(timeout))
-        for rfd, _ in ready:
-            if rfd == self._wake_r:
-                self._drain_wake()
+        assert fa is not None
         try:
             n = os.readv(fa.fileno(), [self._buf])
         except BlockingIOError:
-            n = 0
+            return None
         except OSError as exc:
             raise SourceError(f"reading the fanotify group failed: {exc.strerror or exc}") from exc
-        if n:
-            t = time.monotonic_ns()
-            backlog = fa.pending_events()  # FIONREAD counts 24 bytes per queued event
-            try:
-                events = parse_batch(bytes(memoryview(self._buf)[:n]))
-            except ValueError as exc:
-                raise SourceError(f"corrupt fanotify event buffer: {exc}") from exc
-            self.stats["reads"] += 1
-            self.stats["events"] += len(events)
-            out: list[Rec] = []
-            need = self.normalizer.needed_handles(events)
-            if need:
-                out.extend(self._feed_all([self._resolve(key) for key in need]))
-            out.extend(self._feed(raw.FanotifyBatch(t, backlog == 0, events, backlog)))
-            out.extend(self._follow_tree())
-            return out
-        if self.normalizer.matcher.next_deadline() is not None:
-            t = time.monotonic_ns()
-            if fa.pending_bytes() == 0:
-                return self._feed(raw.Tick(t))
-        return []
-
-    def _wait_ms(self, timeout: float | None) -> int:
-        deadline = self.normalizer.matcher.next_deadline()
-        wait: float | None = timeout
-        if deadline is not None:
-            until = max(0.0, (deadline - time.monotonic_ns()) / 1e9)
-            wait = until if wait is None else min(wait, until)
-        return -1 if wait is None else int(wait * 1000 + 0.999)
-
-    def _drain_wake(self) -> None:
+        if not n:
+            return None
+        t = time.monotonic_ns()
+        backlog = fa.pending_events()  # FIONREAD counts 24 bytes per queued event
         try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
-
-    # -- feeding (every item goes to the capture first, then to the normalizer) ----------------------------
-
-    def _feed(self, item: raw.AnyStreamItem) -> list[Rec]:
-        if self._capture is not None:
-            self._capture.write(item)
-        recs = self.normalizer.feed(item)
-        if isinstance(item, raw.FanotifyBatch):
-            for rec in recs:
-                if rec.kind == "overflow":
-                    self.stats["overflows"] += 1
-        out = self.filter.apply(recs)
-        self.stats["records"] += len(out)
-        return out
-
-    def _feed_all(self, items: Sequence[raw.AnyStreamItem]) -> list[Rec]:
+            events = parse_batch(bytes(memoryview(self._buf)[:n]))
+        except ValueError as exc:
+            raise SourceError(f"corrupt fanotify event buffer: {exc}") from exc
+        self._last_consumed = len(events)
+        self.stats["reads"] += 1
+        self.stats["events"] += len(events)
         out: list[Rec] = []
-        for item in items:
-            out.extend(self._feed(item))
+        need = self.normalizer.needed_handles(events)
+        if need:
+            out.extend(self._feed_all([self._resolve(key) for key in need]))
+        out.extend(self._feed(raw.FanotifyBatch(t, backlog == 0, events, backlog)))
+        out.extend(self._follow_tree())
         return out
 
     # -- handles -------------------------------------------------------------------------------------------
@@ -703,7 +586,3 @@ class FanotifySource:
                 if is_dir:
                     subdirs.append(child)
             stack.extend(reversed(subdirs))
-
-    def _error(self, items: list[raw.AnyStreamItem], path: bytes, message: str) -> None:
-        self.stats["watch_errors"] += 1
-        items.append(raw.SourceNotice(time.monotonic_ns(), "error", path, True, (), message))

@@ -9,7 +9,8 @@ It owns the I/O that the sans-IO :class:`~normalizer.normalize.InotifyNormalizer
   created in between is missed, and reporting what the scan finds as ``synthesized`` creates (the normalizer
   drops the kernel's own CREATE for a name the scan already reported, so nothing is reported twice);
 * removing the kernel watches of directories that left the tree;
-* writing every stream item to the capture, so that replay feeds the normalizer exactly what it got live.
+* writing every stream item to the capture, so that replay feeds the normalizer exactly what it got live
+  (with the lifecycle, waiting and closing shared with the fanotify source in :mod:`.base`).
 
 Errors that concern one directory (permission denied, the watch limit) become ``error`` records and watching
 goes on; errors that make watching impossible (a root that does not exist) raise
@@ -18,23 +19,22 @@ goes on; errors that make watching impossible (a root that does not exist) raise
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
-import stat
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from .. import raw
-from ..capture import CaptureHeader, CaptureWriter
-from ..errors import FsnormError, SourceError, WatchLimitError
+from ..capture import CaptureHeader
+from ..errors import SourceError, WatchLimitError
 from ..filters import PathFilter
 from ..matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS
 from ..normalize import InotifyNormalizer
 from ..records import Flag, Rec
 from ..tree import join
-from ._inotify_sys import DEFAULT_READ_BUFSIZE, InotifyFD
+from ._inotify_sys import DEFAULT_READ_BUFSIZE, MIN_READ_BUFSIZE, InotifyFD
+from .base import LiveSource, PathArg
 from .shadow import ShadowTree
 
 #: Flags added to every watch: directories only, never through a symlink, no events for unlinked children.
@@ -74,37 +74,20 @@ def mask_from_kinds(kinds: str) -> int:
     return mask
 
 
-def _abspath(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> bytes:
-    return os.path.abspath(os.fsencode(path))
-
-
-def _check_root(root: bytes) -> None:
-    """Raise SourceError saying exactly why ``root`` cannot be watched, if it cannot."""
-    try:
-        st = os.stat(root)
-    except FileNotFoundError:
-        raise SourceError(f"cannot watch {os.fsdecode(root)}: no such directory") from None
-    except PermissionError:
-        raise SourceError(f"cannot watch {os.fsdecode(root)}: permission denied (a directory above it is not "
-                          "searchable by this user)") from None
-    except OSError as exc:
-        raise SourceError(f"cannot watch {os.fsdecode(root)}: {exc.strerror}") from None
-    if not stat.S_ISDIR(st.st_mode):
-        raise SourceError(f"cannot watch {os.fsdecode(root)}: not a directory")
-
-
-class InotifySource:
+class InotifySource(LiveSource):
     """Watches directory trees with one inotify fd and produces records.
 
     Use :meth:`open` (or the context manager), then call :meth:`read` in a loop, then :meth:`close`, which
-    returns the last records (pending rename halves flushed as one-sided ``shutdown`` records).
+    returns the last records (what was queued when it was called, then pending rename halves flushed as
+    one-sided ``shutdown`` records).
     """
 
     source_kind = "inotify"
+    normalizer: InotifyNormalizer
 
     def __init__(
         self,
-        roots: Sequence[str | bytes | os.PathLike[str] | os.PathLike[bytes]],
+        roots: Sequence[PathArg],
         *,
         mask: int = raw.DEFAULT_INOTIFY_MASK,
         window_ns: int = DEFAULT_WINDOW_NS,
@@ -117,12 +100,11 @@ class InotifySource:
         rescan: bool = False,
         read_size: int = DEFAULT_READ_BUFSIZE,
     ) -> None:
-        if not roots:
-            raise SourceError("no directory to watch")
-        self.roots = list(dict.fromkeys(_abspath(r) for r in roots))
-        self.mask = (mask | _REQUIRED_MASK) & raw.IN_ALL_EVENTS
+        if not MIN_READ_BUFSIZE <= read_size <= 4 << 20:
+            raise SourceError(f"read_size must be between {MIN_READ_BUFSIZE} bytes and 4 MiB")
         kinds = None if mask & _REQUIRED_MASK == _REQUIRED_MASK else kinds_of_mask(mask)
-        self.filter = PathFilter(include, exclude, kinds)
+        super().__init__(roots, path_filter=PathFilter(include, exclude, kinds), capture=capture)
+        self.mask = (mask | _REQUIRED_MASK) & raw.IN_ALL_EVENTS
         self.options: dict[str, Any] = {
             "window_ns": window_ns,
             "max_wait_ns": max(max_wait_ns, window_ns),
@@ -137,163 +119,64 @@ class InotifySource:
         }
         self.normalizer = InotifyNormalizer(window_ns=window_ns, max_wait_ns=max(max_wait_ns, window_ns),
                                             max_pending=max_pending, strict_order=strict_order)
-        self._capture_path = capture
-        self._capture: CaptureWriter | None = None
         self._read_size = read_size
         #: What the tree holds, kept from the records, for the rescan after an overflow (only with ``rescan``).
         self._shadow: ShadowTree | None = ShadowTree() if rescan else None
         self._last_read_wall = time.time()
         self._fd: InotifyFD | None = None
-        self._poll = select.poll()
-        self._wake_r, self._wake_w = -1, -1
-        self.closed = False
-        #: Counters for monitoring: reads, events read, records emitted, overflows, watch errors.
-        self.stats = {"reads": 0, "events": 0, "records": 0, "overflows": 0, "watch_errors": 0}
-
-    # -- lifecycle -----------------------------------------------------------------------------------------
-
-    def open(self) -> list[Rec]:
-        """Create the fd and watch every root recursively. Returns records about directories that could not
-        be watched (``error``); raises SourceError if a root cannot be watched at all. Opening an open source
-        does nothing (and returns no records)."""
-        if self._fd is not None:
-            if self.closed:
-                raise SourceError("source is closed")
-            return []
-        for root in self.roots:
-            _check_root(root)
-        self._fd = InotifyFD()
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._poll.register(self._fd.fileno(), select.POLLIN)
-        self._poll.register(self._wake_r, select.POLLIN)
-        notices: list[raw.StreamItem] = []
-        try:
-            for root in self.roots:
-                self._watch_tree(root, synthesize=False, items=notices, is_root=True)
-        except FsnormError:
-            self._close_fds()
-            raise
-        # The capture starts with the table as it stands after the initial walk.
-        added = [i for i in notices if isinstance(i, raw.WatchAdded)]
-        if self._capture_path is not None:
-            header = CaptureHeader(source="inotify", options=self.options,
-                                   watches=[(i.wd, i.path) for i in added])
-            self._capture = CaptureWriter(self._capture_path, header)
-        for item in added:
-            self.normalizer.feed(item)
-        return self._feed_all([i for i in notices if not isinstance(i, raw.WatchAdded)])
-
-    def __enter__(self) -> InotifySource:
-        self.open()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def fileno(self) -> int:
         if self._fd is None:
             raise ValueError("source is not open")
         return self._fd.fileno()
 
-    def wake(self) -> None:
-        """Make a :meth:`read` blocked in another thread return now (used by ``stop``). Thread-safe."""
-        if self._wake_w >= 0:
-            with contextlib.suppress(BlockingIOError, OSError):
-                os.write(self._wake_w, b"\0")
+    # -- the kernel side (LiveSource hooks) ----------------------------------------------------------------
 
-    def close(self, reason: str = "closed") -> list[Rec]:
-        """Stop watching. Returns the last records: pending halves flushed as one-sided (``shutdown``)."""
-        if self.closed:
-            return []
-        self.closed = True
-        out = self.filter.apply(self.normalizer.close())
-        self.stats["records"] += len(out)
-        try:
-            if self._capture is not None:
-                self._capture.close(reason)
-        finally:
-            self._close_fds()
-        return out
+    def _open_kernel(self) -> list[raw.AnyStreamItem]:
+        self._fd = InotifyFD()
+        self._poll.register(self._fd.fileno(), select.POLLIN)
+        items: list[raw.AnyStreamItem] = []
+        for root in self.roots:
+            self._watch_tree(root, synthesize=False, items=items, is_root=True)
+        # The initial table goes into the capture header, not as items.
+        for item in items:
+            if isinstance(item, raw.WatchAdded):
+                self.normalizer.feed(item)
+        return [i for i in items if not isinstance(i, raw.WatchAdded)]
 
-    def _close_fds(self) -> None:
+    def _capture_header(self) -> CaptureHeader:
+        return CaptureHeader(source="inotify", options=self.options, watches=self.normalizer.table.items())
+
+    def _queued(self) -> int:
+        return 0 if self._fd is None else self._fd.pending_bytes()
+
+    def _close_kernel(self) -> None:
         if self._fd is not None:
             self._fd.close()
-        for fd in (self._wake_r, self._wake_w):
-            if fd >= 0:
-                os.close(fd)
-        self._wake_r = self._wake_w = -1
 
-    # -- reading -------------------------------------------------------------------------------------------
-
-    def read(self, timeout: float | None = None) -> list[Rec]:
-        """Wait up to ``timeout`` seconds (None: until something happens) for events; return the records that
-        are final now. Returns early, possibly with no records, when a one-sided move's deadline passes or
-        :meth:`wake` is called."""
+    def _read_once(self) -> list[Rec] | None:
         fd = self._fd
-        if fd is None or self.closed:
-            raise SourceError("source is closed")
-        wait_ms = self._wait_ms(timeout)
-        ready = self._poll.poll(wait_ms)
-        for rfd, _ in ready:
-            if rfd == self._wake_r:
-                self._drain_wake()
+        assert fd is not None
         before_read = time.time()
         events = fd.read_events(self._read_size)
-        if events:
-            t = time.monotonic_ns()
-            backlog = fd.pending_bytes()
-            self.stats["reads"] += 1
-            self.stats["events"] += len(events)
-            overflows = self.stats["overflows"]
-            out = self._feed(raw.InotifyBatch(t, backlog == 0, events, backlog, fd.last_read_bytes))
-            out.extend(self._follow_tree())
-            if self._shadow is not None and self.stats["overflows"] > overflows:
-                out.extend(self._rescan(self._last_read_wall))
-            self._last_read_wall = before_read
-            return out
-        if self.normalizer.matcher.next_deadline() is not None:
-            # Nothing was queued when we looked: the clock advanced with an empty queue.
-            t = time.monotonic_ns()
-            if fd.pending_bytes() == 0:
-                return self._feed(raw.Tick(t))
-        return []
+        if not events:
+            return None
+        t = time.monotonic_ns()
+        backlog = fd.pending_bytes()
+        self._last_consumed = fd.last_read_bytes
+        self.stats["reads"] += 1
+        self.stats["events"] += len(events)
+        overflows = self.stats["overflows"]
+        out = self._feed(raw.InotifyBatch(t, backlog == 0, events, backlog, fd.last_read_bytes))
+        out.extend(self._follow_tree())
+        if self._shadow is not None and self.stats["overflows"] > overflows:
+            out.extend(self._rescan(self._last_read_wall))
+        self._last_read_wall = before_read
+        return out
 
-    def _wait_ms(self, timeout: float | None) -> int:
-        deadline = self.normalizer.matcher.next_deadline()
-        wait: float | None = timeout
-        if deadline is not None:
-            until = max(0.0, (deadline - time.monotonic_ns()) / 1e9)
-            wait = until if wait is None else min(wait, until)
-        return -1 if wait is None else int(wait * 1000 + 0.999)
-
-    def _drain_wake(self) -> None:
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
-
-    # -- feeding (every item goes to the capture first, then to the normalizer) ----------------------------
-
-    def _feed(self, item: raw.StreamItem) -> list[Rec]:
-        if self._capture is not None:
-            self._capture.write(item)
-        recs = self.normalizer.feed(item)
-        if isinstance(item, raw.InotifyBatch):
-            for rec in recs:
-                if rec.kind == "overflow":
-                    self.stats["overflows"] += 1
+    def _observe(self, recs: list[Rec]) -> None:
         if self._shadow is not None:
             self._shadow.apply(recs)
-        out = self.filter.apply(recs)
-        self.stats["records"] += len(out)
-        return out
-
-    def _feed_all(self, items: Sequence[raw.StreamItem]) -> list[Rec]:
-        out: list[Rec] = []
-        for item in items:
-            out.extend(self._feed(item))
-        return out
 
     # -- keeping the watches in step with the tree ---------------------------------------------------------
 
@@ -305,12 +188,12 @@ class InotifySource:
             fd.rm_watch(wd)
         out: list[Rec] = []
         for path in norm.take_new_dirs():
-            items: list[raw.StreamItem] = []
+            items: list[raw.AnyStreamItem] = []
             self._watch_tree(path, synthesize=True, items=items, is_root=False)
             out.extend(self._feed_all(items))
         return out
 
-    def _watch_tree(self, top: bytes, *, synthesize: bool, items: list[raw.StreamItem], is_root: bool) -> None:
+    def _watch_tree(self, top: bytes, *, synthesize: bool, items: list[raw.AnyStreamItem], is_root: bool) -> None:
         """Watch ``top`` and every directory below it; list what each contains (after its watch exists).
 
         Appends WatchAdded items, synthesized creates (if ``synthesize``) and error notices to ``items``."""
@@ -339,15 +222,24 @@ class InotifySource:
                     raise
                 self._error(items, path, f"not watched: {exc}")
                 continue
+            except OSError as exc:  # ENAMETOOLONG (deeper than PATH_MAX), ELOOP, EIO, ...
+                if is_root and path == top:
+                    raise SourceError(f"cannot watch {os.fsdecode(path)}: {exc.strerror}") from None
+                self._error(items, path, f"not watched: {exc.strerror} (errno {exc.errno})")
+                continue
             items.append(raw.WatchAdded(time.monotonic_ns(), wd, path))
             try:
                 with os.scandir(path) as entries:
                     found = [(os.fsencode(e.name), e.is_dir(follow_symlinks=False)) for e in entries]
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
                 continue
             except PermissionError:
                 self._error(items, path, "permission denied listing this directory: its content is not "
                             "reported until it changes")
+                continue
+            except OSError as exc:
+                self._error(items, path, f"cannot list this directory: {exc.strerror} (errno {exc.errno}); its "
+                            "content is not reported until it changes")
                 continue
             t = time.monotonic_ns()
             subdirs = []
@@ -365,7 +257,7 @@ class InotifySource:
         """After an overflow: walk the tree, watch directories that appeared, and report what differs from
         the shadow tree as ``synthesized`` records (files changed since ``since_wall`` as ``modify``)."""
         assert self._shadow is not None and self._fd is not None
-        items: list[raw.StreamItem] = []
+        items: list[raw.AnyStreamItem] = []
         current: dict[bytes, bool] = {}
         modified: list[bytes] = []
         table = self.normalizer.table
@@ -378,7 +270,7 @@ class InotifySource:
                         wd = self._fd.add_watch(path, self.mask | _WATCH_FLAGS)
                     except (FileNotFoundError, NotADirectoryError):
                         continue
-                    except (PermissionError, WatchLimitError) as exc:
+                    except (OSError, WatchLimitError) as exc:
                         self._error(items, path, f"not watched after rescan: {exc}")
                         continue
                     items.append(raw.WatchAdded(time.monotonic_ns(), wd, path))
@@ -394,7 +286,7 @@ class InotifySource:
                                 stack.append(child)
                             elif entry.stat(follow_symlinks=False).st_mtime >= since_wall - 1.0:
                                 modified.append(child)
-                except (FileNotFoundError, NotADirectoryError, PermissionError):
+                except OSError:  # gone, unreadable or too deep: what is known of it stays as it was
                     continue
         old = self._shadow.snapshot()
         t = time.monotonic_ns()
@@ -415,7 +307,3 @@ class InotifySource:
         self._shadow.replace(current)
         self.stats["rescans"] = self.stats.get("rescans", 0) + 1
         return self._feed_all(items)
-
-    def _error(self, items: list[raw.StreamItem], path: bytes, message: str) -> None:
-        self.stats["watch_errors"] += 1
-        items.append(raw.SourceNotice(time.monotonic_ns(), "error", path, True, (), message))

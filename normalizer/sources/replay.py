@@ -11,7 +11,6 @@ import os
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
-from .. import raw
 from ..capture import CaptureIssue, CaptureReader
 from ..fanotify_normalize import FanotifyNormalizer
 from ..filters import PathFilter
@@ -61,10 +60,14 @@ def replay(
     with CaptureReader(source, strict=strict, on_issue=on_issue) as reader:
         options = reader.header.options
         keep = PathFilter.from_options(options).apply
+        # Replay adds and removes no watches: the requests a live source would act on (directories to watch,
+        # watches to remove) are taken and dropped after every item, so they do not pile up.
         if reader.header.source == "fanotify":
             fan = fanotify_normalizer_for(options, window_ns=window_ns, strict_order=strict_order)
             for item in reader:
                 yield from keep(fan.feed(item))
+                fan.take_new_dirs()
+                fan.take_retired()
             yield from keep(fan.close())
             return
         norm = normalizer_for(options, window_ns=window_ns, strict_order=strict_order)
@@ -72,7 +75,7 @@ def replay(
             norm.table.add(wd, path)
         feed = norm.feed
         for item in reader:
-            if isinstance(item, raw.FanotifyBatch | raw.HandleResolved):
-                continue  # fanotify items in an inotify capture: nothing to map them with
             yield from keep(feed(item))
+            norm.take_new_dirs()
+            norm.take_retired_wds()
         yield from keep(norm.close())

@@ -45,15 +45,17 @@ class ShadowTree:
         self._entries.pop(path, None)
         lo, hi = _below(path)
         for key in list(self._entries.irange(lo, hi, inclusive=(True, False))):
-            del self._entries[key]
+            self._entries.pop(key, None)
 
     def move(self, src: bytes, dst: bytes, is_dir: bool) -> None:
         lo, hi = _below(src)
-        below = [(k, self._entries[k]) for k in self._entries.irange(lo, hi, inclusive=(True, False))]
+        below = [(k, self._entries[k]) for k in self._entries.irange(lo, hi, inclusive=(True, False))
+                 if k != src]
         self.remove(src)
         self._entries[dst] = is_dir
+        base, new_base = src.rstrip(b"/"), dst.rstrip(b"/")
         for key, value in below:
-            self._entries[dst + key[len(src):]] = value
+            self._entries[new_base + key[len(base):]] = value
 
     def apply(self, records: Iterable[Rec]) -> None:
         """Follow the tree through what the records say happened."""

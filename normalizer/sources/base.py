@@ -1,0 +1,273 @@
+"""What every live source shares: the lifecycle, waiting, waking, the capture, and a clean close.
+
+A live source owns a kernel fd and a sans-IO normalizer. :class:`LiveSource` does everything that is not about
+the kernel interface itself:
+
+* ``open``: check the roots, create the wake pipe, let the subclass create its fd and walk the tree, start the
+  capture, feed what the walk produced;
+* ``read``: wait (poll) until the fd is readable, a one-sided move's deadline passes, or :meth:`wake` is called;
+  let the subclass read once; if nothing was queued, advance the clock (a ``Tick``);
+* feeding: every stream item goes to the normalizer and, if capturing, to the capture. A capture that cannot be
+  written (disk full, file-size limit) is stopped with an ``error`` record; watching goes on;
+* ``close``: read what the kernel had queued when asked to stop (nothing that happened before the stop is
+  lost), flush pending rename halves as ``shutdown`` records, close the capture with its end marker.
+
+Subclasses implement :meth:`_open_kernel`, :meth:`_read_once`, :meth:`_queued`, :meth:`_close_kernel` and
+:meth:`_capture_header`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import stat
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from .. import raw
+from ..capture import CaptureHeader, CaptureWriter
+from ..errors import CaptureError, SourceError
+from ..filters import PathFilter
+from ..records import Rec
+
+PathArg = str | bytes | os.PathLike[str] | os.PathLike[bytes]
+
+
+def abspath(path: PathArg) -> bytes:
+    return os.path.abspath(os.fsencode(path))
+
+
+def check_root(root: bytes) -> None:
+    """Raise SourceError saying exactly why ``root`` cannot be watched, if it cannot."""
+    try:
+        st = os.stat(root)
+    except FileNotFoundError:
+        raise SourceError(f"cannot watch {os.fsdecode(root)}: no such directory") from None
+    except PermissionError:
+        raise SourceError(f"cannot watch {os.fsdecode(root)}: permission denied (a directory above it is not "
+                          "searchable by this user)") from None
+    except OSError as exc:
+        raise SourceError(f"cannot watch {os.fsdecode(root)}: {exc.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise SourceError(f"cannot watch {os.fsdecode(root)}: not a directory")
+
+
+class _Normalizer(Protocol):
+    @property
+    def matcher(self) -> Any: ...
+
+    def feed(self, item: Any) -> list[Rec]: ...
+
+    def close(self) -> list[Rec]: ...
+
+
+class LiveSource:
+    """The shared machinery of the inotify and fanotify sources (module docstring)."""
+
+    source_kind = ""
+    #: How long close() may spend reading what was queued before it was called.
+    CLOSE_DRAIN_SECONDS = 5.0
+
+    normalizer: _Normalizer
+
+    def __init__(self, roots: Sequence[PathArg], *, path_filter: PathFilter,
+                 capture: str | os.PathLike[str] | None) -> None:
+        if not roots:
+            raise SourceError("no directory to watch")
+        self.roots = list(dict.fromkeys(abspath(r) for r in roots))
+        self.filter = path_filter
+        self._capture_path = capture
+        self._capture: CaptureWriter | None = None
+        #: Why the capture stopped, if it did (the watch went on without it).
+        self.capture_error: str | None = None
+        self._poll = select.poll()
+        self._wake_r, self._wake_w = -1, -1
+        self._opened = False
+        self.closed = False
+        #: Counters for monitoring: reads, events read, records emitted, overflows, watch errors (subclasses
+        #: add their own).
+        self.stats: dict[str, int] = {"reads": 0, "events": 0, "records": 0, "overflows": 0, "watch_errors": 0}
+
+    # -- for subclasses ------------------------------------------------------------------------------------
+
+    def _open_kernel(self) -> list[raw.AnyStreamItem]:
+        """Create the kernel fd, register it with ``self._poll``, mark/watch the roots. Returns the items the
+        initial walk produced (fed after the capture starts)."""
+        raise NotImplementedError
+
+    def _capture_header(self) -> CaptureHeader:
+        raise NotImplementedError
+
+    def _read_once(self) -> list[Rec] | None:
+        """One non-blocking read, fed through :meth:`_feed`: the records, or None if nothing was queued.
+        Sets ``self._last_consumed`` to what the read took, in the unit of :meth:`_queued`."""
+        raise NotImplementedError
+
+    def _queued(self) -> int:
+        """How much is queued in the kernel now (FIONREAD), in the unit of ``_last_consumed``."""
+        raise NotImplementedError
+
+    def _close_kernel(self) -> None:
+        raise NotImplementedError
+
+    def _before_capture(self, path: bytes) -> None:
+        """Called with the capture's path before the writer opens it (fanotify ignores its own writes)."""
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+
+    def open(self) -> list[Rec]:
+        """Create the fd and watch every root recursively. Returns records about directories that could not
+        be watched (``error``); raises SourceError (or a subclass) if watching is impossible. Opening an open
+        source does nothing (and returns no records)."""
+        if self.closed:
+            raise SourceError("source is closed")
+        if self._opened:
+            return []
+        for root in self.roots:
+            check_root(root)
+        try:
+            self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            self._poll.register(self._wake_r, select.POLLIN)
+            items = self._open_kernel()
+            if self._capture_path is not None:
+                self._before_capture(os.fsencode(self._capture_path))
+                self._capture = CaptureWriter(self._capture_path, self._capture_header())
+        except BaseException:
+            self._close_fds()
+            raise
+        self._opened = True
+        self._last_consumed = 0
+        return self._feed_all(items)
+
+    def __enter__(self) -> LiveSource:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def wake(self) -> None:
+        """Make a :meth:`read` blocked in another thread return now (used by ``stop``). Thread-safe, and safe
+        from a signal handler."""
+        if self._wake_w >= 0:
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.write(self._wake_w, b"\0")
+
+    def close(self, reason: str = "closed") -> list[Rec]:
+        """Stop watching. Returns the last records: what the kernel had queued when close was called (read
+        now, so nothing that happened before the stop is lost), then pending halves flushed as one-sided
+        ``shutdown`` records. Never raises for the capture: a failure there is an ``error`` record."""
+        if self.closed:
+            return []
+        out: list[Rec] = []
+        if self._opened:
+            out.extend(self._read_queued())
+        self.closed = True
+        out.extend(self.filter.apply(self.normalizer.close()))
+        if self._capture is not None:
+            try:
+                self._capture.close(reason)
+            except CaptureError as exc:
+                out.append(self._capture_failed(exc))
+        self._close_fds()
+        self.stats["records"] += len(out)
+        return out
+
+    def _read_queued(self) -> list[Rec]:
+        """Read everything that is queued now (and only that: a busy queue does not keep close waiting)."""
+        out: list[Rec] = []
+        target = self._queued()
+        consumed = 0
+        end = time.monotonic() + self.CLOSE_DRAIN_SECONDS
+        while consumed < target and time.monotonic() < end:
+            got = self._read_once()
+            if got is None:
+                break
+            out.extend(got)
+            consumed += self._last_consumed
+        return out
+
+    def _close_fds(self) -> None:
+        self._close_kernel()
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
+
+    # -- reading -------------------------------------------------------------------------------------------
+
+    def read(self, timeout: float | None = None) -> list[Rec]:
+        """Wait up to ``timeout`` seconds (None: until something happens) for events; return the records that
+        are final now. Returns early, possibly with no records, when a one-sided move's deadline passes or
+        :meth:`wake` is called."""
+        if not self._opened or self.closed:
+            raise SourceError("source is not open" if not self._opened else "source is closed")
+        for rfd, _ in self._poll.poll(self._wait_ms(timeout)):
+            if rfd == self._wake_r:
+                self._drain_wake()
+        out = self._read_once()
+        if out is not None:
+            return out
+        if self.normalizer.matcher.next_deadline() is not None:
+            t = time.monotonic_ns()
+            if self._queued() == 0:  # the clock advanced with an empty queue
+                return self._feed(raw.Tick(t))
+        return []
+
+    def _wait_ms(self, timeout: float | None) -> int:
+        deadline = self.normalizer.matcher.next_deadline()
+        wait: float | None = timeout
+        if deadline is not None:
+            until = max(0.0, (deadline - time.monotonic_ns()) / 1e9)
+            wait = until if wait is None else min(wait, until)
+        return -1 if wait is None else int(wait * 1000 + 0.999)
+
+    def _drain_wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_r, 4096):
+                pass
+
+    # -- feeding (every item goes to the capture, then to the normalizer) ----------------------------------
+
+    def _feed(self, item: raw.AnyStreamItem) -> list[Rec]:
+        failed: Rec | None = None
+        if self._capture is not None:
+            try:
+                self._capture.write(item)
+            except CaptureError as exc:
+                failed = self._capture_failed(exc)
+        recs = self.normalizer.feed(item)
+        if isinstance(item, raw.InotifyBatch | raw.FanotifyBatch):
+            self.stats["overflows"] += sum(1 for rec in recs if rec.kind == "overflow")
+        self._observe(recs)
+        out = self.filter.apply(recs)
+        if failed is not None:
+            out.insert(0, failed)
+        self.stats["records"] += len(out)
+        return out
+
+    def _observe(self, recs: list[Rec]) -> None:
+        """Subclass hook: see every record (before filtering), e.g. to keep a shadow of the tree."""
+
+    def _feed_all(self, items: Sequence[raw.AnyStreamItem]) -> list[Rec]:
+        out: list[Rec] = []
+        for item in items:
+            out.extend(self._feed(item))
+        return out
+
+    def _capture_failed(self, exc: CaptureError) -> Rec:
+        """Stop capturing (without writing to the broken file again); the record that says so."""
+        assert self._capture is not None
+        name = self._capture.name
+        self._capture.abort()
+        self._capture = None
+        self.capture_error = f"{exc.reason}; the capture is valid up to its last complete line"
+        return Rec.note("error", os.fsencode(name), False, time.monotonic_ns(), 0,
+                        message=f"{self.capture_error}; watching goes on without it", source=self.source_kind)
+
+    def _error(self, items: list[raw.AnyStreamItem], path: bytes, message: str) -> None:
+        """A directory that could not be watched: an ``error`` record at its place in the stream."""
+        self.stats["watch_errors"] += 1
+        items.append(raw.SourceNotice(time.monotonic_ns(), "error", path, True, (), message))
