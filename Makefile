@@ -10,6 +10,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: demo test lint typecheck unit bench bench-full soak fuzz clean
+FUZZ_SECONDS ?= 300
+SOAK_MINUTES ?= 10
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need Python >= 3.11 with venv/ensurepip (apt-get install python3-venv)"; exit 1; }
@@ -27,7 +29,7 @@ demo: $(STAMP)
 test: lint typecheck unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check normalizer tests benchmarks
+	$(BIN)/ruff check normalizer tests benchmarks fuzz
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict normalizer
@@ -41,6 +43,15 @@ bench: $(STAMP)
 
 bench-full: $(STAMP)
 	$(BIN)/python -m benchmarks.run --full
+
+## soak: 10 minutes of mixed storm through the live source, slow and fast consumer (SOAK_MINUTES=N)
+soak: $(STAMP)
+	$(BIN)/python -m benchmarks.soak --minutes $(SOAK_MINUTES)
+
+## fuzz: the atheris fuzzers (capture reader, normalizer) for FUZZ_SECONDS each, side by side
+fuzz: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[fuzz]'
+	PYTHON=$(BIN)/python bash fuzz/run.sh $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
