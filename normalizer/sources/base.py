@@ -30,7 +30,8 @@ from .. import raw
 from ..capture import CaptureHeader, CaptureWriter
 from ..errors import CaptureError, SourceError
 from ..filters import PathFilter
-from ..records import Rec
+from ..records import Flag, Rec
+from ..tree import join
 
 PathArg = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
@@ -266,6 +267,33 @@ class LiveSource:
         self.capture_error = f"{exc.reason}; the capture is valid up to its last complete line"
         return Rec.note("error", os.fsencode(name), False, time.monotonic_ns(), 0,
                         message=f"{self.capture_error}; watching goes on without it", source=self.source_kind)
+
+    def _scan(self, path: bytes, *, synthesize: bool,
+              items: list[raw.AnyStreamItem]) -> list[tuple[bytes, bool]] | None:
+        """List a directory whose watch (mark) exists already, so nothing created meanwhile is missed.
+
+        Returns its entries as (path, is_dir), sorted; with ``synthesize``, appends a ``synthesized`` create
+        for each (not excluded) entry to ``items``. None if it cannot be listed (gone: its parent's events tell
+        the story; unreadable: an ``error`` record)."""
+        try:
+            with os.scandir(path) as entries:
+                found = sorted((os.fsencode(e.name), e.is_dir(follow_symlinks=False)) for e in entries)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except PermissionError:
+            self._error(items, path, "permission denied listing this directory: its content is not reported "
+                        "until it changes")
+            return None
+        except OSError as exc:
+            self._error(items, path, f"cannot list this directory: {exc.strerror} (errno {exc.errno}); its "
+                        "content is not reported until it changes")
+            return None
+        children = [(join(path, name), is_dir) for name, is_dir in found]
+        if synthesize:
+            t = time.monotonic_ns()
+            items.extend(raw.SourceNotice(t, "create", child, is_dir, (Flag.SYNTHESIZED.value,))
+                         for child, is_dir in children if not self.filter.excluded(child))
+        return children
 
     def _error(self, items: list[raw.AnyStreamItem], path: bytes, message: str) -> None:
         """A directory that could not be watched: an ``error`` record at its place in the stream."""

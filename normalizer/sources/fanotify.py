@@ -53,7 +53,7 @@ from ..errors import CapabilityError, FsnormError, SourceError, WatchLimitError
 from ..fanotify_normalize import FanotifyNormalizer, MarkMode
 from ..filters import PathFilter
 from ..matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS
-from ..records import Flag, Rec
+from ..records import Rec
 from ..tree import join
 from . import _fanotify_sys as fs
 from .base import LiveSource, PathArg
@@ -564,25 +564,6 @@ class FanotifySource(LiveSource):
                     self._error(items, path, f"not watched: {exc.strerror or exc}")
                 continue
             items.append(raw.HandleResolved(time.monotonic_ns(), fsid, handle_type, handle, path, "ok"))
-            try:
-                with os.scandir(path) as entries:
-                    found = [(os.fsencode(e.name), e.is_dir(follow_symlinks=False)) for e in entries]
-            except FileNotFoundError:
-                continue
-            except PermissionError:
-                self._error(items, path, "permission denied listing this directory: its content is not "
-                            "reported until it changes")
-                continue
-            except OSError as exc:
-                self._error(items, path, f"cannot list this directory ({exc.strerror or exc}): its content is "
-                            "not reported until it changes")
-                continue
-            t = time.monotonic_ns()
-            subdirs = []
-            for name, is_dir in sorted(found):
-                child = join(path, name)
-                if synthesize and not self.filter.excluded(child):
-                    items.append(raw.SourceNotice(t, "create", child, is_dir, (Flag.SYNTHESIZED.value,)))
-                if is_dir:
-                    subdirs.append(child)
-            stack.extend(reversed(subdirs))
+            children = self._scan(path, synthesize=synthesize, items=items)
+            if children is not None:
+                stack.extend(child for child, is_dir in reversed(children) if is_dir)

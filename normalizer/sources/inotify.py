@@ -228,30 +228,13 @@ class InotifySource(LiveSource):
                 self._error(items, path, f"not watched: {exc.strerror} (errno {exc.errno})")
                 continue
             items.append(raw.WatchAdded(time.monotonic_ns(), wd, path))
-            try:
-                with os.scandir(path) as entries:
-                    found = [(os.fsencode(e.name), e.is_dir(follow_symlinks=False)) for e in entries]
-            except (FileNotFoundError, NotADirectoryError):
+            children = self._scan(path, synthesize=synthesize, items=items)
+            if children is None:
                 continue
-            except PermissionError:
-                self._error(items, path, "permission denied listing this directory: its content is not "
-                            "reported until it changes")
-                continue
-            except OSError as exc:
-                self._error(items, path, f"cannot list this directory: {exc.strerror} (errno {exc.errno}); its "
-                            "content is not reported until it changes")
-                continue
-            t = time.monotonic_ns()
-            subdirs = []
-            for name, is_dir in sorted(found):
-                child = join(path, name)
-                if self._shadow is not None and not synthesize:
+            if self._shadow is not None and not synthesize:
+                for child, is_dir in children:
                     self._shadow.add(child, is_dir)
-                if synthesize and not self.filter.excluded(child):
-                    items.append(raw.SourceNotice(t, "create", child, is_dir, (Flag.SYNTHESIZED.value,)))
-                if is_dir:
-                    subdirs.append(child)
-            stack.extend(reversed(subdirs))
+            stack.extend(child for child, is_dir in reversed(children) if is_dir)
 
     def _rescan(self, since_wall: float) -> list[Rec]:
         """After an overflow: walk the tree, watch directories that appeared, and report what differs from
