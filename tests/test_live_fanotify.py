@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from live import brief, drain, exchange, sysctl
+from live import brief, drain, exchange, storm_check, sysctl
 
 from benchmarks.workloads import dirs, expected_renames
 from normalizer import raw
@@ -458,37 +458,7 @@ def _run_workload(root: Path, *args: str) -> subprocess.Popen[str]:
 @pytest.mark.parametrize("mode", MODES)
 def test_storm_every_rename_exactly_once(tree: Path, mode: str) -> None:
     """4 threads renaming across 4 directories for 2 s while 2 threads create, write and delete."""
-    root = tree / "w"
-    for d in dirs(root, 4):
-        d.mkdir()
-
-    # Compact tuples, as in the inotify storm test: holding hundreds of thousands of record objects makes
-    # CPython's full GC passes long enough to overflow the default queue.
-    def compact(recs: list[Rec]) -> list[tuple[str, bytes, bytes, tuple[str, ...]]]:
-        return [(r.kind, r.path, r.dst, r.flags) for r in recs]
-
-    # The kernel queue is raised for this test (restored in finally; the limit is read when the group is
-    # created): it checks pairing under storm interleavings, which an overflow on a loaded CI machine would
-    # mask. Keeping up with this storm with the default queue is a target measured by `make bench`, and
-    # overflow handling has its own tests.
-    with sysctl("fs.fanotify.max_queued_events", 1 << 20):
-        source = watch(tree, mode)
-    with source as src:
-        proc = _run_workload(root, "storm", str(root), "--seconds", "2", "--threads", "4", "--noise", "2")
-        seen = []
-        while proc.poll() is None:
-            seen.extend(compact(src.read(0.05)))
-        seen.extend(compact(drain(src)))
-        out, _ = proc.communicate()
-    truth = json.loads(out)
-    expected = expected_renames(root, truth["renames"], truth["dirs"])
-    renames = [r for r in seen if r[0] == "rename"]
-    got = [(os.fsdecode(src_), os.fsdecode(dst)) for _, src_, dst, _ in renames]
-    assert not [r for r in seen if r[0] == "overflow"], "no overflow"
-    assert len(got) == len(set(got)), "no rename reported twice"
-    assert [r for r in renames if r[3]] == [], "no one-sided or flagged rename under storm"
-    assert set(got) == expected, "every rename, exactly"
-    assert len(expected) > 10_000
+    storm_check(lambda: watch(tree, mode), tree / "w", "fs.fanotify.max_queued_events")
 
 
 @pytest.mark.parametrize("mode", MODES)
