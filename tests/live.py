@@ -116,3 +116,32 @@ def storm_check(make_source: Callable[[], LiveSource], root: Path, queue_sysctl:
     assert [r for r in renames if r[3]] == [], "no one-sided or flagged rename under storm"
     assert set(got) == expected, "every rename joined, exactly, no wrong join"
     assert len(expected) > 10_000
+
+
+_NOBODY: list[str | None] = []
+
+
+def require_nobody() -> None:
+    """Skip (with the reason) unless this checkout can be run as user ``nobody`` through setpriv: the
+    unprivileged tests need the interpreter and the package readable by everyone, which a checkout in a
+    private directory is not."""
+    import shutil
+    import subprocess
+    import sys
+
+    import pytest
+
+    if not _NOBODY:
+        repo = Path(__file__).parent.parent
+        reason: str | None = None
+        if shutil.which("setpriv") is None:
+            reason = "setpriv is not installed"
+        else:
+            res = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable,
+                                  "-c", "import normalizer"], capture_output=True, text=True, timeout=60,
+                                 env={**os.environ, "PYTHONPATH": str(repo)}, cwd="/")
+            if res.returncode != 0:
+                reason = f"this checkout cannot be run as user nobody: {res.stderr.strip().splitlines()[-1:]}"
+        _NOBODY.append(reason)
+    if _NOBODY[0] is not None:
+        pytest.skip(_NOBODY[0])

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from live import brief, drain, sysctl
+from live import brief, drain, require_nobody, sysctl
 
 import normalizer
 from benchmarks.soak import Ledger, load_stamps, rss_kib
@@ -121,6 +121,7 @@ def public_tmp() -> Iterator[Path]:
 
 
 def as_nobody(*args: str, **kwargs: object) -> subprocess.Popen[str]:
+    require_nobody()
     return subprocess.Popen(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable,
                              *args], env=ENV, text=True, **kwargs)  # type: ignore[call-overload]
 

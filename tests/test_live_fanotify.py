@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from live import brief, drain, exchange, storm_check, sysctl
+from live import brief, drain, exchange, require_nobody, storm_check, sysctl
 
 from benchmarks.workloads import dirs, expected_renames
 from normalizer import raw
@@ -511,6 +511,7 @@ def public_tmp() -> Iterator[Path]:
 
 
 def _as_nobody(script: str) -> subprocess.CompletedProcess[str]:
+    require_nobody()
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         pytest.skip("setpriv not installed")

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from live import brief, drain, exchange, storm_check, sysctl
+from live import brief, drain, exchange, require_nobody, storm_check, sysctl
 
 from benchmarks.workloads import dirs, expected_renames
 from normalizer.errors import SourceError
@@ -186,6 +186,7 @@ def test_missing_root_and_file_root_are_clear_errors(tree: Path) -> None:
 
 
 def test_unsearchable_root_says_permission_denied(public_tmp: Path) -> None:
+    require_nobody()
     (public_tmp / "locked/w").mkdir(parents=True)
     os.chmod(public_tmp / "locked", 0o700)
     script = (f"from normalizer.sources.inotify import InotifySource\n"
@@ -236,6 +237,7 @@ def public_tmp() -> Iterator[Path]:
 
 def test_permission_denied_subdirectory_is_skipped_with_a_record(public_tmp: Path) -> None:
     """As an unprivileged user: a subdirectory it cannot read is reported, the rest is watched."""
+    require_nobody()
     root = public_tmp / "w"
     (root / "ok").mkdir(parents=True)
     (root / "secret").mkdir()
