@@ -93,6 +93,14 @@ def _source_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte: os.write may write less than asked (a pipe after SIGSTOP/SIGCONT, a full pipe
+    interrupted by a signal), and a text stream's buffer can drop the rest then; this loop cannot."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def _run_live(args: argparse.Namespace, *, capture: str | None, out: TextIO | None) -> int:
     """Watch until SIGINT/SIGTERM; then read what was queued, flush pending halves, close the capture, exit 0.
 
@@ -110,13 +118,20 @@ def _run_live(args: argparse.Namespace, *, capture: str | None, out: TextIO | No
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     fmt = FORMATTERS[getattr(args, "format", "json")]
+    out_fd = -1
+    if out is not None:
+        out.flush()
+        out_fd = out.fileno()
     capture_failed = False
+    previous_wakeup = -1
     try:
         records = source.open()
+        # A signal that arrives just before poll() would otherwise only be handled when poll returns (never,
+        # if nothing happens): the C-level handler writes to the source's wake pipe instead.
+        previous_wakeup = signal.set_wakeup_fd(source.wakeup_fd(), warn_on_full_buffer=False)
         while True:
-            if out is not None and records:
-                out.write("".join(fmt(r) + "\n" for r in records))
-                out.flush()
+            if out_fd >= 0 and records:
+                write_all(out_fd, "".join(fmt(r) + "\n" for r in records).encode())
             if source.capture_error is not None and not capture_failed:
                 capture_failed = True
                 _warn(f"error: {source.capture_error}")
@@ -126,10 +141,10 @@ def _run_live(args: argparse.Namespace, *, capture: str | None, out: TextIO | No
                 break
             records = source.read(None)
         last = source.close("signal")
-        if out is not None and last:
-            out.write("".join(fmt(r) + "\n" for r in last))
-            out.flush()
+        if out_fd >= 0 and last:
+            write_all(out_fd, "".join(fmt(r) + "\n" for r in last).encode())
     finally:
+        signal.set_wakeup_fd(previous_wakeup)
         source.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -153,8 +168,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     def show(records: list[Rec]) -> None:
         if records:
-            sys.stdout.write("".join(fmt(r) + "\n" for r in records))
             sys.stdout.flush()
+            write_all(sys.stdout.fileno(), "".join(fmt(r) + "\n" for r in records).encode())
 
     records = demo.run(show, capture=args.capture)
     print(demo.summary(records), file=sys.stderr if args.format == "json" else sys.stdout, flush=True)

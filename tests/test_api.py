@@ -180,3 +180,32 @@ def test_cli_watch_missing_root_is_one_line_on_stderr(tree: Path) -> None:
                          text=True, timeout=30)
     assert res.returncode == 1
     assert res.stderr.strip() == f"fsnorm: error: cannot watch {tree / 'nope'}: no such directory"
+
+
+def test_write_all_survives_short_writes_from_signals() -> None:
+    """A write to a pipe interrupted by a signal after some bytes returns short; every byte must still arrive
+    (`fsnorm watch` writes records this way: a text stream's buffer dropped data on SIGSTOP/SIGCONT)."""
+    from normalizer.cli import write_all
+
+    data = bytes(range(256)) * (32 * 1024)  # 8 MiB
+    r, w = os.pipe()
+    got = bytearray()
+
+    def reader() -> None:
+        while chunk := os.read(r, 65536):
+            got.extend(chunk)
+            time.sleep(0.0002)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    previous = signal.signal(signal.SIGALRM, lambda *a: None)
+    signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
+    try:
+        write_all(w, data)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        os.close(w)
+    t.join(30)
+    os.close(r)
+    assert bytes(got) == data

@@ -70,6 +70,8 @@ class LiveSource:
     source_kind = ""
     #: How long close() may spend reading what was queued before it was called.
     CLOSE_DRAIN_SECONDS = 5.0
+    #: The longest a read() blocks: it may return [] after this even with no timeout given.
+    MAX_POLL_SECONDS = 1.0
 
     normalizer: _Normalizer
 
@@ -149,6 +151,13 @@ class LiveSource:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def wakeup_fd(self) -> int:
+        """The write end of the wake pipe, for ``signal.set_wakeup_fd``: a signal then interrupts a blocked
+        :meth:`read` even when it arrives just before the poll (a plain Python handler would only run after)."""
+        if self._wake_w < 0:
+            raise SourceError("source is not open")
+        return self._wake_w
+
     def wake(self) -> None:
         """Make a :meth:`read` blocked in another thread return now (used by ``stop``). Thread-safe, and safe
         from a signal handler."""
@@ -200,9 +209,9 @@ class LiveSource:
     # -- reading -------------------------------------------------------------------------------------------
 
     def read(self, timeout: float | None = None) -> list[Rec]:
-        """Wait up to ``timeout`` seconds (None: until something happens) for events; return the records that
-        are final now. Returns early, possibly with no records, when a one-sided move's deadline passes or
-        :meth:`wake` is called."""
+        """Wait up to ``timeout`` seconds (None: until something happens, but at most MAX_POLL_SECONDS) for
+        events; return the records that are final now. Returns early, possibly with no records, when a
+        one-sided move's deadline passes or :meth:`wake` is called."""
         if not self._opened or self.closed:
             raise SourceError("source is not open" if not self._opened else "source is closed")
         for rfd, _ in self._poll.poll(self._wait_ms(timeout)):
@@ -218,12 +227,14 @@ class LiveSource:
         return []
 
     def _wait_ms(self, timeout: float | None) -> int:
+        """How long to poll: the caller's timeout, shortened to the next deadline, and never longer than
+        MAX_POLL_SECONDS, so that a stop requested from a Python signal handler that ran late (a signal just
+        before poll) is seen within that time even without ``set_wakeup_fd``."""
         deadline = self.normalizer.matcher.next_deadline()
-        wait: float | None = timeout
+        wait = self.MAX_POLL_SECONDS if timeout is None else min(timeout, self.MAX_POLL_SECONDS)
         if deadline is not None:
-            until = max(0.0, (deadline - time.monotonic_ns()) / 1e9)
-            wait = until if wait is None else min(wait, until)
-        return -1 if wait is None else int(wait * 1000 + 0.999)
+            wait = min(wait, max(0.0, (deadline - time.monotonic_ns()) / 1e9))
+        return int(wait * 1000 + 0.999)
 
     def _drain_wake(self) -> None:
         with contextlib.suppress(BlockingIOError):
