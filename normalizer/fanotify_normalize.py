@@ -56,6 +56,7 @@ from sortedcontainers import SortedDict
 from . import raw
 from .filters import PathFilter
 from .matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS, Half, Matcher
+from .normalize import NormalizerBase
 from .records import Flag, Rec
 from .sources._fanotify_sys import (
     FAN_ACCESS,
@@ -279,7 +280,7 @@ class DirCache:
             del self._key_by_path[path]
 
 
-class FanotifyNormalizer:
+class FanotifyNormalizer(NormalizerBase):
     """Turns fanotify stream items into records. One instance per fanotify group.
 
     ``mark_mode`` says how the source marked the tree (it decides what an unknown, unresolvable handle means,
@@ -401,18 +402,6 @@ class FanotifyNormalizer:
                             message=item.message or None, source="fanotify"), out)
             m.end(item.t_ns, False, out)
         # inotify items (InotifyBatch, WatchAdded, WatchRemoved) cannot occur in a fanotify stream: ignored.
-        return out
-
-    def feed_all(self, items: Iterable[raw.AnyStreamItem]) -> list[Rec]:
-        out: list[Rec] = []
-        for item in items:
-            out.extend(self.feed(item))
-        return out
-
-    def close(self) -> list[Rec]:
-        """End of stream: pending halves become one-sided (``shutdown``); everything held is returned."""
-        out: list[Rec] = []
-        self.matcher.close(out)
         return out
 
     def _resolved(self, item: raw.HandleResolved) -> None:

@@ -44,7 +44,28 @@ _BIT_ORDER = sorted([*_KIND_BY_BIT, raw.IN_MOVED_FROM, raw.IN_MOVED_TO, raw.IN_M
 _KNOWN_BITS = raw.IN_DELIVERED_BITS
 
 
-class InotifyNormalizer:
+class NormalizerBase:
+    """What the inotify and fanotify normalizers share around their matcher."""
+
+    matcher: Matcher
+
+    def feed(self, item: raw.AnyStreamItem) -> list[Rec]:
+        raise NotImplementedError
+
+    def feed_all(self, items: Iterable[raw.AnyStreamItem]) -> list[Rec]:
+        out: list[Rec] = []
+        for item in items:
+            out.extend(self.feed(item))
+        return out
+
+    def close(self) -> list[Rec]:
+        """End of stream: pending halves become one-sided (``shutdown``); everything held is returned."""
+        out: list[Rec] = []
+        self.matcher.close(out)
+        return out
+
+
+class InotifyNormalizer(NormalizerBase):
     """Turns inotify stream items into records. One instance per inotify fd (cookies are per system, but
     only one fd's halves can be told apart)."""
 
@@ -117,18 +138,6 @@ class InotifyNormalizer:
             m.push(Rec.note(item.kind, item.path, item.is_dir, item.t_ns, 0, flags=item.flags,
                             message=item.message or None), out)
         m.end(item.t_ns, False, out)
-        return out
-
-    def feed_all(self, items: Iterable[raw.StreamItem]) -> list[Rec]:
-        out: list[Rec] = []
-        for item in items:
-            out.extend(self.feed(item))
-        return out
-
-    def close(self) -> list[Rec]:
-        """End of stream: pending halves become one-sided (``shutdown``); everything held is returned."""
-        out: list[Rec] = []
-        self.matcher.close(out)
         return out
 
     def feed_batch(self, batch: raw.InotifyBatch) -> list[Rec]:
