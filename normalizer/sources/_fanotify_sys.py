@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from normalizer.errors import CapabilityError, SourceError, WatchLimitError
+from normalizer.sources._fd import OwnedFD
 
 __all__ = [
     "AT_EMPTY_PATH",
@@ -750,10 +751,12 @@ def path_handle_key(
 # ==========================================================================================================
 
 
-class FanotifyFD:
+class FanotifyFD(OwnedFD):
     """One fanotify group. ``FanotifyFD()`` creates the default fsnorm group (notification class,
     non-blocking, close-on-exec, FAN_REPORT_DFID_NAME_TARGET); ``unlimited_queue=True`` adds
     FAN_UNLIMITED_QUEUE (root only)."""
+
+    _what = "fanotify fd"
 
     def __init__(
         self,
@@ -768,28 +771,7 @@ class FanotifyFD:
         self._fd = fanotify_init(flags, event_f_flags)
         self._buf = bytearray(0)
 
-    # -- lifecycle ------------------------------------------------------------------------------------------
-    def fileno(self) -> int:
-        if self._fd < 0:
-            raise ValueError("I/O operation on a closed fanotify fd")
-        return self._fd
-
-    @property
-    def closed(self) -> bool:
-        return self._fd < 0
-
-    def close(self) -> None:
-        """Close the group (drops all its marks and queued events). Idempotent."""
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            os.close(fd)
-
-    def __enter__(self) -> FanotifyFD:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
+    # -- lifecycle: fileno, closed, close and the context manager come from OwnedFD -----------------------
     def __repr__(self) -> str:
         state = "closed" if self._fd < 0 else f"fd={self._fd}"
         return f"<FanotifyFD {state} {describe_init_flags(self.flags)}>"

@@ -44,11 +44,11 @@ import termios
 import warnings
 from array import array
 from collections.abc import Iterable
-from types import TracebackType
 from typing import Final
 
 from normalizer.errors import SourceError, WatchLimitError
 from normalizer.raw import InotifyEvent
+from normalizer.sources._fd import OwnedFD
 
 __all__ = [
     "DEFAULT_READ_BUFSIZE",
@@ -263,15 +263,14 @@ def _check_path(path: bytes | str | os.PathLike[str] | os.PathLike[bytes]) -> by
     return p
 
 
-class InotifyFD:
+class InotifyFD(OwnedFD):
     """One inotify instance (``inotify_init1(IN_NONBLOCK | IN_CLOEXEC)``).
 
     Keep all watches of one session in one instance: rename cookies only pair up within an instance.
     """
 
-    __slots__ = ("__weakref__", "_buf", "_fd", "_fionread", "_view", "last_read_bytes")
-
-    _fd: int
+    __slots__ = ("__weakref__", "_buf", "_fionread", "_view", "last_read_bytes")
+    _what = "InotifyFD"
 
     def __init__(self, flags: int = IN_NONBLOCK | IN_CLOEXEC) -> None:
         self._fd = -1  # so close()/__del__ work even if init fails
@@ -292,34 +291,7 @@ class InotifyFD:
         #: Bytes the last read_events() call returned (0 when nothing was queued).
         self.last_read_bytes = 0
 
-    # -- lifecycle --
-
-    def fileno(self) -> int:
-        """The raw fd, for select/poll/epoll/asyncio ``add_reader``. Raises ValueError once closed."""
-        if self._fd < 0:
-            raise ValueError("I/O operation on closed InotifyFD")
-        return self._fd
-
-    @property
-    def closed(self) -> bool:
-        return self._fd < 0
-
-    def close(self) -> None:
-        """Close the fd (all its watches go away with it). Safe to call more than once."""
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            os.close(fd)
-
-    def __enter__(self) -> InotifyFD:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    # -- lifecycle: fileno, closed, close and the context manager come from OwnedFD --
 
     def __del__(self) -> None:
         if getattr(self, "_fd", -1) >= 0:
