@@ -251,7 +251,7 @@ def consumer(role: str, root: str, conn: Connection, slow_read: float, slow_paus
         records += len(recs)
         if recs:
             quiet_since = time.monotonic()
-        if waiting and all(source.normalizer.table.wd(d) is not None for d in waiting):
+        if waiting and all(source.normalizer.table.key(d) is not None for d in waiting):
             conn.send(("ready", None))  # the storm may start: this consumer watches its directories
             waiting = []
         if (pending_end is not None and ledger is not None and time.monotonic() - quiet_since > 0.5

@@ -51,8 +51,6 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Literal
 
-from sortedcontainers import SortedDict
-
 from . import raw
 from .filters import PathFilter
 from .matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS, Half, Matcher
@@ -75,6 +73,7 @@ from .sources._fanotify_sys import (
     FAN_Q_OVERFLOW,
     FAN_RENAME,
 )
+from .tree import DirCache
 
 MarkMode = Literal["inode", "filesystem"]
 
@@ -189,95 +188,6 @@ class FanHalf(Half):
 
 def _parent(path: bytes) -> bytes:
     return path.rstrip(b"/").rpartition(b"/")[0] or b"/"
-
-
-class DirCache:
-    """Directory fid <-> path for the directories of the watched tree, with subtree moves and removals.
-
-    The twin of :class:`~normalizer.tree.WatchTable` with fids for wds. ``prefix_by_key`` (``path + b"/"`` by
-    fid) is what the hot loop reads; it is typed to accept None as a key (the hot loop looks up an absent
-    side's None without a test; None is never stored)."""
-
-    def __init__(self) -> None:
-        self._path_by_key: dict[bytes, bytes] = {}
-        self.prefix_by_key: dict[bytes | None, bytes] = {}
-        self._key_by_path: SortedDict = SortedDict()
-
-    def __len__(self) -> int:
-        return len(self._path_by_key)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._path_by_key
-
-    def items(self) -> list[tuple[bytes, bytes]]:
-        """(fid, path) pairs, sorted by path."""
-        return [(key, path) for path, key in self._key_by_path.items()]
-
-    def paths(self) -> list[bytes]:
-        return list(self._key_by_path)
-
-    def path(self, key: bytes) -> bytes | None:
-        return self._path_by_key.get(key)
-
-    def key(self, path: bytes) -> bytes | None:
-        key: bytes | None = self._key_by_path.get(path)
-        return key
-
-    def add(self, key: bytes, path: bytes) -> None:
-        """Map ``key`` to ``path``, replacing whatever either was mapped to before."""
-        old = self._path_by_key.get(key)
-        if old is not None and self._key_by_path.get(old) == key:
-            del self._key_by_path[old]
-        other = self._key_by_path.get(path)
-        if other is not None and other != key:
-            self._forget(other)
-        self._set(key, path)
-
-    def remove(self, key: bytes) -> bytes | None:
-        path = self._path_by_key.get(key)
-        if path is not None:
-            self._forget(key)
-        return path
-
-    def below(self, path: bytes) -> list[tuple[bytes, bytes]]:
-        """(path, fid) for ``path`` itself (if cached) and every cached directory under it."""
-        out: list[tuple[bytes, bytes]] = []
-        key = self._key_by_path.get(path)
-        if key is not None:
-            out.append((path, key))
-        base = path.rstrip(b"/")
-        out.extend((p, self._key_by_path[p])
-                   for p in self._key_by_path.irange(base + b"/", base + b"0", inclusive=(True, False)))
-        return out
-
-    def move(self, old: bytes, new: bytes) -> int:
-        """A directory moved from ``old`` to ``new``: rewrite it and everything below. Returns how many."""
-        if old == new:
-            return 0
-        moved = self.below(old)
-        for _, key in moved:
-            self._forget(key)
-        for path, key in moved:
-            self.add(key, new + path[len(old):])
-        return len(moved)
-
-    def remove_below(self, path: bytes) -> list[bytes]:
-        """Forget ``path`` and everything under it; return their fids."""
-        gone = [key for _, key in self.below(path)]
-        for key in gone:
-            self._forget(key)
-        return gone
-
-    def _set(self, key: bytes, path: bytes) -> None:
-        self._path_by_key[key] = path
-        self.prefix_by_key[key] = path if path.endswith(b"/") else path + b"/"
-        self._key_by_path[path] = key
-
-    def _forget(self, key: bytes) -> None:
-        path = self._path_by_key.pop(key)
-        del self.prefix_by_key[key]
-        if self._key_by_path.get(path) == key:
-            del self._key_by_path[path]
 
 
 class FanotifyNormalizer(NormalizerBase):

@@ -154,7 +154,7 @@ class InotifyNormalizer(NormalizerBase):
         t = batch.t_ns
         m = self.matcher
         m.begin(t)
-        prefixes = self.table.prefix_by_wd
+        prefixes = self.table.prefix_by_key
         push = m.push
         held = m.held_queue
         pending = m.pending_table
@@ -253,7 +253,7 @@ class InotifyNormalizer(NormalizerBase):
             old = self._dir_from.pop(rec.cookie, None)
             if old is not None:
                 self._dir_from_by_path.pop(old, None)
-            if self.table.wd(src) is not None:
+            if self.table.key(src) is not None:
                 self.table.move(src, rec.dst)
                 return
         self._new_dirs.append((wd, name))
@@ -305,7 +305,7 @@ class InotifyNormalizer(NormalizerBase):
             return
         parent = path.rstrip(b"/").rpartition(b"/")[0] or b"/"
         m.push(Rec("move_self", path, True, t, mask), out)
-        if self.table.wd(parent) is None:
+        if self.table.key(parent) is None:
             # A root moved, to a place we cannot know: everything below it would be reported under a stale
             # path. End its watches with a record saying so.
             m.push(Rec.note("watch_end", path, True, t, mask, message="watched root moved away; its watches "

@@ -112,4 +112,20 @@ def test_watch_table_range_operations() -> None:
     assert sorted(t.remove_below(b"/a")) == [1, 4]
     assert t.path(5) == b"/a.b"
     t.add(9, b"/")
-    assert t.prefix_by_wd[9] == b"/"
+    assert t.prefix_by_key[9] == b"/"
+
+
+def test_a_move_onto_a_known_directory_keeps_or_forgets_the_replaced_key_per_table() -> None:
+    """inotify keeps the replaced directory's wd until its DELETE_SELF / IN_IGNORED come; fanotify's cache
+    forgets the replaced fid at once (its events are then dropped as unknown)."""
+    from normalizer.tree import DirCache
+
+    wt = WatchTable()
+    dc = DirCache()
+    for table, keys in ((wt, (1, 2, 3)), (dc, (b"1", b"2", b"3"))):
+        table.add(keys[0], b"/w/a/x")  # the directory about to be replaced
+        table.add(keys[1], b"/w/b/y")
+        table.add(keys[2], b"/w/b/y/z")
+        table.move(b"/w/b/y", b"/w/a/x")
+        assert table.key(b"/w/a/x") == keys[1] and table.path(keys[2]) == b"/w/a/x/z"
+    assert wt.path(1) == b"/w/a/x" and dc.path(b"1") is None

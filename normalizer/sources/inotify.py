@@ -248,7 +248,7 @@ class InotifySource(LiveSource):
             stack = [root]
             while stack:
                 path = stack.pop()
-                if path != root and table.wd(path) is None:
+                if path != root and table.key(path) is None:
                     try:
                         wd = self._fd.add_watch(path, self.mask | _WATCH_FLAGS)
                     except (FileNotFoundError, NotADirectoryError):
