@@ -100,6 +100,8 @@ class Matcher:
         self._read_pos = 0
         self._barriers: deque[tuple[int, int]] = deque()
         self._safe_t = 0
+        #: Overflow records seen so far.
+        self.overflows = 0
         #: High-water mark of the pending table (reported by benchmarks and the soak).
         self.pending_high_water = 0
 
@@ -203,6 +205,7 @@ class Matcher:
             self._finish(half, Flag.OVERFLOW, out)
         self.push(rec, out)
         self._overflow_t = self._batch_t
+        self.overflows += 1
 
     def resolve(self, key: Hashable, reason: str, out: list[Rec]) -> Rec | None:
         """Make the half waiting under ``key`` one-sided now (the caller knows its partner will not come)."""

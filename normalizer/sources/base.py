@@ -251,8 +251,7 @@ class LiveSource:
             except CaptureError as exc:
                 failed = self._capture_failed(exc)
         recs = self.normalizer.feed(item)
-        if isinstance(item, raw.InotifyBatch | raw.FanotifyBatch):
-            self.stats["overflows"] += sum(1 for rec in recs if rec.kind == "overflow")
+        self.stats["overflows"] = self.normalizer.matcher.overflows
         self._observe(recs)
         out = self.filter.apply(recs)
         if failed is not None:
