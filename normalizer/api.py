@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Literal
@@ -63,10 +64,6 @@ def make_source(paths: Sequence[PathLike], backend: Backend = "inotify", **optio
     raise SourceError(f"unknown backend {backend!r} (use 'inotify', 'fanotify' or 'auto')")
 
 
-def _make_source(paths: Sequence[PathLike], backend: Backend, options: dict[str, Any]) -> LiveSource:
-    return make_source(paths, backend, **options)
-
-
 class Stream:
     """A running watch: iterate it for records. Thread-safe :meth:`stop`; use as a context manager."""
 
@@ -89,6 +86,11 @@ class Stream:
         if not self._opened:
             self._ready.extend(self.source.open())
             self._opened = True
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` (or :meth:`close`) was called."""
+        return self._stop.is_set()
 
     def stop(self) -> None:
         """Ask the stream to end: the iterator yields what is pending, then stops. Safe from any thread and
@@ -143,7 +145,7 @@ def watch(paths: PathLike | Sequence[PathLike], *, backend: Backend = "inotify",
     :class:`~normalizer.records.Rec` instead (what the CLI uses: no pydantic cost per record)."""
     if isinstance(paths, str | bytes | os.PathLike):
         paths = [paths]
-    return Stream(_make_source(paths, backend, dict(options)), raw_records=raw_records)
+    return Stream(make_source(paths, backend, **options), raw_records=raw_records)
 
 
 class AsyncStream:
@@ -178,10 +180,10 @@ class AsyncStream:
             while True:
                 for rec in stream.read(0):
                     yield rec
-                if stream._stop.is_set():
+                if stream.stopping:
                     break
                 deadline = source.normalizer.matcher.next_deadline()
-                timeout = None if deadline is None else max(0.0, (deadline - _now_ns()) / 1e9)
+                timeout = None if deadline is None else max(0.0, (deadline - time.monotonic_ns()) / 1e9)
                 wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wakeup.wait(), timeout)
@@ -233,9 +235,3 @@ def run_in_thread(paths: PathLike | Sequence[PathLike], callback: Callable[[Any]
                   on_error: Callable[[BaseException], object] | None = None, **options: Any) -> Runner:
     """Watch in a background thread, calling ``callback`` per record. Returns a :class:`Runner`."""
     return Runner(watch(paths, **options), callback, on_error)
-
-
-def _now_ns() -> int:
-    import time
-
-    return time.monotonic_ns()
