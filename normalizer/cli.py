@@ -41,18 +41,13 @@ def format_text(rec: Rec) -> str:
 FORMATTERS: dict[str, Callable[[Rec], str]] = {"json": rec_to_json, "text": format_text}
 
 
-def emit(records: Iterable[Rec], fmt: str, out: TextIO, *, flush_each: bool) -> int:
-    """Write records; return how many."""
+def emit(records: Iterable[Rec], fmt: str, out: TextIO) -> None:
+    """Write records, one line each (replay: a stream with an end, so the text stream's buffering is fine)."""
     fmt_one = FORMATTERS[fmt]
-    n = 0
     write = out.write
     for rec in records:
         write(fmt_one(rec) + "\n")
-        n += 1
-        if flush_each:
-            out.flush()
     out.flush()
-    return n
 
 
 def _warn(message: str) -> None:
@@ -77,7 +72,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     window_ns = None if args.window is None else int(args.window * 1_000_000)
     records = replay(args.file, strict=args.strict, on_issue=on_issue, window_ns=window_ns,
                      strict_order=False if args.relaxed_order else None)
-    emit(records, args.format, sys.stdout, flush_each=False)
+    emit(records, args.format, sys.stdout)
     return 1 if issues else 0
 
 
