@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -108,16 +107,6 @@ def test_root_moved_into_the_other_root_is_a_move_in_watched_under_its_new_path(
 
 
 # -- a subtree made unreadable while watched (as an unprivileged user) -------------------------------------
-
-
-@pytest.fixture
-def public_tmp() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="fsnorm-faults-"))
-    os.chmod(path, 0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path)
 
 
 def as_nobody(*args: str, **kwargs: object) -> subprocess.Popen[str]:

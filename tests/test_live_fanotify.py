@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -497,17 +496,6 @@ def test_forced_overflow_gives_an_overflow_record(tree: Path, mode: str) -> None
 
 
 # --- unprivileged ------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def public_tmp() -> Iterator[Path]:
-    """A temp dir every user can search (pytest's own tmp_path is 0700 root)."""
-    path = Path(tempfile.mkdtemp(prefix="fsnorm-fan-"))
-    os.chmod(path, 0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path)
 
 
 def _as_nobody(script: str) -> subprocess.CompletedProcess[str]:

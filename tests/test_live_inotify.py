@@ -7,9 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -222,17 +220,6 @@ def _user_watches() -> int:
         except OSError:
             continue
     return total
-
-
-@pytest.fixture
-def public_tmp() -> Iterator[Path]:
-    """A temp dir every user can search (pytest's own tmp_path is 0700 root)."""
-    path = Path(tempfile.mkdtemp(prefix="fsnorm-test-"))
-    os.chmod(path, 0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path)
 
 
 def test_permission_denied_subdirectory_is_skipped_with_a_record(public_tmp: Path) -> None:
