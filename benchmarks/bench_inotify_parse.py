@@ -1,4 +1,4 @@
-"""Micro-benchmark of the low-level inotify reader (normalizer/sources/_inotify_sys.py).
+"""Micro-benchmark of the low-level inotify reader (normalizer/backends/_inotify_sys.py).
 
 Plain script, prints numbers, asserts nothing about timing:
 
@@ -32,13 +32,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from normalizer import raw
-from normalizer.sources._inotify_sys import (
+from normalizer.backends._inotify_sys import (
     DEFAULT_READ_BUFSIZE,
     InotifyFD,
     pack_events,
     parse_events,
 )
+from normalizer.core import raw
 
 # Names as they appear in real trees (all valid UTF-8, so pyinotify can decode them too), plus empty names
 # for events on the watched object itself.

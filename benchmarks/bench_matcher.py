@@ -32,11 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.synthetic import DIRS, batches
-from normalizer import raw
-from normalizer.capture import CaptureHeader, CaptureWriter
-from normalizer.normalize import InotifyNormalizer
-from normalizer.records import Rec, rec_to_json, to_model
-from normalizer.sources.replay import replay
+from normalizer.capture.log import CaptureHeader, CaptureWriter
+from normalizer.capture.replay import replay
+from normalizer.core import raw
+from normalizer.core.inotify import InotifyNormalizer
+from normalizer.formats.jsonl import rec_to_json
+from normalizer.records import Rec, to_model
 
 
 def _best(fn: Callable[[], int], repeat: int) -> tuple[float, int]:

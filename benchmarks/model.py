@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import NamedTuple, TypeAlias
 
 RawEvent: TypeAlias = tuple[int, int, int, bytes]
-"""One raw inotify event ``(wd, mask, cookie, name)`` as normalizer.raw.InotifyEvent."""
+"""One raw inotify event ``(wd, mask, cookie, name)`` as normalizer.core.raw.InotifyEvent."""
 
 
 class TruthRename(NamedTuple):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from benchmarks.model import Read, Record
 from benchmarks.subjects import RAW_HEADER
-from normalizer import raw
-from normalizer.sources._inotify_sys import parse_events
+from normalizer.backends._inotify_sys import parse_events
+from normalizer.core import raw
 
 _RAW_KINDS = ((raw.IN_CREATE, "create"), (raw.IN_DELETE, "delete"), (raw.IN_MODIFY, "modify"),
               (raw.IN_CLOSE_WRITE, "close_write"), (raw.IN_ATTRIB, "attrib"), (raw.IN_DELETE_SELF, "delete_self"),

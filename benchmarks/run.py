@@ -555,7 +555,7 @@ def run(cfg: Config, *, out_dir: Path, sections: tuple[str, ...] = SECTIONS, wor
 
 
 def _default_window_ms() -> float:
-    from normalizer.matcher import DEFAULT_WINDOW_NS
+    from normalizer.core.matcher import DEFAULT_WINDOW_NS
 
     return DEFAULT_WINDOW_NS / 1e6
 

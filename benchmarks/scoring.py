@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from benchmarks.model import Read, Record, Truth
-from normalizer import raw
+from normalizer.core import raw
 
 CATEGORIES = ("joined", "one_sided", "split", "wrong", "missed")
 #: Quantiles stored for latency CDFs (0, 2.5, ..., 100 %).

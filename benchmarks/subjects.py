@@ -38,7 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
-from normalizer import raw as rawbits
+from normalizer.core import raw as rawbits
 
 #: Header of one read in a ``rawdump`` file: t_ns, bytes still queued after the read, length of the data.
 RAW_HEADER = struct.Struct("<qqi")
@@ -184,7 +184,7 @@ class RawSubject(Subject):
     fmt = "rawdump"
 
     def run(self, ctl: Control, out_path: Path) -> dict[str, Any]:
-        from normalizer.sources._inotify_sys import DEFAULT_READ_BUFSIZE, InotifyFD
+        from normalizer.backends._inotify_sys import DEFAULT_READ_BUFSIZE, InotifyFD
 
         ino = InotifyFD()
         wds: dict[int, str] = {}
@@ -282,14 +282,14 @@ class FsnormCli(Subject):
 
 def _has_fanotify() -> str | None:
     try:
-        import normalizer.sources.fanotify  # noqa: F401
+        import normalizer.backends.fanotify  # noqa: F401
     except ImportError as exc:
-        return f"normalizer.sources.fanotify is not importable ({exc})"
+        return f"normalizer.backends.fanotify is not importable ({exc})"
     return None
 
 
 def _cli_has_backend() -> bool:
-    from normalizer.cli import build_parser
+    from normalizer.cli.main import build_parser
 
     try:
         with contextlib.redirect_stderr(io.StringIO()):
@@ -323,7 +323,7 @@ class FsnormFanotify(FsnormCli):
 
 
 def _run_source(ctl: Control, out_path: Path, window_ms: float | None) -> dict[str, Any]:
-    from normalizer.sources.fanotify import FanotifySource
+    from normalizer.backends.fanotify import FanotifySource
 
     options: dict[str, Any] = {}
     if window_ms is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from normalizer import raw
+from normalizer.core import raw
 
 DIRS = [(wd, b"/bench/dir%d" % wd) for wd in range(1, 9)]
 _NOISE = [raw.IN_CREATE, raw.IN_MODIFY, raw.IN_CLOSE_WRITE, raw.IN_ATTRIB, raw.IN_DELETE]

@@ -4,7 +4,7 @@ Two kinds of input:
 
 * **capture bytes** (:func:`check_capture`): any bytes, read as a capture log. The outcome must be items and
   records and/or typed problems naming their place: :class:`~normalizer.errors.CaptureError` (strict mode, or a
-  header that cannot be read) and :class:`~normalizer.capture.CaptureIssue` (forgiving mode), each with a
+  header that cannot be read) and :class:`~normalizer.capture.log.CaptureIssue` (forgiving mode), each with a
   1-based line and a byte offset. Any other exception is a bug. Records must survive JSON byte for byte, and
   strict mode must give a prefix of what forgiving mode gives.
 * **structured streams** (:func:`decode_stream` + :func:`check_stream`): bytes decoded into normalizer options,
@@ -27,12 +27,13 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from normalizer import raw
-from normalizer.capture import CaptureHeader, CaptureIssue, CaptureReader, CaptureWriter
+from normalizer.capture.log import CaptureHeader, CaptureIssue, CaptureReader, CaptureWriter
+from normalizer.capture.replay import replay
+from normalizer.core import raw
+from normalizer.core.inotify import InotifyNormalizer
 from normalizer.errors import CaptureError
-from normalizer.normalize import InotifyNormalizer
-from normalizer.records import Rec, rec_to_json, record_from_json, to_model
-from normalizer.sources.replay import replay
+from normalizer.formats.jsonl import rec_to_json
+from normalizer.records import Rec, record_from_json, to_model
 
 #: Why a one-sided rename may be one-sided (README "Flags").
 ONE_SIDED_FROM = frozenset({"timeout", "overflow", "evicted", "cookie_reused", "shutdown", "unwatched"})

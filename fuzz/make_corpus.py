@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from normalizer import raw
+from normalizer.core import raw
 
 CORPUS = Path(__file__).parent.parent / "tests" / "corpus"
 OPTS = {"window_ns": 20_000_000, "max_wait_ns": 1_000_000_000, "max_pending": 65_536, "strict_order": True}

@@ -29,10 +29,10 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Literal
 
+from .backends.fanotify import FanotifySource, mask_from_inotify, unavailable_reason
+from .backends.inotify import InotifySource
 from .errors import SourceError
 from .records import EventRecord, Rec, RenameRecord, to_model
-from .sources.fanotify import FanotifySource, mask_from_inotify, unavailable_reason
-from .sources.inotify import InotifySource
 
 PathLike = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 Record = RenameRecord | EventRecord

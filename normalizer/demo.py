@@ -74,7 +74,7 @@ def summary(records: list[Rec]) -> str:
 def run(emit: Callable[[list[Rec]], None], *, capture: str | None = None, pause: float = 0.05,
         window_ms: float | None = None) -> list[Rec]:
     """Run the workload against a live watch; ``emit`` gets records as they come. Returns all records."""
-    from .sources.inotify import InotifySource
+    from .backends.inotify import InotifySource
 
     with tempfile.TemporaryDirectory(prefix="fsnorm-demo-") as tmp:
         root, outside = prepare(Path(tmp))

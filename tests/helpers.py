@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from normalizer import raw
-from normalizer.normalize import InotifyNormalizer
+from normalizer.core import raw
+from normalizer.core.inotify import InotifyNormalizer
 from normalizer.records import Rec
 
 MS = 1_000_000

@@ -9,9 +9,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from normalizer.backends.base import LiveSource
+from normalizer.backends.inotify import InotifySource
 from normalizer.records import Rec
-from normalizer.sources.base import LiveSource
-from normalizer.sources.inotify import InotifySource
 
 AT_FDCWD = -100
 RENAME_EXCHANGE = 2

@@ -21,13 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fuzz.checks import Stream, check_capture, check_stream, decode_stream, known_bug, stream_to_capture
-from normalizer import raw
-from normalizer.capture import CaptureHeader, CaptureReader, item_to_json
+from normalizer.backends._inotify_sys import pack_events, parse_events
+from normalizer.capture.log import CaptureHeader, CaptureReader, item_to_json
+from normalizer.capture.replay import replay
+from normalizer.core import raw
+from normalizer.core.matcher import Half, Matcher
 from normalizer.errors import CaptureError
-from normalizer.matcher import Half, Matcher
 from normalizer.records import Rec
-from normalizer.sources._inotify_sys import pack_events, parse_events
-from normalizer.sources.replay import replay
 
 W = b"/w"
 OPTS: dict[str, Any] = {"window_ns": 20 * MS, "max_wait_ns": 1000 * MS, "max_pending": 65_536,

@@ -16,8 +16,8 @@ import pytest
 from live import sysctl
 
 import normalizer
+from normalizer.capture.replay import replay
 from normalizer.records import EventRecord, RenameRecord
-from normalizer.sources.replay import replay
 
 
 @pytest.fixture
@@ -171,7 +171,7 @@ def test_cli_watch_prints_json_and_exits_cleanly_on_sigterm(tree: Path) -> None:
     last = json.loads(out.splitlines()[-1])
     assert (last["src"], last["dst"], last["flags"]) == (str(tree / "w/a/gone"), "", ["shutdown"])
     assert json.loads(cap.read_text().splitlines()[-1])[0] == "E"
-    replayed = [json.loads(normalizer.records.rec_to_json(r)) for r in replay(cap)]
+    replayed = [json.loads(normalizer.formats.jsonl.rec_to_json(r)) for r in replay(cap)]
     assert replayed == [json.loads(line), *map(json.loads, out.splitlines())]
 
 
@@ -185,7 +185,7 @@ def test_cli_watch_missing_root_is_one_line_on_stderr(tree: Path) -> None:
 def test_write_all_survives_short_writes_from_signals() -> None:
     """A write to a pipe interrupted by a signal after some bytes returns short; every byte must still arrive
     (`fsnorm watch` writes records this way: a text stream's buffer dropped data on SIGSTOP/SIGCONT)."""
-    from normalizer.cli import write_all
+    from normalizer.sinks.fd import write_all
 
     data = bytes(range(256)) * (32 * 1024)  # 8 MiB
     r, w = os.pipe()

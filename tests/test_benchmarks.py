@@ -16,8 +16,8 @@ from benchmarks.outputs import read_raw, records
 from benchmarks.scoring import cdf_ms, percentile, race_stats, rename_units, score, summarize_ns
 from benchmarks.subjects import RAW_HEADER
 from benchmarks.workloads import dirs, expected_renames, load_truth, run, scenarios
-from normalizer import raw
-from normalizer.sources._inotify_sys import pack_events
+from normalizer.backends._inotify_sys import pack_events
+from normalizer.core import raw
 
 REPO = Path(__file__).resolve().parent.parent
 MS = 1_000_000

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from helpers import MS, batch, frm, to
 
-from normalizer import raw
-from normalizer.capture import CaptureHeader, CaptureReader, CaptureWriter, decode_name, encode_name
+from normalizer.capture.log import CaptureHeader, CaptureReader, CaptureWriter, decode_name, encode_name
+from normalizer.capture.replay import replay
+from normalizer.core import raw
 from normalizer.errors import CaptureError
-from normalizer.records import rec_to_json
-from normalizer.sources.replay import replay
+from normalizer.formats.jsonl import rec_to_json
 
 ODD = [b"caf\xe9", b"line\nbreak", b"x" * 255, b"\xff\xfe", "ü😀".encode(), b"\x01\x7f"]
 

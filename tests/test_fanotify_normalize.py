@@ -17,14 +17,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from normalizer import raw
-from normalizer.capture import CaptureHeader, CaptureReader, CaptureWriter, fan_event_from_json, fan_event_to_json
-from normalizer.fanotify_normalize import MERGE_ORDER, FanotifyNormalizer, FanRec
-from normalizer.filters import PathFilter
-from normalizer.records import Rec, model_to_json, rec_to_json, to_model
-from normalizer.sources import _fanotify_sys as fs
-from normalizer.sources.fanotify import from_fan_event, parse_batch
-from normalizer.sources.replay import replay
+from normalizer.backends import _fanotify_sys as fs
+from normalizer.backends.fanotify import from_fan_event, parse_batch
+from normalizer.capture.log import CaptureHeader, CaptureReader, CaptureWriter, fan_event_from_json, fan_event_to_json
+from normalizer.capture.replay import replay
+from normalizer.core import raw
+from normalizer.core.fanotify import MERGE_ORDER, FanotifyNormalizer, FanRec
+from normalizer.core.filters import PathFilter
+from normalizer.formats.jsonl import rec_to_json
+from normalizer.records import Rec, model_to_json, to_model
 
 MS = 1_000_000
 FSID = b"FSIDfsid"
@@ -183,7 +184,7 @@ def test_canonical_order_is_documented_and_complete() -> None:
              fs.FAN_MOVED_FROM: "moved_from", fs.FAN_DELETE: "delete", fs.FAN_MOVE_SELF: "move_self",
              fs.FAN_DELETE_SELF: "delete_self"}
     order = ", ".join(kinds[bit] for bit in MERGE_ORDER)
-    import normalizer.fanotify_normalize as module
+    import normalizer.core.fanotify as module
 
     assert order in " ".join((module.__doc__ or "").split())
 

@@ -1,4 +1,4 @@
-"""Real-kernel tests of the fanotify binding (normalizer/sources/_fanotify_sys.py).
+"""Real-kernel tests of the fanotify binding (normalizer/backends/_fanotify_sys.py).
 
 Most tests need root (filesystem marks, open_by_handle_at); they skip otherwise. The unprivileged behaviour is
 tested by running a snippet as user ``nobody`` through ``setpriv``.
@@ -30,9 +30,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from normalizer.errors import CapabilityError, SourceError
-from normalizer.sources import _fanotify_sys as fs
-from normalizer.sources._fanotify_sys import (
+from normalizer.backends import _fanotify_sys as fs
+from normalizer.backends._fanotify_sys import (
     FAN_CLASS_NOTIF,
     FAN_CLOEXEC,
     FAN_CLOSE_WRITE,
@@ -64,6 +63,7 @@ from normalizer.sources._fanotify_sys import (
     parse_events,
     path_handle_key,
 )
+from normalizer.errors import CapabilityError, SourceError
 
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (CAP_SYS_ADMIN / CAP_DAC_READ_SEARCH)")
@@ -521,7 +521,7 @@ _NOBODY_SNIPPET = textwrap.dedent(
     """
     import json, os, sys
     from normalizer.errors import CapabilityError
-    from normalizer.sources import _fanotify_sys as fs
+    from normalizer.backends import _fanotify_sys as fs
 
     d, private = sys.argv[1].encode(), sys.argv[2].encode()
     out = {"uid": os.getuid(), "pid": os.getpid()}
@@ -561,7 +561,7 @@ def test_unprivileged_inode_mark_and_capability_errors() -> None:
     cmd = [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable]
     env = {"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"}
     probe = subprocess.run(
-        [*cmd, "-c", "import normalizer.sources._fanotify_sys"], env=env, capture_output=True, timeout=60
+        [*cmd, "-c", "import normalizer.backends._fanotify_sys"], env=env, capture_output=True, timeout=60
     )
     if probe.returncode != 0:
         why = probe.stderr.decode(errors="replace")[-300:]

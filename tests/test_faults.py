@@ -23,11 +23,12 @@ from live import brief, drain, require_nobody, sysctl
 import normalizer
 from benchmarks.soak import Ledger, load_stamps, rss_kib
 from benchmarks.workloads import dirs
-from normalizer.capture import CaptureReader
+from normalizer.backends.inotify import InotifySource
+from normalizer.capture.log import CaptureReader
+from normalizer.capture.replay import replay
 from normalizer.errors import SourceError, WatchLimitError
-from normalizer.records import Rec, rec_to_json, record_from_json
-from normalizer.sources.inotify import InotifySource
-from normalizer.sources.replay import replay
+from normalizer.formats.jsonl import rec_to_json
+from normalizer.records import Rec, record_from_json
 
 REPO = Path(__file__).parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -232,7 +233,7 @@ def test_watch_goes_on_when_the_capture_filesystem_fills_up(tree: Path, small_fs
         import json, os, sys, time
         sys.path.insert(0, {str(REPO / "tests")!r})
         from live import drain
-        from normalizer.sources.inotify import InotifySource
+        from normalizer.backends.inotify import InotifySource
         src = InotifySource([{str(tree / "w")!r}], capture={str(mnt / "c.fsncap")!r})
         src.open()
         recs = []

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from fuzz.checks import KNOWN_BUGS, Stream, check_capture, check_stream
-from normalizer import raw
-from normalizer.capture import CaptureReader
+from normalizer.capture.log import CaptureReader
+from normalizer.core import raw
 from normalizer.errors import CaptureError
 
 CORPUS = Path(__file__).parent / "corpus"

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from normalizer.records import rec_to_json
-from normalizer.sources.replay import replay
+from normalizer.capture.replay import replay
+from normalizer.formats.jsonl import rec_to_json
 
 DATA = Path(__file__).parent / "data"
 

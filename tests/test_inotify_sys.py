@@ -13,14 +13,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from normalizer import raw
-from normalizer.errors import SourceError, WatchLimitError
-from normalizer.sources._inotify_sys import (
+from normalizer.backends._inotify_sys import (
     MIN_READ_BUFSIZE,
     InotifyFD,
     pack_events,
     parse_events,
 )
+from normalizer.core import raw
+from normalizer.errors import SourceError, WatchLimitError
 
 MASK = raw.DEFAULT_INOTIFY_MASK
 IS_ROOT = os.geteuid() == 0

@@ -21,13 +21,14 @@ import pytest
 from live import brief, drain, exchange, require_nobody, storm_check, sysctl
 
 from benchmarks.workloads import dirs, expected_renames
-from normalizer import raw
+from normalizer.backends import _fanotify_sys as fs
+from normalizer.backends.fanotify import FanotifySource
+from normalizer.backends.inotify import InotifySource
+from normalizer.capture.replay import replay
+from normalizer.core import raw
 from normalizer.errors import SourceError
-from normalizer.records import Rec, rec_to_json
-from normalizer.sources import _fanotify_sys as fs
-from normalizer.sources.fanotify import FanotifySource
-from normalizer.sources.inotify import InotifySource
-from normalizer.sources.replay import replay
+from normalizer.formats.jsonl import rec_to_json
+from normalizer.records import Rec
 
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (filesystem marks, open_by_handle_at, sysctl)")
@@ -520,7 +521,7 @@ def test_unprivileged_inode_marks_as_nobody(public_tmp: Path) -> None:
         import json, os
         from live import drain
         from normalizer.errors import CapabilityError
-        from normalizer.sources.fanotify import FanotifySource
+        from normalizer.backends.fanotify import FanotifySource
         root, out = {str(root)!r}, {str(out)!r}
         try:
             FanotifySource([root], mark_mode="filesystem").open()

@@ -14,10 +14,10 @@ import pytest
 from live import brief, drain, exchange, require_nobody, storm_check, sysctl
 
 from benchmarks.workloads import dirs, expected_renames
+from normalizer.backends.inotify import InotifySource
+from normalizer.capture.replay import replay
 from normalizer.errors import SourceError
-from normalizer.records import rec_to_json
-from normalizer.sources.inotify import InotifySource
-from normalizer.sources.replay import replay
+from normalizer.formats.jsonl import rec_to_json
 
 RENAMES = ("rename",)
 
@@ -187,7 +187,7 @@ def test_unsearchable_root_says_permission_denied(public_tmp: Path) -> None:
     require_nobody()
     (public_tmp / "locked/w").mkdir(parents=True)
     os.chmod(public_tmp / "locked", 0o700)
-    script = (f"from normalizer.sources.inotify import InotifySource\n"
+    script = (f"from normalizer.backends.inotify import InotifySource\n"
               f"InotifySource([{str(public_tmp / 'locked/w')!r}]).open()")
     res = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-c",
                           script], capture_output=True, text=True, timeout=60,
@@ -235,7 +235,7 @@ def test_permission_denied_subdirectory_is_skipped_with_a_record(public_tmp: Pat
         import os, sys, time
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from live import drain
-        from normalizer.sources.inotify import InotifySource
+        from normalizer.backends.inotify import InotifySource
         src = InotifySource([{str(root)!r}])
         for r in src.open():
             print(r.kind, os.fsdecode(r.path), r.message)
@@ -359,7 +359,7 @@ def test_rescan_after_overflow_reports_exactly_the_differences(tree: Path) -> No
 
 
 def test_event_mask_limits_the_records_but_not_the_table_upkeep(tree: Path) -> None:
-    from normalizer.sources.inotify import mask_from_kinds
+    from normalizer.backends.inotify import mask_from_kinds
 
     with watch(tree, mask=mask_from_kinds("rename")) as src:
         (tree / "w/a/d").mkdir()  # not reported (create not asked for), but watched

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from helpers import MS, batch, brief, ev, frm, norm_with, to
 
-from normalizer import raw
-from normalizer.matcher import Half, Matcher
+from normalizer.core import raw
+from normalizer.core.matcher import Half, Matcher
 from normalizer.records import Rec
 
 A, B = b"/w/a", b"/w/b"

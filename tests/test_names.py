@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 from live import drain
 
-from normalizer import raw
-from normalizer.capture import CaptureHeader, CaptureReader, CaptureWriter, decode_name, encode_name
-from normalizer.records import Rec, rec_to_json, record_from_json, to_model
-from normalizer.sources.inotify import InotifySource
-from normalizer.sources.replay import replay
+from normalizer.backends.inotify import InotifySource
+from normalizer.capture.log import CaptureHeader, CaptureReader, CaptureWriter, decode_name, encode_name
+from normalizer.capture.replay import replay
+from normalizer.core import raw
+from normalizer.formats.jsonl import rec_to_json
+from normalizer.records import Rec, record_from_json, to_model
 
 PATH_MAX = 4096
 ALL_BYTES = bytes(v for v in range(1, 256) if v != ord("/"))  # 254 bytes: every legal byte once

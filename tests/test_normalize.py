@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from helpers import batch, brief, ev, frm, norm_with, to
 
-from normalizer import raw
-from normalizer.tree import WatchTable
+from normalizer.core import raw
+from normalizer.core.tree import WatchTable
 
 ROOT, SUB, DEEP = b"/w", b"/w/d", b"/w/d/e"
 
@@ -118,7 +118,7 @@ def test_watch_table_range_operations() -> None:
 def test_a_move_onto_a_known_directory_keeps_or_forgets_the_replaced_key_per_table() -> None:
     """inotify keeps the replaced directory's wd until its DELETE_SELF / IN_IGNORED come; fanotify's cache
     forgets the replaced fid at once (its events are then dropped as unknown)."""
-    from normalizer.tree import DirCache
+    from normalizer.core.tree import DirCache
 
     wt = WatchTable()
     dc = DirCache()

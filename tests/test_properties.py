@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from normalizer import raw
-from normalizer.normalize import InotifyNormalizer
+from normalizer.core import raw
+from normalizer.core.inotify import InotifyNormalizer
 from normalizer.records import Rec
 
 DIRS = {1: b"/w/d1", 2: b"/w/d2", 3: b"/w/d3"}

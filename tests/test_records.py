@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from normalizer.formats.jsonl import rec_to_json
 from normalizer.records import (
     EventRecord,
     Rec,
     RenameRecord,
     json_schema,
     model_to_json,
-    rec_to_json,
     record_from_json,
     to_model,
 )

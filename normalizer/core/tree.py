@@ -130,7 +130,7 @@ class WatchTable(PathTable[int]):
 
 
 class DirCache(PathTable[bytes]):
-    """fanotify's cache: directory fid (see :func:`normalizer.raw.fid_pack`) <-> directory path."""
+    """fanotify's cache: directory fid (see :func:`normalizer.core.raw.fid_pack`) <-> directory path."""
 
     def _place(self, key: bytes, path: bytes) -> None:
         """A directory a move replaced is forgotten at once: its fid is then unknown, and the fanotify

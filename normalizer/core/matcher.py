@@ -28,7 +28,7 @@ from collections.abc import Hashable
 
 from sortedcontainers import SortedList
 
-from .records import Flag, Rec
+from ..records import Flag, Rec
 
 #: Default window for a one-sided move, in ns. See README "Choosing the window": the worst split gap measured
 #: between halves of one rename under storm is 3.7 ms; 20 ms is 5x that and 25x below watchdog's 0.5 s.

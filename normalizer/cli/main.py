@@ -13,32 +13,15 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
-from . import __version__
-from .capture import CaptureIssue
-from .errors import FsnormError
-from .records import Rec, json_schema, rec_to_json
-
-
-def format_text(rec: Rec) -> str:
-    """A short human line for one record."""
-    def show(path: bytes) -> str:
-        return path.decode("utf-8", "backslashreplace") if path else "(unwatched)"
-
-    where = f"{show(rec.path)} -> {show(rec.dst)}" if rec.kind == "rename" else show(rec.path) if rec.path else ""
-    parts = [f"{rec.kind:<11}", where]
-    if rec.is_dir:
-        parts.append("[dir]")
-    if rec.flags:
-        parts.append("{" + ",".join(rec.flags) + "}")
-    if rec.message:
-        parts.append(f"({rec.message})")
-    return " ".join(p for p in parts if p)
-
-
-FORMATTERS: dict[str, Callable[[Rec], str]] = {"json": rec_to_json, "text": format_text}
+from .. import __version__
+from ..capture.log import CaptureIssue
+from ..errors import FsnormError
+from ..formats import FORMATTERS
+from ..records import Rec, json_schema
+from ..sinks.fd import write_all
 
 
 def emit(records: Iterable[Rec], fmt: str, out: TextIO) -> None:
@@ -61,7 +44,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .sources.replay import replay
+    from ..capture.replay import replay
 
     issues: list[CaptureIssue] = []
 
@@ -88,20 +71,12 @@ def _source_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def write_all(fd: int, data: bytes) -> None:
-    """Write every byte: os.write may write less than asked (a pipe after SIGSTOP/SIGCONT, a full pipe
-    interrupted by a signal), and a text stream's buffer can drop the rest then; this loop cannot."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
 def _run_live(args: argparse.Namespace, *, capture: str | None, out: TextIO | None) -> int:
     """Watch until SIGINT/SIGTERM; then read what was queued, flush pending halves, close the capture, exit 0.
 
     If the capture cannot be written (disk full), ``watch`` says so on stderr (and in an ``error`` record) and
     goes on without it; ``capture``, whose only job it is, stops and exits 1."""
-    from .api import make_source
+    from ..api import make_source
 
     source = make_source(args.paths, args.backend, capture=capture, **_source_options(args))
     stopping = False
@@ -157,7 +132,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from . import demo
+    from .. import demo
 
     fmt = FORMATTERS[args.format]
 
@@ -172,7 +147,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _event_mask(text: str) -> int:
-    from .sources.inotify import mask_from_kinds
+    from ..backends.inotify import mask_from_kinds
 
     try:
         return mask_from_kinds(text)

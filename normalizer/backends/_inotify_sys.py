@@ -1,9 +1,9 @@
 """Low-level inotify(7) binding: ctypes over libc, a non-blocking fd, and a fast event parser.
 
 This module owns exactly one thing: turning the kernel interface into Python values. It keeps no watch table,
-no paths and no clock; ``sources/inotify.py`` builds those on top of :class:`InotifyFD`.
+no paths and no clock; ``backends/inotify.py`` builds those on top of :class:`InotifyFD`.
 
-Events come out as :data:`normalizer.raw.InotifyEvent` tuples ``(wd, mask, cookie, name)``, exactly as the
+Events come out as :data:`normalizer.core.raw.InotifyEvent` tuples ``(wd, mask, cookie, name)``, exactly as the
 kernel queued them and in the kernel's order. ``name`` is the raw directory-entry name as bytes (never decoded:
 Linux names are arbitrary bytes except ``/`` and NUL), ``b""`` for events on the watched object itself.
 
@@ -46,9 +46,9 @@ from array import array
 from collections.abc import Iterable
 from typing import Final
 
+from normalizer.backends._fd import OwnedFD
+from normalizer.core.raw import InotifyEvent
 from normalizer.errors import SourceError, WatchLimitError
-from normalizer.raw import InotifyEvent
-from normalizer.sources._fd import OwnedFD
 
 __all__ = [
     "DEFAULT_READ_BUFSIZE",

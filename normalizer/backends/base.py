@@ -26,12 +26,12 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from .. import raw
-from ..capture import CaptureHeader, CaptureWriter
+from ..capture.log import CaptureHeader, CaptureWriter
+from ..core import raw
+from ..core.filters import PathFilter
+from ..core.tree import join
 from ..errors import CaptureError, SourceError
-from ..filters import PathFilter
 from ..records import Flag, Rec
-from ..tree import join
 
 PathArg = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 

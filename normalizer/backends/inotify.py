@@ -1,6 +1,6 @@
 """The live inotify source: one inotify fd for the whole tree, read directly, records out.
 
-It owns the I/O that the sans-IO :class:`~normalizer.normalize.InotifyNormalizer` must not do:
+It owns the I/O that the sans-IO :class:`~normalizer.core.inotify.InotifyNormalizer` must not do:
 
 * reading the fd (ctypes binding in ``_inotify_sys``; pyinotify is not used on the read path: its parser
   builds a Python object per event and its own cookie pairing would be the one we replace), with the read's
@@ -25,17 +25,17 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .. import raw
-from ..capture import CaptureHeader
+from ..capture.log import CaptureHeader
+from ..core import raw
+from ..core.filters import PathFilter
+from ..core.inotify import InotifyNormalizer
+from ..core.matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS
+from ..core.shadow import ShadowTree
+from ..core.tree import join
 from ..errors import SourceError, WatchLimitError
-from ..filters import PathFilter
-from ..matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS
-from ..normalize import InotifyNormalizer
 from ..records import Flag, Rec
-from ..tree import join
 from ._inotify_sys import DEFAULT_READ_BUFSIZE, MIN_READ_BUFSIZE, InotifyFD
 from .base import LiveSource, PathArg
-from .shadow import ShadowTree
 
 #: Flags added to every watch: directories only, never through a symlink, no events for unlinked children.
 _WATCH_FLAGS = raw.IN_ONLYDIR | raw.IN_DONT_FOLLOW | raw.IN_EXCL_UNLINK

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .records import Rec
+from ..records import Rec
 
 #: Record kinds about the stream itself, never filtered out.
 _ALWAYS = frozenset({"overflow", "watch_end", "error", "unknown"})

@@ -202,9 +202,9 @@ class HandleResolved:
         return fid_pack(self.fsid, self.handle_type, self.handle)
 
 
-#: Items of an inotify stream (what :class:`~normalizer.normalize.InotifyNormalizer` takes).
+#: Items of an inotify stream (what :class:`~normalizer.core.inotify.InotifyNormalizer` takes).
 StreamItem: TypeAlias = InotifyBatch | WatchAdded | WatchRemoved | Tick | SourceNotice
-#: Items of a fanotify stream (what :class:`~normalizer.fanotify_normalize.FanotifyNormalizer` takes).
+#: Items of a fanotify stream (what :class:`~normalizer.core.fanotify.FanotifyNormalizer` takes).
 FanotifyStreamItem: TypeAlias = FanotifyBatch | HandleResolved | Tick | SourceNotice
 #: Every stream item there is: what a capture holds.
 AnyStreamItem: TypeAlias = StreamItem | FanotifyBatch | HandleResolved

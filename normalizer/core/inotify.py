@@ -1,7 +1,7 @@
 """From inotify stream items to records: path resolution, the watch table's upkeep, and the matcher.
 
 :class:`InotifyNormalizer` is sans-IO like the matcher it drives: the live source and replay both feed it the
-same :mod:`normalizer.raw` stream items in the same order, which is why a replayed capture gives the records the
+same :mod:`normalizer.core.raw` stream items in the same order, which is why a replayed capture gives the records the
 live session gave.
 
 What it adds to the matcher is the inotify-specific knowledge of DESIGN.md:
@@ -18,11 +18,10 @@ What it adds to the matcher is the inotify-specific knowledge of DESIGN.md:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
+from ..records import Flag, Rec
 from . import raw
+from .base import NormalizerBase
 from .matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS, Half, Matcher
-from .records import Flag, Rec
 from .tree import WatchTable, join
 
 #: Single event bit -> record kind, for the bits that are plain one-path records.
@@ -42,27 +41,6 @@ _KIND_BY_BIT: dict[int, str] = {
 _BIT_ORDER = sorted([*_KIND_BY_BIT, raw.IN_MOVED_FROM, raw.IN_MOVED_TO, raw.IN_MOVE_SELF, raw.IN_IGNORED,
                      raw.IN_Q_OVERFLOW])
 _KNOWN_BITS = raw.IN_DELIVERED_BITS
-
-
-class NormalizerBase:
-    """What the inotify and fanotify normalizers share around their matcher."""
-
-    matcher: Matcher
-
-    def feed(self, item: raw.AnyStreamItem) -> list[Rec]:
-        raise NotImplementedError
-
-    def feed_all(self, items: Iterable[raw.AnyStreamItem]) -> list[Rec]:
-        out: list[Rec] = []
-        for item in items:
-            out.extend(self.feed(item))
-        return out
-
-    def close(self) -> list[Rec]:
-        """End of stream: pending halves become one-sided (``shutdown``); everything held is returned."""
-        out: list[Rec] = []
-        self.matcher.close(out)
-        return out
 
 
 class InotifyNormalizer(NormalizerBase):

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal, cast
 
-from . import raw
-from .errors import CaptureError
+from ..core import raw
+from ..errors import CaptureError
 
 FORMAT_NAME = "fsnorm-capture"
 FORMAT_VERSION = 1

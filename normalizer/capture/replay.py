@@ -1,7 +1,7 @@
 """Replay: a capture log as a source. The recorded read times are the clock, so the output is deterministic.
 
-The header's ``source`` picks the normalizer: :class:`~normalizer.normalize.InotifyNormalizer` for inotify
-captures, :class:`~normalizer.fanotify_normalize.FanotifyNormalizer` for fanotify ones (whose directory handles
+The header's ``source`` picks the normalizer: :class:`~normalizer.core.inotify.InotifyNormalizer` for inotify
+captures, :class:`~normalizer.core.fanotify.FanotifyNormalizer` for fanotify ones (whose directory handles
 were resolved by the live session and logged as ``H`` items, so replay never calls ``open_by_handle_at``).
 """
 
@@ -11,12 +11,12 @@ import os
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
-from ..capture import CaptureIssue, CaptureReader
-from ..fanotify_normalize import FanotifyNormalizer
-from ..filters import PathFilter
-from ..matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS
-from ..normalize import InotifyNormalizer
+from ..core.fanotify import FanotifyNormalizer
+from ..core.filters import PathFilter
+from ..core.inotify import InotifyNormalizer
+from ..core.matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS
 from ..records import Rec
+from .log import CaptureIssue, CaptureReader
 
 
 def _settings(options: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """The live fanotify source: one fanotify group for the whole tree, read directly, records out.
 
-The interface is :class:`~normalizer.sources.inotify.InotifySource`'s (``open`` / ``read`` / ``close`` /
+The interface is :class:`~normalizer.backends.inotify.InotifySource`'s (``open`` / ``read`` / ``close`` /
 ``wake`` / ``fileno`` / ``stats`` / ``normalizer``); it owns the I/O the sans-IO
-:class:`~normalizer.fanotify_normalize.FanotifyNormalizer` must not do:
+:class:`~normalizer.core.fanotify.FanotifyNormalizer` must not do:
 
 * **Marks.** ``mark_mode="filesystem"`` puts one filesystem mark on each filesystem the watched roots (and
   any mount below them) live on, and lets the normalizer keep only what happens inside the roots: both sides
@@ -19,7 +19,7 @@ The interface is :class:`~normalizer.sources.inotify.InotifySource`'s (``open`` 
   type), with the read's monotonic time and whether the queue was empty after it (FIONREAD == 0: fanotify
   counts 24 bytes per queued event).
 * **Handles**: before a batch is fed, every directory handle in it the normalizer does not know is resolved
-  with ``open_by_handle_at`` (:class:`~normalizer.sources._fanotify_sys.HandleResolver`) and fed (and
+  with ``open_by_handle_at`` (:class:`~normalizer.backends._fanotify_sys.HandleResolver`) and fed (and
   captured) as a ``HandleResolved`` item, so replay needs no I/O. The walk of the tree feeds one per directory.
 * **The tree**: directories that appear get marks (inode mode) and are scanned, what the scan finds is reported
   as ``synthesized`` creates; with a filesystem mark only directories moved in from outside need the scan.
@@ -47,35 +47,36 @@ import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from .. import raw
-from ..capture import CaptureHeader
+from ..capture.log import CaptureHeader
+from ..core import fanotify_abi as abi
+from ..core import raw
+from ..core.fanotify import FanotifyNormalizer, MarkMode
+from ..core.filters import PathFilter
+from ..core.matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS
+from ..core.tree import join
 from ..errors import CapabilityError, FsnormError, SourceError, WatchLimitError
-from ..fanotify_normalize import FanotifyNormalizer, MarkMode
-from ..filters import PathFilter
-from ..matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS
 from ..records import Rec
-from ..tree import join
 from . import _fanotify_sys as fs
 from .base import LiveSource, PathArg
 
 #: The events fsnorm subscribes to with FAN_RENAME (MOVED_FROM / MOVED_TO would only repeat it).
 DEFAULT_FANOTIFY_MASK = (
-    fs.FAN_RENAME
-    | fs.FAN_CREATE
-    | fs.FAN_DELETE
-    | fs.FAN_ATTRIB
-    | fs.FAN_MODIFY
-    | fs.FAN_CLOSE_WRITE
-    | fs.FAN_DELETE_SELF
-    | fs.FAN_MOVE_SELF
-    | fs.FAN_ONDIR
+    abi.FAN_RENAME
+    | abi.FAN_CREATE
+    | abi.FAN_DELETE
+    | abi.FAN_ATTRIB
+    | abi.FAN_MODIFY
+    | abi.FAN_CLOSE_WRITE
+    | abi.FAN_DELETE_SELF
+    | abi.FAN_MOVE_SELF
+    | abi.FAN_ONDIR
 )
 #: The same without FAN_RENAME: the rename halves instead.
-NO_RENAME_MASK = (DEFAULT_FANOTIFY_MASK & ~fs.FAN_RENAME) | fs.FAN_MOVED_FROM | fs.FAN_MOVED_TO
+NO_RENAME_MASK = (DEFAULT_FANOTIFY_MASK & ~abi.FAN_RENAME) | abi.FAN_MOVED_FROM | abi.FAN_MOVED_TO
 #: Bits the table upkeep needs whatever the user asked for.
-_REQUIRED = fs.FAN_CREATE | fs.FAN_DELETE_SELF | fs.FAN_MOVE_SELF | fs.FAN_ONDIR
+_REQUIRED = abi.FAN_CREATE | abi.FAN_DELETE_SELF | abi.FAN_MOVE_SELF | abi.FAN_ONDIR
 #: Events of the capture file that must not be reported (ignore mark).
-_CAPTURE_IGNORE = fs.FAN_MODIFY | fs.FAN_CLOSE_WRITE | fs.FAN_ATTRIB
+_CAPTURE_IGNORE = abi.FAN_MODIFY | abi.FAN_CLOSE_WRITE | abi.FAN_ATTRIB
 DEFAULT_READ_SIZE = 256 * 1024
 
 CAP_DAC_READ_SEARCH = 2
@@ -97,11 +98,11 @@ _INFO_HDR = struct.Struct("=BxH8xI").unpack_from
 
 
 def parse_batch(data: bytes) -> list[raw.FanotifyEvent]:
-    """A read() buffer as :data:`normalizer.raw.FanotifyEvent` tuples, info records placed by type.
+    """A read() buffer as :data:`normalizer.core.raw.FanotifyEvent` tuples, info records placed by type.
 
-    The fast path takes each handle as one slice of the buffer (a fid, see :func:`normalizer.raw.fid_pack`).
+    The fast path takes each handle as one slice of the buffer (a fid, see :func:`normalizer.core.raw.fid_pack`).
     Anything it does not expect (a bad length, a missing NUL, a big-endian host) hands the buffer to the
-    checked parser :func:`~normalizer.sources._fanotify_sys.parse_events`, which raises ValueError naming the
+    checked parser :func:`~normalizer.backends._fanotify_sys.parse_events`, which raises ValueError naming the
     offset if the buffer is really corrupt. A later duplicate of a record type goes to ``extra``."""
     if _LITTLE:
         try:
@@ -165,7 +166,7 @@ def _parse_fast(data: bytes) -> list[raw.FanotifyEvent]:
 
 
 def from_fan_event(ev: fs.FanEvent) -> raw.FanotifyEvent:
-    """The stream tuple of a :class:`~normalizer.sources._fanotify_sys.FanEvent` (the checked parser's
+    """The stream tuple of a :class:`~normalizer.backends._fanotify_sys.FanEvent` (the checked parser's
     output): the first record of each type in its slot, the rest in ``extra``."""
     d = d2 = obj = None
     nm = nm2 = b""
@@ -175,11 +176,11 @@ def from_fan_event(ev: fs.FanEvent) -> raw.FanotifyEvent:
             extra.append((info.type, info.data))
             continue
         key = raw.fid_pack(info.fsid, info.handle_type, info.handle)
-        if info.type == fs.FAN_EVENT_INFO_TYPE_FID and obj is None:
+        if info.type == abi.FAN_EVENT_INFO_TYPE_FID and obj is None:
             obj = key
-        elif info.type == fs.FAN_EVENT_INFO_TYPE_NEW_DFID_NAME and d2 is None:
+        elif info.type == abi.FAN_EVENT_INFO_TYPE_NEW_DFID_NAME and d2 is None:
             d2, nm2 = key, info.name or b""
-        elif info.type != fs.FAN_EVENT_INFO_TYPE_FID and info.type != fs.FAN_EVENT_INFO_TYPE_NEW_DFID_NAME \
+        elif info.type != abi.FAN_EVENT_INFO_TYPE_FID and info.type != abi.FAN_EVENT_INFO_TYPE_NEW_DFID_NAME \
                 and d is None:
             d, nm = key, info.name or b""
         else:
@@ -206,7 +207,7 @@ def mount_point(path: bytes) -> bytes:
     The handle resolver keeps an fd open on a directory of each filesystem; it must not be a watched
     directory (an open fd keeps a deleted directory's inode alive, and the kernel then sends no DELETE_SELF)."""
     try:
-        _type, _handle, mount_id = fs.name_to_handle_at(fs.AT_FDCWD, path, fs.AT_SYMLINK_FOLLOW)
+        _type, _handle, mount_id = fs.name_to_handle_at(abi.AT_FDCWD, path, abi.AT_SYMLINK_FOLLOW)
         with open("/proc/self/mountinfo", "rb") as f:
             for line in f:
                 fields = line.split()
@@ -260,9 +261,9 @@ def mask_from_inotify(mask: int, *, use_rename: bool = True) -> int:
     """The fanotify mask for an inotify-style event mask (what ``fsnorm --events`` and the API's ``mask``
     give): the event bits are the same numbers; the rename halves become FAN_RENAME with ``use_rename``."""
     out = mask & 0x00000FFF
-    if use_rename and out & (fs.FAN_MOVED_FROM | fs.FAN_MOVED_TO):
-        out = (out & ~(fs.FAN_MOVED_FROM | fs.FAN_MOVED_TO)) | fs.FAN_RENAME
-    return out | fs.FAN_ONDIR
+    if use_rename and out & (abi.FAN_MOVED_FROM | abi.FAN_MOVED_TO):
+        out = (out & ~(abi.FAN_MOVED_FROM | abi.FAN_MOVED_TO)) | abi.FAN_RENAME
+    return out | abi.FAN_ONDIR
 
 
 def unavailable_reason() -> str | None:
@@ -313,7 +314,7 @@ class FanotifySource(LiveSource):
         base = DEFAULT_FANOTIFY_MASK if use_rename else NO_RENAME_MASK
         self.mask = (base if mask is None else mask) | _REQUIRED
         if not use_rename:
-            self.mask = (self.mask & ~fs.FAN_RENAME) | fs.FAN_MOVED_FROM | fs.FAN_MOVED_TO
+            self.mask = (self.mask & ~abi.FAN_RENAME) | abi.FAN_MOVED_FROM | abi.FAN_MOVED_TO
         self.use_rename = use_rename
         self.requested_mark_mode: SourceMarkMode = mark_mode
         self.mark_mode: MarkMode = "inode" if mark_mode == "inode" else "filesystem"  # decided in open()
@@ -354,7 +355,7 @@ class FanotifySource(LiveSource):
 
     @property
     def _mark_mask(self) -> int:
-        return self.mask | fs.FAN_EVENT_ON_CHILD if self.mark_mode == "inode" else self.mask
+        return self.mask | abi.FAN_EVENT_ON_CHILD if self.mark_mode == "inode" else self.mask
 
     def fileno(self) -> int:
         if self._fa is None:
@@ -387,7 +388,7 @@ class FanotifySource(LiveSource):
         os.close(os.open(path, os.O_CREAT | os.O_RDONLY | os.O_CLOEXEC, 0o644))
         fa = self._fa
         assert fa is not None
-        flags = fs.FAN_MARK_ADD | fs.FAN_MARK_IGNORED_MASK | fs.FAN_MARK_IGNORED_SURV_MODIFY
+        flags = abi.FAN_MARK_ADD | abi.FAN_MARK_IGNORED_MASK | abi.FAN_MARK_IGNORED_SURV_MODIFY
         with contextlib.suppress(OSError, FsnormError):
             fa.mark(path, _CAPTURE_IGNORE, flags)
 
@@ -493,7 +494,7 @@ class FanotifySource(LiveSource):
         with contextlib.suppress(OSError, FsnormError):
             dfd = fs.open_by_handle_at(mount_fd, handle_type, handle, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
-                fs.fanotify_mark(fa.fileno(), fs.FAN_MARK_REMOVE, self._mark_mask, dfd, None)
+                fs.fanotify_mark(fa.fileno(), abi.FAN_MARK_REMOVE, self._mark_mask, dfd, None)
             finally:
                 os.close(dfd)
 
@@ -512,7 +513,7 @@ class FanotifySource(LiveSource):
     def _mark_filesystem(self, path: bytes, fsid: bytes) -> None:
         fa = self._fa
         assert fa is not None
-        fa.mark(path, self.mask, fs.FAN_MARK_ADD | fs.FAN_MARK_FILESYSTEM)
+        fa.mark(path, self.mask, abi.FAN_MARK_ADD | abi.FAN_MARK_FILESYSTEM)
         self._marked_fsids.add(fsid)
 
     def _walk(self, top: bytes, *, synthesize: bool, items: list[raw.AnyStreamItem], is_root: bool) -> None:
@@ -531,10 +532,10 @@ class FanotifySource(LiveSource):
                 continue
             try:
                 if inode_mode:
-                    flags = fs.FAN_MARK_ADD | fs.FAN_MARK_ONLYDIR
-                    fa.mark(path, mask, flags if is_top else flags | fs.FAN_MARK_DONT_FOLLOW)
-                handle_type, handle, _mnt = fs.name_to_handle_at(fs.AT_FDCWD, path,
-                                                                 fs.AT_SYMLINK_FOLLOW if is_top else 0)
+                    flags = abi.FAN_MARK_ADD | abi.FAN_MARK_ONLYDIR
+                    fa.mark(path, mask, flags if is_top else flags | abi.FAN_MARK_DONT_FOLLOW)
+                handle_type, handle, _mnt = fs.name_to_handle_at(abi.AT_FDCWD, path,
+                                                                 abi.AT_SYMLINK_FOLLOW if is_top else 0)
                 fsid = fs.fsid_of(path)
                 if fsid not in self._resolver.fsids:
                     self._register_mount(path, fsid)

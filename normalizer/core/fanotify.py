@@ -1,11 +1,11 @@
 """From fanotify stream items to records: directory handles to paths, FAN_RENAME, merged masks, the matcher.
 
-:class:`FanotifyNormalizer` is the fanotify twin of :class:`~normalizer.normalize.InotifyNormalizer`: sans-IO,
-fed the same :mod:`normalizer.raw` items live and in replay, so a replayed capture gives the records the live
+:class:`FanotifyNormalizer` is the fanotify twin of :class:`~normalizer.core.inotify.InotifyNormalizer`: sans-IO,
+fed the same :mod:`normalizer.core.raw` items live and in replay, so a replayed capture gives the records the live
 session gave. What it knows about fanotify (DESIGN.md, tests/test_fanotify_sys.py):
 
 * **Directory handles, not watch descriptors.** Every event names its directory by a file handle (a *fid*,
-  see :func:`normalizer.raw.fid_pack`). A cache maps the fid of every directory in the watched tree to its
+  see :func:`normalizer.core.raw.fid_pack`). A cache maps the fid of every directory in the watched tree to its
   path. It is filled by the source's walk (``HandleResolved`` items), by the events themselves (a created or
   moved-in directory's own fid comes with the event, thanks to FAN_REPORT_TARGET_FID) and, for a handle it
   has never seen, by a ``HandleResolved`` item the live source produced with ``open_by_handle_at`` *before*
@@ -17,7 +17,7 @@ session gave. What it knows about fanotify (DESIGN.md, tests/test_fanotify_sys.p
   with ``use_rename=True`` they are dropped (counted in ``stats["dropped_moves"]``): the source does not even
   subscribe to them, but a user mask or a capture may hold them, and they never give a second record.
 * **Without FAN_RENAME** (``use_rename=False``: kernels before 5.17, or by choice) MOVED_FROM / MOVED_TO go to
-  the windowed :class:`~normalizer.matcher.Matcher` like inotify's halves, keyed by the moved object's own
+  the windowed :class:`~normalizer.core.matcher.Matcher` like inotify's halves, keyed by the moved object's own
   handle instead of a cookie, with the same window, deadline, drained and order rules.
 * **Merged masks.** fanotify merges an unread event with a later one of the same pid, type and info records,
   even when not adjacent, ORing the masks and keeping the oldest position. An event with several event bits
@@ -51,12 +51,10 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Literal
 
+from ..records import Flag, Rec
 from . import raw
-from .filters import PathFilter
-from .matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS, Half, Matcher
-from .normalize import NormalizerBase
-from .records import Flag, Rec
-from .sources._fanotify_sys import (
+from .base import NormalizerBase
+from .fanotify_abi import (
     FAN_ACCESS,
     FAN_ATTRIB,
     FAN_CLOSE_NOWRITE,
@@ -73,6 +71,8 @@ from .sources._fanotify_sys import (
     FAN_Q_OVERFLOW,
     FAN_RENAME,
 )
+from .filters import PathFilter
+from .matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS, Half, Matcher
 from .tree import DirCache
 
 MarkMode = Literal["inode", "filesystem"]

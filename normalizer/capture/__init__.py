@@ -1,0 +1,1 @@
+"""Capture logs: the format, writer and reader (:mod:`.log`) and replay (:mod:`.replay`)."""
