@@ -124,10 +124,17 @@ def test_capture_from_the_api_replays_to_the_same_records(tree: Path) -> None:
         for i in range(20):
             (tree / f"w/a/f{i}").write_text("x")
             os.rename(tree / f"w/a/f{i}", tree / f"w/b/g{i}")
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 10
         while time.monotonic() < deadline and sum(r.kind == "rename" for r in live) < 20:
             live += stream.read(0.1)
         live += stream.close()
+    # What was done, checked against what was done (not only live against replay: two empty lists agree).
+    want: list[tuple[str, bytes, bytes]] = []
+    for i in range(20):
+        f, g = bytes(tree / f"w/a/f{i}"), bytes(tree / f"w/b/g{i}")
+        want += [("create", f, b""), ("modify", f, b""), ("close_write", f, b""), ("rename", f, g)]
+    assert [(r.kind, r.path, r.dst) for r in live] == want
+    assert all(r.flags == () for r in live)
     assert [r.identity() for r in replay(cap)] == [r.identity() for r in live]
 
 
