@@ -182,3 +182,23 @@ def test_rescan_records_with_odd_names(tree: Path) -> None:
         ("modify", wb + b"/b/" + ODD[2], b"", s),
     ]
     assert [record_from_json(rec_to_json(r)).path for r in syn] == [r.path for r in syn]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("mode", [pytest.param("filesystem", marks=needs_root), "inode"])
+def test_live_fanotify_include_exclude_with_odd_names(tree: Path, mode: str) -> None:
+    """The fanotify source applies the same filters: an excluded odd-named directory (and one below it,
+    whose handle a filesystem mark must resolve and place) reports nothing."""
+    w = bytes(tree / "w")
+    os.makedirs(w + b"/skip\xff/sub")
+    with FanotifySource([w], mark_mode=mode, include=[b"caf\xe9*", b"*\n*"], exclude=[b"skip\xff", b"*.tmp"]) as src:
+        for n in (b"caf\xe9", b"caf\xe9.tmp", b"line\nbreak", b"x" * 255, b"other"):
+            os.mknod(w + b"/a/" + n)
+        os.mknod(w + b"/skip\xff/caf\xe9")
+        os.mknod(w + b"/skip\xff/sub/caf\xe9")
+        os.rename(w + b"/a/" + b"x" * 255, w + b"/a/caf\xe9-2")  # passes: one side matches
+        recs = drain(src)
+    assert exact(recs) == [
+        ("create", w + b"/a/caf\xe9", b"", ()),
+        ("create", w + b"/a/line\nbreak", b"", ()),
+        ("rename", w + b"/a/" + b"x" * 255, w + b"/a/caf\xe9-2", ()),
+    ]
