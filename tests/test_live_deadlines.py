@@ -204,3 +204,20 @@ def test_awatch_exit_drains_without_blocking_the_event_loop(tree: Path) -> None:
 
     before, during = asyncio.run(asyncio.wait_for(main(), 30))
     assert before >= 1 and during >= 1, (before, during)
+
+
+def test_awatch_exit_after_break_unregisters_the_fd_before_closing_it(tree: Path) -> None:
+    """Leaving ``async for`` early leaves the async generator suspended (its ``finally`` runs later, if
+    ever); the exit must take the fd off the loop itself, or the loop would poll a closed (or reused) fd."""
+    async def main() -> tuple[str, bool]:
+        loop = asyncio.get_running_loop()
+        async with normalizer.awatch(tree / "w") as stream:
+            loop.call_soon(os.mknod, tree / "w/a/f")
+            records = stream.__aiter__()  # kept alive: its finally does not run before the exit
+            kind = (await records.__anext__()).kind
+            fd = stream._stream.source.fileno()
+        registered = loop.remove_reader(fd)  # False: nothing was registered for it any more
+        await records.aclose()
+        return kind, registered
+
+    assert asyncio.run(asyncio.wait_for(main(), 20)) == ("create", False)
