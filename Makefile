@@ -34,8 +34,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict normalizer
 
+## unit: the tests, with a line-coverage report of normalizer/ (CLI subprocesses included; see pyproject)
 unit: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --cov=normalizer --cov-report=term
 
 ## bench: quick benchmark configuration (a few minutes); bench-full: the full one
 bench: $(STAMP)
@@ -54,4 +55,4 @@ fuzz: $(STAMP)
 	PYTHON=$(BIN)/python bash fuzz/run.sh $(FUZZ_SECONDS)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis .coverage .coverage.*

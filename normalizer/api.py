@@ -155,13 +155,29 @@ class AsyncStream:
     def __init__(self, stream: Stream) -> None:
         self._stream = stream
         self._wakeup: asyncio.Event | None = None
+        #: The fd registered with the loop while an iteration runs (removed before the fd is closed).
+        self._reader: tuple[asyncio.AbstractEventLoop, int] | None = None
 
     async def __aenter__(self) -> AsyncStream:
         self._stream.open()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self._stream.close()
+        """Close off the loop: the close reads what the kernel has queued (up to
+        ``LiveSource.CLOSE_DRAIN_SECONDS``) and flushes pending halves, which must not stall other tasks."""
+        await self.aclose()
+
+    async def aclose(self) -> list[Any]:
+        """Stop and release the fd without blocking the event loop (the close runs in the default executor).
+        Returns the records not yet consumed, like :meth:`Stream.close`."""
+        self._remove_reader()
+        return await asyncio.get_running_loop().run_in_executor(None, self._stream.close)
+
+    def _remove_reader(self) -> None:
+        if self._reader is not None:
+            loop, fd = self._reader
+            self._reader = None
+            loop.remove_reader(fd)
 
     def stop(self) -> None:
         self._stream.stop()
@@ -176,6 +192,7 @@ class AsyncStream:
         self._wakeup = asyncio.Event()
         wakeup = self._wakeup
         loop.add_reader(source.fileno(), wakeup.set)
+        self._reader = (loop, source.fileno())
         try:
             while True:
                 for rec in stream.read(0):
@@ -188,8 +205,8 @@ class AsyncStream:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wakeup.wait(), timeout)
         finally:
-            loop.remove_reader(source.fileno())
-        for rec in stream.close():
+            self._remove_reader()
+        for rec in await loop.run_in_executor(None, stream.close):
             yield rec
 
 
