@@ -611,15 +611,16 @@ def test_api_backend_choice(tree: Path) -> None:
     assert brief(tree, got) == [("create", "w/a/x", ()), ("rename", "w/a/x", "w/b/y", ())]
     assert got[1].source == "fanotify"
     assert isinstance(make_source([tree / "w"], "auto"), FanotifySource)  # this kernel has FAN_RENAME
-    assert isinstance(make_source([tree / "w"], "auto", rescan=True), InotifySource)
+    # Rescan is the default on both backends: auto no longer falls back to inotify for it.
+    assert isinstance(make_source([tree / "w"], "auto", rescan=True), FanotifySource)
+    assert make_source([tree / "w"], "auto").rescan is True
+    assert make_source([tree / "w"], "fanotify", rescan=False).rescan is False
     inotify = make_source([tree / "w"], "inotify", mark_mode="inode", use_rename=True)
     assert isinstance(inotify, InotifySource)
     # An inotify-style event mask means the same kinds on fanotify; the rename halves become FAN_RENAME.
     fan = make_source([tree / "w"], "fanotify", mask=0x2 | 0xC0)  # IN_MODIFY | IN_MOVE
     assert isinstance(fan, FanotifySource)
     assert fan.mask & (fs.FAN_MODIFY | fs.FAN_RENAME) and not fan.mask & (fs.FAN_MOVED_FROM | fs.FAN_MOVED_TO)
-    with pytest.raises(SourceError, match="rescan"):
-        make_source([tree / "w"], "fanotify", rescan=True)
 
 
 def test_cli_watch_with_the_fanotify_backend(tree: Path) -> None:
