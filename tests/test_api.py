@@ -17,6 +17,7 @@ from live import sysctl
 
 import normalizer
 from normalizer.capture.replay import replay
+from normalizer.formats.jsonl import rec_to_json
 from normalizer.records import EventRecord, RenameRecord
 
 
@@ -157,7 +158,11 @@ def test_cli_watch_prints_json_and_exits_cleanly_on_sigterm(tree: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "normalizer", "watch", str(tree / "w"), "--window", "60000",
                              "--capture", str(cap)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(0.5)  # let it set its watches
+        # The capture's header is written once the watches exist (a fixed sleep was too short on a loaded
+        # machine: interpreter start-up alone takes ~0.9 s there).
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (cap.exists() and cap.read_bytes().count(b"\n") >= 1):
+            time.sleep(0.05)
         os.rename(tree / "w/a/x", tree / "w/b/y")
         os.rename(tree / "w/a/gone", tree / "out/gone")
         line = proc.stdout.readline()  # type: ignore[union-attr]
@@ -171,7 +176,7 @@ def test_cli_watch_prints_json_and_exits_cleanly_on_sigterm(tree: Path) -> None:
     last = json.loads(out.splitlines()[-1])
     assert (last["src"], last["dst"], last["flags"]) == (str(tree / "w/a/gone"), "", ["shutdown"])
     assert json.loads(cap.read_text().splitlines()[-1])[0] == "E"
-    replayed = [json.loads(normalizer.formats.jsonl.rec_to_json(r)) for r in replay(cap)]
+    replayed = [json.loads(rec_to_json(r)) for r in replay(cap)]
     assert replayed == [json.loads(line), *map(json.loads, out.splitlines())]
 
 

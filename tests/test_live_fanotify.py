@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from live import brief, drain, exchange, require_nobody, storm_check, sysctl
+from live import brief, drain, exchange, real_tree, rebuild, require_nobody, storm_check, sysctl, tree_diff
 
 from benchmarks.workloads import dirs, expected_renames
 from normalizer.backends import _fanotify_sys as fs
@@ -461,18 +461,21 @@ def test_storm_every_rename_exactly_once(tree: Path, mode: str) -> None:
     storm_check(lambda: watch(tree, mode), tree / "w", "fs.fanotify.max_queued_events")
 
 
+@pytest.mark.parametrize("rescan", [False, True])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.usefixtures("private_fs")
-def test_forced_overflow_gives_an_overflow_record(tree: Path, mode: str) -> None:
+def test_forced_overflow_gives_an_overflow_record(tree: Path, mode: str, rescan: bool) -> None:
     """Queue limit 1024 at init, a burst of 4096 renames without reading: one overflow record, every rename
-    queued before it reported exactly, and the source goes on afterwards."""
+    queued before it reported exactly, and the source goes on afterwards. With rescan (the default) the
+    overflow record is followed by the rescan's synthesized records, which bring the tree up to date."""
     if not IS_ROOT:
         pytest.skip("needs root to lower fs.fanotify.max_queued_events")
     root = tree / "w"
     for d in dirs(root, 4):
         d.mkdir()
     with sysctl("fs.fanotify.max_queued_events", 1024):
-        src = watch(tree, mode)
+        src = watch(tree, mode, rescan=rescan)
+    start = real_tree(root)
     try:
         proc = _run_workload(root, "burst", str(root), "--threads", "4", "--renames", "1024")
         out, _ = proc.communicate(timeout=120)
@@ -492,8 +495,16 @@ def test_forced_overflow_gives_an_overflow_record(tree: Path, mode: str) -> None
     # The queue held 1024 events before the overflow: the renames among them, and a few others (the workload
     # creating its 4 files; under the filesystem mark, their MOVE_SELFs, merged to one per file while unread).
     assert 1024 - 16 <= len(got) < 1024
-    assert recs.index(next(r for r in recs if r.kind == "overflow")) == len(recs) - 2
+    cut = recs.index(next(r for r in recs if r.kind == "overflow"))
     assert brief(tree, recs[-1:]) == [("create", "w/d0/after", ())]
+    if not rescan:
+        assert cut == len(recs) - 2
+    else:
+        rescanned = recs[cut + 1:-1]
+        assert rescanned and all(r.flags == ("synthesized",) and r.message == "rescan after overflow"
+                                 for r in rescanned)
+        # The tree rebuilt from the records is the real one.
+        assert tree_diff(real_tree(root), rebuild(start, recs)) == ([], [])
 
 
 # --- unprivileged ------------------------------------------------------------------------------------------------
