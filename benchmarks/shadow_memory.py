@@ -9,7 +9,10 @@ and measures, in this process:
   and for the peer that keeps a comparable picture of a tree, watchdog's ``DirectorySnapshot`` (what its
   polling observer diffs after each interval: one ``os.stat_result`` per entry);
 * RSS (``VmRSS``) of an ``InotifySource`` opened on the tree with ``rescan=True`` and with ``rescan=False``
-  (each in a fresh subprocess), the difference divided by the entries.
+  (each in a fresh subprocess), the difference divided by the entries;
+* the time the shadow adds on the hot path: a storm-like stream (renames across 4 directories, files created,
+  written and deleted) fed to the inotify normalizer, then its records applied to a shadow tree, per event,
+  best of 5 runs (the normalizer's own time beside it: the live source pays both when rescan is on).
 
     .venv/bin/python -m benchmarks.shadow_memory [--files 100000] [--per-dir 100]
 
@@ -117,6 +120,46 @@ def rss_kib(root: Path, rescan: bool) -> int:
     return int(out.stdout.strip())
 
 
+def hot_path(events: int = 300_000, repeats: int = 5) -> tuple[float, float]:
+    """(normalizer ns per event, shadow ns per event) on a storm-like inotify stream, best of ``repeats``."""
+    import time
+
+    from normalizer.core import raw
+    from normalizer.core.inotify import InotifyNormalizer
+
+    root = b"/srv/watched"
+    stream: list[tuple[int, int, int, bytes]] = []
+    cookie = 1
+    i = 0
+    while len(stream) < events:  # 2 renames (4 events) and one file's life (4 events) per round
+        for _ in range(2):
+            a, b = i % 4, (i + 1) % 4
+            stream.append((a + 1, raw.IN_MOVED_FROM, cookie, b"r%d" % (i % 1000)))
+            stream.append((b + 1, raw.IN_MOVED_TO, cookie, b"r%d" % ((i + 7) % 1000)))
+            cookie += 1
+            i += 1
+        name = b"n%d" % i
+        for mask in (raw.IN_CREATE, raw.IN_MODIFY, raw.IN_CLOSE_WRITE, raw.IN_DELETE):
+            stream.append((i % 4 + 1, mask, 0, name))
+    best_norm = best_shadow = float("inf")
+    for _ in range(repeats):
+        norm = InotifyNormalizer()
+        for wd in range(1, 5):
+            norm.feed(raw.WatchAdded(0, wd, b"%s/d%d" % (root, wd - 1)))
+        batches = [raw.InotifyBatch(k, True, stream[k:k + 4096], 0, 0) for k in range(0, len(stream), 4096)]
+        t0 = time.perf_counter()
+        out = [norm.feed(batch) for batch in batches]
+        t1 = time.perf_counter()
+        shadow = ShadowTree([root])
+        t2 = time.perf_counter()
+        for recs in out:
+            shadow.apply(recs)
+        t3 = time.perf_counter()
+        best_norm = min(best_norm, (t1 - t0) / len(stream) * 1e9)
+        best_shadow = min(best_shadow, (t3 - t2) / len(stream) * 1e9)
+    return best_norm, best_shadow
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=100_000)
@@ -146,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {label} | {size / 2**20:.1f} MiB | {size / n:.0f} B | x{size / nested:.2f} |")
         print(f"RSS of an InotifySource opened on the tree (min of 3 fresh processes): rescan on "
               f"{min(on) / 1024:.1f} MiB, off {min(off) / 1024:.1f} MiB: {rss_diff / n:.0f} B per entry")
+        norm_ns, shadow_ns = hot_path()
+        print(f"hot path, storm-like stream (best of 5): inotify normalizer {norm_ns:.0f} ns/event, shadow "
+              f"{shadow_ns:.0f} ns/event (x{shadow_ns / norm_ns:.2f} of the normalizer)")
     finally:
         shutil.rmtree(top)
     return 0

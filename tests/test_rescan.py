@@ -27,6 +27,8 @@ from live import drain, real_tree, rebuild, sysctl, tree_diff
 from normalizer.backends.base import LiveSource
 from normalizer.backends.fanotify import FanotifySource
 from normalizer.backends.inotify import InotifySource
+from normalizer.capture.replay import replay
+from normalizer.formats.jsonl import rec_to_json
 from normalizer.records import Rec
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (tmpfs mount, queue sysctls)")
@@ -50,16 +52,16 @@ def fs_root(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(top)], check=False)
 
 
-def _open(backend: str, mode: str | None, root: Path, rescan: bool) -> LiveSource:
+def _open(backend: str, mode: str | None, root: Path, rescan: bool, capture: Path) -> LiveSource:
     source: LiveSource
     if backend == "inotify":
         with sysctl("fs.inotify.max_queued_events", QUEUE):
-            source = InotifySource([root], rescan=rescan)
+            source = InotifySource([root], rescan=rescan, capture=capture)
             assert source.open() == []
     else:
         assert mode is not None
         with sysctl("fs.fanotify.max_queued_events", QUEUE):
-            source = FanotifySource([root], mark_mode=mode, rescan=rescan)  # type: ignore[arg-type]
+            source = FanotifySource([root], mark_mode=mode, rescan=rescan, capture=capture)  # type: ignore[arg-type]
             assert source.open() == []
     return source
 
@@ -117,13 +119,15 @@ def _run(top: Path, backend: str, mode: str | None, rescan: bool) -> tuple[list[
     _populate(top)
     w = top / "w"
     start = real_tree(w)
-    source = _open(backend, mode, w, rescan)
+    source = _open(backend, mode, w, rescan, top.parent / "session.fsncap")
     try:
         _activity(top)
         recs = drain(source)
         # After the overflow, a directory created during it and the one moved in are watched.
         _write(w / "new7/inner/after")
         _write(w / "keep/incoming/deep/er/after")
+        _write(w / "new3/stays-renamed/after")  # renamed during the overflow: known under its new path
+        _write(top / "out/leaving/sub/after")  # moved out during the overflow: not reported
         recs += drain(source)
     finally:
         recs += source.close()
@@ -145,11 +149,15 @@ def test_overflow_with_rescan_rebuilds_the_tree_exactly(fs_root: Path, backend: 
     assert "overflow" in kinds
     assert any("synthesized" in r.flags for r in recs[kinds.index("overflow"):])
     assert (missing, phantom) == ([], [])
+    # The rescan's items (watches, handles, synthesized records) are in the capture: replay gives the same.
+    assert [rec_to_json(r) for r in replay(fs_root.parent / "session.fsncap")] == [rec_to_json(r) for r in recs]
     # The activity after the overflow was reported by the kernel, not found by a scan: the directories that
     # appeared during the overflow are watched (marked) and their paths known.
     plain = {(r.kind, r.path) for r in recs if "synthesized" not in r.flags}
     assert ("create", os.fsencode(w / "new7/inner/after")) in plain
     assert ("create", os.fsencode(w / "keep/incoming/deep/er/after")) in plain
+    assert ("create", os.fsencode(w / "new3/stays-renamed/after")) in plain
+    assert not [r for r in recs if r.path.endswith(b"/sub/after") or r.path == b"after"]
     # After the overflow, the directory that left appears only in the rescan's deletes.
     gone = os.fsencode(w / "leaving")
     assert not [r for r in recs[kinds.index("overflow"):] if (r.path == gone or r.path.startswith(gone + b"/"))

@@ -26,6 +26,8 @@ from ..records import Rec
 
 #: A directory of the shadow: name -> child directory, or None for a file (anything not a directory).
 Node = dict[bytes, "Node | None"]
+#: The record kinds that change the tree.
+_FOLLOWED = frozenset({"create", "delete", "rename", "watch_end"})
 
 
 class ShadowTree:
@@ -38,6 +40,8 @@ class ShadowTree:
         self._roots: list[tuple[bytes, bytes, Node]] = []
         for root in sorted({r.rstrip(b"/") or b"/" for r in roots}, key=len, reverse=True):
             self._roots.append((root if root.endswith(b"/") else root + b"/", root, {}))
+        #: Directory path -> its node, for the hot path of :meth:`apply`; cleared whenever a directory changes.
+        self._nodes: dict[bytes, Node] = {}
 
     # -- lookups -------------------------------------------------------------------------------------------
 
@@ -104,18 +108,21 @@ class ShadowTree:
             node[name] = None
 
     def remove(self, path: bytes) -> None:
+        self._nodes.clear()
         found = self._parent(path, create=False)
         if found is not None:
             found[0].pop(found[1], None)
 
     def remove_root(self, root: bytes) -> None:
         """A watched root went away: forget everything below it."""
+        self._nodes.clear()
         root = root.rstrip(b"/") or b"/"
         for i, (prefix, r, _node) in enumerate(self._roots):
             if r == root:
                 self._roots[i] = (prefix, r, {})
 
     def move(self, src: bytes, dst: bytes, is_dir: bool) -> None:
+        self._nodes.clear()
         old = self._parent(src, create=False)
         node: Node | None = None
         if old is not None and old[1] in old[0]:
@@ -129,20 +136,81 @@ class ShadowTree:
             node = None
         new[0][new[1]] = node
 
+    def _dir_node(self, path: bytes) -> Node | None:
+        """The node of directory ``path`` (created, with the directories on the way, if missing); None outside
+        every root. Cached by path until a directory changes (hot path: file records in a few directories)."""
+        node = self._nodes.get(path)
+        if node is not None:
+            return node
+        for _prefix, root, top in self._roots:
+            if path == root:
+                node = top
+                break
+        else:
+            found = self._parent(path, create=True)
+            if found is None:
+                return None
+            parent, name = found
+            node = parent.get(name)
+            if node is None:
+                node = parent[name] = {}
+        self._nodes[path] = node
+        return node
+
     def apply(self, records: Iterable[Rec]) -> None:
-        """Follow the tree through what the records say happened (module docstring)."""
+        """Follow the tree through what the records say happened (module docstring).
+
+        Hot path (every record of a live session passes here): a file's record touches one dict, found through
+        a cache of directory nodes by path; a record about a directory clears that cache and takes the general
+        methods above. A file record never needs to clear it: the shadow can only hold a directory where the
+        kernel reports a file if events were lost, and a directory record (which clears it) comes before
+        anything below a path that is a directory again."""
+        nodes = self._nodes
+        dir_node = self._dir_node
         for rec in records:
             kind = rec.kind
-            if kind == "create":
-                self.add(rec.path, rec.is_dir)
-            elif kind == "delete":
+            if kind not in _FOLLOWED:
+                continue
+            if rec.is_dir or kind == "watch_end":
+                nodes.clear()
+                self._apply_dir(rec)
+                continue
+            if kind == "rename":
+                if rec.path:
+                    parent, _, name = rec.path.rpartition(b"/")
+                    node = nodes.get(parent)
+                    if node is None:
+                        node = dir_node(parent or b"/")
+                    if node is not None:
+                        node.pop(name, None)
+                path = rec.dst
+                if not path:
+                    continue
+            else:
+                path = rec.path
+            parent, _, name = path.rpartition(b"/")
+            node = nodes.get(parent)
+            if node is None:
+                node = dir_node(parent or b"/")
+                if node is None:
+                    continue
+            if kind == "delete":
+                node.pop(name, None)
+            else:
+                node[name] = None
+
+    def _apply_dir(self, rec: Rec) -> None:
+        kind = rec.kind
+        if kind == "create":
+            self.add(rec.path, rec.is_dir)
+        elif kind == "delete":
+            self.remove(rec.path)
+        elif kind == "rename":
+            if rec.path and rec.dst:
+                self.move(rec.path, rec.dst, rec.is_dir)
+            elif rec.path:
                 self.remove(rec.path)
-            elif kind == "rename":
-                if rec.path and rec.dst:
-                    self.move(rec.path, rec.dst, rec.is_dir)
-                elif rec.path:
-                    self.remove(rec.path)
-                elif rec.dst:
-                    self.add(rec.dst, rec.is_dir)
-            elif kind == "watch_end" and rec.message and "root" in rec.message:
-                self.remove_root(rec.path)
+            elif rec.dst:
+                self.add(rec.dst, rec.is_dir)
+        elif kind == "watch_end" and rec.message and "root" in rec.message:
+            self.remove_root(rec.path)
