@@ -138,7 +138,7 @@ def watch(paths: PathLike | Sequence[PathLike], *, backend: Backend = "inotify",
     """Watch directory trees. ``options``: ``window_ms`` (one-sided move window), ``strict_order``,
     ``mask``, ``include``, ``exclude``, ``capture`` (path of a capture log to write), ``max_pending``,
     ``rescan`` (default True: after a queue overflow, walk the tree and report what changed as ``synthesized``
-    records; False saves the shadow tree's memory, about 100 bytes per watched entry); with
+    records; False saves the shadow tree's memory, about 95 bytes per watched entry); with
     ``backend="fanotify"`` (or ``"auto"`` on Linux 5.17+) also ``mark_mode`` and ``use_rename``
     (docs/fanotify.md).
 

@@ -165,8 +165,10 @@ def real_tree(root: Path) -> dict[bytes, bool]:
 
 def rebuild(start: dict[bytes, bool], recs: list[Rec]) -> dict[bytes, bool]:
     """The tree a consumer rebuilds from the records, starting from ``start`` (path -> is_dir): a create adds;
-    a delete removes (with everything below); a two-sided rename moves the subtree (adds the destination if
-    the source is not known); a source-only rename removes; a destination-only rename adds."""
+    a delete removes (with everything below); a two-sided rename moves the subtree, replacing what was at the
+    destination; a source-only rename removes; a destination-only rename, or a two-sided one whose source is
+    not known, adds the destination (keeping what is known below it). The rules of the shadow tree
+    (normalizer/core/shadow.py) and of README "Overflow and rescan"."""
     tree = dict(start)
 
     def drop(path: bytes) -> dict[bytes, bool]:
@@ -181,9 +183,12 @@ def rebuild(start: dict[bytes, bool], recs: list[Rec]) -> dict[bytes, bool]:
         elif r.kind == "delete":
             drop(r.path)
         elif r.kind == "rename":
-            moved = drop(r.path) if r.path else {}
+            moved = drop(r.path) if r.path and r.path in tree else {}
+            if r.path and not moved:
+                drop(r.path)
             if r.dst:
-                drop(r.dst)
+                if moved:
+                    drop(r.dst)
                 tree[r.dst] = r.is_dir
                 for p, d in moved.items():
                     if p != r.path:

@@ -177,3 +177,26 @@ def test_overflow_without_rescan_is_reported_not_repaired(fs_root: Path, backend
     # the queue filled (the last directories' files, the moved-in directory's content).
     assert missing
     assert os.fsencode(fs_root / f"w/new{NEW_DIRS - 1}/inner/n24") in missing
+
+
+def test_rescan_is_the_default_and_no_rescan_turns_it_off(tmp_path: Path) -> None:
+    """CLI and API: on unless asked otherwise; ``--rescan`` (once needed to turn it on) is a no-op alias."""
+    from normalizer.api import make_source
+    from normalizer.cli.main import _source_options, build_parser
+
+    parse = build_parser().parse_args
+    assert parse(["watch", str(tmp_path)]).rescan is True
+    assert parse(["watch", str(tmp_path), "--rescan"]).rescan is True
+    assert parse(["watch", str(tmp_path), "--no-rescan"]).rescan is False
+    assert _source_options(parse(["capture", str(tmp_path), "-o", "x", "--no-rescan"]))["rescan"] is False
+    for backend in ("inotify", "fanotify", "auto"):
+        assert make_source([tmp_path], backend).rescan is True  # type: ignore[arg-type]
+        assert make_source([tmp_path], backend, rescan=False).rescan is False  # type: ignore[arg-type]
+    assert isinstance(make_source([tmp_path], "auto", rescan=True), FanotifySource)  # no inotify fallback
+    # The bits the shadow needs are watched even when --events leaves them out; the report is still filtered.
+    from normalizer.backends.inotify import mask_from_kinds
+    from normalizer.core import raw
+
+    src = InotifySource([tmp_path], mask=mask_from_kinds("attrib"))
+    assert src.mask & raw.IN_DELETE and src.filter.kinds is not None and "delete" not in src.filter.kinds
+    assert not InotifySource([tmp_path], mask=mask_from_kinds("attrib"), rescan=False).mask & raw.IN_DELETE

@@ -200,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     live_options.add_argument("--no-rescan", dest="rescan", action="store_false", default=True,
                               help="do not recover from a queue overflow (the default is to walk the tree after "
                               "the overflow record and report the differences as synthesized records); saves "
-                              "the shadow tree kept for it, about 100 bytes per watched file")
+                              "the shadow tree kept for it, about 95 bytes per watched file or directory")
     live_options.add_argument("--rescan", dest="rescan", action="store_true",
                               help="the default; accepted for compatibility with fsnorm before rescan was the "
                               "default")

@@ -3,10 +3,11 @@ so that a rescan after an overflow can report exactly the differences (on by def
 ``rescan=False`` turns it off).
 
 It follows the records with the rules a consumer rebuilding the tree would use: ``create`` adds, ``delete``
-removes (with everything below), a two-sided ``rename`` moves the subtree, a source-only rename removes, a
-destination-only rename adds (its content arrives as ``synthesized`` creates). Because the consumer's tree and
-the shadow follow the same records the same way, the differences the rescan reports are exactly what the
-consumer's tree lacks.
+removes (with everything below), a two-sided ``rename`` moves the subtree (or, if the source is not known, adds
+the destination like a destination-only rename), a source-only rename removes, a destination-only rename adds
+(its content arrives as ``synthesized`` creates; a directory already known keeps what it holds). Because the
+consumer's tree and the shadow follow the same records the same way, the differences the rescan reports are
+exactly what the consumer's tree lacks.
 
 Layout, chosen for memory (it is kept for every watched file, all the time): one dict per directory, name ->
 child dict (a directory) or None (anything else). A file costs its name (a bytes object) and one dict slot;
@@ -124,9 +125,12 @@ class ShadowTree:
     def move(self, src: bytes, dst: bytes, is_dir: bool) -> None:
         self._nodes.clear()
         old = self._parent(src, create=False)
-        node: Node | None = None
-        if old is not None and old[1] in old[0]:
-            node = old[0].pop(old[1])
+        if old is None or old[1] not in old[0]:
+            # The source is not known (the rescan after an overflow may have reported the destination already,
+            # from an event queued after the overflow): the destination exists, whatever it holds stays.
+            self.add(dst, is_dir)
+            return
+        node: Node | None = old[0].pop(old[1])
         new = self._parent(dst, create=True)
         if new is None:
             return
