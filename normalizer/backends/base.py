@@ -28,7 +28,7 @@ import os
 import select
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from ..capture.log import CaptureHeader, CaptureWriter
@@ -345,9 +345,10 @@ class LiveSource:
         the shadow knows below it stays as it was."""
         raise NotImplementedError
 
-    def _rescan_forget(self, dirs: set[bytes], items: list[raw.AnyStreamItem]) -> None:
-        """The walk found exactly ``dirs`` (with the roots): forget (unwatch) every other directory the
-        normalizer still knows, appending the items that tell it."""
+    def _rescan_forget(self, gone: Callable[[bytes], bool], items: list[raw.AnyStreamItem]) -> None:
+        """Forget (unwatch) every directory the normalizer knows at a path for which ``gone(path)`` is true
+        (the walk did not find it, and it is not below a directory that could not be listed), appending the
+        items that tell it."""
         raise NotImplementedError
 
     def _rescan(self, since_wall: float) -> list[Rec]:
@@ -388,11 +389,15 @@ class LiveSource:
                     self._error(items, path, f"cannot list this directory after an overflow: {exc.strerror} "
                                 f"(errno {exc.errno}); changes below it may be missing")
                     unlisted.append(path)
-        self._rescan_forget(dirs, items)
+        unknown = tuple(top + b"/" for top in unlisted)
+
+        def gone(path: bytes) -> bool:
+            return path not in dirs and path not in unlisted and not path.startswith(unknown)
+
+        self._rescan_forget(gone, items)
         old = self._shadow.snapshot()
-        for top in unlisted:  # keep what the shadow knew below a directory that could not be listed
-            lo, hi = top + b"/", top + b"0"
-            current.update((p, d) for p, d in old.items() if lo <= p < hi)
+        if unknown:  # keep what the shadow knew below a directory that could not be listed
+            current.update((p, d) for p, d in old.items() if p.startswith(unknown))
         t = time.monotonic_ns()
         flags = (Flag.SYNTHESIZED.value,)
         why = "rescan after overflow"

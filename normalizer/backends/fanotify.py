@@ -44,7 +44,7 @@ import select
 import struct
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from ..capture.log import CaptureHeader
@@ -611,14 +611,14 @@ class FanotifySource(LiveSource):
         items.append(raw.HandleResolved(time.monotonic_ns(), *fid, path, "ok"))
         return True
 
-    def _rescan_forget(self, dirs: set[bytes], items: list[raw.AnyStreamItem]) -> None:
+    def _rescan_forget(self, gone: Callable[[bytes], bool], items: list[raw.AnyStreamItem]) -> None:
         """Directories the cache holds at a path the walk did not find (and not found elsewhere): deleted or
         moved out during the overflow. They are told to the normalizer as ``outside`` (their later events are
         dropped; there is no telling the two apart without I/O, and none is needed), and with inode marks
         their marks are removed where that is allowed (as when a directory leaves the tree normally)."""
         t = time.monotonic_ns()
         for key, path in self.normalizer.cache.items():
-            if path in dirs or key in self._rescanned_keys:
+            if not gone(path) or key in self._rescanned_keys:
                 continue
             fsid, handle_type, handle = raw.fid_unpack(key)
             items.append(raw.HandleResolved(t, fsid, handle_type, handle, None, "outside"))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import select
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..capture.log import CaptureHeader
@@ -252,15 +252,15 @@ class InotifySource(LiveSource):
             items.append(raw.WatchAdded(time.monotonic_ns(), wd, path))
         return True
 
-    def _rescan_forget(self, dirs: set[bytes], items: list[raw.AnyStreamItem]) -> None:
+    def _rescan_forget(self, gone: Callable[[bytes], bool], items: list[raw.AnyStreamItem]) -> None:
         """Remove the watches of directories that are gone or moved out: those the table still has at a path
         the walk did not find, and those displaced by a new directory of the same name, unless the walk
         re-added them at another path."""
         fd = self._fd
         assert fd is not None
         t = time.monotonic_ns()
-        gone = {wd for wd, path in self.normalizer.table.items() if path not in dirs} | self._displaced_wds
-        for wd in sorted(gone - self._rescanned_wds):
+        stale = {wd for wd, path in self.normalizer.table.items() if gone(path)} | self._displaced_wds
+        for wd in sorted(stale - self._rescanned_wds):
             items.append(raw.WatchRemoved(t, wd))
             fd.rm_watch(wd)
         self._rescanned_wds.clear()
