@@ -200,3 +200,52 @@ def test_rescan_is_the_default_and_no_rescan_turns_it_off(tmp_path: Path) -> Non
     src = InotifySource([tmp_path], mask=mask_from_kinds("attrib"))
     assert src.mask & raw.IN_DELETE and src.filter.kinds is not None and "delete" not in src.filter.kinds
     assert not InotifySource([tmp_path], mask=mask_from_kinds("attrib"), rescan=False).mask & raw.IN_DELETE
+
+
+@pytest.mark.parametrize("backend", ["inotify", "fanotify"])
+def test_cli_default_recovers_from_an_overflow_while_stopped(fs_root: Path, backend: str) -> None:
+    """As a new user runs it: ``fsnorm watch`` with no option but the backend, stopped (SIGSTOP) while the
+    activity overflows its queue, continued, then stopped with SIGTERM: the tree rebuilt from its JSON Lines is
+    the real tree."""
+    import json
+    import signal
+    import sys
+    import time
+
+    from normalizer.records import record_from_json
+
+    _populate(fs_root)
+    w = fs_root / "w"
+    start = real_tree(w)
+    cap = fs_root.parent / "cli.fsncap"
+    out = fs_root.parent / "cli.jsonl"
+    queue = "fs.inotify.max_queued_events" if backend == "inotify" else "fs.fanotify.max_queued_events"
+    with open(out, "wb") as stdout, sysctl(queue, QUEUE):
+        proc = subprocess.Popen([sys.executable, "-m", "normalizer", "watch", "--backend", backend, str(w),
+                                 "--capture", str(cap)], stdout=stdout, stderr=subprocess.PIPE,
+                                cwd=Path(__file__).resolve().parent.parent)
+        deadline = time.monotonic() + 30  # the capture header is written once the watches exist
+        while time.monotonic() < deadline and not (cap.exists() and cap.read_bytes().count(b"\n") >= 1):
+            time.sleep(0.05)
+    try:
+        proc.send_signal(signal.SIGSTOP)
+        _activity(fs_root)
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(2.0)  # reads, overflow, rescan
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    recs = []
+    for line in out.read_text().splitlines():
+        model = record_from_json(line)
+        path = os.fsencode(getattr(model, "src", None) or getattr(model, "path", "") or "")
+        dst = os.fsencode(getattr(model, "dst", "") or "")
+        recs.append(Rec(model.kind, path, model.is_dir, model.t_ns, model.mask, None, dst, tuple(model.flags)))
+        assert json.loads(line)["source"] == backend
+    real = real_tree(w)
+    missing, phantom = tree_diff(real, rebuild(start, recs))
+    _report(f"CLI {backend}", real, missing, phantom)
+    assert "overflow" in [r.kind for r in recs]
+    assert (missing, phantom) == ([], [])
