@@ -110,6 +110,9 @@ def _activity(top: Path) -> None:
     os.rename(w / "stays", w / "new3/stays-renamed")  # a populated directory renamed inside the tree
     os.rename(out / "incoming", w / "keep/incoming")  # a populated directory moved in
     os.rename(w / "leaving", out / "leaving")  # a populated directory moved out
+    os.rename(w / "ren", out / "ren-old")  # a directory moved out and replaced by a new one of the same name
+    (w / "ren").mkdir()
+    _write(w / "ren/fresh")
     for i in range(5):  # files written after all that
         _write(w / f"keep/f{i * 3 + 1}", "changed")
 
@@ -128,6 +131,8 @@ def _run(top: Path, backend: str, mode: str | None, rescan: bool) -> tuple[list[
         _write(w / "keep/incoming/deep/er/after")
         _write(w / "new3/stays-renamed/after")  # renamed during the overflow: known under its new path
         _write(top / "out/leaving/sub/after")  # moved out during the overflow: not reported
+        _write(top / "out/ren-old/after")  # replaced during the overflow: not reported
+        _write(w / "ren/after")  # the new directory of that name: reported under its path
         recs += drain(source)
     finally:
         recs += source.close()
@@ -157,7 +162,8 @@ def test_overflow_with_rescan_rebuilds_the_tree_exactly(fs_root: Path, backend: 
     assert ("create", os.fsencode(w / "new7/inner/after")) in plain
     assert ("create", os.fsencode(w / "keep/incoming/deep/er/after")) in plain
     assert ("create", os.fsencode(w / "new3/stays-renamed/after")) in plain
-    assert not [r for r in recs if r.path.endswith(b"/sub/after") or r.path == b"after"]
+    assert ("create", os.fsencode(w / "ren/after")) in plain
+    assert not [r for r in recs if r.path.endswith((b"/sub/after", b"/ren-old/after")) or r.path == b"after"]
     # After the overflow, the directory that left appears only in the rescan's deletes.
     gone = os.fsencode(w / "leaving")
     assert not [r for r in recs[kinds.index("overflow"):] if (r.path == gone or r.path.startswith(gone + b"/"))
