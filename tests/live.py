@@ -213,3 +213,59 @@ class Lines:
         while (line := self._queue.get_nowait()) is not None:
             out.append(line)
         return out
+
+
+def real_tree(root: Path) -> dict[bytes, bool]:
+    """Everything below ``root`` (not following symlinks), as absolute path -> is_dir."""
+    out: dict[bytes, bool] = {}
+    stack = [os.fsencode(root)]
+    while stack:
+        top = stack.pop()
+        with os.scandir(top) as entries:
+            for entry in entries:
+                path = os.path.join(top, entry.name)
+                is_dir = entry.is_dir(follow_symlinks=False)
+                out[path] = is_dir
+                if is_dir:
+                    stack.append(path)
+    return out
+
+
+def rebuild(start: dict[bytes, bool], recs: list[Rec]) -> dict[bytes, bool]:
+    """The tree a consumer rebuilds from the records, starting from ``start`` (path -> is_dir): a create adds;
+    a delete removes (with everything below); a two-sided rename moves the subtree, replacing what was at the
+    destination; a source-only rename removes; a destination-only rename, or a two-sided one whose source is
+    not known, adds the destination (keeping what is known below it). The rules of the shadow tree
+    (normalizer/core/shadow.py) and of README "Overflow and rescan"."""
+    tree = dict(start)
+
+    def drop(path: bytes) -> dict[bytes, bool]:
+        below = {p: d for p, d in tree.items() if p == path or p.startswith(path + b"/")}
+        for p in below:
+            del tree[p]
+        return below
+
+    for r in recs:
+        if r.kind == "create":
+            tree[r.path] = r.is_dir
+        elif r.kind == "delete":
+            drop(r.path)
+        elif r.kind == "rename":
+            moved = drop(r.path) if r.path and r.path in tree else {}
+            if r.path and not moved:
+                drop(r.path)
+            if r.dst:
+                if moved:
+                    drop(r.dst)
+                tree[r.dst] = r.is_dir
+                for p, d in moved.items():
+                    if p != r.path:
+                        tree[r.dst + p[len(r.path):]] = d
+    return tree
+
+
+def tree_diff(real: dict[bytes, bool], rebuilt: dict[bytes, bool]) -> tuple[list[bytes], list[bytes]]:
+    """(missing: in the real tree, not in the rebuilt one or with another type; phantom: the reverse)."""
+    missing = sorted(p for p, d in real.items() if rebuilt.get(p) != d)
+    phantom = sorted(p for p, d in rebuilt.items() if real.get(p) != d)
+    return missing, phantom

@@ -19,7 +19,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from live import brief, drain, exchange, require_nobody, storm_check, sysctl, wait_for_marks
+from live import (
+    brief,
+    drain,
+    exchange,
+    real_tree,
+    rebuild,
+    require_nobody,
+    storm_check,
+    sysctl,
+    tree_diff,
+    wait_for_marks,
+)
 
 from benchmarks.workloads import dirs, expected_renames
 from normalizer.backends import _fanotify_sys as fs
@@ -465,18 +476,21 @@ def test_storm_every_rename_exactly_once(tree: Path, mode: str) -> None:
     storm_check(lambda: watch(tree, mode), tree / "w", "fs.fanotify.max_queued_events")
 
 
+@pytest.mark.parametrize("rescan", [False, True])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.usefixtures("private_fs")
-def test_forced_overflow_gives_an_overflow_record(tree: Path, mode: str) -> None:
+def test_forced_overflow_gives_an_overflow_record(tree: Path, mode: str, rescan: bool) -> None:
     """Queue limit 1024 at init, a burst of 4096 renames without reading: one overflow record, every rename
-    queued before it reported exactly, and the source goes on afterwards."""
+    queued before it reported exactly, and the source goes on afterwards. With rescan (the default) the
+    overflow record is followed by the rescan's synthesized records, which bring the tree up to date."""
     if not IS_ROOT:
         pytest.skip("needs root to lower fs.fanotify.max_queued_events")
     root = tree / "w"
     for d in dirs(root, 4):
         d.mkdir()
     with sysctl("fs.fanotify.max_queued_events", 1024):
-        src = watch(tree, mode)
+        src = watch(tree, mode, rescan=rescan)
+    start = real_tree(root)
     try:
         proc = _run_workload(root, "burst", str(root), "--threads", "4", "--renames", "1024")
         out, _ = proc.communicate(timeout=120)
@@ -496,8 +510,16 @@ def test_forced_overflow_gives_an_overflow_record(tree: Path, mode: str) -> None
     # The queue held 1024 events before the overflow: the renames among them, and a few others (the workload
     # creating its 4 files; under the filesystem mark, their MOVE_SELFs, merged to one per file while unread).
     assert 1024 - 16 <= len(got) < 1024
-    assert recs.index(next(r for r in recs if r.kind == "overflow")) == len(recs) - 2
+    cut = recs.index(next(r for r in recs if r.kind == "overflow"))
     assert brief(tree, recs[-1:]) == [("create", "w/d0/after", ())]
+    if not rescan:
+        assert cut == len(recs) - 2
+    else:
+        rescanned = recs[cut + 1:-1]
+        assert rescanned and all(r.flags == ("synthesized",) and r.message == "rescan after overflow"
+                                 for r in rescanned)
+        # The tree rebuilt from the records is the real one.
+        assert tree_diff(real_tree(root), rebuild(start, recs)) == ([], [])
 
 
 # --- unprivileged ------------------------------------------------------------------------------------------------
@@ -612,15 +634,16 @@ def test_api_backend_choice(tree: Path) -> None:
     assert brief(tree, got) == [("create", "w/a/x", ()), ("rename", "w/a/x", "w/b/y", ())]
     assert got[1].source == "fanotify"
     assert isinstance(make_source([tree / "w"], "auto"), FanotifySource)  # this kernel has FAN_RENAME
-    assert isinstance(make_source([tree / "w"], "auto", rescan=True), InotifySource)
+    # Rescan is the default on both backends: auto no longer falls back to inotify for it.
+    assert isinstance(make_source([tree / "w"], "auto", rescan=True), FanotifySource)
+    assert make_source([tree / "w"], "auto").rescan is True
+    assert make_source([tree / "w"], "fanotify", rescan=False).rescan is False
     inotify = make_source([tree / "w"], "inotify", mark_mode="inode", use_rename=True)
     assert isinstance(inotify, InotifySource)
     # An inotify-style event mask means the same kinds on fanotify; the rename halves become FAN_RENAME.
     fan = make_source([tree / "w"], "fanotify", mask=0x2 | 0xC0)  # IN_MODIFY | IN_MOVE
     assert isinstance(fan, FanotifySource)
     assert fan.mask & (fs.FAN_MODIFY | fs.FAN_RENAME) and not fan.mask & (fs.FAN_MOVED_FROM | fs.FAN_MOVED_TO)
-    with pytest.raises(SourceError, match="rescan"):
-        make_source([tree / "w"], "fanotify", rescan=True)
 
 
 def test_cli_watch_with_the_fanotify_backend(tree: Path) -> None:
