@@ -99,6 +99,7 @@ class InotifySource(LiveSource):
         capture: str | os.PathLike[str] | None = None,
         rescan: bool = False,
         read_size: int = DEFAULT_READ_BUFSIZE,
+        recursive: bool = True,
     ) -> None:
         if not MIN_READ_BUFSIZE <= read_size <= 4 << 20:
             raise SourceError(f"read_size must be between {MIN_READ_BUFSIZE} bytes and 4 MiB")
@@ -120,6 +121,9 @@ class InotifySource(LiveSource):
         self.normalizer = InotifyNormalizer(window_ns=window_ns, max_wait_ns=max(max_wait_ns, window_ns),
                                             max_pending=max_pending, strict_order=strict_order)
         self._read_size = read_size
+        #: False: watch each root alone (its direct entries), never a directory below it (watchdog's
+        #: ``recursive=False``, pyinotify's ``rec=False``).
+        self.recursive = recursive
         #: What the tree holds, kept from the records, for the rescan after an overflow (only with ``rescan``).
         self._shadow: ShadowTree | None = ShadowTree() if rescan else None
         self._last_read_wall = time.time()
@@ -187,7 +191,10 @@ class InotifySource(LiveSource):
         for wd in norm.take_retired_wds():
             fd.rm_watch(wd)
         out: list[Rec] = []
-        for path in norm.take_new_dirs():
+        new_dirs = norm.take_new_dirs()
+        if not self.recursive:
+            return out
+        for path in new_dirs:
             items: list[raw.AnyStreamItem] = []
             self._watch_tree(path, synthesize=True, items=items, is_root=False)
             out.extend(self._feed_all(items))
@@ -234,7 +241,8 @@ class InotifySource(LiveSource):
             if self._shadow is not None and not synthesize:
                 for child, is_dir in children:
                     self._shadow.add(child, is_dir)
-            stack.extend(child for child, is_dir in reversed(children) if is_dir)
+            if self.recursive:
+                stack.extend(child for child, is_dir in reversed(children) if is_dir)
 
     def _rescan(self, since_wall: float) -> list[Rec]:
         """After an overflow: walk the tree, watch directories that appeared, and report what differs from
@@ -265,7 +273,7 @@ class InotifySource(LiveSource):
                                 continue
                             is_dir = entry.is_dir(follow_symlinks=False)
                             current[child] = is_dir
-                            if is_dir:
+                            if is_dir and self.recursive:
                                 stack.append(child)
                             elif entry.stat(follow_symlinks=False).st_mtime >= since_wall - 1.0:
                                 modified.append(child)
