@@ -89,6 +89,10 @@ class QueueOverflowEvent(DirModifiedEvent):
     events, and directories that appeared meanwhile are watched."""
 
 
+#: The message fsnorm's rescan after an overflow puts on what it synthesizes (backends/inotify.py).
+_RESCAN_MESSAGE = "rescan after overflow"
+
+
 def _dirname(path: bytes) -> bytes:
     return os.path.dirname(path)
 
@@ -164,11 +168,7 @@ class WatchdogTranslator:
 
     def _sub_moved(self, src: bytes, dst: bytes) -> Iterator[FileSystemEvent]:
         """watchdog's synthetic moves for the content of a moved directory (a walk of the destination)."""
-        shown_src, shown_dst = self._show(src), self._show(dst)
-        if isinstance(shown_src, bytes) and isinstance(shown_dst, bytes):
-            yield from generate_sub_moved_events(shown_src, shown_dst)
-        elif isinstance(shown_src, str) and isinstance(shown_dst, str):
-            yield from generate_sub_moved_events(shown_src, shown_dst)
+        yield from generate_sub_moved_events(self._show(src), self._show(dst))
 
     def end_batch(self) -> None:
         """The records of one read are translated: the scans of directories moved in are complete."""
@@ -180,7 +180,7 @@ class WatchdogTranslator:
     def _on_create(self, rec: Rec) -> list[FileSystemEvent]:
         cls = DirCreatedEvent if rec.is_dir else FileCreatedEvent
         if Flag.SYNTHESIZED.value in rec.flags:
-            if "rescan after overflow" == rec.message:
+            if rec.message == _RESCAN_MESSAGE:
                 return [cls(self._show(rec.path), is_synthetic=True)]
             if self._is_moved_in_content(rec.path):
                 return [cls(self._show(rec.path), is_synthetic=True)]
