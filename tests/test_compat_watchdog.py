@@ -324,3 +324,32 @@ def test_dir_rename_walks_the_destination(tmp_path: Path) -> None:
                    FileMovedEvent(f"{t}/old/sub/f", f"{t}/new/sub/f", is_synthetic=True)]
     flat = WatchdogTranslator(root, root, as_bytes=False, recursive=False, full_events=False)
     assert len(flat.translate(Rec("rename", root + b"/old", True, 0, 0xC0, 1, root + b"/new"))) == 3
+
+
+def test_source_non_recursive(tmp_path: Path) -> None:
+    """InotifySource(recursive=False), which watchdog's recursive=False uses: the root alone is watched; a
+    directory created or moved in is not, and nothing below it is reported or synthesized."""
+    from live import drain
+
+    from normalizer.backends.inotify import InotifySource
+
+    (tmp_path / "old").mkdir()
+    (tmp_path / "elsewhere" / "moved").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "moved" / "inner").write_text("")
+    (tmp_path / "w").mkdir()
+    os.rename(tmp_path / "old", tmp_path / "w" / "old")
+    src = InotifySource([tmp_path / "w"], recursive=False)
+    src.open()
+    try:
+        assert [p for _, p in src.normalizer.table.items()] == [os.fsencode(tmp_path / "w")]
+        (tmp_path / "w" / "old" / "a").write_text("")
+        (tmp_path / "w" / "new").mkdir()
+        (tmp_path / "w" / "new" / "b").write_text("")
+        os.rename(tmp_path / "elsewhere" / "moved", tmp_path / "w" / "moved")
+        (tmp_path / "w" / "top").write_text("")
+        recs = drain(src)
+        assert [p for _, p in src.normalizer.table.items()] == [os.fsencode(tmp_path / "w")]
+    finally:
+        recs += src.close()
+    paths = {os.path.relpath(os.fsdecode(r.dst or r.path), tmp_path) for r in recs}
+    assert paths == {"w/new", "w/moved", "w/top"}
