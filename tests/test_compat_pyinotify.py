@@ -310,3 +310,16 @@ def test_rename_records_become_pyinotify_events(a: bytes, b: bytes, side: str, i
         assert os.fsencode(to[0].src_pathname) == src
     else:
         assert not any(hasattr(e, "src_pathname") for e in to)
+
+
+def test_src_pathname_without_asking_for_moved_from(tmp_path: Path) -> None:
+    """Only IN_MOVED_TO in the mask: pyinotify cannot tell where a file came from then; fsnorm still can."""
+    (tmp_path / "a").write_text("")
+    wm = pyinotify.WatchManager()
+    handler = EventHandler()
+    notifier = pyinotify.Notifier(wm, handler, timeout=50)
+    wm.add_watch(str(tmp_path), pyinotify.IN_MOVED_TO | pyinotify.IN_CREATE)
+    os.rename(tmp_path / "a", tmp_path / "b")
+    (tmp_path / "end").write_text("")
+    _loop_until(notifier, handler, ("create", str(tmp_path / "end")))
+    assert handler.seen == [("to", str(tmp_path / "a"), str(tmp_path / "b")), ("create", str(tmp_path / "end"))]
