@@ -280,8 +280,9 @@ class FsnormEmitter(EventEmitter):
         self._deliver(first)
 
     def on_thread_stop(self) -> None:
-        if self._source is not None:
-            self._source.wake()
+        source = self._source  # read once: the emitter thread may be clearing it
+        if source is not None:
+            source.wake()
 
     def run(self) -> None:
         try:
