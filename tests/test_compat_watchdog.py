@@ -353,3 +353,37 @@ def test_source_non_recursive(tmp_path: Path) -> None:
         recs += src.close()
     paths = {os.path.relpath(os.fsdecode(r.dst or r.path), tmp_path) for r in recs}
     assert paths == {"w/new", "w/moved", "w/top"}
+
+
+def test_source_non_recursive_rescan_stays_at_the_root(tmp_path: Path) -> None:
+    """After an overflow, the rescan of a non-recursive watch lists the root only: nothing below a
+    subdirectory is reported or watched, and a subdirectory is never taken for a modified file."""
+    from live import drain
+
+    from normalizer.backends.inotify import InotifySource
+
+    w = tmp_path / "w"
+    (w / "sub").mkdir(parents=True)
+    (w / "sub" / "deep").write_text("")
+    with sysctl("fs.inotify.max_queued_events", 64):
+        src = InotifySource([w], recursive=False, rescan=True)
+        src.open()
+    try:
+        for i in range(60):
+            (w / f"c{i}").write_text("")
+            (w / f"c{i}").unlink()
+        (w / "sub" / "below").write_text("")
+        (w / "newdir").mkdir()
+        (w / "newdir" / "x").write_text("")
+        os.utime(w / "sub")
+        recs = drain(src)
+        table = [p for _, p in src.normalizer.table.items()]
+    finally:
+        recs += src.close()
+    assert table == [os.fsencode(w)]
+    kinds = [r.kind for r in recs]
+    assert "overflow" in kinds
+    after = recs[kinds.index("overflow") + 1:]
+    assert not [r for r in recs if b"/sub/" in r.path or b"/newdir/" in r.path], recs
+    assert not [r for r in after if r.kind == "modify" and r.is_dir is False and r.path.endswith(b"/sub")]
+    assert any(r.kind == "create" and r.path == os.fsencode(w / "newdir") and r.is_dir for r in after)

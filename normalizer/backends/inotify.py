@@ -273,8 +273,9 @@ class InotifySource(LiveSource):
                                 continue
                             is_dir = entry.is_dir(follow_symlinks=False)
                             current[child] = is_dir
-                            if is_dir and self.recursive:
-                                stack.append(child)
+                            if is_dir:
+                                if self.recursive:
+                                    stack.append(child)
                             elif entry.stat(follow_symlinks=False).st_mtime >= since_wall - 1.0:
                                 modified.append(child)
                 except OSError:  # gone, unreadable or too deep: what is known of it stays as it was
