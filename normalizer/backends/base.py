@@ -80,6 +80,8 @@ class LiveSource:
     MAX_POLL_SECONDS = 1.0
 
     normalizer: _Normalizer
+    #: False: each root alone with its direct entries (only the inotify source offers it so far).
+    recursive: bool = True
 
     def __init__(self, roots: Sequence[PathArg], *, path_filter: PathFilter,
                  capture: str | os.PathLike[str] | None, rescan: bool = True) -> None:
@@ -380,7 +382,8 @@ class LiveSource:
                             is_dir = entry.is_dir(follow_symlinks=False)
                             current[child] = is_dir
                             if is_dir:
-                                stack.append(child)
+                                if self.recursive:
+                                    stack.append(child)
                             elif self._mtime(entry) >= recent:
                                 modified.append(child)
                 except (FileNotFoundError, NotADirectoryError):

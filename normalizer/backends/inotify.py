@@ -99,6 +99,7 @@ class InotifySource(LiveSource):
         capture: str | os.PathLike[str] | None = None,
         rescan: bool = True,
         read_size: int = DEFAULT_READ_BUFSIZE,
+        recursive: bool = True,
     ) -> None:
         if not MIN_READ_BUFSIZE <= read_size <= 4 << 20:
             raise SourceError(f"read_size must be between {MIN_READ_BUFSIZE} bytes and 4 MiB")
@@ -124,6 +125,9 @@ class InotifySource(LiveSource):
         #: wds the current rescan (re-)added: a directory renamed during the overflow keeps its wd.
         self._rescanned_wds: set[int] = set()
         self._displaced_wds: set[int] = set()
+        #: False: watch each root alone (its direct entries), never a directory below it (watchdog's
+        #: ``recursive=False``, pyinotify's ``rec=False``).
+        self.recursive = recursive
         self._fd: InotifyFD | None = None
 
     def fileno(self) -> int:
@@ -182,7 +186,10 @@ class InotifySource(LiveSource):
         for wd in norm.take_retired_wds():
             fd.rm_watch(wd)
         out: list[Rec] = []
-        for path in norm.take_new_dirs():
+        new_dirs = norm.take_new_dirs()
+        if not self.recursive:
+            return out
+        for path in new_dirs:
             items: list[raw.AnyStreamItem] = []
             self._watch_tree(path, synthesize=True, items=items, is_root=False)
             out.extend(self._feed_all(items))
@@ -226,7 +233,8 @@ class InotifySource(LiveSource):
             children = self._scan(path, synthesize=synthesize, items=items)
             if children is None:
                 continue
-            stack.extend(child for child, is_dir in reversed(children) if is_dir)
+            if self.recursive:
+                stack.extend(child for child, is_dir in reversed(children) if is_dir)
 
     # -- the rescan after an overflow (the walk and the diff are LiveSource._rescan) ------------------------
 
