@@ -55,7 +55,7 @@ _EVENT_NAMES: dict[str, tuple[str, ...]] = {
     "unknown": ("UNKNOWN",),
 }
 _SIMPLE = frozenset("wfcTWF0n%")
-_NO_ISDIR = frozenset({"delete_self", "move_self", "watch_end", "unmount", "overflow"})
+_NO_ISDIR = _SELF_KINDS | {"overflow"}
 
 
 def event_names(rec: Rec) -> tuple[str, ...]:
