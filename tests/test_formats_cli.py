@@ -18,6 +18,7 @@ from format_samples import BAD
 from test_formats_ecs import ecs_problems
 from test_formats_ocsf import errors as ocsf_errors
 
+from normalizer.backends.fanotify import unavailable_reason
 from normalizer.capture.log import CaptureHeader, CaptureReader
 from normalizer.cli.formatting import _offset_from_created, capture_context
 
@@ -201,3 +202,26 @@ def test_replay_context_of_an_unreadable_capture_is_this_host_now(tmp_path: Path
     bad.write_text("not a capture\n")
     ctx = capture_context(str(bad), None)
     assert abs(ctx.clock.wall_ns(time.monotonic_ns()) - time.time_ns()) < 1_000_000_000
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or unavailable_reason() is not None,
+                    reason=f"fanotify FAN_RENAME as root needed ({unavailable_reason()})")
+def test_watch_fanotify_ecs_and_ocsf_name_the_renaming_process(tree: Path) -> None:
+    for fmt in ("ecs", "ocsf"):
+        proc = _watch(tree, "--backend", "fanotify", "--format", fmt)
+        try:
+            _wait_ready(proc, tree / "w/a/ready")
+            os.rename(tree / "w/a/ready", tree / "w/b/moved")
+            time.sleep(0.5)
+        finally:
+            out, _ = _stop(proc)
+        docs = _docs(out)
+        if fmt == "ecs":
+            rename = next(d for d in docs if d["event"]["action"] == "rename")
+            assert ecs_problems(rename) == [] and rename["process"]["pid"] == os.getpid()
+            assert rename["file"]["path"] == str(tree / "w/b/moved")
+        else:
+            rename = next(d for d in docs if d["activity_id"] == 5)
+            assert ocsf_errors(rename) == [] and rename["actor"]["process"]["pid"] == os.getpid()
+            assert rename["file_result"]["path"] == str(tree / "w/b/moved")
+        os.rename(tree / "w/b/moved", tree / "w/a/ready")
