@@ -25,13 +25,13 @@ attributes, types, enum values, and the "at least one of" constraints of ``actor
 
 from __future__ import annotations
 
-import json
+import json.encoder
 from collections.abc import Callable
-from typing import Any
 
 from .. import __version__
 from ..records import Rec, path_to_json
 from .context import OVERFLOW_MESSAGE, FormatContext, WallClock
+from .jsonl import _FLAGS_JSON, _flags_json
 
 #: The OCSF schema version these events follow (``metadata.version``).
 OCSF_VERSION = "1.8.0"
@@ -50,66 +50,90 @@ _ACTIVITY: dict[str, int] = {
 }
 _FAILED = frozenset({"overflow", "error"})
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_quote: Callable[[str], str] = json.encoder.encode_basestring
+#: kind -> the constant classification members (class ... status), cached.
+_HEAD_JSON: dict[str, str] = {}
 
 
-def _file(path: bytes, is_dir: bool, ours: dict[str, Any], b64_key: str) -> dict[str, Any]:
-    head, _, name = path.rpartition(b"/")
-    text, b64 = path_to_json(path)
-    if b64 is not None:
-        ours[b64_key] = b64
-    return {"name": path_to_json(name)[0], "path": text, "parent_folder": path_to_json(head or b"/")[0],
-            "type_id": 2 if is_dir else 1, "type": "Folder" if is_dir else "Regular File"}
+def _head_json(kind: str) -> str:
+    activity = _ACTIVITY.get(kind, 99)
+    caption = ACTIVITY_CAPTIONS[activity]
+    failed = kind in _FAILED
+    name = kind if activity == 99 else caption
+    text = (f'"class_uid":{CLASS_UID},"class_name":"File System Activity","category_uid":{CATEGORY_UID},'
+            f'"category_name":"System Activity","activity_id":{activity},"activity_name":{_quote(name)},'
+            f'"type_uid":{CLASS_UID * 100 + activity},"type_name":{_quote("File System Activity: " + caption)},'
+            f'"severity_id":{3 if failed else 1},"severity":"{"Medium" if failed else "Informational"}",'
+            f'"status_id":{2 if failed else 1},"status":"{"Failure" if failed else "Success"}"')
+    if len(_HEAD_JSON) < 256:
+        _HEAD_JSON[kind] = text
+    return text
+
+
+def _file(path: bytes, is_dir: bool) -> tuple[str, str | None]:
+    """The JSON object of a file, and the base64 of its path when it is not valid UTF-8 (the strings are then
+    the readable ``backslashreplace`` form)."""
+    try:
+        text = path.decode()
+        b64 = None
+        head, _, name = text.rpartition("/")
+    except UnicodeDecodeError:
+        text, b64 = path_to_json(path)
+        raw_head, _, raw_name = path.rpartition(b"/")
+        head, name = path_to_json(raw_head)[0], path_to_json(raw_name)[0]
+    kind = '"type_id":2,"type":"Folder"' if is_dir else '"type_id":1,"type":"Regular File"'
+    return f'{{"name":{_quote(name)},"path":{_quote(text)},"parent_folder":{_quote(head or "/")},{kind}}}', b64
 
 
 class OcsfFormatter:
-    """``Rec`` -> one OCSF File System Activity JSON event (no trailing newline)."""
+    """``Rec`` -> one OCSF File System Activity JSON event (no trailing newline).
+
+    Hot path note: written as a string like jsonl.py and ecs.py (benchmarks/bench_formats.py)."""
 
     def __init__(self, ctx: FormatContext) -> None:
         self._clock: WallClock = ctx.clock
-        self._device = {"hostname": ctx.host or "unknown", "type_id": 0, "type": "Unknown"}
-        self._metadata = {"version": OCSF_VERSION,
-                          "product": {"name": "fsnorm", "vendor_name": "fsnorm", "version": __version__}}
+        device = f'{{"hostname":{_quote(ctx.host or "unknown")},"type_id":0,"type":"Unknown"}}'
+        metadata = (f'{{"version":"{OCSF_VERSION}","product":{{"name":"fsnorm","vendor_name":"fsnorm",'
+                    f'"version":{_quote(__version__)}}}}}')
+        self._context = f',"device":{device},"metadata":{metadata}'
 
     def __call__(self, rec: Rec) -> str:
         kind = rec.kind
-        activity = _ACTIVITY.get(kind, 99)
-        caption = ACTIVITY_CAPTIONS[activity]
-        failed = kind in _FAILED
-        ours: dict[str, Any] = {"kind": kind, "flags": list(rec.flags), "source": rec.source, "mask": rec.mask,
-                                "t_ns": rec.t_ns}
-        if rec.cookie is not None:
-            ours["cookie"] = rec.cookie
-        if rec.object_id is not None:
-            ours["object_id"] = rec.object_id
-        event: dict[str, Any] = {
-            "class_uid": CLASS_UID, "class_name": "File System Activity",
-            "category_uid": CATEGORY_UID, "category_name": "System Activity",
-            "activity_id": activity, "activity_name": kind if activity == 99 else caption,
-            "type_uid": CLASS_UID * 100 + activity, "type_name": f"File System Activity: {caption}",
-            "severity_id": 3 if failed else 1, "severity": "Medium" if failed else "Informational",
-            "status_id": 2 if failed else 1, "status": "Failure" if failed else "Success",
-            "time": self._clock.wall_ns(rec.t_ns) // 1_000_000,
-        }
+        ours = ""
         if kind == "rename":
             src, dst = rec.path, rec.dst
-            ours["rename"] = "both" if src and dst else "from" if src else "to"
-            result = _file(dst, rec.is_dir, ours, "dst_b64") if dst else None
-            event["file"] = _file(src, rec.is_dir, ours, "src_b64") if src else result
-            if result is not None:
-                event["file_result"] = result
+            result = ""
+            if dst:
+                result, b64 = _file(dst, rec.is_dir)
+                if b64 is not None:
+                    ours += f',"dst_b64":"{b64}"'
+            if src:
+                first, b64 = _file(src, rec.is_dir)
+                if b64 is not None:
+                    ours += f',"src_b64":"{b64}"'
+            else:
+                first = result
+            files = f',"file":{first},"file_result":{result}' if result else f',"file":{first}'
+            ours += ',"rename":"both"' if src and dst else ',"rename":"from"' if src else ',"rename":"to"'
         elif rec.path:
-            event["file"] = _file(rec.path, rec.is_dir, ours, "path_b64")
+            first, b64 = _file(rec.path, rec.is_dir)
+            files = f',"file":{first}'
+            if b64 is not None:
+                ours = f',"path_b64":"{b64}"'
         else:  # overflow: no object; OCSF requires a file with a name and a type
-            event["file"] = {"name": "", "type_id": 0, "type": "Unknown"}
-        event["actor"] = {"process": {"pid": rec.pid}} if rec.pid else {"app_name": "unknown"}
-        event["device"] = self._device
-        event["metadata"] = self._metadata
+            files = ',"file":{"name":"","type_id":0,"type":"Unknown"}'
+        actor = f'{{"process":{{"pid":{int(rec.pid)}}}}}' if rec.pid else '{"app_name":"unknown"}'
         message = rec.message if rec.message is not None else OVERFLOW_MESSAGE if kind == "overflow" else None
-        if message is not None:
-            event["message"] = message
-        event["unmapped"] = {"fsnorm": ours}
-        return _dumps(event)
+        msg = "" if message is None else f',"message":{_quote(message)}'
+        if rec.cookie is not None:
+            ours = f',"cookie":{int(rec.cookie)}' + ours
+        if rec.object_id is not None:
+            ours = f',"object_id":{_quote(rec.object_id)}' + ours
+        flags = _FLAGS_JSON.get(rec.flags) or _flags_json(rec.flags)
+        head = _HEAD_JSON.get(kind) or _head_json(kind)
+        return (f'{{{head},"time":{self._clock.wall_ns(rec.t_ns) // 1_000_000}{files},"actor":{actor}'
+                f'{self._context}{msg},"unmapped":{{"fsnorm":{{"kind":{_quote(kind)},"flags":{flags},'
+                f'"source":{_quote(rec.source)},"mask":{int(rec.mask)},"t_ns":{int(rec.t_ns)}{ours}}}}}}}')
 
 
 def make_ocsf(ctx: FormatContext) -> Callable[[Rec], str]:
