@@ -95,7 +95,7 @@ class EcsFormatter:
     """``Rec`` -> one ECS JSON document (no trailing newline). Built once per stream with its host and clock.
 
     Hot path note: the document is written as a string, like jsonl.py (strings escaped by the C encoder,
-    constant members cached per kind): about 4x cheaper than building a dict for ``json.dumps``
+    constant members cached per kind): 3-6x cheaper than building a dict for ``json.dumps``
     (benchmarks/bench_formats.py)."""
 
     def __init__(self, ctx: FormatContext) -> None:

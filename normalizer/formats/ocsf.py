@@ -88,7 +88,8 @@ def _file(path: bytes, is_dir: bool) -> tuple[str, str | None]:
 class OcsfFormatter:
     """``Rec`` -> one OCSF File System Activity JSON event (no trailing newline).
 
-    Hot path note: written as a string like jsonl.py and ecs.py (benchmarks/bench_formats.py)."""
+    Hot path note: written as a string like jsonl.py and ecs.py, 4-5x cheaper than a dict for ``json.dumps``
+    (benchmarks/bench_formats.py)."""
 
     def __init__(self, ctx: FormatContext) -> None:
         self._clock: WallClock = ctx.clock
