@@ -49,3 +49,8 @@ class CapabilityError(SourceError):
     def __init__(self, message: str, *, capability: str) -> None:
         super().__init__(message)
         self.capability = capability
+
+
+class FormatError(FsnormError, ValueError):
+    """An output format cannot be used as given: an unknown ``--format`` name, or a template whose options do
+    not fit (``%T`` without ``--timefmt``, ``--no-newline`` without a template)."""

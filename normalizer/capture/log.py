@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal, cast
 
+from ..clock import sample_offset_ns
 from ..core import raw
 from ..errors import CaptureError
 
@@ -118,6 +119,9 @@ class CaptureHeader:
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     options: dict[str, Any] = field(default_factory=dict)
     watches: list[tuple[int, bytes]] = field(default_factory=list)
+    #: CLOCK_REALTIME - CLOCK_MONOTONIC (ns) when the capture started: turns its ``t`` into wall-clock time
+    #: (the output formats' timestamps on replay). None in captures written before fsnorm recorded it.
+    wall_offset_ns: int | None = field(default_factory=sample_offset_ns)
 
     def __post_init__(self) -> None:
         if self.source == "fanotify" and self.version < FANOTIFY_FORMAT_VERSION:
@@ -132,6 +136,7 @@ class CaptureHeader:
             "host": self.host,
             "created": self.created,
             "clock": "CLOCK_MONOTONIC",
+            **({} if self.wall_offset_ns is None else {"wall_offset_ns": self.wall_offset_ns}),
             "options": self.options,
             "watches": [[wd, encode_name(path)] for wd, path in self.watches],
         }
@@ -161,6 +166,9 @@ class CaptureHeader:
             if key in options and not ok(options[key]):
                 raise ValueError(f"header option {key!r} must be {what}, got {options[key]!r}")
         watches = [(_int(w[0], "wd", _INT32), decode_name(w[1])) for w in _list(obj.get("watches", []))]
+        offset = obj.get("wall_offset_ns")
+        if offset is not None and type(offset) is not int:
+            raise ValueError(f"header 'wall_offset_ns' must be an integer, got {offset!r}")
         return cls(
             source=source,
             version=version,
@@ -169,6 +177,7 @@ class CaptureHeader:
             created=str(obj.get("created", "")),
             options=options,
             watches=watches,
+            wall_offset_ns=offset,
         )
 
 

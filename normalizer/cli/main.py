@@ -14,22 +14,25 @@ import os
 import signal
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from .. import __version__
 from ..capture.log import CaptureIssue
 from ..errors import FsnormError
-from ..formats import FORMATTERS
 from ..records import Rec, json_schema
 from ..sinks.fd import write_all
+from .formatting import Output, add_format_options, build_output, capture_context, needs_context
 
 
-def emit(records: Iterable[Rec], fmt: str, out: TextIO) -> None:
-    """Write records, one line each (replay: a stream with an end, so the text stream's buffering is fine)."""
-    fmt_one = FORMATTERS[fmt]
-    write = out.write
+def emit(records: Iterable[Rec], output: Output, out: BinaryIO, *, chunk: int = 4096) -> None:
+    """Write records, one line each (replay: a stream with an end, so writing in chunks is fine)."""
+    batch: list[Rec] = []
     for rec in records:
-        write(fmt_one(rec) + "\n")
+        batch.append(rec)
+        if len(batch) >= chunk:
+            out.write(output.encode(batch))
+            batch = []
+    out.write(output.encode(batch))
     out.flush()
 
 
@@ -52,10 +55,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         issues.append(issue)
         _warn(f"{args.file}: {issue}")
 
+    ctx = capture_context(args.file, args.timefmt) if needs_context(args.format) else None
+    output = build_output(args, ctx)
     window_ns = None if args.window is None else int(args.window * 1_000_000)
     records = replay(args.file, strict=args.strict, on_issue=on_issue, window_ns=window_ns,
                      strict_order=False if args.relaxed_order else None)
-    emit(records, args.format, sys.stdout)
+    sys.stdout.flush()
+    emit(records, output, sys.stdout.buffer)
     return 1 if issues else 0
 
 
@@ -78,6 +84,7 @@ def _run_live(args: argparse.Namespace, *, capture: str | None, out: TextIO | No
     goes on without it; ``capture``, whose only job it is, stops and exits 1."""
     from ..api import make_source
 
+    output = build_output(args) if out is not None else None
     source = make_source(args.paths, args.backend, capture=capture, **_source_options(args))
     stopping = False
 
@@ -87,7 +94,6 @@ def _run_live(args: argparse.Namespace, *, capture: str | None, out: TextIO | No
         source.wake()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    fmt = FORMATTERS[getattr(args, "format", "json")]
     out_fd = -1
     if out is not None:
         out.flush()
@@ -100,8 +106,8 @@ def _run_live(args: argparse.Namespace, *, capture: str | None, out: TextIO | No
         # if nothing happens): the C-level handler writes to the source's wake pipe instead.
         previous_wakeup = signal.set_wakeup_fd(source.wakeup_fd(), warn_on_full_buffer=False)
         while True:
-            if out_fd >= 0 and records:
-                write_all(out_fd, "".join(fmt(r) + "\n" for r in records).encode())
+            if output is not None and records:
+                write_all(out_fd, output.encode(records))
             if source.capture_error is not None and not capture_failed:
                 capture_failed = True
                 _warn(f"error: {source.capture_error}")
@@ -111,8 +117,8 @@ def _run_live(args: argparse.Namespace, *, capture: str | None, out: TextIO | No
                 break
             records = source.read(None)
         last = source.close("signal")
-        if out_fd >= 0 and last:
-            write_all(out_fd, "".join(fmt(r) + "\n" for r in last).encode())
+        if output is not None and last:
+            write_all(out_fd, output.encode(last))
     finally:
         signal.set_wakeup_fd(previous_wakeup)
         source.close()
@@ -134,15 +140,15 @@ def cmd_capture(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .. import demo
 
-    fmt = FORMATTERS[args.format]
+    output = build_output(args)
 
     def show(records: list[Rec]) -> None:
         if records:
             sys.stdout.flush()
-            write_all(sys.stdout.fileno(), "".join(fmt(r) + "\n" for r in records).encode())
+            write_all(sys.stdout.fileno(), output.encode(records))
 
     records = demo.run(show, capture=args.capture)
-    print(demo.summary(records), file=sys.stderr if args.format == "json" else sys.stdout, flush=True)
+    print(demo.summary(records), file=sys.stdout if args.format == "text" else sys.stderr, flush=True)
     return 0
 
 
@@ -172,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="print the records of a capture log as JSON Lines")
     p.add_argument("file", help="capture file (.fsncap, optionally gzip-compressed)")
     p.add_argument("--strict", action="store_true", help="stop at the first problem in the capture")
-    p.add_argument("--format", choices=sorted(FORMATTERS), default="json")
+    add_format_options(p, default="json")
     p.add_argument("--window", type=_positive_ms, metavar="MS",
                    help="override the capture's one-sided move window (milliseconds)")
     p.add_argument("--relaxed-order", action="store_true",
@@ -212,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("watch", parents=[live_options],
                        help="watch directory trees and print records as JSON Lines until SIGINT/SIGTERM")
-    p.add_argument("--format", choices=sorted(FORMATTERS), default="json")
+    add_format_options(p, default="json")
     p.add_argument("--capture", metavar="FILE", help="also write the raw events to a capture log")
     p.set_defaults(func=cmd_watch)
 
@@ -222,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_capture)
 
     p = sub.add_parser("demo", help="watch a temp tree while a built-in workload renames, moves and writes")
-    p.add_argument("--format", choices=sorted(FORMATTERS), default="text")
+    add_format_options(p, default="text")
     p.add_argument("--capture", metavar="FILE", help="also write the raw events to a capture log")
     p.set_defaults(func=cmd_demo)
     return parser
