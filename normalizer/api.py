@@ -26,55 +26,136 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from typing import Generic, Literal, TypedDict, TypeVar, Unpack, overload
 
-from .backends.fanotify import FanotifySource, mask_from_inotify, unavailable_reason
-from .backends.inotify import InotifySource
+from .backends.fanotify import FanotifySource, SourceMarkMode, mask_from_inotify, unavailable_reason
+from .backends.inotify import EVENT_BITS, InotifySource
+from .core import raw
+from .core.matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS
 from .errors import SourceError
 from .records import EventRecord, Rec, RenameRecord, to_model
 
 PathLike = str | bytes | os.PathLike[str] | os.PathLike[bytes]
+#: The public record model: what :func:`watch` yields unless ``raw_records=True``.
 Record = RenameRecord | EventRecord
+#: The record type a stream yields: :data:`Record`, or the light :class:`~normalizer.records.Rec`.
+R = TypeVar("R", RenameRecord | EventRecord, Rec)
 Backend = Literal["inotify", "fanotify", "auto"]
 LiveSource = InotifySource | FanotifySource
-#: Options only the fanotify source takes (dropped when ``auto`` falls back to inotify).
-_FANOTIFY_ONLY = ("mark_mode", "use_rename")
 
 
-def make_source(paths: Sequence[PathLike], backend: Backend = "inotify", **options: Any) -> LiveSource:
-    """The live source for ``backend``: ``"inotify"``, ``"fanotify"``, or ``"auto"`` (fanotify where this
-    kernel and process can run it: Linux 5.17+, else inotify). ``window_ms`` is accepted for ``window_ns``;
-    ``mask`` is an inotify event mask for either backend. ``rescan`` (default True, both backends): recover
-    from a queue overflow by walking the tree and reporting the differences (README, "Overflow and rescan")."""
-    window_ms = options.pop("window_ms", None)
-    if window_ms is not None:
-        options["window_ns"] = int(window_ms * 1_000_000)
+class WatchOptions(TypedDict, total=False):
+    """The keyword options of :func:`watch`, :func:`awatch`, :func:`run_in_thread` and :func:`make_source`.
+
+    A misspelled option is a ``TypeError`` at the call (and a mypy error before it)."""
+
+    #: ``"inotify"`` (default), ``"fanotify"``, or ``"auto"`` (fanotify where this kernel and process can run
+    #: it: Linux 5.17+; else inotify).
+    backend: Backend
+    #: How long a lone rename half waits for its partner once the queue was seen empty (default 20 ms).
+    window_ms: float
+    #: How long a lone half waits at most, even while the queue never drains (default 1000 ms).
+    max_wait_ms: float
+    #: Rename halves kept waiting at most; beyond it the oldest becomes one-sided (``evicted``).
+    max_pending: int
+    #: False: emit each record as soon as it is final instead of behind an unresolved half (default True).
+    strict_order: bool
+    #: The record kinds to report (``{"create", "rename", ...}``; default: all but open/access/close_nowrite).
+    #: The bits fsnorm needs to keep its tables right are watched regardless.
+    events: Iterable[str] | None
+    #: Shell globs: only report paths matching one (name or full path).
+    include: Sequence[str | bytes]
+    #: Shell globs: neither watch nor report paths matching one.
+    exclude: Sequence[str | bytes]
+    #: Recover from a queue overflow by walking the tree (default True; README "Overflow and rescan").
+    rescan: bool
+    #: Also write the raw events to this capture log.
+    capture: str | os.PathLike[str] | None
+    #: fanotify only: ``"auto"`` (filesystem mark as root, else inode marks), ``"filesystem"`` or ``"inode"``.
+    mark_mode: SourceMarkMode
+    #: fanotify only: join renames with FAN_RENAME (default True) rather than by the moved object's handle.
+    use_rename: bool
+
+
+def mask_for_events(events: Iterable[str]) -> int:
+    """The inotify-style event mask for record kinds; :class:`SourceError` names an unknown kind."""
+    if isinstance(events, str | bytes):
+        raise SourceError(f"events must be a collection of kinds, e.g. {{'create', 'rename'}}, not {events!r}")
+    mask = 0
+    for kind in events:
+        bits = EVENT_BITS.get(kind)
+        if bits is None:
+            raise SourceError(f"unknown event kind {kind!r} (known: {', '.join(EVENT_BITS)})")
+        mask |= bits
+    return mask
+
+
+def make_source(
+    paths: Sequence[PathLike],
+    *,
+    backend: Backend = "inotify",
+    window_ms: float | None = None,
+    max_wait_ms: float | None = None,
+    max_pending: int = DEFAULT_MAX_PENDING,
+    strict_order: bool = True,
+    events: Iterable[str] | None = None,
+    include: Sequence[str | bytes] = (),
+    exclude: Sequence[str | bytes] = (),
+    rescan: bool = True,
+    capture: str | os.PathLike[str] | None = None,
+    mark_mode: SourceMarkMode | None = None,
+    use_rename: bool | None = None,
+) -> LiveSource:
+    """The live source for the options (see :class:`WatchOptions`). fanotify-only options with
+    ``backend="inotify"`` are an error; with ``"auto"`` they apply when fanotify is chosen."""
+    window_ns = DEFAULT_WINDOW_NS if window_ms is None else _ms_to_ns("window_ms", window_ms)
+    max_wait_ns = DEFAULT_MAX_WAIT_NS if max_wait_ms is None else _ms_to_ns("max_wait_ms", max_wait_ms)
+    mask = None if events is None else mask_for_events(events)
     if backend == "auto":
         backend = "fanotify" if unavailable_reason() is None else "inotify"
+    elif backend == "inotify" and (mark_mode is not None or use_rename is not None):
+        raise SourceError("mark_mode and use_rename are fanotify options: use backend='fanotify' or 'auto'")
     if backend == "fanotify":
-        if options.get("mask") is not None:
-            options["mask"] = mask_from_inotify(options["mask"], use_rename=options.get("use_rename", True))
-        return FanotifySource(list(paths), **options)
+        rename = True if use_rename is None else use_rename
+        return FanotifySource(
+            list(paths), mask=None if mask is None else mask_from_inotify(mask, use_rename=rename),
+            mark_mode=mark_mode or "auto", use_rename=rename, window_ns=window_ns, max_wait_ns=max_wait_ns,
+            max_pending=max_pending, strict_order=strict_order, include=include, exclude=exclude, rescan=rescan,
+            capture=capture)
     if backend == "inotify":
-        for key in _FANOTIFY_ONLY:
-            options.pop(key, None)
-        return InotifySource(list(paths), **options)
+        return InotifySource(
+            list(paths), mask=raw.DEFAULT_INOTIFY_MASK if mask is None else mask, window_ns=window_ns,
+            max_wait_ns=max_wait_ns, max_pending=max_pending, strict_order=strict_order, include=include,
+            exclude=exclude, rescan=rescan, capture=capture)
     raise SourceError(f"unknown backend {backend!r} (use 'inotify', 'fanotify' or 'auto')")
 
 
-class Stream:
-    """A running watch: iterate it for records. Thread-safe :meth:`stop`; use as a context manager."""
+def _ms_to_ns(name: str, ms: float) -> int:
+    if not ms >= 0:  # also refuses NaN
+        raise SourceError(f"{name} must be >= 0 (milliseconds), not {ms!r}")
+    return int(ms * 1_000_000)
 
-    def __init__(self, source: LiveSource, *, raw_records: bool = False) -> None:
+
+def _paths(paths: PathLike | Sequence[PathLike]) -> Sequence[PathLike]:
+    return [paths] if isinstance(paths, str | bytes | os.PathLike) else paths
+
+
+class Stream(Generic[R]):
+    """A running watch: iterate it for records. Thread-safe :meth:`stop`; use as a context manager.
+
+    ``convert`` turns each light record into what the stream yields (:func:`~normalizer.records.to_model` for
+    the public model; the identity for ``raw_records=True``)."""
+
+    def __init__(self, source: LiveSource, convert: Callable[[Rec], R]) -> None:
         self.source = source
-        self._raw = raw_records
+        self._convert: Callable[[Rec], R] = convert
         self._ready: deque[Rec] = deque()
         self._stop = threading.Event()
         self._opened = False
         self._finished = False
 
-    def __enter__(self) -> Stream:
+    def __enter__(self) -> Stream[R]:
         self.open()
         return self
 
@@ -97,7 +178,7 @@ class Stream:
         self._stop.set()
         self.source.wake()
 
-    def close(self) -> list[Record]:
+    def close(self) -> list[R]:
         """Stop and release the fd. Returns records not yet consumed (pending halves flushed as one-sided)."""
         self._stop.set()
         rest = list(self._ready)
@@ -106,10 +187,7 @@ class Stream:
         self._finished = True
         return [self._convert(r) for r in rest]
 
-    def _convert(self, rec: Rec) -> Any:
-        return rec if self._raw else to_model(rec)
-
-    def read(self, timeout: float | None = None) -> list[Any]:
+    def read(self, timeout: float | None = None) -> list[R]:
         """The records available within ``timeout`` seconds (possibly none), for callers with their own loop."""
         self.open()
         if self._ready:
@@ -119,7 +197,7 @@ class Stream:
             out = self.source.read(timeout)
         return [self._convert(r) for r in out]
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[R]:
         self.open()
         ready = self._ready
         while True:
@@ -133,33 +211,38 @@ class Stream:
         self._finished = True
 
 
-def watch(paths: PathLike | Sequence[PathLike], *, backend: Backend = "inotify", raw_records: bool = False,
-          **options: Any) -> Stream:
-    """Watch directory trees. ``options``: ``window_ms`` (one-sided move window), ``strict_order``,
-    ``mask``, ``include``, ``exclude``, ``capture`` (path of a capture log to write), ``max_pending``,
-    ``rescan`` (default True: after a queue overflow, walk the tree and report what changed as ``synthesized``
-    records; False saves the shadow tree's memory, about 95 bytes per watched entry); with
-    ``backend="fanotify"`` (or ``"auto"`` on Linux 5.17+) also ``mark_mode`` and ``use_rename``
-    (docs/fanotify.md).
-
-    Records are :class:`RenameRecord` / :class:`EventRecord`; ``raw_records=True`` yields the light internal
-    :class:`~normalizer.records.Rec` instead (what the CLI uses: no pydantic cost per record)."""
-    if isinstance(paths, str | bytes | os.PathLike):
-        paths = [paths]
-    return Stream(make_source(paths, backend, **options), raw_records=raw_records)
+def _identity(rec: Rec) -> Rec:
+    return rec
 
 
-class AsyncStream:
+@overload
+def watch(paths: PathLike | Sequence[PathLike], *, raw_records: Literal[False] = False,
+          **options: Unpack[WatchOptions]) -> Stream[Record]: ...
+@overload
+def watch(paths: PathLike | Sequence[PathLike], *, raw_records: Literal[True],
+          **options: Unpack[WatchOptions]) -> Stream[Rec]: ...
+def watch(paths: PathLike | Sequence[PathLike], *, raw_records: bool = False,
+          **options: Unpack[WatchOptions]) -> Stream[Record] | Stream[Rec]:
+    """Watch directory trees (options: :class:`WatchOptions`). Records are :class:`RenameRecord` /
+    :class:`EventRecord`; ``raw_records=True`` yields the light :class:`~normalizer.records.Rec` instead (what
+    the CLI uses: no pydantic cost per record)."""
+    source = make_source(_paths(paths), **options)
+    if raw_records:
+        return Stream(source, _identity)
+    return Stream(source, to_model)
+
+
+class AsyncStream(Generic[R]):
     """The asyncio form of :class:`Stream`: the inotify fd is registered with the event loop (``add_reader``),
     so no thread is used; deadlines of one-sided moves are honoured with loop timers."""
 
-    def __init__(self, stream: Stream) -> None:
-        self._stream = stream
+    def __init__(self, stream: Stream[R]) -> None:
+        self._stream: Stream[R] = stream
         self._wakeup: asyncio.Event | None = None
         #: The fd registered with the loop while an iteration runs (removed before the fd is closed).
         self._reader: tuple[asyncio.AbstractEventLoop, int] | None = None
 
-    async def __aenter__(self) -> AsyncStream:
+    async def __aenter__(self) -> AsyncStream[R]:
         self._stream.open()
         return self
 
@@ -168,7 +251,7 @@ class AsyncStream:
         ``LiveSource.CLOSE_DRAIN_SECONDS``) and flushes pending halves, which must not stall other tasks."""
         await self.aclose()
 
-    async def aclose(self) -> list[Any]:
+    async def aclose(self) -> list[R]:
         """Stop and release the fd without blocking the event loop (the close runs in the default executor).
         Returns the records not yet consumed, like :meth:`Stream.close`."""
         self._remove_reader()
@@ -185,7 +268,7 @@ class AsyncStream:
         if self._wakeup is not None:
             self._wakeup.set()
 
-    async def __aiter__(self) -> AsyncIterator[Any]:
+    async def __aiter__(self) -> AsyncIterator[R]:
         stream = self._stream
         source = stream.source
         stream.open()
@@ -211,18 +294,27 @@ class AsyncStream:
             yield rec
 
 
-def awatch(paths: PathLike | Sequence[PathLike], **options: Any) -> AsyncStream:
+@overload
+def awatch(paths: PathLike | Sequence[PathLike], *, raw_records: Literal[False] = False,
+           **options: Unpack[WatchOptions]) -> AsyncStream[Record]: ...
+@overload
+def awatch(paths: PathLike | Sequence[PathLike], *, raw_records: Literal[True],
+           **options: Unpack[WatchOptions]) -> AsyncStream[Rec]: ...
+def awatch(paths: PathLike | Sequence[PathLike], *, raw_records: bool = False,
+           **options: Unpack[WatchOptions]) -> AsyncStream[Record] | AsyncStream[Rec]:
     """Like :func:`watch`, for ``async with`` / ``async for``."""
+    if raw_records:
+        return AsyncStream(watch(paths, raw_records=True, **options))
     return AsyncStream(watch(paths, **options))
 
 
-class Runner:
+class Runner(Generic[R]):
     """Runs a stream in a daemon thread and calls ``callback(record)`` for each record, in order."""
 
-    def __init__(self, stream: Stream, callback: Callable[[Any], object],
+    def __init__(self, stream: Stream[R], callback: Callable[[R], object],
                  on_error: Callable[[BaseException], object] | None = None) -> None:
-        self.stream = stream
-        self.callback = callback
+        self.stream: Stream[R] = stream
+        self.callback: Callable[[R], object] = callback
         self.on_error = on_error
         self.error: BaseException | None = None
         stream.open()  # errors about the roots surface here, in the caller's thread
@@ -249,7 +341,19 @@ class Runner:
         return self._thread.is_alive()
 
 
-def run_in_thread(paths: PathLike | Sequence[PathLike], callback: Callable[[Any], object], *,
-                  on_error: Callable[[BaseException], object] | None = None, **options: Any) -> Runner:
-    """Watch in a background thread, calling ``callback`` per record. Returns a :class:`Runner`."""
-    return Runner(watch(paths, **options), callback, on_error)
+@overload
+def run_in_thread(paths: PathLike | Sequence[PathLike], callback: Callable[[Record], object], *,
+                  on_error: Callable[[BaseException], object] | None = None, raw_records: Literal[False] = False,
+                  **options: Unpack[WatchOptions]) -> Runner[Record]: ...
+@overload
+def run_in_thread(paths: PathLike | Sequence[PathLike], callback: Callable[[Rec], object], *,
+                  on_error: Callable[[BaseException], object] | None = None, raw_records: Literal[True],
+                  **options: Unpack[WatchOptions]) -> Runner[Rec]: ...
+def run_in_thread(paths: PathLike | Sequence[PathLike],
+                  callback: Callable[[Record], object] | Callable[[Rec], object], *,
+                  on_error: Callable[[BaseException], object] | None = None, raw_records: bool = False,
+                  **options: Unpack[WatchOptions]) -> Runner[Record] | Runner[Rec]:
+    """Watch in a background thread, calling ``callback`` per record, in order. Returns a :class:`Runner`."""
+    if raw_records:
+        return Runner(watch(paths, raw_records=True, **options), callback, on_error)  # type: ignore[arg-type]
+    return Runner(watch(paths, **options), callback, on_error)  # type: ignore[arg-type]

@@ -633,15 +633,16 @@ def test_api_backend_choice(tree: Path) -> None:
             got += stream.read(0.1)
     assert brief(tree, got) == [("create", "w/a/x", ()), ("rename", "w/a/x", "w/b/y", ())]
     assert got[1].source == "fanotify"
-    assert isinstance(make_source([tree / "w"], "auto"), FanotifySource)  # this kernel has FAN_RENAME
+    assert isinstance(make_source([tree / "w"], backend="auto"), FanotifySource)  # this kernel has FAN_RENAME
     # Rescan is the default on both backends: auto no longer falls back to inotify for it.
-    assert isinstance(make_source([tree / "w"], "auto", rescan=True), FanotifySource)
-    assert make_source([tree / "w"], "auto").rescan is True
-    assert make_source([tree / "w"], "fanotify", rescan=False).rescan is False
-    inotify = make_source([tree / "w"], "inotify", mark_mode="inode", use_rename=True)
-    assert isinstance(inotify, InotifySource)
-    # An inotify-style event mask means the same kinds on fanotify; the rename halves become FAN_RENAME.
-    fan = make_source([tree / "w"], "fanotify", mask=0x2 | 0xC0)  # IN_MODIFY | IN_MOVE
+    assert isinstance(make_source([tree / "w"], backend="auto", rescan=True), FanotifySource)
+    assert make_source([tree / "w"], backend="auto").rescan is True
+    assert make_source([tree / "w"], backend="fanotify", rescan=False).rescan is False
+    # fanotify-only options where the backend is inotify are a clear error, not silently dropped.
+    with pytest.raises(SourceError, match="mark_mode and use_rename are fanotify options"):
+        make_source([tree / "w"], backend="inotify", mark_mode="inode")
+    # Event kinds mean the same on fanotify; the rename halves become FAN_RENAME.
+    fan = make_source([tree / "w"], backend="fanotify", events={"modify", "rename"})
     assert isinstance(fan, FanotifySource)
     assert fan.mask & (fs.FAN_MODIFY | fs.FAN_RENAME) and not fan.mask & (fs.FAN_MOVED_FROM | fs.FAN_MOVED_TO)
 

@@ -196,9 +196,9 @@ def test_rescan_is_the_default_and_no_rescan_turns_it_off(tmp_path: Path) -> Non
     assert parse(["watch", str(tmp_path), "--no-rescan"]).rescan is False
     assert _source_options(parse(["capture", str(tmp_path), "-o", "x", "--no-rescan"]))["rescan"] is False
     for backend in ("inotify", "fanotify", "auto"):
-        assert make_source([tmp_path], backend).rescan is True  # type: ignore[arg-type]
-        assert make_source([tmp_path], backend, rescan=False).rescan is False  # type: ignore[arg-type]
-    assert isinstance(make_source([tmp_path], "auto", rescan=True), FanotifySource)  # no inotify fallback
+        assert make_source([tmp_path], backend=backend).rescan is True  # type: ignore[arg-type]
+        assert make_source([tmp_path], backend=backend, rescan=False).rescan is False  # type: ignore[arg-type]
+    assert isinstance(make_source([tmp_path], backend="auto", rescan=True), FanotifySource)  # no inotify fallback
     # The bits the shadow needs are watched even when --events leaves them out; the report is still filtered.
     from normalizer.backends.inotify import mask_from_kinds
     from normalizer.core import raw

@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any, BinaryIO, TextIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from .. import __version__
 from ..capture.log import CaptureIssue
@@ -22,6 +22,9 @@ from ..errors import FsnormError
 from ..records import Rec, json_schema
 from ..sinks.fd import write_all
 from .formatting import Output, add_format_options, build_output, capture_context, needs_context
+
+if TYPE_CHECKING:
+    from ..api import WatchOptions
 
 
 def emit(records: Iterable[Rec], output: Output, out: BinaryIO, *, chunk: int = 4096) -> None:
@@ -65,15 +68,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 1 if issues else 0
 
 
-def _source_options(args: argparse.Namespace) -> dict[str, Any]:
-    options: dict[str, Any] = {"strict_order": not args.relaxed_order, "include": args.include,
-                               "exclude": args.exclude, "rescan": args.rescan}
+def _source_options(args: argparse.Namespace, capture: str | None = None) -> WatchOptions:
+    """The API options the live commands' flags stand for."""
+    options: WatchOptions = {"backend": args.backend, "strict_order": not args.relaxed_order,
+                             "include": args.include, "exclude": args.exclude, "rescan": args.rescan,
+                             "capture": capture}
     if args.window is not None:
-        options["window_ns"] = int(args.window * 1_000_000)
+        options["window_ms"] = args.window
     if args.max_pending is not None:
         options["max_pending"] = args.max_pending
     if args.events is not None:
-        options["mask"] = args.events
+        options["events"] = args.events
     return options
 
 
@@ -85,7 +90,7 @@ def _run_live(args: argparse.Namespace, *, capture: str | None, out: TextIO | No
     from ..api import make_source
 
     output = build_output(args) if out is not None else None
-    source = make_source(args.paths, args.backend, capture=capture, **_source_options(args))
+    source = make_source(args.paths, **_source_options(args, capture))
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -152,13 +157,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _event_mask(text: str) -> int:
-    from ..backends.inotify import mask_from_kinds
+def _event_kinds(text: str) -> list[str]:
+    """``--events create,rename`` -> the kinds, each checked (an unknown kind is a usage error naming it)."""
+    from ..backends.inotify import EVENT_BITS
 
-    try:
-        return mask_from_kinds(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    for kind in kinds:
+        if kind not in EVENT_BITS:
+            raise argparse.ArgumentTypeError(f"unknown event kind {kind!r} (known: {', '.join(EVENT_BITS)})")
+    return kinds
 
 
 def _positive_ms(text: str) -> float:
@@ -199,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
                               help="only report paths matching GLOB (name or full path); repeatable")
     live_options.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                               help="neither watch nor report paths matching GLOB; repeatable")
-    live_options.add_argument("--events", type=_event_mask, default=None, metavar="KIND,...",
+    live_options.add_argument("--events", type=_event_kinds, default=None, metavar="KIND,...",
                               help="event kinds to watch (default: modify,attrib,close_write,rename,create,"
                               "delete,delete_self,move_self; also access,open,close_nowrite). The kinds the "
                               "watch table needs are always watched")
