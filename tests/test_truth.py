@@ -1,0 +1,80 @@
+"""Every record true (issue #9): real-kernel scenarios where fsnorm printed paths that were not true, lost
+records, or reported its own activity. Each runs on every backend it concerns: inotify, fanotify with a
+filesystem mark (root) and fanotify with inode marks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from live import drain, exchange
+
+from normalizer.backends.base import LiveSource
+from normalizer.backends.fanotify import FanotifySource
+from normalizer.backends.inotify import InotifySource
+from normalizer.records import Rec
+
+IS_ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (filesystem marks, open_by_handle_at)")
+BACKENDS = ["inotify", pytest.param("fanotify-filesystem", marks=needs_root), "fanotify-inode"]
+FANOTIFY = [pytest.param("fanotify-filesystem", marks=needs_root), "fanotify-inode"]
+
+
+def source(backend: str, roots: list[Path], **options: object) -> LiveSource:
+    """An opened source of ``backend`` watching ``roots``."""
+    if backend == "inotify":
+        src: LiveSource = InotifySource(roots, **options)  # type: ignore[arg-type]
+    else:
+        src = FanotifySource(roots, mark_mode=backend.split("-")[1], **options)  # type: ignore[arg-type]
+    src.open()
+    return src
+
+
+def rel(root: Path, path: bytes) -> str:
+    return os.path.relpath(os.fsdecode(path), str(root)) if path else ""
+
+
+def renames(root: Path, recs: list[Rec]) -> list[tuple[str, str]]:
+    return [(rel(root, r.path), rel(root, r.dst)) for r in recs if r.kind == "rename"]
+
+
+# --- 1, 2: directories swapped by renameat2(RENAME_EXCHANGE) ---------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="issue #9 items 1, 2: the table does not swap exchanged subtrees")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_exchanged_directories_keep_their_paths(tmp_path: Path, backend: str) -> None:
+    """Two watched directories with subdirectories are exchanged again and again; after each exchange a file
+    in each directory and one in each subdirectory are renamed. Every rename must be reported once, with the
+    paths true at the time: the watch table / directory cache must swap the two subtrees."""
+    a, b = "w0/x", "w3/y"
+    for d in (f"{a}/sa", f"{b}/sb"):
+        (tmp_path / d).mkdir(parents=True)
+    # Each subtree, wherever it is: its file name and its subdirectory's file name.
+    trees = {"A": {"dir": a, "sub": "sa", "f": "ka", "g": "ga"}, "B": {"dir": b, "sub": "sb", "f": "kb", "g": "gb"}}
+    for t in trees.values():
+        (tmp_path / t["dir"] / t["f"]).write_text("f")
+        (tmp_path / t["dir"] / t["sub"] / t["g"]).write_text("g")
+    expected: list[tuple[str, str]] = []
+    rounds = 25
+    with source(backend, [tmp_path / "w0", tmp_path / "w3"]) as src:
+        got: list[Rec] = []
+        for i in range(rounds):
+            exchange(tmp_path / a, tmp_path / b)
+            expected += [(a, b), (b, a)]
+            trees["A"]["dir"], trees["B"]["dir"] = trees["B"]["dir"], trees["A"]["dir"]
+            for t in trees.values():
+                for key, base in (("f", t["dir"]), ("g", f"{t['dir']}/{t['sub']}")):
+                    new = f"{t[key].split('.')[0]}.{i}"
+                    os.rename(tmp_path / base / t[key], tmp_path / base / new)
+                    expected.append((f"{base}/{t[key]}", f"{base}/{new}"))
+                    t[key] = new
+            got += src.read(0)
+        got += drain(src)
+    seen = renames(tmp_path, got)
+    wrong = [r for r in seen if r not in expected]
+    missing = [r for r in expected if r not in seen]
+    assert (len(wrong), len(missing)) == (0, 0), (wrong[:5], missing[:5])
+    assert seen == expected
+    assert len(expected) == rounds * 6
