@@ -42,7 +42,6 @@ def renames(root: Path, recs: list[Rec]) -> list[tuple[str, str]]:
 # --- 1, 2: directories swapped by renameat2(RENAME_EXCHANGE) ---------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue #9 items 1, 2: the table does not swap exchanged subtrees")
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_exchanged_directories_keep_their_paths(tmp_path: Path, backend: str) -> None:
     """Two watched directories with subdirectories are exchanged again and again; after each exchange a file

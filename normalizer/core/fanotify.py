@@ -581,8 +581,8 @@ class FanotifyNormalizer(NormalizerBase):
         if dst and self._excluded(dst):
             dst = b""
         if src and dst:
-            if cache.key(src) is not None:
-                cache.move(src, dst)
+            if cache.key(src) is not None or key in cache:
+                cache.move(src, dst, key)  # by key: the second half of an exchange moves the displaced side
                 if cache.path(key) != dst:
                     cache.add(key, dst)
             else:
