@@ -51,7 +51,7 @@ from ..capture.log import CaptureHeader
 from ..core import fanotify_abi as abi
 from ..core import raw
 from ..core.fanotify import FanotifyNormalizer, MarkMode
-from ..core.filters import PathFilter
+from ..core.filters import PathFilter, reported_kinds
 from ..core.matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS
 from ..core.tree import join
 from ..errors import CapabilityError, FsnormError, SourceError, WatchLimitError
@@ -73,7 +73,8 @@ DEFAULT_FANOTIFY_MASK = (
 )
 #: The same without FAN_RENAME: the rename halves instead.
 NO_RENAME_MASK = (DEFAULT_FANOTIFY_MASK & ~abi.FAN_RENAME) | abi.FAN_MOVED_FROM | abi.FAN_MOVED_TO
-#: Bits the table upkeep needs whatever the user asked for.
+#: Bits the cache upkeep needs whatever the user asked for (and the rename bits: FAN_RENAME, or without it
+#: MOVED_FROM / MOVED_TO). ``mask`` only filters what is reported (as inotify's ``--events``).
 _REQUIRED = abi.FAN_CREATE | abi.FAN_DELETE_SELF | abi.FAN_MOVE_SELF | abi.FAN_ONDIR
 #: Events of the capture file that must not be reported (ignore mark).
 _CAPTURE_IGNORE = abi.FAN_MODIFY | abi.FAN_CLOSE_WRITE | abi.FAN_ATTRIB
@@ -309,10 +310,12 @@ class FanotifySource(LiveSource):
     ) -> None:
         if mark_mode not in ("auto", "filesystem", "inode"):
             raise SourceError(f"unknown mark mode {mark_mode!r} (use 'auto', 'filesystem' or 'inode')")
-        super().__init__(roots, path_filter=PathFilter(include, exclude), capture=capture)
-        self._root_prefixes = [r if r.endswith(b"/") else r + b"/" for r in self.roots]
         base = DEFAULT_FANOTIFY_MASK if use_rename else NO_RENAME_MASK
-        self.mask = (base if mask is None else mask) | _REQUIRED
+        required = _REQUIRED | (abi.FAN_RENAME if use_rename else abi.FAN_MOVED_FROM | abi.FAN_MOVED_TO)
+        self.kinds = None if mask is None else reported_kinds(mask, required, fanotify=True)
+        super().__init__(roots, path_filter=PathFilter(include, exclude, self.kinds), capture=capture)
+        self._root_prefixes = [r if r.endswith(b"/") else r + b"/" for r in self.roots]
+        self.mask = (base if mask is None else mask) | required
         if not use_rename:
             self.mask = (self.mask & ~abi.FAN_RENAME) | abi.FAN_MOVED_FROM | abi.FAN_MOVED_TO
         self.use_rename = use_rename
@@ -346,6 +349,7 @@ class FanotifySource(LiveSource):
             "max_pending": self.max_pending,
             "strict_order": self.strict_order,
             "mask": self.mask,
+            "kinds": None if self.kinds is None else sorted(self.kinds),
             "roots": [os.fsdecode(r) for r in self.roots],
             "include": self.filter.include,
             "exclude": self.filter.exclude,
