@@ -113,3 +113,51 @@ def test_events_filter_reports_only_the_chosen_kinds_and_tables_still_follow_ren
     got = [(r.kind, rel(tmp_path, r.path)) for r in recs]
     assert got == [("attrib", "w/f"), ("attrib", "w/e/x"), ("attrib", "w/m/y")]
     assert [(r.kind, rel(tmp_path, r.path)) for r in replay(capture)] == got, "replay filters the same way"
+
+
+# --- 7: O_TMPFILE + linkat: the kernel's "#<inode>" name is no path --------------------------------------------
+
+
+def _tmpfile_save(directory: Path, name: str) -> None:
+    """Write a file the way QSaveFile does with O_TMPFILE: an unnamed file in ``directory``, written, linked
+    into place with linkat(AT_EMPTY_PATH), then written once more and closed."""
+    import ctypes
+
+    fd = os.open(directory, os.O_TMPFILE | os.O_WRONLY, 0o644)
+    try:
+        os.write(fd, b"content")
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.linkat(fd, b"", -100, bytes(directory / name), 0x1000) != 0:  # AT_FDCWD, AT_EMPTY_PATH
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+        os.write(fd, b"+")
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_unnamed_tmpfile_never_appears_as_a_path(tmp_path: Path, backend: str) -> None:
+    """No record names ``#<inode>``; the linkat is a ``create`` of the real name. A real file named ``#42``
+    (created while watched) is reported as any other."""
+    from normalizer.backends.inotify import mask_from_kinds
+
+    (tmp_path / "w").mkdir()
+
+    mask = mask_from_kinds("create,modify,close_write,open,attrib,rename,delete")
+    opts: dict[str, object] = {"mask": mask}
+    if backend != "inotify":
+        from normalizer.backends.fanotify import mask_from_inotify
+
+        opts["mask"] = mask_from_inotify(mask)
+    with source(backend, [tmp_path / "w"], **opts) as src:
+        _tmpfile_save(tmp_path / "w", "saved.txt")
+        recs = drain(src)  # type: ignore[arg-type]
+        (tmp_path / "w/#42").write_text("real")
+        real = drain(src)  # type: ignore[arg-type]
+        dropped = src.normalizer.tmpfiles.dropped  # type: ignore[union-attr]
+    paths = [rel(tmp_path, p) for r in recs for p in (r.path, r.dst) if p]
+    assert not [p for p in paths if os.path.basename(p).startswith("#")], [(r.kind, r.path, r.flags) for r in recs]
+    assert ("create", "w/saved.txt") in [(r.kind, rel(tmp_path, r.path)) for r in recs]
+    assert (tmp_path / "w/saved.txt").read_bytes() == b"content+"
+    assert dropped >= 3  # open/modify before the linkat, modify and close_write after it (some merged)
+    assert {(r.kind, rel(tmp_path, r.path)) for r in real} >= {("create", "w/#42"), ("close_write", "w/#42")}

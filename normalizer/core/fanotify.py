@@ -73,6 +73,7 @@ from .fanotify_abi import (
 )
 from .filters import PathFilter
 from .matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS, Half, Matcher
+from .tmpfile import TmpfileNames
 from .tree import DirCache
 
 MarkMode = Literal["inode", "filesystem"]
@@ -243,7 +244,10 @@ class FanotifyNormalizer(NormalizerBase):
             "dropped_unresolved": 0,
             "unresolved_records": 0,
             "merged_events": 0,
+            "dropped_tmpfile": 0,
         }
+        #: Events on an unnamed O_TMPFILE file's "#<inode>" name are dropped (normalizer.core.tmpfile).
+        self.tmpfiles = TmpfileNames()
 
     # -- what the source must act on -----------------------------------------------------------------------
 
@@ -308,6 +312,7 @@ class FanotifyNormalizer(NormalizerBase):
                 if item.path in self._kernel_created:
                     return out  # the kernel reported it already (filesystem mark, directory moved in)
                 self._synthesized.add(item.path)
+                self.tmpfiles.appeared(item.path, item.path.rpartition(b"/")[2])
             m.push(Rec.note(item.kind, item.path, item.is_dir, item.t_ns, 0, flags=item.flags,
                             message=item.message or None, source="fanotify"), out)
             m.end(item.t_ns, False, out)
@@ -367,6 +372,8 @@ class FanotifyNormalizer(NormalizerBase):
                     p2 = prefixes.get(d2)
                     if p1 is not None and p2 is not None and obj is not None:
                         rec = FanRec("rename", p1 + nm, False, t, mask, p2 + nm2, (), pid, obj.hex())
+                        if nm[:1] == b"#" or nm2[:1] == b"#":
+                            self._tmpfile_renamed(rec.path, rec.dst, nm2)
                         if held:
                             push(rec, out)
                         else:
@@ -383,6 +390,8 @@ class FanotifyNormalizer(NormalizerBase):
                     if p is not None and nm:
                         path = p + nm
                         if synthesized and self._seen_by_scan(mask, path):
+                            continue
+                        if nm[0] == 35 and self._tmpfile(mask, path, nm):  # b"#"
                             continue
                         rec = FanRec(kind, path, False, t, mask, b"", (), pid, None if obj is None else obj.hex())
                         if held:
@@ -413,6 +422,27 @@ class FanotifyNormalizer(NormalizerBase):
         if mask & (FAN_DELETE | FAN_MOVED_FROM | FAN_RENAME):
             synthesized.discard(path)
         return False
+
+    def _tmpfile(self, bit: int, path: bytes, name: bytes) -> bool:
+        """True if this (non-directory) event is on an unnamed O_TMPFILE file's "#<inode>" name (drop it);
+        creates and deletes keep the set of real names of that form (:mod:`.tmpfile`)."""
+        tmp = self.tmpfiles
+        if bit == FAN_CREATE:
+            tmp.appeared(path, name)
+            return False
+        if bit == FAN_DELETE:
+            tmp.gone(path)
+            return False
+        if tmp.drop(path, name):
+            self.stats["dropped_tmpfile"] += 1
+            return True
+        return False
+
+    def _tmpfile_renamed(self, src: bytes, dst: bytes, dst_name: bytes) -> None:
+        if src:
+            self.tmpfiles.gone(src)
+        if dst:
+            self.tmpfiles.appeared(dst, dst_name)
 
     def _note_fresh_create(self, path: bytes) -> None:
         for top in self._fresh:
@@ -492,6 +522,8 @@ class FanotifyNormalizer(NormalizerBase):
                 m.push(FanRec(kind, path, is_dir, t, mask, b"", merged, pid, oid), out)
             return
         path = prefix + nm
+        if not is_dir and nm[:1] == b"#" and self._tmpfile(bit, path, nm):
+            return
         if bit == FAN_CREATE:
             if self._synthesized and self._seen_by_scan(FAN_CREATE, path):
                 return
@@ -571,6 +603,8 @@ class FanotifyNormalizer(NormalizerBase):
             self.stats["unresolved_records"] += 1
         if self._synthesized and src:
             self._seen_by_scan(FAN_RENAME, src)
+        if not is_dir and (nm[:1] == b"#" or nm2[:1] == b"#"):
+            self._tmpfile_renamed(src, dst, nm2)
         self.matcher.push(rec, out)
         if is_dir and obj is not None:
             self._dir_moved(obj, src, dst)
