@@ -16,6 +16,7 @@ import pytest
 from live import sysctl
 
 import normalizer
+import normalizer.formats.jsonl
 from normalizer.capture.replay import replay
 from normalizer.records import EventRecord, RenameRecord
 

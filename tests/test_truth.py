@@ -161,3 +161,54 @@ def test_unnamed_tmpfile_never_appears_as_a_path(tmp_path: Path, backend: str) -
     assert (tmp_path / "w/saved.txt").read_bytes() == b"content+"
     assert dropped >= 3  # open/modify before the linkat, modify and close_write after it (some merged)
     assert {(r.kind, rel(tmp_path, r.path)) for r in real} >= {("create", "w/#42"), ("close_write", "w/#42")}
+
+
+# --- 5: fsnorm's own reads are not reported ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_own_scans_are_not_reported_but_another_process_reads_in_the_same_window_are(tmp_path: Path,
+                                                                                       backend: str) -> None:
+    """With ``--events open,access,close_nowrite``: the walk at start and the scan of a new directory give no
+    record; ``ls`` and ``cat`` run by another process right after fsnorm's scan, before fsnorm reads the
+    scan's events, are all reported (inotify reports a directory's open twice: on itself and on its parent)."""
+    import subprocess
+
+    from normalizer.backends.inotify import mask_from_kinds
+
+    for d in ("w/a/b", "w/c"):
+        (tmp_path / d).mkdir(parents=True)
+    (tmp_path / "w/a/f").write_text("f")
+    mask = mask_from_kinds("open,access,close_nowrite")
+    if backend != "inotify":
+        from normalizer.backends.fanotify import mask_from_inotify
+
+        mask = mask_from_inotify(mask)
+    new = tmp_path / "w/new"
+    capture = tmp_path / "own.fsncap"
+    with source(backend, [tmp_path / "w"], mask=mask, capture=capture) as src:
+        at_start = drain(src)  # type: ignore[arg-type]
+        subprocess.run(["sh", "-c", f"mkdir {new} && echo x > {new}/f1 && mkdir {new}/sub"], check=True)
+        table = src.normalizer.table if backend == "inotify" else src.normalizer.cache  # type: ignore[union-attr]
+        recs: list[Rec] = []
+        for _ in range(50):  # read until the new directory is known (and scanned); its events stay queued
+            recs += src.read(0.1)
+            if table.key(bytes(new / "sub")) is not None:
+                break
+        other = subprocess.run(["sh", "-c", f"ls {new} > /dev/null && cat {new}/f1 > /dev/null"], check=True)
+        assert other.returncode == 0
+        recs += drain(src)  # type: ignore[arg-type]
+    assert [(r.kind, rel(tmp_path, r.path)) for r in at_start] == []
+    got = [(r.kind, rel(tmp_path, r.path)) for r in recs]
+    twice = 2 if backend == "inotify" else 1
+    assert got.count(("open", "w/new")) == twice, got
+    assert got.count(("close_nowrite", "w/new")) == twice, got
+    assert ("access", "w/new") in got
+    # cat's read; before it, sh's open of f1 for writing when the backend saw it (inotify and inode marks only
+    # see what happens after the new directory's watch / mark exists).
+    f1 = [k for k, p in got if p == "w/new/f1"]
+    assert f1[-3:] == ["open", "access", "close_nowrite"] and f1[:-3] in ([], ["open"]), f1
+    assert not [r for r in recs if rel(tmp_path, r.path).startswith("w/new/sub")], "nobody read new/sub"
+    assert os.getpid() not in {r.pid for r in recs}
+    replayed = [(r.kind, rel(tmp_path, r.path)) for r in replay(capture)]
+    assert replayed == [(r.kind, rel(tmp_path, r.path)) for r in at_start + recs], (replayed, got)

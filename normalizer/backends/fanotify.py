@@ -316,6 +316,7 @@ class FanotifySource(LiveSource):
         super().__init__(roots, path_filter=PathFilter(include, exclude, self.kinds), capture=capture)
         self._root_prefixes = [r if r.endswith(b"/") else r + b"/" for r in self.roots]
         self.mask = (base if mask is None else mask) | required
+        self.announce_scans = bool(self.mask & (abi.FAN_OPEN | abi.FAN_ACCESS | abi.FAN_CLOSE_NOWRITE))
         if not use_rename:
             self.mask = (self.mask & ~abi.FAN_RENAME) | abi.FAN_MOVED_FROM | abi.FAN_MOVED_TO
         self.use_rename = use_rename
@@ -338,7 +339,8 @@ class FanotifySource(LiveSource):
     def _make_normalizer(self) -> FanotifyNormalizer:
         return FanotifyNormalizer(window_ns=self.window_ns, max_wait_ns=self.max_wait_ns,
                                   max_pending=self.max_pending, strict_order=self.strict_order,
-                                  use_rename=self.use_rename, mark_mode=self.mark_mode, path_filter=self.filter)
+                                  use_rename=self.use_rename, mark_mode=self.mark_mode, path_filter=self.filter,
+                                  own_pid=os.getpid())
 
     @property
     def options(self) -> dict[str, Any]:
@@ -355,6 +357,7 @@ class FanotifySource(LiveSource):
             "exclude": self.filter.exclude,
             "mark_mode": self.mark_mode,
             "use_rename": self.use_rename,
+            "own_pid": os.getpid(),
         }
 
     @property

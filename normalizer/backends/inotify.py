@@ -76,6 +76,7 @@ class InotifySource(LiveSource):
         kinds = reported_kinds(mask, _REQUIRED_MASK)
         super().__init__(roots, path_filter=PathFilter(include, exclude, kinds), capture=capture)
         self.mask = (mask | _REQUIRED_MASK) & raw.IN_ALL_EVENTS
+        self.announce_scans = bool(self.mask & (raw.IN_OPEN | raw.IN_ACCESS | raw.IN_CLOSE_NOWRITE))
         self.options: dict[str, Any] = {
             "window_ns": window_ns,
             "max_wait_ns": max(max_wait_ns, window_ns),

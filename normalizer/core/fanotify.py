@@ -73,6 +73,7 @@ from .fanotify_abi import (
 )
 from .filters import PathFilter
 from .matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS, Half, Matcher
+from .ownscan import SCAN_BITS, OwnScans
 from .tmpfile import TmpfileNames
 from .tree import DirCache
 
@@ -209,8 +210,13 @@ class FanotifyNormalizer(NormalizerBase):
         use_rename: bool = True,
         mark_mode: MarkMode = "inode",
         path_filter: PathFilter | None = None,
+        own_pid: int | None = None,
     ) -> None:
         self.cache = DirCache()
+        #: fsnorm's own pid: the open/access/close_nowrite of its announced directory listings are dropped
+        #: (core/ownscan.py); None: nothing is dropped.
+        self.own_pid = own_pid
+        self.own_scans = OwnScans()
         self.matcher = Matcher(
             window_ns=window_ns, max_wait_ns=max_wait_ns, max_pending=max_pending, strict_order=strict_order
         )
@@ -302,8 +308,12 @@ class FanotifyNormalizer(NormalizerBase):
         m = self.matcher
         if isinstance(item, raw.HandleResolved):
             self._resolved(item)
+        elif isinstance(item, raw.SourceNotice) and item.kind == "scan":
+            if self.own_pid is not None:
+                self.own_scans.expect(item.path)
         elif isinstance(item, raw.Tick):
             self._synthesized.clear()
+            self.own_scans.clear()
             m.begin(item.t_ns)
             m.advance(item.t_ns, out)
         elif isinstance(item, raw.SourceNotice):
@@ -407,6 +417,7 @@ class FanotifyNormalizer(NormalizerBase):
             slow(ev, t, out)
         if batch.drained:
             synthesized.clear()
+            self.own_scans.clear()
         m.end(t, batch.drained, out, backlog=batch.backlog, consumed=len(batch.events))
         return out
 
@@ -512,6 +523,9 @@ class FanotifyNormalizer(NormalizerBase):
             oid = d.hex()
             if bit == FAN_MOVE_SELF:
                 self._move_self(d, path, t, mask, pid, merged, out)
+            elif bit & SCAN_BITS and pid == self.own_pid and self.own_scans.expected and \
+                    self.own_scans.own(bit, path):
+                return  # fsnorm's own listing of the directory
             elif bit == FAN_DELETE_SELF:
                 m.push(FanRec("delete_self", path, True, t, mask, b"", merged, pid, oid), out)
                 end = FanRec("watch_end", path, True, t, mask, b"", (), pid, oid)

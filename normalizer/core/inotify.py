@@ -22,6 +22,7 @@ from ..records import Flag, Rec
 from . import raw
 from .base import NormalizerBase
 from .matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS, Half, Matcher
+from .ownscan import SCAN_BITS, OwnScans
 from .tmpfile import TmpfileNames
 from .tree import WatchTable, join
 
@@ -74,6 +75,8 @@ class InotifyNormalizer(NormalizerBase):
         self.retired_events = 0
         #: Events on an unnamed O_TMPFILE file's "#<inode>" name are dropped (counted in ``tmpfiles.dropped``).
         self.tmpfiles = TmpfileNames()
+        #: fsnorm's own directory listings, whose open/access/close_nowrite are dropped (core/ownscan.py).
+        self.own_scans = OwnScans()
 
     # -- what the source must act on -----------------------------------------------------------------------
 
@@ -101,6 +104,11 @@ class InotifyNormalizer(NormalizerBase):
         if isinstance(item, raw.InotifyBatch):
             return self.feed_batch(item)
         out: list[Rec] = []
+        if isinstance(item, raw.SourceNotice) and item.kind == "scan":
+            # Its events come on its own watch, and on its parent's when that is watched.
+            parent = item.path.rstrip(b"/").rpartition(b"/")[0] or b"/"
+            self.own_scans.expect(item.path, 2 if self.table.key(parent) is not None else 1)
+            return out
         m = self.matcher
         m.begin(item.t_ns)
         if isinstance(item, raw.WatchAdded):
@@ -111,6 +119,7 @@ class InotifyNormalizer(NormalizerBase):
             self._retired.add(item.wd)
         elif isinstance(item, raw.Tick):
             self._synthesized.clear()
+            self.own_scans.clear()
             m.advance(item.t_ns, out)
             return out
         elif isinstance(item, raw.SourceNotice):
@@ -146,6 +155,7 @@ class InotifyNormalizer(NormalizerBase):
         kinds = _KIND_BY_BIT
         synthesized = self._synthesized
         tmpfiles = self.tmpfiles
+        own = self.own_scans.expected
         pf_path: bytes | None = None  # the lookahead slot: a file MOVED_FROM not yet given to the matcher
         pf_mask = pf_cookie = 0
         for wd, mask, cookie, name in batch.events:
@@ -195,6 +205,8 @@ class InotifyNormalizer(NormalizerBase):
                 is_dir = mask & isdir_bit != 0
                 if name[0] == 35 and not is_dir and self._tmpfile(bit, prefix + name, name):
                     continue
+                if own and bit & SCAN_BITS and self.own_scans.own(bit, prefix + name):
+                    continue
                 if held:
                     push(Rec(kind, prefix + name, is_dir, t, mask), out)
                 else:
@@ -205,6 +217,8 @@ class InotifyNormalizer(NormalizerBase):
             m.push_from(Half(pf_path, False, t, pf_mask, pf_cookie, pf_cookie), out)
         if batch.drained:
             self._synthesized.clear()
+            if own:
+                self.own_scans.clear()
         m.end(t, batch.drained, out, backlog=batch.backlog, consumed=batch.nbytes)
         return out
 
@@ -220,6 +234,12 @@ class InotifyNormalizer(NormalizerBase):
         if bit == raw.IN_DELETE:
             synthesized.discard(path)
         return False
+
+    def _dropped(self, bit: int, path: bytes, name: bytes, is_dir: bool) -> bool:
+        """True if a plain event is not reported: an unnamed tmpfile's, or of fsnorm's own listing."""
+        if not is_dir and name[:1] == b"#" and self._tmpfile(bit, path, name):
+            return True
+        return bool(self.own_scans.expected) and bit & SCAN_BITS != 0 and self.own_scans.own(bit, path)
 
     def _tmpfile(self, bit: int, path: bytes, name: bytes) -> bool:
         """True if this event is on an unnamed O_TMPFILE file's "#<inode>" name (drop it); a create or delete
@@ -296,9 +316,7 @@ class InotifyNormalizer(NormalizerBase):
         elif bits == 0:
             m.push(Rec.note("unknown", full, is_dir, t, mask, cookie=cookie or None,
                             message="event with no event bit"), out)
-        elif not is_dir and name[:1] == b"#" and self._tmpfile(bits, full, name):
-            return
-        else:
+        elif not self._dropped(bits, full, name, is_dir):
             m.push(Rec(_KIND_BY_BIT[bits], full, is_dir, t, mask), out)
 
     def _move_self(self, wd: int, path: bytes, mask: int, t: int, out: list[Rec]) -> None:
