@@ -440,7 +440,23 @@ class FanotifySource(LiveSource):
             out.extend(self._feed_all([self._resolve(key) for key in need]))
         out.extend(self._feed(raw.FanotifyBatch(t, backlog == 0, events, backlog)))
         out.extend(self._follow_tree())
+        if backlog == 0:
+            out.extend(self._place_uncertain())
         return out
+
+    def _place_uncertain(self) -> list[Rec]:
+        """The queue was seen empty: resolve the directories whose place the normalizer could not follow
+        (renamed back and forth in merged events); feed the answers only if no event came meanwhile, since
+        they must describe the place at the last event read (FanotifyNormalizer's module docstring)."""
+        keys = self.normalizer.uncertain_dirs()
+        if not keys:
+            return []
+        fa = self._fa
+        assert fa is not None
+        items = [self._resolve(key) for key in keys]
+        if fa.pending_events():
+            return []  # something happened meanwhile: retried at the next empty queue
+        return self._feed_all(items)
 
     # -- handles -------------------------------------------------------------------------------------------
 
