@@ -257,3 +257,21 @@ def test_directory_renamed_away_and_back_never_gives_a_path_that_was_not_true(tm
         assert any("merged" in r.flags for r in recs) and any("unresolved" in r.flags for r in recs)
     assert [(r.kind, r.path, r.dst, r.flags) for r in replay(capture)] == \
         [(r.kind, r.path, r.dst, r.flags) for r in recs], "replay gives the same records"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_directory_renamed_over_an_empty_one_and_back_keeps_true_paths(tmp_path: Path, backend: str) -> None:
+    """Not an exchange: x replaces the empty y (which ends), then goes back to x. The table must not take
+    the move back for an exchange's second half; records inside x name x."""
+    for d in ("w/x", "w/y"):
+        (tmp_path / d).mkdir(parents=True)
+    with source(backend, [tmp_path / "w"]) as src:
+        os.rename(tmp_path / "w/x", tmp_path / "w/y")
+        os.rename(tmp_path / "w/y", tmp_path / "w/x")
+        recs = drain(src)  # type: ignore[arg-type]
+        (tmp_path / "w/x/f").write_text("f")
+        recs += drain(src)  # type: ignore[arg-type]
+    got = [(r.kind, rel(tmp_path, r.path), rel(tmp_path, r.dst)) for r in recs if r.kind in ("rename", "create")]
+    assert got == [("rename", "w/x", "w/y"), ("rename", "w/y", "w/x"), ("create", "w/x/f", "")]
+    ends = [(r.kind, rel(tmp_path, r.path)) for r in recs if r.kind in ("delete_self", "watch_end")]
+    assert ends == [("delete_self", "w/y"), ("watch_end", "w/y")], ends
