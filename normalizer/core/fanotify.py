@@ -411,8 +411,8 @@ class FanotifyNormalizer(NormalizerBase):
                     p2 = prefixes.get(d2)
                     if p1 is not None and p2 is not None and obj is not None:
                         rec = FanRec("rename", p1 + nm, False, t, mask, p2 + nm2, (), pid, obj.hex())
-                        if nm[:1] == b"#" or nm2[:1] == b"#":
-                            self._tmpfile_renamed(rec.path, rec.dst, nm2)
+                        if nm2[:1] == b"#":  # a real "#<digits>" name (a src one stays known: harmless)
+                            self.tmpfiles.appeared(rec.dst, nm2)
                         if held:
                             push(rec, out)
                         else:
