@@ -79,6 +79,8 @@ _REQUIRED = abi.FAN_CREATE | abi.FAN_DELETE_SELF | abi.FAN_MOVE_SELF | abi.FAN_O
 #: Events of the capture file that must not be reported (ignore mark).
 _CAPTURE_IGNORE = abi.FAN_MODIFY | abi.FAN_CLOSE_WRITE | abi.FAN_ATTRIB
 DEFAULT_READ_SIZE = 256 * 1024
+#: The bits of a directory rename (with FAN_ONDIR), either kind of event.
+_RENAMES = abi.FAN_RENAME | abi.FAN_MOVED_FROM | abi.FAN_MOVED_TO | abi.FAN_MOVE_SELF
 
 CAP_DAC_READ_SEARCH = 2
 CAP_SYS_ADMIN = 21
@@ -332,6 +334,8 @@ class FanotifySource(LiveSource):
         self._fa: fs.FanotifyFD | None = None
         self._resolver = fs.HandleResolver()
         self._marked_fsids: set[bytes] = set()
+        #: Resolutions of uncertain directories waiting for the next read to confirm them (_place_uncertain).
+        self._placements: tuple[list[raw.HandleResolved], int] = ([], 0)
         #: Besides LiveSource's counters: handles resolved with open_by_handle_at and how many of those
         #: failed. ``normalizer.stats`` has the rest.
         self.stats.update({"resolved": 0, "unresolved": 0})
@@ -435,27 +439,41 @@ class FanotifySource(LiveSource):
         self.stats["reads"] += 1
         self.stats["events"] += len(events)
         out: list[Rec] = []
+        placed, queued = self._placements
+        self._placements = ([], 0)
+        if placed and len(events) >= queued and \
+                not any(ev[0] & _RENAMES and ev[0] & abi.FAN_ONDIR for ev in events[:queued]):
+            # Resolved after the last batch, and none of the events queued before that moved a directory:
+            # the answer held for all of them (see _place_uncertain).
+            self.stats["placed_later"] = self.stats.get("placed_later", 0) + 1
+            out.extend(self._feed_all(placed))
         need = self.normalizer.needed_handles(events)
         if need:
             out.extend(self._feed_all([self._resolve(key) for key in need]))
         out.extend(self._feed(raw.FanotifyBatch(t, backlog == 0, events, backlog)))
         out.extend(self._follow_tree())
-        if backlog == 0:
-            out.extend(self._place_uncertain())
+        out.extend(self._place_uncertain())
         return out
 
     def _place_uncertain(self) -> list[Rec]:
-        """The queue was seen empty: resolve the directories whose place the normalizer could not follow
-        (renamed back and forth in merged events); feed the answers only if no event came meanwhile, since
-        they must describe the place at the last event read (FanotifyNormalizer's module docstring)."""
+        """Resolve the directories whose place the normalizer could not follow (renamed back and forth in
+        merged events, FanotifyNormalizer's module docstring). An answer must be where the directory was at the
+        last event read: it is fed now if the queue is still empty after the resolution (nothing happened
+        since that read). Else the number of events queued then is kept, and the answer is fed before the next
+        read if that read holds at least that many and none of those moved a directory: the directory stood
+        still from the last read to the resolution, and through all those events (a rename merged into one of
+        them would be a directory rename among them)."""
         keys = self.normalizer.uncertain_dirs()
         if not keys:
             return []
         fa = self._fa
         assert fa is not None
         items = [self._resolve(key) for key in keys]
-        if fa.pending_events():
-            return []  # something happened meanwhile: retried at the next empty queue
+        queued = fa.pending_events()
+        if queued:
+            self._placements = (items, queued)
+            return []
+        self.stats["placed"] = self.stats.get("placed", 0) + 1
         return self._feed_all(items)
 
     # -- handles -------------------------------------------------------------------------------------------
