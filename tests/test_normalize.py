@@ -156,3 +156,31 @@ def test_a_move_back_after_a_replacement_moves_the_directory_that_is_there() -> 
     t.remove(2)
     t.move(b"/w/y", b"/w/x")
     assert t.items() == [(1, b"/w/x")]
+
+
+def test_own_scans_drop_exactly_the_expected_opens_and_closes() -> None:
+    """A listing announced twice (own watch + parent's) drops two opens and two closes, and access only while
+    one of its opens is not closed; a third open/close (another process) passes."""
+    from normalizer.core.ownscan import ACCESS, CLOSE_NOWRITE, OPEN, OwnScans
+
+    own = OwnScans()
+    own.expect(b"/w/d", 2)
+    seq = [(ACCESS, False), (OPEN, True), (OPEN, True), (OPEN, False), (ACCESS, True), (CLOSE_NOWRITE, True),
+           (CLOSE_NOWRITE, True), (ACCESS, False), (CLOSE_NOWRITE, False)]
+    assert [own.own(bit, b"/w/d") for bit, _ in seq] == [dropped for _, dropped in seq]
+    assert not own and own.dropped == 5
+    own.expect(b"/w/e")
+    own.clear()
+    assert not own.own(OPEN, b"/w/e")
+
+
+def test_tmpfile_names_are_dropped_unless_known_real() -> None:
+    from normalizer.core.tmpfile import TmpfileNames, is_tmpfile_name
+
+    assert is_tmpfile_name(b"#123") and not is_tmpfile_name(b"#12a") and not is_tmpfile_name(b"#")
+    names = TmpfileNames()
+    assert names.drop(b"/w/#7", b"#7") and not names.drop(b"/w/x", b"x")
+    names.appeared(b"/w/#8", b"#8")
+    assert not names.drop(b"/w/#8", b"#8")
+    names.gone(b"/w/#8")
+    assert names.drop(b"/w/#8", b"#8") and names.dropped == 2
