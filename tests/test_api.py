@@ -17,6 +17,7 @@ import pytest
 from live import Lines, sysctl, wait_for_watches
 
 import normalizer
+import normalizer.formats.jsonl
 from normalizer.capture.replay import replay
 from normalizer.formats.jsonl import rec_to_json
 from normalizer.records import EventRecord, RenameRecord

@@ -115,9 +115,9 @@ def test_watch_table_range_operations() -> None:
     assert t.prefix_by_key[9] == b"/"
 
 
-def test_a_move_onto_a_known_directory_keeps_or_forgets_the_replaced_key_per_table() -> None:
-    """inotify keeps the replaced directory's wd until its DELETE_SELF / IN_IGNORED come; fanotify's cache
-    forgets the replaced fid at once (its events are then dropped as unknown)."""
+def test_a_move_onto_a_known_directory_displaces_the_replaced_key() -> None:
+    """Both tables keep the replaced directory's key, out of the path index, at the path it had, until its
+    DELETE_SELF / IN_IGNORED end it (its records then name the path it had)."""
     from normalizer.core.tree import DirCache
 
     wt = WatchTable()
@@ -128,4 +128,59 @@ def test_a_move_onto_a_known_directory_keeps_or_forgets_the_replaced_key_per_tab
         table.add(keys[2], b"/w/b/y/z")
         table.move(b"/w/b/y", b"/w/a/x")
         assert table.key(b"/w/a/x") == keys[1] and table.path(keys[2]) == b"/w/a/x/z"
-    assert wt.path(1) == b"/w/a/x" and dc.path(b"1") is None
+        assert table.path(keys[0]) == b"/w/a/x" and len(table) == 3
+        table.remove(keys[0])
+        assert table.key(b"/w/a/x") == keys[1] and len(table) == 2
+
+
+def test_an_exchange_swaps_the_two_subtrees_with_or_without_keys() -> None:
+    """renameat2(RENAME_EXCHANGE) of two directories arrives as two moves: x -> y, then y -> x. The second
+    moves the subtree the first displaced: by its key (fanotify) or, without one (inotify), because it goes
+    from where the first went to where the first came from."""
+    for with_key in (False, True):
+        t = WatchTable()
+        for wd, p in [(1, b"/w/x"), (2, b"/w/x/s"), (3, b"/v/y"), (4, b"/v/y/t"), (5, b"/v/y/t/u")]:
+            t.add(wd, p)
+        t.move(b"/w/x", b"/v/y", 1 if with_key else None)
+        t.move(b"/v/y", b"/w/x", 3 if with_key else None)
+        assert sorted(t.items()) == [(1, b"/v/y"), (2, b"/v/y/s"), (3, b"/w/x"), (4, b"/w/x/t"), (5, b"/w/x/t/u")]
+        assert t.prefix_by_key[4] == b"/w/x/t/"
+
+
+def test_a_move_back_after_a_replacement_moves_the_directory_that_is_there() -> None:
+    """x renamed over an empty y whose end (IN_IGNORED) came, then renamed back: not an exchange."""
+    t = WatchTable()
+    t.add(1, b"/w/x")
+    t.add(2, b"/w/y")
+    t.move(b"/w/x", b"/w/y")
+    t.remove(2)
+    t.move(b"/w/y", b"/w/x")
+    assert t.items() == [(1, b"/w/x")]
+
+
+def test_own_scans_drop_exactly_the_expected_opens_and_closes() -> None:
+    """A listing announced twice (own watch + parent's) drops two opens and two closes, and access only while
+    one of its opens is not closed; a third open/close (another process) passes."""
+    from normalizer.core.ownscan import ACCESS, CLOSE_NOWRITE, OPEN, OwnScans
+
+    own = OwnScans()
+    own.expect(b"/w/d", 2)
+    seq = [(ACCESS, False), (OPEN, True), (OPEN, True), (OPEN, False), (ACCESS, True), (CLOSE_NOWRITE, True),
+           (CLOSE_NOWRITE, True), (ACCESS, False), (CLOSE_NOWRITE, False)]
+    assert [own.own(bit, b"/w/d") for bit, _ in seq] == [dropped for _, dropped in seq]
+    assert not own and own.dropped == 5
+    own.expect(b"/w/e")
+    own.clear()
+    assert not own.own(OPEN, b"/w/e")
+
+
+def test_tmpfile_names_are_dropped_unless_known_real() -> None:
+    from normalizer.core.tmpfile import TmpfileNames, is_tmpfile_name
+
+    assert is_tmpfile_name(b"#123") and not is_tmpfile_name(b"#12a") and not is_tmpfile_name(b"#")
+    names = TmpfileNames()
+    assert names.drop(b"/w/#7", b"#7") and not names.drop(b"/w/x", b"x")
+    names.appeared(b"/w/#8", b"#8")
+    assert not names.drop(b"/w/#8", b"#8")
+    names.gone(b"/w/#8")
+    assert names.drop(b"/w/#8", b"#8") and names.dropped == 2

@@ -106,6 +106,9 @@ class LiveSource:
         #: Counters for monitoring: reads, events read, records emitted, overflows, watch errors (subclasses
         #: add their own).
         self.stats: dict[str, int] = {"reads": 0, "events": 0, "records": 0, "overflows": 0, "watch_errors": 0}
+        #: Announce every listing with a ``scan`` notice (set when open/access/close_nowrite are watched: the
+        #: normalizer then drops the events of fsnorm's own listings, normalizer.core.ownscan).
+        self.announce_scans = False
 
     # -- for subclasses ------------------------------------------------------------------------------------
 
@@ -301,6 +304,8 @@ class LiveSource:
         Returns its entries as (path, is_dir), sorted; with ``synthesize``, appends a ``synthesized`` create
         for each (not excluded) entry to ``items``. None if it cannot be listed (gone: its parent's events tell
         the story; unreadable: an ``error`` record)."""
+        if self.announce_scans:
+            items.append(raw.SourceNotice(time.monotonic_ns(), "scan", path, True))
         try:
             with os.scandir(path) as entries:
                 found = sorted((os.fsencode(e.name), e.is_dir(follow_symlinks=False)) for e in entries)
@@ -373,6 +378,8 @@ class LiveSource:
                     unlisted.append(path)
                     continue
                 dirs.add(path)
+                if self.announce_scans:  # the listing's own open/access/close are not reported (as in _scan)
+                    items.append(raw.SourceNotice(time.monotonic_ns(), "scan", path, True))
                 try:
                     with os.scandir(path) as entries:
                         for entry in entries:

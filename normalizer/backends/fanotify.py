@@ -51,7 +51,7 @@ from ..capture.log import CaptureHeader
 from ..core import fanotify_abi as abi
 from ..core import raw
 from ..core.fanotify import FanotifyNormalizer, MarkMode
-from ..core.filters import PathFilter
+from ..core.filters import PathFilter, reported_kinds
 from ..core.matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS
 from ..core.tree import join
 from ..errors import CapabilityError, FsnormError, SourceError, WatchLimitError
@@ -73,13 +73,16 @@ DEFAULT_FANOTIFY_MASK = (
 )
 #: The same without FAN_RENAME: the rename halves instead.
 NO_RENAME_MASK = (DEFAULT_FANOTIFY_MASK & ~abi.FAN_RENAME) | abi.FAN_MOVED_FROM | abi.FAN_MOVED_TO
-#: Bits the table upkeep needs whatever the user asked for.
+#: Bits the cache upkeep needs whatever the user asked for (and the rename bits: FAN_RENAME, or without it
+#: MOVED_FROM / MOVED_TO). ``mask`` only filters what is reported (as inotify's ``--events``).
 _REQUIRED = abi.FAN_CREATE | abi.FAN_DELETE_SELF | abi.FAN_MOVE_SELF | abi.FAN_ONDIR
 #: Bits the shadow tree of the rescan needs besides (FAN_RENAME becomes the halves without use_rename).
 _SHADOW = abi.FAN_DELETE | abi.FAN_RENAME
 #: Events of the capture file that must not be reported (ignore mark).
 _CAPTURE_IGNORE = abi.FAN_MODIFY | abi.FAN_CLOSE_WRITE | abi.FAN_ATTRIB
 DEFAULT_READ_SIZE = 256 * 1024
+#: The bits of a directory rename (with FAN_ONDIR), either kind of event.
+_RENAMES = abi.FAN_RENAME | abi.FAN_MOVED_FROM | abi.FAN_MOVED_TO | abi.FAN_MOVE_SELF
 
 CAP_DAC_READ_SEARCH = 2
 CAP_SYS_ADMIN = 21
@@ -312,10 +315,15 @@ class FanotifySource(LiveSource):
     ) -> None:
         if mark_mode not in ("auto", "filesystem", "inode"):
             raise SourceError(f"unknown mark mode {mark_mode!r} (use 'auto', 'filesystem' or 'inode')")
-        super().__init__(roots, path_filter=PathFilter(include, exclude), capture=capture, rescan=rescan)
-        self._root_prefixes = [r if r.endswith(b"/") else r + b"/" for r in self.roots]
         base = DEFAULT_FANOTIFY_MASK if use_rename else NO_RENAME_MASK
-        self.mask = (base if mask is None else mask) | _REQUIRED | (_SHADOW if rescan else 0)
+        required = (_REQUIRED | (abi.FAN_RENAME if use_rename else abi.FAN_MOVED_FROM | abi.FAN_MOVED_TO)
+                    | (_SHADOW if rescan else 0))
+        self.kinds = None if mask is None else reported_kinds(mask, required, fanotify=True)
+        super().__init__(roots, path_filter=PathFilter(include, exclude, self.kinds), capture=capture,
+                         rescan=rescan)
+        self._root_prefixes = [r if r.endswith(b"/") else r + b"/" for r in self.roots]
+        self.mask = (base if mask is None else mask) | required
+        self.announce_scans = bool(self.mask & (abi.FAN_OPEN | abi.FAN_ACCESS | abi.FAN_CLOSE_NOWRITE))
         if not use_rename:
             self.mask = (self.mask & ~abi.FAN_RENAME) | abi.FAN_MOVED_FROM | abi.FAN_MOVED_TO
         self.use_rename = use_rename
@@ -333,6 +341,8 @@ class FanotifySource(LiveSource):
         self._marked_fsids: set[bytes] = set()
         #: Directory fids the current rescan found (renamed ones keep their fid).
         self._rescanned_keys: set[bytes] = set()
+        #: Resolutions of uncertain directories waiting for the next read to confirm them (_place_uncertain).
+        self._placements: tuple[list[raw.HandleResolved], int] = ([], 0)
         #: Besides LiveSource's counters: handles resolved with open_by_handle_at and how many of those
         #: failed. ``normalizer.stats`` has the rest.
         self.stats.update({"resolved": 0, "unresolved": 0})
@@ -340,7 +350,8 @@ class FanotifySource(LiveSource):
     def _make_normalizer(self) -> FanotifyNormalizer:
         return FanotifyNormalizer(window_ns=self.window_ns, max_wait_ns=self.max_wait_ns,
                                   max_pending=self.max_pending, strict_order=self.strict_order,
-                                  use_rename=self.use_rename, mark_mode=self.mark_mode, path_filter=self.filter)
+                                  use_rename=self.use_rename, mark_mode=self.mark_mode, path_filter=self.filter,
+                                  own_pid=os.getpid())
 
     @property
     def options(self) -> dict[str, Any]:
@@ -351,12 +362,14 @@ class FanotifySource(LiveSource):
             "max_pending": self.max_pending,
             "strict_order": self.strict_order,
             "mask": self.mask,
+            "kinds": None if self.kinds is None else sorted(self.kinds),
             "roots": [os.fsdecode(r) for r in self.roots],
             "include": self.filter.include,
             "exclude": self.filter.exclude,
             "mark_mode": self.mark_mode,
             "use_rename": self.use_rename,
             "rescan": self.rescan,
+            "own_pid": os.getpid(),
         }
 
     @property
@@ -436,13 +449,43 @@ class FanotifySource(LiveSource):
         self.stats["events"] += len(events)
         out: list[Rec] = []
         overflows = self.stats["overflows"]
+        placed, queued = self._placements
+        self._placements = ([], 0)
+        if placed and len(events) >= queued and \
+                not any(ev[0] & _RENAMES and ev[0] & abi.FAN_ONDIR for ev in events[:queued]):
+            # Resolved after the last batch, and none of the events queued before that moved a directory:
+            # the answer held for all of them (see _place_uncertain).
+            self.stats["placed_later"] = self.stats.get("placed_later", 0) + 1
+            out.extend(self._feed_all(placed))
         need = self.normalizer.needed_handles(events)
         if need:
             out.extend(self._feed_all([self._resolve(key) for key in need]))
         out.extend(self._feed(raw.FanotifyBatch(t, backlog == 0, events, backlog)))
         out.extend(self._follow_tree())
+        out.extend(self._place_uncertain())
         out.extend(self._recover(overflows, before_read))
         return out
+
+    def _place_uncertain(self) -> list[Rec]:
+        """Resolve the directories whose place the normalizer could not follow (renamed back and forth in
+        merged events, FanotifyNormalizer's module docstring). An answer must be where the directory was at the
+        last event read: it is fed now if the queue is still empty after the resolution (nothing happened
+        since that read). Else the number of events queued then is kept, and the answer is fed before the next
+        read if that read holds at least that many and none of those moved a directory: the directory stood
+        still from the last read to the resolution, and through all those events (a rename merged into one of
+        them would be a directory rename among them)."""
+        keys = self.normalizer.uncertain_dirs()
+        if not keys:
+            return []
+        fa = self._fa
+        assert fa is not None
+        items = [self._resolve(key) for key in keys]
+        queued = fa.pending_events()
+        if queued:
+            self._placements = (items, queued)
+            return []
+        self.stats["placed"] = self.stats.get("placed", 0) + 1
+        return self._feed_all(items)
 
     # -- handles -------------------------------------------------------------------------------------------
 

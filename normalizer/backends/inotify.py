@@ -27,7 +27,7 @@ from typing import Any
 
 from ..capture.log import CaptureHeader
 from ..core import raw
-from ..core.filters import PathFilter
+from ..core.filters import EVENT_BITS, PathFilter, kinds_of_mask, mask_from_kinds, reported_kinds
 from ..core.inotify import InotifyNormalizer
 from ..core.matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS
 from ..errors import SourceError, WatchLimitError
@@ -41,37 +41,8 @@ _WATCH_FLAGS = raw.IN_ONLYDIR | raw.IN_DONT_FOLLOW | raw.IN_EXCL_UNLINK
 _REQUIRED_MASK = raw.IN_MOVED_FROM | raw.IN_MOVED_TO | raw.IN_CREATE | raw.IN_DELETE_SELF | raw.IN_MOVE_SELF
 #: Bits the shadow tree of the rescan needs besides (deletes; ``--events`` still filters what is reported).
 _SHADOW_MASK = raw.IN_DELETE
-
-
-#: Event kinds a user can ask for (``--events``), and their inotify bits. ``rename`` asks for both halves.
-EVENT_BITS: dict[str, int] = {
-    "access": raw.IN_ACCESS,
-    "modify": raw.IN_MODIFY,
-    "attrib": raw.IN_ATTRIB,
-    "close_write": raw.IN_CLOSE_WRITE,
-    "close_nowrite": raw.IN_CLOSE_NOWRITE,
-    "open": raw.IN_OPEN,
-    "rename": raw.IN_MOVED_FROM | raw.IN_MOVED_TO,
-    "create": raw.IN_CREATE,
-    "delete": raw.IN_DELETE,
-    "delete_self": raw.IN_DELETE_SELF,
-    "move_self": raw.IN_MOVE_SELF,
-}
-
-
-def kinds_of_mask(mask: int) -> list[str]:
-    """The record kinds a mask asks for (the inverse of :func:`mask_from_kinds`)."""
-    return [kind for kind, bits in EVENT_BITS.items() if mask & bits]
-
-
-def mask_from_kinds(kinds: str) -> int:
-    """``"create,delete,rename"`` -> an inotify mask. ValueError names an unknown kind."""
-    mask = 0
-    for kind in (k.strip() for k in kinds.split(",") if k.strip()):
-        if kind not in EVENT_BITS:
-            raise ValueError(f"unknown event kind {kind!r} (known: {', '.join(EVENT_BITS)})")
-        mask |= EVENT_BITS[kind]
-    return mask
+#: Re-exported: the kinds of ``--events`` live in :mod:`normalizer.core.filters` (shared with fanotify).
+__all__ = ["EVENT_BITS", "InotifySource", "kinds_of_mask", "mask_from_kinds"]
 
 
 class InotifySource(LiveSource):
@@ -104,9 +75,10 @@ class InotifySource(LiveSource):
         if not MIN_READ_BUFSIZE <= read_size <= 4 << 20:
             raise SourceError(f"read_size must be between {MIN_READ_BUFSIZE} bytes and 4 MiB")
         required = _REQUIRED_MASK | (_SHADOW_MASK if rescan else 0)
-        kinds = None if mask & required == required else kinds_of_mask(mask)
+        kinds = reported_kinds(mask, required)
         super().__init__(roots, path_filter=PathFilter(include, exclude, kinds), capture=capture, rescan=rescan)
         self.mask = (mask | required) & raw.IN_ALL_EVENTS
+        self.announce_scans = bool(self.mask & (raw.IN_OPEN | raw.IN_ACCESS | raw.IN_CLOSE_NOWRITE))
         self.options: dict[str, Any] = {
             "window_ns": window_ns,
             "max_wait_ns": max(max_wait_ns, window_ns),

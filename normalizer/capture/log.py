@@ -321,7 +321,9 @@ class CaptureIssue:
 
 
 #: The record kinds a source notice may carry.
-_NOTICE_KINDS = frozenset({"create", "delete", "modify", "attrib", "error", "watch_end", "overflow", "unknown"})
+#: ``scan`` makes no record: it announces that fsnorm lists a directory (normalizer.core.ownscan).
+_NOTICE_KINDS = frozenset({"create", "delete", "modify", "attrib", "error", "watch_end", "overflow", "unknown",
+                           "scan"})
 
 
 def _int(value: Any, what: str, bounds: tuple[int, int]) -> int:

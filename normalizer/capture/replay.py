@@ -44,6 +44,7 @@ def fanotify_normalizer_for(options: dict[str, Any], **overrides: Any) -> Fanoti
         use_rename=bool(options.get("use_rename", True)),
         mark_mode="filesystem" if mark_mode == "filesystem" else "inode",
         path_filter=PathFilter(options.get("include", ()), options.get("exclude", ())),
+        own_pid=options.get("own_pid"),
     )
 
 

@@ -32,6 +32,18 @@ session gave. What it knows about fanotify (DESIGN.md, tests/test_fanotify_sys.p
   the flag says that the history is not exact. A merge of two *identical* events (``mv x y; mv y x; mv x y``
   read as two FAN_RENAMEs) leaves no trace in the mask and cannot be flagged: no event stream can tell it
   from two renames.
+* **A directory renamed back and forth before fsnorm reads** (``w0 -> w0b``, ``w0b -> w0``, ``w0 -> w0b``
+  by one process): the kernel merges the second ``w0 -> w0b`` into the first, unread one, and nothing in
+  the stream shows it. Every event below that directory after that carries its handle, and the path fsnorm
+  would give it is the cache's guess. So within a *window* (the events since the queue was last seen empty;
+  only those can have merged), a directory renamed back to a place it left is *uncertain*: that rename and
+  its later ones are flagged ``merged`` (each may stand for several), and every record below it gets the
+  bare name, flag ``unresolved`` and a message, instead of a path that may be wrong. Once the queue is seen
+  empty, the source resolves the directory's handle (``open_by_handle_at``: its place now) and, if the queue
+  is still empty after that (so no rename came between), feeds it as a ``HandleResolved``: the cache moves
+  the subtree there, a ``synthesized`` + ``merged`` rename record says where the directory went if that
+  differs from the last record, and records are exact again. The first rename of the cycle (read before the
+  cycle showed) cannot be flagged.
 * **Events without a directory.** With a filesystem mark the kernel also reports a file's own MOVE_SELF,
   DELETE_SELF and link-count ATTRIB, with the file's handle only. inotify's directory watches never report
   them, the rename / delete records already say it all, and there is no path to give them: they are dropped
@@ -73,6 +85,8 @@ from .fanotify_abi import (
 )
 from .filters import PathFilter
 from .matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS, Half, Matcher
+from .ownscan import SCAN_BITS, OwnScans
+from .tmpfile import TmpfileNames
 from .tree import DirCache
 
 MarkMode = Literal["inode", "filesystem"]
@@ -208,8 +222,13 @@ class FanotifyNormalizer(NormalizerBase):
         use_rename: bool = True,
         mark_mode: MarkMode = "inode",
         path_filter: PathFilter | None = None,
+        own_pid: int | None = None,
     ) -> None:
         self.cache = DirCache()
+        #: fsnorm's own pid: the open/access/close_nowrite of its announced directory listings are dropped
+        #: (core/ownscan.py); None: nothing is dropped.
+        self.own_pid = own_pid
+        self.own_scans = OwnScans()
         self.matcher = Matcher(
             window_ns=window_ns, max_wait_ns=max_wait_ns, max_pending=max_pending, strict_order=strict_order
         )
@@ -234,6 +253,10 @@ class FanotifyNormalizer(NormalizerBase):
         self._kernel_created: set[bytes] = set()
         #: Filesystem mark: directories moved in from outside whose MOVE_SELF (which follows) is not reported.
         self._arrived: set[bytes] = set()
+        #: Directories renamed in the current window: fid -> the paths they left (module docstring), and the
+        #: directories whose place is uncertain until resolved again.
+        self._left: dict[bytes, set[bytes]] = {}
+        self._uncertain: dict[bytes, None] = {}
         #: Counters a caller may report (all dropped on purpose; see the module docstring).
         self.stats: dict[str, int] = {
             "dropped_moves": 0,
@@ -243,7 +266,10 @@ class FanotifyNormalizer(NormalizerBase):
             "dropped_unresolved": 0,
             "unresolved_records": 0,
             "merged_events": 0,
+            "dropped_tmpfile": 0,
         }
+        #: Events on an unnamed O_TMPFILE file's "#<inode>" name are dropped (normalizer.core.tmpfile).
+        self.tmpfiles = TmpfileNames()
 
     # -- what the source must act on -----------------------------------------------------------------------
 
@@ -282,6 +308,11 @@ class FanotifyNormalizer(NormalizerBase):
         self._new_dirs.clear()
         return out
 
+    def uncertain_dirs(self) -> list[bytes]:
+        """Directory fids whose place is uncertain (module docstring): once the queue was seen empty, the
+        source resolves each and feeds the ``HandleResolved`` if the queue is still empty after that."""
+        return list(self._uncertain)
+
     def take_retired(self) -> list[bytes]:
         """Directory fids that left the tree since the last call (the source may remove their marks)."""
         out = self._retire_requests
@@ -297,9 +328,17 @@ class FanotifyNormalizer(NormalizerBase):
         out: list[Rec] = []
         m = self.matcher
         if isinstance(item, raw.HandleResolved):
-            self._resolved(item)
+            if item.fid in self._uncertain:
+                self._placed_again(item, out)
+            else:
+                self._resolved(item)
+        elif isinstance(item, raw.SourceNotice) and item.kind == "scan":
+            if self.own_pid is not None:
+                self.own_scans.expect(item.path)
         elif isinstance(item, raw.Tick):
             self._synthesized.clear()
+            self.own_scans.clear()
+            self._left.clear()
             m.begin(item.t_ns)
             m.advance(item.t_ns, out)
         elif isinstance(item, raw.SourceNotice):
@@ -308,6 +347,7 @@ class FanotifyNormalizer(NormalizerBase):
                 if item.path in self._kernel_created:
                     return out  # the kernel reported it already (filesystem mark, directory moved in)
                 self._synthesized.add(item.path)
+                self.tmpfiles.appeared(item.path, item.path.rpartition(b"/")[2])
             m.push(Rec.note(item.kind, item.path, item.is_dir, item.t_ns, 0, flags=item.flags,
                             message=item.message or None, source="fanotify"), out)
             m.end(item.t_ns, False, out)
@@ -361,14 +401,20 @@ class FanotifyNormalizer(NormalizerBase):
         slow = self._slow
         stats = self.stats
         fresh = self._fresh
+        uncertain = self._uncertain
         for ev in batch.events:
             mask, pid, d, nm, d2, nm2, obj, _extra = ev
+            if uncertain:
+                slow(ev, t, out)
+                continue
             if mask == rename_bit:
                 if use_rename:
                     p1 = prefixes.get(d)
                     p2 = prefixes.get(d2)
                     if p1 is not None and p2 is not None and obj is not None:
                         rec = FanRec("rename", p1 + nm, False, t, mask, p2 + nm2, (), pid, obj.hex())
+                        if nm2[:1] == b"#":  # a real "#<digits>" name (a src one stays known: harmless)
+                            self.tmpfiles.appeared(rec.dst, nm2)
                         if held:
                             push(rec, out)
                         else:
@@ -386,6 +432,8 @@ class FanotifyNormalizer(NormalizerBase):
                         path = p + nm
                         if synthesized and self._seen_by_scan(mask, path):
                             continue
+                        if nm[0] == 35 and self._tmpfile(mask, path, nm):  # b"#"
+                            continue
                         rec = FanRec(kind, path, False, t, mask, b"", (), pid, None if obj is None else obj.hex())
                         if held:
                             push(rec, out)
@@ -400,6 +448,8 @@ class FanotifyNormalizer(NormalizerBase):
             slow(ev, t, out)
         if batch.drained:
             synthesized.clear()
+            self.own_scans.clear()
+            self._left.clear()
         m.end(t, batch.drained, out, backlog=batch.backlog, consumed=len(batch.events))
         return out
 
@@ -415,6 +465,27 @@ class FanotifyNormalizer(NormalizerBase):
         if mask & (FAN_DELETE | FAN_MOVED_FROM | FAN_RENAME):
             synthesized.discard(path)
         return False
+
+    def _tmpfile(self, bit: int, path: bytes, name: bytes) -> bool:
+        """True if this (non-directory) event is on an unnamed O_TMPFILE file's "#<inode>" name (drop it);
+        creates and deletes keep the set of real names of that form (:mod:`.tmpfile`)."""
+        tmp = self.tmpfiles
+        if bit == FAN_CREATE:
+            tmp.appeared(path, name)
+            return False
+        if bit == FAN_DELETE:
+            tmp.gone(path)
+            return False
+        if tmp.drop(path, name):
+            self.stats["dropped_tmpfile"] += 1
+            return True
+        return False
+
+    def _tmpfile_renamed(self, src: bytes, dst: bytes, dst_name: bytes) -> None:
+        if src:
+            self.tmpfiles.gone(src)
+        if dst:
+            self.tmpfiles.appeared(dst, dst_name)
 
     def _note_fresh_create(self, path: bytes) -> None:
         for top in self._fresh:
@@ -479,11 +550,26 @@ class FanotifyNormalizer(NormalizerBase):
             self._unplaced(kind, d, nm, is_dir, t, mask, pid, obj, merged, out)
             return
         m = self.matcher
+        if self._uncertain and self._is_uncertain(prefix):
+            self._uncertain_record(kind, d, nm, is_dir, t, mask, pid, d.hex() if nm in (b".", b"") else oid,
+                                   merged, out)
+            if bit == FAN_DELETE_SELF and nm in (b".", b""):
+                self.cache.remove(d)
+                self._uncertain.pop(d, None)
+            elif is_dir and obj is not None and nm not in (b".", b""):
+                if bit == FAN_CREATE:
+                    self._dir_arrived(obj, prefix + nm, moved_in=False)
+                elif bit == FAN_DELETE:
+                    self.cache.remove(obj)
+            return
         if nm in (b".", b""):  # an event on the directory ``d`` itself
             path = prefix[:-1] if len(prefix) > 1 else prefix
             oid = d.hex()
             if bit == FAN_MOVE_SELF:
                 self._move_self(d, path, t, mask, pid, merged, out)
+            elif bit & SCAN_BITS and pid == self.own_pid and self.own_scans.expected and \
+                    self.own_scans.own(bit, path):
+                return  # fsnorm's own listing of the directory
             elif bit == FAN_DELETE_SELF:
                 m.push(FanRec("delete_self", path, True, t, mask, b"", merged, pid, oid), out)
                 end = FanRec("watch_end", path, True, t, mask, b"", (), pid, oid)
@@ -494,6 +580,8 @@ class FanotifyNormalizer(NormalizerBase):
                 m.push(FanRec(kind, path, is_dir, t, mask, b"", merged, pid, oid), out)
             return
         path = prefix + nm
+        if not is_dir and nm[:1] == b"#" and self._tmpfile(bit, path, nm):
+            return
         if bit == FAN_CREATE:
             if self._synthesized and self._seen_by_scan(FAN_CREATE, path):
                 return
@@ -558,6 +646,17 @@ class FanotifyNormalizer(NormalizerBase):
         is_dir = bool(mask & FAN_ONDIR)
         src, why_src = self._side(d, nm)
         dst, why_dst = self._side(d2, nm2)
+        cached_src, cached_dst = src, dst  # the cache's view, which the upkeep below follows
+        if self._uncertain:
+            if src and d is not None and self._is_uncertain(self.cache.prefix_by_key[d]):
+                src, why_src = b"", f"directory {d.hex()} (its place is uncertain: {self._why_uncertain}), " \
+                    f"name {nm!r}"
+            if dst and d2 is not None and self._is_uncertain(self.cache.prefix_by_key[d2]):
+                dst, why_dst = b"", f"directory {d2.hex()} (its place is uncertain: {self._why_uncertain}), " \
+                    f"name {nm2!r}"
+        if is_dir and obj is not None and cached_src and cached_dst and self._cycle(obj, cached_src, cached_dst) \
+                and Flag.MERGED not in merged:
+            merged = (*merged, Flag.MERGED)
         if not src and not dst and why_src is None and why_dst is None:
             # Entirely outside the tree (filesystem mark) or unresolvable there.
             self.stats["dropped_outside" if self.mark_mode == "inode" or d in self._outside or d in self._retired
@@ -573,9 +672,68 @@ class FanotifyNormalizer(NormalizerBase):
             self.stats["unresolved_records"] += 1
         if self._synthesized and src:
             self._seen_by_scan(FAN_RENAME, src)
+        if not is_dir and (nm[:1] == b"#" or nm2[:1] == b"#"):
+            self._tmpfile_renamed(src, dst, nm2)
         self.matcher.push(rec, out)
         if is_dir and obj is not None:
-            self._dir_moved(obj, src, dst)
+            self._dir_moved(obj, cached_src, cached_dst)
+
+    # -- directories renamed back and forth (module docstring) --------------------------------------------
+
+    _why_uncertain = "renamed back and forth by events the kernel may have merged"
+
+    def _cycle(self, key: bytes, src: bytes, dst: bytes) -> bool:
+        """Note a directory rename of this window; True if the directory is (now) uncertain: it went back to
+        a place it left in this window, or was uncertain already."""
+        if len(self._left) > _NEGATIVE_CACHE:  # a queue never seen empty: forget the oldest window's moves
+            self._left.clear()
+        left = self._left.setdefault(key, set())
+        left.add(src)
+        if dst in left and key not in self._uncertain:
+            self._uncertain[key] = None
+        return key in self._uncertain
+
+    def _is_uncertain(self, prefix: bytes) -> bool:
+        """True if the directory with this cached ``path + "/"`` is, or is below, an uncertain directory."""
+        prefixes = self.cache.prefix_by_key
+        for key in self._uncertain:
+            top = prefixes.get(key)
+            if top is not None and prefix.startswith(top):
+                return True
+        return False
+
+    def _uncertain_record(self, kind: str, d: bytes, nm: bytes, is_dir: bool, t: int, mask: int, pid: int,
+                          oid: str | None, merged: tuple[str, ...], out: list[Rec]) -> None:
+        name = b"" if nm == b"." else nm
+        rec = FanRec(kind, name, is_dir, t, mask, b"", (*merged, Flag.UNRESOLVED), pid, oid)
+        rec.message = f"directory handle {d.hex()}: its place is uncertain ({self._why_uncertain}); path is " \
+            "the bare name"
+        self.stats["unresolved_records"] += 1
+        self.matcher.push(rec, out)
+
+    def _placed_again(self, item: raw.HandleResolved, out: list[Rec]) -> None:
+        """An uncertain directory resolved while the queue was empty: where it is now is where it was at the
+        last event read. Move its subtree there; say so with a synthesized rename if that is news."""
+        key = item.fid
+        del self._uncertain[key]
+        old = self.cache.path(key)
+        new = item.path if item.status == "ok" and item.path is not None and not self._excluded(item.path) \
+            else b""
+        if old is None or old == new:
+            if old is None:
+                self._resolved(item)
+            return
+        m = self.matcher
+        m.begin(item.t_ns)
+        flags = ((Flag.UNWATCHED,) if not new else ()) + (Flag.MERGED, Flag.SYNTHESIZED)
+        rec = FanRec("rename", old, True, item.t_ns, 0, new, flags, None, key.hex())
+        rec.message = f"where the directory is now: its renames were merged by the kernel ({item.status})"
+        m.push(rec, out)
+        if new:
+            self.cache.move(old, new, key)
+        else:
+            self._retire(old, key)
+        m.end(item.t_ns, False, out)
 
     def _dir_moved(self, key: bytes, src: bytes, dst: bytes) -> None:
         """Keep the cache in step with a directory rename (either side may be outside the tree)."""
@@ -583,8 +741,8 @@ class FanotifyNormalizer(NormalizerBase):
         if dst and self._excluded(dst):
             dst = b""
         if src and dst:
-            if cache.key(src) is not None:
-                cache.move(src, dst)
+            if cache.key(src) is not None or key in cache:
+                cache.move(src, dst, key)  # by key: the second half of an exchange moves the displaced side
                 if cache.path(key) != dst:
                     cache.add(key, dst)
             else:

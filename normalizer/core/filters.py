@@ -17,9 +17,58 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..records import Rec
+from . import raw
+from .fanotify_abi import FAN_MOVED_FROM, FAN_MOVED_TO, FAN_RENAME
 
 #: Record kinds about the stream itself, never filtered out.
 _ALWAYS = frozenset({"overflow", "watch_end", "error", "unknown"})
+
+#: Event kinds a user can ask for (``--events``), and their inotify bits. ``rename`` asks for both halves.
+#: fanotify's event bits are the same numbers, except that its single rename event is FAN_RENAME.
+EVENT_BITS: dict[str, int] = {
+    "access": raw.IN_ACCESS,
+    "modify": raw.IN_MODIFY,
+    "attrib": raw.IN_ATTRIB,
+    "close_write": raw.IN_CLOSE_WRITE,
+    "close_nowrite": raw.IN_CLOSE_NOWRITE,
+    "open": raw.IN_OPEN,
+    "rename": raw.IN_MOVED_FROM | raw.IN_MOVED_TO,
+    "create": raw.IN_CREATE,
+    "delete": raw.IN_DELETE,
+    "delete_self": raw.IN_DELETE_SELF,
+    "move_self": raw.IN_MOVE_SELF,
+}
+#: The rename bits of a fanotify mask.
+FAN_RENAME_BITS = FAN_RENAME | FAN_MOVED_FROM | FAN_MOVED_TO
+
+
+def kinds_of_mask(mask: int, *, fanotify: bool = False) -> list[str]:
+    """The record kinds a mask asks for (the inverse of :func:`mask_from_kinds`); ``fanotify``: a fanotify
+    mask (FAN_RENAME is ``rename`` too)."""
+    out = [kind for kind, bits in EVENT_BITS.items() if mask & bits]
+    if fanotify and mask & FAN_RENAME and "rename" not in out:
+        out.append("rename")
+    return out
+
+
+def mask_from_kinds(kinds: str) -> int:
+    """``"create,delete,rename"`` -> an inotify mask. ValueError names an unknown kind."""
+    mask = 0
+    for kind in (k.strip() for k in kinds.split(",") if k.strip()):
+        if kind not in EVENT_BITS:
+            raise ValueError(f"unknown event kind {kind!r} (known: {', '.join(EVENT_BITS)})")
+        mask |= EVENT_BITS[kind]
+    return mask
+
+
+def reported_kinds(asked: int, required: int, *, fanotify: bool = False) -> list[str] | None:
+    """The kinds to report when the user asked for the events of mask ``asked`` and the source must watch
+    ``required`` as well to keep its watch table / directory cache right: None (report everything watched)
+    if ``asked`` covers ``required``, else the kinds ``asked`` names. Both sources decide this way, so that
+    ``--events`` filters what is reported and never what keeps the paths right."""
+    if asked & required == required:
+        return None
+    return kinds_of_mask(asked, fanotify=fanotify)
 
 
 def _compile(patterns: Sequence[str | bytes]) -> re.Pattern[bytes] | None:

@@ -22,6 +22,8 @@ from ..records import Flag, Rec
 from . import raw
 from .base import NormalizerBase
 from .matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS, Half, Matcher
+from .ownscan import SCAN_BITS, OwnScans
+from .tmpfile import TmpfileNames
 from .tree import WatchTable, join
 
 #: Single event bit -> record kind, for the bits that are plain one-path records.
@@ -71,6 +73,10 @@ class InotifyNormalizer(NormalizerBase):
         self._retire_requests: list[int] = []
         #: Counters a caller may report: events for retired watches (expected, dropped by design).
         self.retired_events = 0
+        #: Events on an unnamed O_TMPFILE file's "#<inode>" name are dropped (counted in ``tmpfiles.dropped``).
+        self.tmpfiles = TmpfileNames()
+        #: fsnorm's own directory listings, whose open/access/close_nowrite are dropped (core/ownscan.py).
+        self.own_scans = OwnScans()
 
     # -- what the source must act on -----------------------------------------------------------------------
 
@@ -98,6 +104,11 @@ class InotifyNormalizer(NormalizerBase):
         if isinstance(item, raw.InotifyBatch):
             return self.feed_batch(item)
         out: list[Rec] = []
+        if isinstance(item, raw.SourceNotice) and item.kind == "scan":
+            # Its events come on its own watch, and on its parent's when that is watched.
+            parent = item.path.rstrip(b"/").rpartition(b"/")[0] or b"/"
+            self.own_scans.expect(item.path, 2 if self.table.key(parent) is not None else 1)
+            return out
         m = self.matcher
         m.begin(item.t_ns)
         if isinstance(item, raw.WatchAdded):
@@ -108,11 +119,13 @@ class InotifyNormalizer(NormalizerBase):
             self._retired.add(item.wd)
         elif isinstance(item, raw.Tick):
             self._synthesized.clear()
+            self.own_scans.clear()
             m.advance(item.t_ns, out)
             return out
         elif isinstance(item, raw.SourceNotice):
             if item.kind == "create" and Flag.SYNTHESIZED in item.flags:
                 self._synthesized.add(item.path)
+                self.tmpfiles.appeared(item.path, item.path.rpartition(b"/")[2])
             m.push(Rec.note(item.kind, item.path, item.is_dir, item.t_ns, 0, flags=item.flags,
                             message=item.message or None), out)
         m.end(item.t_ns, False, out)
@@ -141,6 +154,8 @@ class InotifyNormalizer(NormalizerBase):
         isdir_bit = raw.IN_ISDIR
         kinds = _KIND_BY_BIT
         synthesized = self._synthesized
+        tmpfiles = self.tmpfiles
+        own = self.own_scans.expected
         pf_path: bytes | None = None  # the lookahead slot: a file MOVED_FROM not yet given to the matcher
         pf_mask = pf_cookie = 0
         for wd, mask, cookie, name in batch.events:
@@ -149,6 +164,8 @@ class InotifyNormalizer(NormalizerBase):
             if pf_path is not None:
                 if bit == moved_to and cookie == pf_cookie and prefix is not None and name and mask == bit:
                     rec = Rec("rename", pf_path, False, t, pf_mask | mask, cookie, prefix + name)
+                    if name[0] == 35:  # b"#"
+                        tmpfiles.appeared(rec.dst, name)
                     if held:
                         push(rec, out)
                     else:
@@ -163,6 +180,8 @@ class InotifyNormalizer(NormalizerBase):
             if bit == moved_from:
                 if synthesized:
                     synthesized.discard(prefix + name)
+                if name[0] == 35:
+                    tmpfiles.gone(prefix + name)
                 if mask == bit and cookie not in pending:
                     pf_path, pf_mask, pf_cookie = prefix + name, mask, cookie
                     continue
@@ -175,6 +194,8 @@ class InotifyNormalizer(NormalizerBase):
                 rec = m.push_to(cookie, prefix + name, is_dir, t, mask, cookie, out)
                 if is_dir:
                     self._dir_arrived(rec, wd, name)
+                elif name[0] == 35:
+                    tmpfiles.appeared(prefix + name, name)
             else:
                 kind = kinds.get(bit)
                 if kind is None or (synthesized and self._seen_by_scan(bit, prefix + name)):
@@ -182,6 +203,10 @@ class InotifyNormalizer(NormalizerBase):
                         self._slow(wd, mask, cookie, name, t, out)
                     continue
                 is_dir = mask & isdir_bit != 0
+                if name[0] == 35 and not is_dir and self._tmpfile(bit, prefix + name, name):
+                    continue
+                if own and bit & SCAN_BITS and self.own_scans.own(bit, prefix + name):
+                    continue
                 if held:
                     push(Rec(kind, prefix + name, is_dir, t, mask), out)
                 else:
@@ -192,6 +217,8 @@ class InotifyNormalizer(NormalizerBase):
             m.push_from(Half(pf_path, False, t, pf_mask, pf_cookie, pf_cookie), out)
         if batch.drained:
             self._synthesized.clear()
+            if own:
+                self.own_scans.clear()
         m.end(t, batch.drained, out, backlog=batch.backlog, consumed=batch.nbytes)
         return out
 
@@ -207,6 +234,23 @@ class InotifyNormalizer(NormalizerBase):
         if bit == raw.IN_DELETE:
             synthesized.discard(path)
         return False
+
+    def _dropped(self, bit: int, path: bytes, name: bytes, is_dir: bool) -> bool:
+        """True if a plain event is not reported: an unnamed tmpfile's, or of fsnorm's own listing."""
+        if not is_dir and name[:1] == b"#" and self._tmpfile(bit, path, name):
+            return True
+        return bool(self.own_scans.expected) and bit & SCAN_BITS != 0 and self.own_scans.own(bit, path)
+
+    def _tmpfile(self, bit: int, path: bytes, name: bytes) -> bool:
+        """True if this event is on an unnamed O_TMPFILE file's "#<inode>" name (drop it); a create or delete
+        of a real name of that form keeps the table of real ones (see :mod:`.tmpfile`)."""
+        if bit == raw.IN_CREATE:
+            self.tmpfiles.appeared(path, name)
+            return False
+        if bit == raw.IN_DELETE:
+            self.tmpfiles.gone(path)
+            return False
+        return self.tmpfiles.drop(path, name)
 
     # -- the less common cases -----------------------------------------------------------------------------
 
@@ -254,12 +298,15 @@ class InotifyNormalizer(NormalizerBase):
         full = join(path, name)
         if bits == raw.IN_MOVED_FROM:
             m.push_from(Half(full, is_dir, t, mask, cookie, cookie), out)
+            self.tmpfiles.gone(full)
             if is_dir:
                 self._dir_left(cookie, full)
         elif bits == raw.IN_MOVED_TO:
             rec = m.push_to(cookie, full, is_dir, t, mask, cookie, out)
             if is_dir:
                 self._dir_arrived(rec, wd, name)
+            else:
+                self.tmpfiles.appeared(full, name)
         elif bits == raw.IN_MOVE_SELF:
             self._move_self(wd, path, mask, t, out)
         elif bits == raw.IN_IGNORED:
@@ -269,7 +316,7 @@ class InotifyNormalizer(NormalizerBase):
         elif bits == 0:
             m.push(Rec.note("unknown", full, is_dir, t, mask, cookie=cookie or None,
                             message="event with no event bit"), out)
-        else:
+        elif not self._dropped(bits, full, name, is_dir):
             m.push(Rec(_KIND_BY_BIT[bits], full, is_dir, t, mask), out)
 
     def _move_self(self, wd: int, path: bytes, mask: int, t: int, out: list[Rec]) -> None:

@@ -5,6 +5,14 @@ handle (:data:`DirCache`, keyed by the fid ``bytes``); both are a :class:`PathTa
 absolute. A directory renamed inside the tree keeps its key, so every path *below* it must be rewritten at once;
 a sorted map from path to key makes that a range operation (every key in ``[old + b"/", old + b"0")`` is below
 ``old``, because ``b"0"`` is the byte right after ``b"/"``).
+
+A directory moved onto a path where another known directory sits does not erase that one: the occupant and
+its subtree are *displaced* (out of the path index, still known by key with the path they had). Either it was
+replaced (an empty directory renamed over; its DELETE_SELF / IN_IGNORED ends it, at the path it had) or it is
+the other side of a ``renameat2(RENAME_EXCHANGE)``, whose second half moves it to where the first one came
+from: :meth:`PathTable.move` then moves the displaced subtree (the caller passes the moved directory's key when
+it has one, as fanotify does; inotify has none, and the second half of an exchange is recognised by its paths:
+from where the first half went, to where it came from).
 """
 
 from __future__ import annotations
@@ -34,6 +42,10 @@ class PathTable(Generic[K]):
         #: stored.
         self.prefix_by_key: dict[K | None, bytes] = {}
         self._key_by_path: SortedDict = SortedDict()
+        #: Displaced subtrees (module docstring) by the path they were displaced at: (keys, the path the
+        #: directory that displaced them came from); and each displaced key's group path.
+        self._displaced: dict[bytes, tuple[list[K], bytes]] = {}
+        self._group_of: dict[K, bytes] = {}
 
     def __len__(self) -> int:
         return len(self._path_by_key)
@@ -58,6 +70,7 @@ class PathTable(Generic[K]):
 
     def add(self, key: K, path: bytes) -> None:
         """Map ``key`` to ``path``, replacing whatever either was mapped to before."""
+        self._undisplace(key)
         old = self._path_by_key.get(key)
         if old is not None and self._key_by_path.get(old) == key:
             del self._key_by_path[old]
@@ -70,6 +83,7 @@ class PathTable(Generic[K]):
         """Forget ``key``; return the path it had."""
         path = self._path_by_key.get(key)
         if path is not None:
+            self._undisplace(key)
             self._forget(key)
         return path
 
@@ -84,17 +98,59 @@ class PathTable(Generic[K]):
                    if p != path)  # a path ending in "/" (the root "/") falls in its own range
         return out
 
-    def move(self, old: bytes, new: bytes) -> int:
-        """A directory moved from ``old`` to ``new``: rewrite it and everything below. Returns how many."""
+    def move(self, old: bytes, new: bytes, key: K | None = None) -> int:
+        """A directory (``key``, when the caller knows it) moved from ``old`` to ``new``: rewrite it and
+        everything below; displace what was known at ``new`` and below. Returns how many moved."""
         if old == new:
             return 0
-        moved = self.below(old)
-        for _, key in moved:
-            self._forget(key)
-        base, new_base = old.rstrip(b"/"), new.rstrip(b"/")
-        for path, key in moved:
-            self._place(key, new if path == old else new_base + path[len(base):])
+        group = self._group_of.get(key) if key is not None else None
+        if group is not None and self._path_by_key[key] != group:  # type: ignore[index]
+            group = None  # a directory below a displaced one: not what the group's second half moves
+        if group is None and key is None and old in self._displaced and self._displaced[old][1] == new:
+            group = old  # the second half of an exchange (module docstring)
+        if group is not None:
+            keys, _ = self._displaced.pop(group)
+            for k in keys:
+                del self._group_of[k]
+            base = group.rstrip(b"/")
+            moved = [(self._path_by_key[k], k) for k in keys]
+        else:
+            base = old.rstrip(b"/")
+            moved = self.below(old)
+            for _, k in moved:
+                self._forget(k)
+        self._displace(new, old)
+        new_base = new.rstrip(b"/")
+        for path, k in moved:
+            self._set(k, new if path.rstrip(b"/") == base else new_base + path[len(base):])
         return len(moved)
+
+    def _displace(self, path: bytes, by_move_from: bytes) -> None:
+        """Take ``path`` and what is below it out of the path index (a move is about to land there)."""
+        occupants = self.below(path)
+        if not occupants:
+            return
+        keys = [k for _, k in occupants]
+        for k in keys:
+            self._undisplace(k)
+            del self._key_by_path[self._path_by_key[k]]
+        previous = self._displaced.get(path)
+        if previous is not None:  # an older displaced group there (a replaced directory not yet ended)
+            for k in previous[0]:
+                self._group_of.pop(k, None)
+        self._displaced[path] = (keys, by_move_from)
+        for k in keys:
+            self._group_of[k] = path
+
+    def _undisplace(self, key: K) -> None:
+        """``key`` is no longer displaced (removed, or mapped anew)."""
+        group = self._group_of.pop(key, None)
+        if group is None:
+            return
+        keys = self._displaced[group][0]
+        keys.remove(key)
+        if not keys:
+            del self._displaced[group]
 
     def remove_below(self, path: bytes) -> list[K]:
         """Forget ``path`` and everything under it; return their keys (the source removes the kernel watches)."""
@@ -107,11 +163,6 @@ class PathTable(Generic[K]):
     def _range(path: bytes) -> tuple[bytes, bytes]:
         base = path.rstrip(b"/")
         return base + b"/", base + b"0"
-
-    def _place(self, key: K, path: bytes) -> None:
-        """Put a moved key at its new path. By default a key already mapped to that path (a directory the move
-        replaced) keeps its entry until its own end is reported (inotify: DELETE_SELF, IN_IGNORED)."""
-        self._set(key, path)
 
     def _set(self, key: K, path: bytes) -> None:
         self._path_by_key[key] = path
@@ -131,8 +182,3 @@ class WatchTable(PathTable[int]):
 
 class DirCache(PathTable[bytes]):
     """fanotify's cache: directory fid (see :func:`normalizer.core.raw.fid_pack`) <-> directory path."""
-
-    def _place(self, key: bytes, path: bytes) -> None:
-        """A directory a move replaced is forgotten at once: its fid is then unknown, and the fanotify
-        normalizer drops the events of an unknown directory (it resolves none here; see its module doc)."""
-        self.add(key, path)
