@@ -49,3 +49,21 @@ class CapabilityError(SourceError):
     def __init__(self, message: str, *, capability: str) -> None:
         super().__init__(message)
         self.capability = capability
+
+
+class ProtocolError(FsnormError):
+    """A peer of ``fsnorm serve`` / ``subscribe`` sent bytes that break wire protocol v1 (garbage, a frame
+    over the size limit, a truncated or malformed frame, a frame out of order), or the other side closed the
+    connection with an ERROR frame. ``code`` is the wire error code (normalizer.net.wire.E_*)."""
+
+    def __init__(self, message: str, *, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class SubscriptionError(FsnormError):
+    """A subscription could not be made or ended abnormally: address unreachable, path refused, dropped."""
+
+    def __init__(self, message: str, *, code: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
