@@ -137,3 +137,20 @@ def quiet(collector: Collector, *, idle: float = 0.5, limit: float = 60.0) -> No
         elif time.monotonic() - since >= idle:
             return
         time.sleep(0.05)
+
+
+_STORM = """
+import os, sys
+d, start, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for i in range(start, start + n):
+    a, b = os.path.join(d, f"s{i}"), os.path.join(d, f"t{i}")
+    with open(a, "w") as f:
+        f.write("x")
+    os.rename(a, b)
+    os.unlink(b)
+"""
+
+
+def storm(directory: Path, n: int, start: int = 0) -> None:
+    """n x (create+write, rename, delete) in another process (so this one's threads keep reading)."""
+    subprocess.run([sys.executable, "-c", _STORM, str(directory), str(start), str(n)], check=True, timeout=300)
