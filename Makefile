@@ -48,7 +48,7 @@ bench-full: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m benchmarks.soak --minutes $(SOAK_MINUTES)
 
-## fuzz: the atheris fuzzers (capture reader, normalizer) for FUZZ_SECONDS each, side by side
+## fuzz: the atheris fuzzers (capture reader, normalizer, wire protocol) for FUZZ_SECONDS each, side by side
 fuzz: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[fuzz]'
 	PYTHON=$(BIN)/python bash fuzz/run.sh $(FUZZ_SECONDS)

@@ -158,7 +158,7 @@ class Record:
     source: str = "inotify"
     object_id: bytes = b""
     message: str | None = None
-    kind_code: int = 0  #: the code as received (tells an unknown kind's code)
+    kind_code: int | None = None  #: the code as received (tells an unknown kind's code); None: from ``kind``
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,10 +208,11 @@ def _b16(data: bytes, what: str, limit: int) -> bytes:
 
 
 def kinds_mask(kinds: frozenset[str] | None) -> int:
-    """The u32 kind bitset (bit = kind code); 0 means every kind."""
+    """The u32 kind bitset (bit = kind code); 0 means every kind. Bit 0 (no kind has code 0) marks a set that
+    is given, so that an empty set is not read as "every kind"."""
     if kinds is None:
         return 0
-    mask = 0
+    mask = 1
     for kind in kinds:
         code = KIND_CODES.get(kind)
         if code is None:
@@ -252,7 +253,7 @@ def _record_body(r: Record) -> bytes:
         if bit is None:
             raise ProtocolError(f"record flag {f!r} has no wire bit", code=E_PROTOCOL)
         bits |= bit
-    code = r.kind_code or KIND_CODES.get(r.kind)
+    code = r.kind_code if r.kind_code is not None else KIND_CODES.get(r.kind)
     if code is None:
         raise ProtocolError(f"unknown record kind {r.kind!r}", code=E_PROTOCOL)
     source = SOURCES.index(r.source) if r.source in SOURCES else 255
