@@ -164,3 +164,24 @@ def test_fanotify_backend_serves_the_same_records_with_object_ids(tree: Path) ->
     assert [(r.src, r.dst, r.source) for r in ren] == [(b"data/a", b"data/sub/b", "fanotify")]
     create = next(r for r in recs if r.kind == "create")
     assert ren[0].object_id and ren[0].object_id == create.object_id  # the same object, opaque hex
+
+
+def test_cli_usage_errors_are_one_line_messages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from normalizer.cli.main import main
+
+    sock = f"unix:{tmp_path / 's.sock'}"
+    assert main(["serve", "--listen", sock]) == 2
+    assert main(["serve", str(tmp_path / "missing"), "--listen", sock]) == 2
+    assert main(["serve", str(tmp_path)]) == 2
+    assert main(["serve", str(tmp_path), "--listen", "udp:1"]) == 2
+    assert main(["serve", str(tmp_path), "--export", "a/b=" + str(tmp_path), "--listen", sock]) == 2
+    assert main(["subscribe", sock]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "fsnorm: error: nothing to serve: give PATH or --export NAME=ROOT",
+        f"fsnorm: error: export root '{tmp_path / 'missing'}' is not a directory",
+        "fsnorm: error: serve needs at least one --listen ADDR (unix:/path or tcp:HOST:PORT)",
+        "fsnorm: error: bad address 'udp:1': use unix:/path or tcp:HOST:PORT",
+        "fsnorm: error: bad export name b'a/b' (use --export NAME=ROOT)",
+        f"fsnorm: error: cannot connect to {sock}: No such file or directory",
+    ]

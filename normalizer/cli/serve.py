@@ -167,17 +167,18 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     fmt = format_remote(args.format)
     sub = subscribe(args.address, path=args.path, events=args.events, since=since, epoch=epoch, raw_records=True)
     signal.signal(signal.SIGTERM, lambda *_: sub.close())
-    sys.stdout.flush()
-    out = sys.stdout.fileno()
     try:
         sub.connect()
         _warn(f"subscribed to {args.address} (epoch {sub.epoch}, after seq {sub.last_seq})")
+        sys.stdout.flush()
+        out = sys.stdout.fileno()
         for batch in sub.batches():
             write_all(out, "".join(fmt(rec) + "\n" for rec in batch).encode())
     except SubscriptionError as exc:
         if sub.closed:
             return 0
-        _warn(f"error: {exc} (last seq {sub.last_seq}, epoch {sub.epoch})")
+        where = f" (resume with --since {sub.epoch}:{sub.last_seq})" if sub.epoch else ""
+        _warn(f"error: {exc}{where}")
         return 1
     except FsnormError as exc:
         _warn(f"error: {exc}")
