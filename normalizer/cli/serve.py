@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import signal
 import sys
@@ -101,6 +100,8 @@ def add_parsers(sub: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
     from ..api import make_source
     from ..net.exports import make_exports
     from ..net.server import Server, ServerOptions, parse_listen
