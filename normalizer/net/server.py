@@ -397,11 +397,14 @@ async def _read_frame(reader: asyncio.StreamReader, dec: wire.FrameDecoder) -> w
         dec.feed(data)
 
 
-async def _send_error(writer: asyncio.StreamWriter, code: int, message: str) -> None:
-    """Best effort: a client that does not read will not get it, and must not hold us up."""
+async def _send_error(writer: asyncio.StreamWriter, code: int, message: str, timeout: float = 10.0) -> None:
+    """Send the ERROR frame after everything already queued, and wait (at most ``timeout``: a client that does
+    not read must not hold a connection forever) until all of it reached the kernel, so that closing the
+    connection does not discard the reason."""
     with contextlib.suppress(Exception):
         writer.write(wire.encode(wire.Error(code, message[:1000])))
-        await asyncio.wait_for(writer.drain(), 1.0)
+        writer.transport.set_write_buffer_limits(high=0)  # drain() now waits for an empty buffer
+        await asyncio.wait_for(writer.drain(), timeout)
 
 
 def _bind_unix(path: str, mode: int) -> socket.socket:
