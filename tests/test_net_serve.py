@@ -185,3 +185,19 @@ def test_cli_usage_errors_are_one_line_messages(tmp_path: Path, capsys: pytest.C
         "fsnorm: error: bad export name b'a/b' (use --export NAME=ROOT)",
         f"fsnorm: error: cannot connect to {sock}: No such file or directory",
     ]
+
+
+def test_subscribe_frames_prints_the_debug_json_form(tree: Path) -> None:
+    srv = Server(tree / "s.sock", [str(tree / "data")])
+    try:
+        dbg = Subscriber(srv.addr, "--frames", "--events", "create")
+        (tree / "data" / "z").touch()
+        dbg.wait_lines(3)
+    finally:
+        srv.stop()
+    dbg.finish()
+    frames = dbg.records()
+    assert [f["frame"] for f in frames[:3]] == ["WELCOME", "SUBSCRIBED", "RECORD"]
+    assert frames[0]["exports"] == ["data"] and frames[0]["epoch"] == srv.epoch
+    assert (frames[2]["kind"], frames[2]["a"]["path"], frames[2]["a"]["name"]) == ("create", "data/z", "z")
+    assert frames[-1] == {"frame": "ERROR", "code": wire.E_SHUTDOWN, "message": "server shutting down"}

@@ -96,6 +96,8 @@ def add_parsers(sub: Any) -> None:
                    "first unless --epoch is given)")
     p.add_argument("--epoch", type=int, default=None, help="the epoch --since SEQ belongs to")
     p.add_argument("--format", choices=sorted(FORMATTERS), default="json")
+    p.add_argument("--frames", action="store_true",
+                   help="debug: print every protocol frame received as JSON (handshake included) instead of records")
     p.set_defaults(func=cmd_subscribe)
 
 
@@ -166,7 +168,17 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     if args.epoch is not None:
         epoch = args.epoch
     fmt = format_remote(args.format)
-    sub = subscribe(args.address, path=args.path, events=args.events, since=since, epoch=epoch, raw_records=True)
+    on_frame = None
+    if args.frames:
+        import json
+
+        from ..net.wire import Frame, frame_to_json
+
+        def on_frame(frame: Frame) -> None:
+            write_all(sys.stdout.fileno(), (json.dumps(frame_to_json(frame)) + "\n").encode())
+
+    sub = subscribe(args.address, path=args.path, events=args.events, since=since, epoch=epoch, raw_records=True,
+                    on_frame=on_frame)
     signal.signal(signal.SIGTERM, lambda *_: sub.close())
     try:
         sub.connect()
@@ -174,7 +186,8 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         out = sys.stdout.fileno()
         for batch in sub.batches():
-            write_all(out, "".join(fmt(rec) + "\n" for rec in batch).encode())
+            if not args.frames:
+                write_all(out, "".join(fmt(rec) + "\n" for rec in batch).encode())
     except SubscriptionError as exc:
         if sub.closed:
             return 0

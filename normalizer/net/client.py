@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from pydantic import Field
@@ -141,12 +141,13 @@ class Subscription:
     """A subscription to ``fsnorm serve``. Iterate it (``for``) or ``async for`` it; not both.
 
     ``raw_records=True`` yields :class:`~normalizer.records.Rec` (with ``seq`` and ``epoch`` attributes)
-    instead of the pydantic models."""
+    instead of the pydantic models; ``on_frame`` sees every frame received (debugging: ``--frames``)."""
 
     def __init__(self, addr: str, *, path: str | bytes = "", events: Iterable[str] | None = None,
                  since: int | None = None, epoch: int = 0, raw_records: bool = False,
-                 connect_timeout: float = 10.0) -> None:
+                 connect_timeout: float = 10.0, on_frame: Callable[[wire.Frame], object] | None = None) -> None:
         self.addr = addr
+        self.on_frame = on_frame
         self.family, self.where = parse_address(addr)
         self.session = _Session(_subscribe_frame(path, events, since, epoch))
         self.raw_records = raw_records
@@ -216,6 +217,8 @@ class Subscription:
         self._dec.feed(data)
         out: list[Rec] = []
         for frame in self._dec.frames():
+            if self.on_frame is not None:
+                self.on_frame(frame)
             recs, reply = self.session.receive(frame)
             out.extend(recs)
             if reply:
@@ -271,6 +274,8 @@ class Subscription:
                     raise SubscriptionError(f"{self.addr}: the server closed the connection")
                 dec.feed(data)
                 for frame in dec.frames():
+                    if self.on_frame is not None:
+                        self.on_frame(frame)
                     recs, reply = self.session.receive(frame)
                     if reply:
                         writer.write(reply)
@@ -281,11 +286,12 @@ class Subscription:
 
 
 def subscribe(addr: str, *, path: str | bytes = "", events: Iterable[str] | None = None, since: int | None = None,
-              epoch: int = 0, raw_records: bool = False, connect_timeout: float = 10.0) -> Subscription:
+              epoch: int = 0, raw_records: bool = False, connect_timeout: float = 10.0,
+              on_frame: Callable[[wire.Frame], object] | None = None) -> Subscription:
     """Subscribe to ``fsnorm serve`` at ``addr`` (``unix:/path`` or ``tcp:HOST:PORT``).
 
     ``path``: ``EXPORT`` or ``EXPORT/SUBDIR`` (default: every export). ``events``: record kinds to receive
     (stream kinds such as ``overflow`` and ``rescan`` always come). ``since``/``epoch``: resume after that
     record; a ``rescan`` record comes first if that is no longer possible. Use as ``for`` or ``async for``."""
     return Subscription(addr, path=path, events=events, since=since, epoch=epoch, raw_records=raw_records,
-                        connect_timeout=connect_timeout)
+                        connect_timeout=connect_timeout, on_frame=on_frame)
