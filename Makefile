@@ -43,15 +43,17 @@ unit: $(STAMP)
 ## bench: quick benchmark configuration (a few minutes); bench-full: the full one
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --quick
+	$(BIN)/python -m benchmarks.bench_net --quick --json benchmarks/results/net-quick.json
 
 bench-full: $(STAMP)
 	$(BIN)/python -m benchmarks.run --full
+	$(BIN)/python -m benchmarks.bench_net --full --json benchmarks/results/net-full.json
 
 ## soak: 10 minutes of mixed storm through the live source, slow and fast consumer (SOAK_MINUTES=N)
 soak: $(STAMP)
 	$(BIN)/python -m benchmarks.soak --minutes $(SOAK_MINUTES)
 
-## fuzz: the atheris fuzzers (capture reader, normalizer) for FUZZ_SECONDS each, side by side
+## fuzz: the atheris fuzzers (capture reader, normalizer, wire protocol) for FUZZ_SECONDS each, side by side
 fuzz: $(STAMP)
 	PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install -q -e '.[fuzz]'
 	PYTHON=$(BIN)/python bash fuzz/run.sh $(FUZZ_SECONDS)

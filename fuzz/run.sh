@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Run both fsnorm fuzzers (atheris) side by side for SECONDS (default 300) each; print their stats.
+# Run the fsnorm fuzzers (atheris: capture reader, normalizer, wire protocol) side by side for SECONDS (default 300) each; print their stats.
 #   bash fuzz/run.sh [SECONDS]        (make fuzz)
 # Working corpora live in fuzz/work/ (not committed), seeded from tests/corpus/. A new crash stops its fuzzer
-# and is saved as fuzz/work/crash-*; add it to the corpus with `python -m fuzz.save capture|stream FILE NAME`.
+# and is saved as fuzz/work/crash-*; add it to the corpus with `python -m fuzz.save capture|stream FILE NAME`
+# (wire: `cp FILE tests/corpus/wire/NAME`).
 # Known bugs (fuzz/checks.py KNOWN_BUGS) are counted, not fatal, unless FSNORM_FUZZ_STRICT=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH="${1:-300}"
 PY="${PYTHON:-.venv/bin/python}"
-mkdir -p fuzz/work/capture fuzz/work/stream
+mkdir -p fuzz/work/capture fuzz/work/stream fuzz/work/wire
+cp tests/corpus/wire/* fuzz/work/wire/
 # Seeds: corpus captures, fed as-is to the capture fuzzer (mode byte 0xff = raw bytes).
 for f in tests/corpus/*; do
+  [ -f "$f" ] || continue
   printf '\xff' | cat - "$f" > "fuzz/work/capture/seed-$(basename "$f")"
 done
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -21,10 +24,14 @@ cap=$!
 "$PY" -m fuzz.fuzz_stream "${common[@]}" -max_len=4096 -artifact_prefix=fuzz/work/crash-stream- fuzz/work/stream \
   > fuzz/work/stream.log 2>&1 &
 str=$!
+"$PY" -m fuzz.fuzz_wire "${common[@]}" -max_len=70000 -artifact_prefix=fuzz/work/crash-wire- fuzz/work/wire \
+  > fuzz/work/wire.log 2>&1 &
+wir=$!
 status=0
 wait "$cap" || status=1
 wait "$str" || status=1
-for h in capture stream; do
+wait "$wir" || status=1
+for h in capture stream wire; do
   echo "== $h: $(grep -E '^Done [0-9]+ runs' fuzz/work/$h.log || echo 'did not finish')"
   grep -E '^#[0-9]+ +DONE' "fuzz/work/$h.log" | tail -1 || true
   grep -E 'stat::number_of_executed_units|stat::peak_rss_mb' "fuzz/work/$h.log" || true

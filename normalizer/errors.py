@@ -54,3 +54,21 @@ class CapabilityError(SourceError):
 class FormatError(FsnormError, ValueError):
     """An output format cannot be used as given: an unknown ``--format`` name, or a template whose options do
     not fit (``%T`` without ``--timefmt``, ``--no-newline`` without a template)."""
+
+
+class ProtocolError(FsnormError):
+    """A peer of ``fsnorm serve`` / ``subscribe`` sent bytes that break wire protocol v1 (garbage, a frame
+    over the size limit, a truncated or malformed frame, a frame out of order), or the other side closed the
+    connection with an ERROR frame. ``code`` is the wire error code (normalizer.net.wire.E_*)."""
+
+    def __init__(self, message: str, *, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class SubscriptionError(FsnormError):
+    """A subscription could not be made or ended abnormally: address unreachable, path refused, dropped."""
+
+    def __init__(self, message: str, *, code: int = 0) -> None:
+        super().__init__(message)
+        self.code = code

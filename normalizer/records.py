@@ -85,6 +85,7 @@ PathKind: TypeAlias = Literal[
     "watch_end",
     "error",
     "unknown",
+    "rescan",
 ]
 #: Every kind of record.
 RecordKind: TypeAlias = Literal["rename"] | PathKind

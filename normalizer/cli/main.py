@@ -175,28 +175,10 @@ def _positive_ms(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fsnorm", description="Clean, ordered records from Linux inotify/fanotify: one record per rename."
-    )
-    parser.add_argument("--version", action="version", version=f"fsnorm {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("replay", help="print the records of a capture log as JSON Lines")
-    p.add_argument("file", help="capture file (.fsncap, optionally gzip-compressed)")
-    p.add_argument("--strict", action="store_true", help="stop at the first problem in the capture")
-    add_format_options(p, default="json")
-    p.add_argument("--window", type=_positive_ms, metavar="MS",
-                   help="override the capture's one-sided move window (milliseconds)")
-    p.add_argument("--relaxed-order", action="store_true",
-                   help="emit records without waiting behind unresolved rename halves")
-    p.set_defaults(func=cmd_replay)
-
-    p = sub.add_parser("schema", help="print the JSON Schema of a record")
-    p.set_defaults(func=cmd_schema)
-
+def live_options_parser(paths_nargs: str = "+") -> argparse.ArgumentParser:
+    """The options of a live watch (roots, window, filters, backend), shared by watch, capture and serve."""
     live_options = argparse.ArgumentParser(add_help=False)
-    live_options.add_argument("paths", nargs="+", metavar="PATH", help="directory trees to watch")
+    live_options.add_argument("paths", nargs=paths_nargs, metavar="PATH", help="directory trees to watch")
     live_options.add_argument("--window", type=_positive_ms, metavar="MS",
                               help="how long a lone rename half waits for its partner once the queue is empty "
                               "(default 20)")
@@ -222,6 +204,30 @@ def build_parser() -> argparse.ArgumentParser:
     live_options.add_argument("--backend", choices=["inotify", "fanotify", "auto"], default="inotify",
                               help="kernel interface (default inotify; auto: fanotify on Linux 5.17+, "
                               "docs/fanotify.md)")
+    return live_options
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fsnorm", description="Clean, ordered records from Linux inotify/fanotify: one record per rename."
+    )
+    parser.add_argument("--version", action="version", version=f"fsnorm {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("replay", help="print the records of a capture log as JSON Lines")
+    p.add_argument("file", help="capture file (.fsncap, optionally gzip-compressed)")
+    p.add_argument("--strict", action="store_true", help="stop at the first problem in the capture")
+    add_format_options(p, default="json")
+    p.add_argument("--window", type=_positive_ms, metavar="MS",
+                   help="override the capture's one-sided move window (milliseconds)")
+    p.add_argument("--relaxed-order", action="store_true",
+                   help="emit records without waiting behind unresolved rename halves")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of a record")
+    p.set_defaults(func=cmd_schema)
+
+    live_options = live_options_parser()
 
     p = sub.add_parser("watch", parents=[live_options],
                        help="watch directory trees and print records as JSON Lines until SIGINT/SIGTERM")
@@ -238,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_format_options(p, default="text")
     p.add_argument("--capture", metavar="FILE", help="also write the raw events to a capture log")
     p.set_defaults(func=cmd_demo)
+
+    from . import serve
+    serve.add_parsers(sub)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Remote fsnotify: wire protocol v1 (wire.py), the journal, ``fsnorm serve`` and the subscriber client."""
