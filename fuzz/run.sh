@@ -11,6 +11,7 @@ PY="${PYTHON:-.venv/bin/python}"
 mkdir -p fuzz/work/capture fuzz/work/stream
 # Seeds: corpus captures, fed as-is to the capture fuzzer (mode byte 0xff = raw bytes).
 for f in tests/corpus/*; do
+  [ -f "$f" ] || continue  # tests/corpus/oracle/ holds the oracle's programs, not captures
   printf '\xff' | cat - "$f" > "fuzz/work/capture/seed-$(basename "$f")"
 done
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"

@@ -3,7 +3,7 @@ watches, the tree rebuilt from the records equals the real tree, and every recor
 (tests/oracle.py says exactly what is checked). Both backends.
 
 * ``test_oracle_programs``: hypothesis programs, bounded for ``make test`` (``ORACLE_EXAMPLES`` per backend,
-  default 25). With ``ORACLE_SECONDS`` set (``make fuzz``), it keeps generating fresh programs for that long per
+  default 60). With ``ORACLE_SECONDS`` set (``make fuzz``), it keeps generating fresh programs for that long per
   backend, saves every failure and prints how many programs and operations ran.
 * ``test_oracle_corpus``: every program that ever failed (tests/corpus/oracle/*.json), replayed on its backend.
   A program whose failure is a reported bug being fixed elsewhere is ``xfail(strict=True)`` while its operation
@@ -241,7 +241,7 @@ def check(program: Program, backend: str) -> None:
 
 
 def _examples() -> int:
-    return int(os.environ.get("ORACLE_EXAMPLES", "25"))
+    return int(os.environ.get("ORACLE_EXAMPLES", "60"))
 
 
 def _explore(backend: str, examples: int) -> None:
