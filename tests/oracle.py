@@ -20,10 +20,12 @@ real kernel, for any program of filesystem operations:
 
 One ambiguity is the kernel's, not fsnorm's: for inotify, ``renameat2(a, b, RENAME_EXCHANGE)`` of two files
 gives exactly the events of ``mv a b`` (over an existing ``b``) followed by ``mv b a``: two joined renames
-``a -> b``, ``b -> a``, and no event for the file replaced. Where a rename lands on an entry the rebuilt tree
-holds and the next rename is its mirror, the rebuilder follows both readings and accepts the program if either
-ends in the real tree with no untrue record. fanotify tells the two apart by the moved objects' handles
-(``object_id``): they differ for an exchange and are the same object for a move and back.
+``a -> b``, ``b -> a``, and no event for the file replaced. Likewise an exchange of ``X`` with an entry outside
+the watched part gives ``-> X`` then ``X ->``, exactly what a move in onto ``X`` followed by a move out of ``X``
+gives. Where a rename lands on an entry the rebuilt tree holds and the next rename is its mirror, the rebuilder
+follows both readings and accepts the program if either ends in the real tree with no untrue record. fanotify
+tells the two apart by the moved objects' handles (``object_id``): they differ for an exchange and are the same
+object for a move and back, so there only one reading is followed.
 """
 
 from __future__ import annotations
@@ -354,8 +356,10 @@ class Run:
 def open_source(w: Path, backend: str) -> Any:
     source = make_source([w], backend)  # type: ignore[arg-type]
     opened = source.open()
-    if opened:
-        raise AssertionError(f"opening the watch gave records: {opened}")
+    if opened:  # e.g. another process lowered fs.inotify.max_user_watches meanwhile: not the program's fault
+        source.close()
+        raise RuntimeError("opening the watch gave records: " + "; ".join(
+            f"{r.kind} {os.fsdecode(r.path)}: {r.message}" for r in opened))
     return source
 
 
@@ -568,8 +572,16 @@ class Rebuilder:
         elif src is not None:
             _remove(tree, src)
         elif dst is not None:
+            j = self._mirror(records, i, rec) if dst in tree else None
+            certain = None if j is None else self._exchange_certain(rec, records[j])
             _remove(tree, dst)
             tree[dst] = rec.is_dir
+            if j is not None and certain is not False:
+                # An exchange with a side outside the tree: "-> X" then "X ->" of the object that was at X.
+                swapped = reading.fork() if certain is None else reading
+                swapped.choices.append(f"records {i} and {j} read as one RENAME_EXCHANGE with the outside")
+                swapped.skip = swapped.skip | {j}
+                out = [swapped] if certain else [reading, swapped]
         return out
 
     @staticmethod
@@ -700,7 +712,7 @@ class Model:
         for rest, k in sub.items():
             self.t[path + rest] = k
 
-    def apply(self, op: Op) -> bool:  # noqa: PLR0911 (one branch per operation)
+    def apply(self, op: Op) -> bool:
         t = self.t
         if isinstance(op, Pump):
             return True
