@@ -7,7 +7,8 @@ watches, the tree rebuilt from the records equals the real tree, and every recor
   backend, saves every failure and prints how many programs and operations ran.
 * ``test_oracle_corpus``: every program that ever failed (tests/corpus/oracle/*.json), replayed on its backend.
   A program whose failure is a reported bug being fixed elsewhere is ``xfail(strict=True)`` while its operation
-  is gated in :data:`KNOWN_BROKEN` (or while its file names an ``xfail`` reason).
+  is gated in :data:`KNOWN_BROKEN`; a bug found here and not fixed yet is an ``"xfail": "<reason>"`` key in its
+  file (none today: the two the oracle found are fixed, see each file's ``note``).
 
 A failing hypothesis example is shrunk to a minimal program and saved to the corpus before the test fails.
 """
@@ -74,11 +75,6 @@ KNOWN_BROKEN: dict[str, dict[str, str]] = {
         "away_back": "#9 item 3: fanotify, a directory renamed away and back: later records carry its stale name",
     },
 }
-
-#: Bugs the oracle found that are not among #9's items and are not fixed on this branch (a corpus program shows
-#: each, xfail(strict=True) with the same reason). The generator steers around them (see :func:`programs`), so
-#: the property keeps checking everything else. Empty an entry when its bug is fixed.
-OPEN_BUGS: dict[str, dict[str, str]] = {}
 
 #: How often each operation is drawn (pump: a read between operations).
 WEIGHTS: dict[str, int] = {
@@ -193,8 +189,6 @@ def programs(draw: st.DrawFn, backend: str) -> Program:
         op = _build(draw, draw(st.sampled_from(kinds)), model)
         if op is not None and gate_of(op) not in broken and model.apply(op):
             ops.append(op)
-            if isinstance(op, MoveIn) and op.is_dir and "move_in_dir" in OPEN_BUGS.get(backend, {}):
-                ops.append(Pump())  # let fsnorm scan it before anything happens inside (OPEN_BUGS)
     return Program(tuple(ops))
 
 
