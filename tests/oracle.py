@@ -22,7 +22,9 @@ One ambiguity is the kernel's, not fsnorm's: for inotify, ``renameat2(a, b, RENA
 gives exactly the events of ``mv a b`` (over an existing ``b``) followed by ``mv b a``: two joined renames
 ``a -> b``, ``b -> a``, and no event for the file replaced. Likewise an exchange of ``X`` with an entry outside
 the watched part gives ``-> X`` then ``X ->``, exactly what a move in onto ``X`` followed by a move out of ``X``
-gives. Where a rename lands on an entry the rebuilt tree holds and the next rename is its mirror, the rebuilder
+gives; and since inotify coalesces identical adjacent events without comparing cookies, a move in onto ``X``
+right before such an exchange leaves a single ``-> X``. Where a rename is followed by its mirror (``a -> b``
+then ``b -> a`` onto an entry the rebuilt tree holds, or ``-> X`` then ``X ->``), the rebuilder
 follows both readings and accepts the program if either ends in the real tree with no untrue record. fanotify
 tells the two apart by the moved objects' handles (``object_id``): they differ for an exchange and are the same
 object for a move and back, so there only one reading is followed.
@@ -353,13 +355,25 @@ class Run:
     ops: int = 0
 
 
+class EnvironmentTrouble(RuntimeError):
+    """The run was spoiled by something outside the program (on a shared machine, another process lowered
+    ``fs.inotify.max_user_watches`` for a while): the example is discarded, not failed."""
+
+
 def open_source(w: Path, backend: str) -> Any:
     source = make_source([w], backend)  # type: ignore[arg-type]
-    opened = source.open()
-    if opened:  # e.g. another process lowered fs.inotify.max_user_watches meanwhile: not the program's fault
+    try:
+        opened = source.open()
+    except Exception as exc:
+        if "max_user_watches" in str(exc):
+            raise EnvironmentTrouble(str(exc)) from exc
+        raise
+    if opened:
         source.close()
-        raise RuntimeError("opening the watch gave records: " + "; ".join(
-            f"{r.kind} {os.fsdecode(r.path)}: {r.message}" for r in opened))
+        text = "; ".join(f"{r.kind} {os.fsdecode(r.path)}: {r.message}" for r in opened)
+        if "max_user_watches" in text:
+            raise EnvironmentTrouble(text)
+        raise AssertionError(f"opening the watch gave records: {text}")
     return source
 
 
@@ -572,12 +586,13 @@ class Rebuilder:
         elif src is not None:
             _remove(tree, src)
         elif dst is not None:
-            j = self._mirror(records, i, rec) if dst in tree else None
+            j = self._mirror(records, i, rec)
             certain = None if j is None else self._exchange_certain(rec, records[j])
             _remove(tree, dst)
             tree[dst] = rec.is_dir
             if j is not None and certain is not False:
-                # An exchange with a side outside the tree: "-> X" then "X ->" of the object that was at X.
+                # An exchange with a side outside the tree: "-> X" then "X ->" of the object that was at X (X
+                # may even be absent: inotify coalesces a move-in onto X with an exchange's MOVED_TO X).
                 swapped = reading.fork() if certain is None else reading
                 swapped.choices.append(f"records {i} and {j} read as one RENAME_EXCHANGE with the outside")
                 swapped.skip = swapped.skip | {j}

@@ -22,11 +22,12 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, reject, settings
 from hypothesis import strategies as st
 from oracle import (
     AwayAndBack,
     CreateFile,
+    EnvironmentTrouble,
     Exchange,
     MakeDeep,
     Mkdir,
@@ -202,6 +203,7 @@ class Tally:
     programs: dict[str, int] = {b: 0 for b in BACKENDS}  # noqa: RUF012
     ops: dict[str, int] = {b: 0 for b in BACKENDS}  # noqa: RUF012
     records: dict[str, int] = {b: 0 for b in BACKENDS}  # noqa: RUF012
+    environment: dict[str, int] = {b: 0 for b in BACKENDS}  # noqa: RUF012
 
 
 class OracleFailure(AssertionError):
@@ -217,6 +219,9 @@ def check(program: Program, backend: str) -> None:
     with tempfile.TemporaryDirectory(prefix="fsnorm-oracle-") as base:
         run = run_program(program, backend, Path(base))
         verdict = judge(run, Path(base) / "w")
+    watch_errors = [r for r in run.records if r.kind == "error" and b"max_user_watches" in os.fsencode(r.message or "")]
+    if watch_errors:
+        raise EnvironmentTrouble(str(watch_errors[0].message))
     Tally.programs[backend] += 1
     Tally.ops[backend] += len(program.ops)
     Tally.records[backend] += len(run.records)
@@ -235,8 +240,9 @@ def _examples() -> int:
 
 
 def _explore(backend: str, examples: int) -> None:
-    """One hypothesis run of ``examples`` programs; a failure is shrunk, saved to the corpus, and raised."""
-    failed: list[tuple[Program, str]] = []
+    """One hypothesis run of ``examples`` programs; a failure is shrunk, saved to the corpus, and raised. A
+    failure hypothesis could not reproduce (flaky: a race) is saved and raised with what the failing run saw."""
+    failed: list[tuple[Program, str, str]] = []
 
     @settings(max_examples=examples, deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
@@ -245,17 +251,23 @@ def _explore(backend: str, examples: int) -> None:
     def prop(program: Program) -> None:
         try:
             check(program, backend)
-        except AssertionError as exc:
-            failed.append((program, getattr(exc, "cause", (str(exc).splitlines() or [repr(exc)])[0])))
+        except EnvironmentTrouble:
+            Tally.environment[backend] += 1
+            reject()  # not the program's doing (another process lowered a limit): not an example
+        except Exception as exc:
+            cause = getattr(exc, "cause", f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}")
+            failed.append((program, cause, f"{type(exc).__name__}: {exc}"))
             raise
 
     try:
         prop()
-    except AssertionError as exc:
-        if failed:  # hypothesis replays the minimal example last
-            path = save(failed[-1][0], backend, CORPUS, failed[-1][1][:300])
-            raise AssertionError(f"saved as {path.relative_to(CORPUS.parent.parent.parent)}\n{exc}") from None
-        raise
+    except Exception as exc:
+        if not failed:
+            raise
+        program, cause, text = failed[-1]  # hypothesis replays the minimal example last
+        flaky = "" if isinstance(exc, AssertionError) else f"FLAKY ({type(exc).__name__}): "
+        path = save(program, backend, CORPUS, (flaky + cause)[:300])
+        raise AssertionError(f"{flaky}saved as {path.relative_to(CORPUS.parent.parent.parent)}\n{text}") from None
 
 
 @pytest.mark.timeout(0)
@@ -280,7 +292,7 @@ def test_oracle_programs(backend: str) -> None:
             failures.append(f"{type(exc).__name__}: {exc}")
     summary = (f"oracle long run, {backend}: {Tally.programs[backend]} programs, {Tally.ops[backend]} operations, "
                f"{Tally.records[backend]} records in {time.monotonic() - start:.0f} s ({rounds} rounds); "
-               f"{len(failures)} failure(s)")
+               f"{len(failures)} failure(s); {Tally.environment[backend]} run(s) spoiled by the environment")
     print(summary)
     stats = os.environ.get("ORACLE_STATS")
     if stats:
