@@ -35,11 +35,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -825,19 +825,10 @@ def model_tree(program: Program) -> Tree | None:
     return model.tree()
 
 
-@contextlib.contextmanager
-def timed() -> Any:
-    start = time.monotonic()
-    box = [0.0]
-    yield box
-    box[0] = time.monotonic() - start
-
-
 def save(program: Program, backend: str, directory: Path, note: str) -> Path:
+    """Write a failing program to the corpus (named by its content: saving it twice is one file)."""
     data = {"backend": backend, "note": note, **program.to_json()}
     text = json.dumps(data, indent=1, sort_keys=True)
-    import hashlib
-
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{backend}-{hashlib.sha1(text.encode()).hexdigest()[:12]}.json"
     path.write_text(text + "\n")
