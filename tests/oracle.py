@@ -48,6 +48,7 @@ from typing import Any, ClassVar
 from live import drain, exchange
 
 from normalizer.api import make_source
+from normalizer.errors import WatchLimitError
 from normalizer.records import Rec
 
 # -----------------------------------------------------------------------------------------------------------
@@ -382,10 +383,8 @@ def open_source(w: Path, backend: str) -> Any:
     source = make_source([w], backend)  # type: ignore[arg-type]
     try:
         opened = source.open()
-    except Exception as exc:
-        if "max_user_watches" in str(exc):
-            raise EnvironmentTrouble(str(exc)) from exc
-        raise
+    except WatchLimitError as exc:  # another process lowered max_user_watches / max_user_instances
+        raise EnvironmentTrouble(str(exc)) from exc
     if opened:
         source.close()
         text = "; ".join(f"{r.kind} {os.fsdecode(r.path)}: {r.message}" for r in opened)
