@@ -54,7 +54,7 @@ soak: $(STAMP)
 fuzz: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[fuzz]'
 	PYTHON=$(BIN)/python bash fuzz/run.sh $(FUZZ_SECONDS)
-	ORACLE_SECONDS=$(ORACLE_SECONDS) ORACLE_EXAMPLES=100 $(BIN)/pytest -q -s -p no:cacheprovider \
+	ORACLE_SECONDS=$(ORACLE_SECONDS) ORACLE_EXAMPLES=100 ORACLE_MAX_OPS=30 $(BIN)/pytest -q -s -p no:cacheprovider \
 	  tests/test_oracle.py -k test_oracle_programs
 
 clean:

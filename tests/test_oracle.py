@@ -3,8 +3,9 @@ watches, the tree rebuilt from the records equals the real tree, and every recor
 (tests/oracle.py says exactly what is checked). Both backends.
 
 * ``test_oracle_programs``: hypothesis programs, bounded for ``make test`` (``ORACLE_EXAMPLES`` per backend,
-  default 60). With ``ORACLE_SECONDS`` set (``make fuzz``), it keeps generating fresh programs for that long per
-  backend, saves every failure and prints how many programs and operations ran.
+  default 60; ``ORACLE_MAX_OPS`` operations at most, default 14). With ``ORACLE_SECONDS`` set (``make fuzz``),
+  it keeps generating fresh programs for that long per backend, saves every failure and prints how many programs
+  and operations ran (``ORACLE_STATS``: also appended to that file).
 * ``test_oracle_corpus``: every program that ever failed (tests/corpus/oracle/*.json), replayed on its backend.
   A program whose failure is a reported bug being fixed elsewhere is ``xfail(strict=True)`` while its operation
   (or a gate the file names under ``"gates"``) is gated in :data:`KNOWN_BROKEN`; a bug found here and not
@@ -89,7 +90,8 @@ WEIGHTS: dict[str, int] = {
     "move_in": 3, "exchange_files": 2, "exchange_dirs": 2, "away_back": 2, "symlink": 1, "tmpfile": 1, "pump": 3,
 }
 NAMES = ("a", "b", "c", "d0", "f2")
-MAX_OPS = 14
+#: Operations per program at most (``ORACLE_MAX_OPS``: longer programs in the long run).
+MAX_OPS = int(os.environ.get("ORACLE_MAX_OPS", "14"))
 
 
 def _skip_unless(backend: str) -> None:
