@@ -11,6 +11,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: demo test lint typecheck unit bench bench-full soak fuzz clean
 FUZZ_SECONDS ?= 300
+ORACLE_SECONDS ?= 600
 SOAK_MINUTES ?= 10
 
 # setuptools' editable build prints a boxed UserWarning about editable installs on every install; it says
@@ -53,10 +54,13 @@ bench-full: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m benchmarks.soak --minutes $(SOAK_MINUTES)
 
-## fuzz: the atheris fuzzers (capture reader, normalizer, wire protocol) for FUZZ_SECONDS each, side by side
+## fuzz: the atheris fuzzers (capture reader, normalizer, wire protocol) for FUZZ_SECONDS each, side by side; then the
+## real-kernel oracle (tests/test_oracle.py) for ORACLE_SECONDS per backend, fresh programs all along
 fuzz: $(STAMP)
 	PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install -q -e '.[fuzz]'
 	PYTHON=$(BIN)/python bash fuzz/run.sh $(FUZZ_SECONDS)
+	ORACLE_SECONDS=$(ORACLE_SECONDS) ORACLE_EXAMPLES=100 ORACLE_MAX_OPS=30 $(BIN)/pytest -q -s -p no:cacheprovider \
+	  tests/test_oracle.py -k test_oracle_programs
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis .coverage .coverage.*

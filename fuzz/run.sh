@@ -13,7 +13,7 @@ mkdir -p fuzz/work/capture fuzz/work/stream fuzz/work/wire
 cp tests/corpus/wire/* fuzz/work/wire/
 # Seeds: corpus captures, fed as-is to the capture fuzzer (mode byte 0xff = raw bytes).
 for f in tests/corpus/*; do
-  [ -f "$f" ] || continue
+  [ -f "$f" ] || continue  # subfolders (oracle programs, wire frames) are not captures
   printf '\xff' | cat - "$f" > "fuzz/work/capture/seed-$(basename "$f")"
 done
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"

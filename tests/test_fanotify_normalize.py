@@ -426,15 +426,38 @@ def test_synthesized_creates_and_kernel_creates_are_not_reported_twice() -> None
     out += n.feed(batch(2, ev(CREATE, A, b"f", X), ev(CREATE, A, b"g", Y)))
     assert brief(out) == [("create", b"/w/a/f", ["synthesized"]), ("create", b"/w/a/g", [])]
     assert out[0].source == "fanotify"
-    # Filesystem mark, a directory moved in: the kernel reported "h" in the same read; the scan's is dropped.
+    # Filesystem mark, a directory moved in: what the kernel reports below it in the same read is dropped, the
+    # scan after the read reports what it holds then (a rename there would name a src never reported).
     n = norm(mark_mode="filesystem")
     n.feed(resolved(OUT, None, "outside"))
     pkg = fid(90)
     out = n.feed(batch(3, ren(OUT, b"pkg", B, b"pkg", pkg, is_dir=True), ev(CREATE, pkg, b"h", X)))
     out += n.feed(raw.SourceNotice(4, "create", b"/w/b/pkg/h", False, ("synthesized",)))
     out += n.feed(raw.SourceNotice(4, "create", b"/w/b/pkg/old", False, ("synthesized",)))
-    assert brief(out) == [("rename", b"", b"/w/b/pkg", ["unwatched"]), ("create", b"/w/b/pkg/h", []),
+    assert brief(out) == [("rename", b"", b"/w/b/pkg", ["unwatched"]), ("create", b"/w/b/pkg/h", ["synthesized"]),
                           ("create", b"/w/b/pkg/old", ["synthesized"])]
+
+
+def test_filesystem_mark_what_happened_inside_a_directory_moved_in_is_told_by_its_scan() -> None:
+    """Found by the oracle (tests/corpus/oracle/fanotify-*.json): in the read that brings a directory in, the
+    filesystem mark already reports renames inside it, naming entries nobody was told about. Those are dropped
+    (the scan after the read reports the result); a rename across its edge becomes one-sided; the two renames
+    of a RENAME_EXCHANGE across the edge come out so that applying them in order gives the real tree."""
+    n = norm(mark_mode="filesystem")
+    n.feed(resolved(OUT, None, "outside"))
+    pkg, one, f0 = fid(91), fid(92), fid(93)
+    out = n.feed(batch(0, ren(OUT, b"pkg", B, b"pkg", pkg, is_dir=True),
+                       ren(pkg, b"one", pkg, b"uno", one),      # inside: the scan tells it
+                       ev(DELETE, pkg, b"two", X),              # inside: the scan tells it
+                       ren(pkg, b"uno", A, b"f0", one),         # exchanged with /w/a/f0 ...
+                       ren(A, b"f0", pkg, b"uno", f0)))         # ... whose half is told first
+    assert brief(out) == [("rename", b"", b"/w/b/pkg", ["unwatched"]), ("rename", b"/w/a/f0", b"", ["unwatched"]),
+                          ("rename", b"", b"/w/a/f0", ["unwatched"])]
+    assert n.stats["dropped_fresh"] == 2
+    assert n.take_new_dirs() == [(b"/w/b/pkg", True)]
+    # The next read: the directory is known now, its events are reported as usual.
+    out = n.feed(batch(1, ren(pkg, b"uno", pkg, b"dos", f0)))
+    assert brief(out) == [("rename", b"/w/b/pkg/uno", b"/w/b/pkg/dos", [])]
 
 
 def test_json_of_every_kind_of_fanotify_record_matches_the_model() -> None:

@@ -201,7 +201,13 @@ class InotifySource(LiveSource):
                     raise SourceError(f"cannot watch {os.fsdecode(path)}: {exc.strerror}") from None
                 self._error(items, path, f"not watched: {exc.strerror} (errno {exc.errno})")
                 continue
+            known = synthesize and wd in self.normalizer.table
             items.append(raw.WatchAdded(time.monotonic_ns(), wd, path))
+            if known:
+                # The kernel gave back a wd we hold: this inode was watched all along (a watched directory
+                # renamed onto the new one's name before we got to it), so its content came as records and a
+                # scan would report it a second time. (wds are allocated cyclically, never reused at once.)
+                continue
             children = self._scan(path, synthesize=synthesize, items=items)
             if children is None:
                 continue

@@ -246,11 +246,12 @@ class FanotifyNormalizer(NormalizerBase):
         #: Paths a scan reported (synthesized creates) whose kernel CREATE may still be queued (see
         #: InotifyNormalizer): dropped until the queue was seen empty.
         self._synthesized: set[bytes] = set()
-        #: Paths of directories moved in during the current batch (filesystem mark: the kernel reports what is
-        #: created in them at once, and the source's scan after the batch finds it too), and the kernel creates
-        #: under them: a synthesized create for one of those is dropped.
+        #: Handles of the directories moved in during the current batch (filesystem mark: the kernel reports
+        #: what happens in them at once, while the source's scan after the batch reports what they hold then;
+        #: see _in_fresh), and the last record of something moved out of one (a RENAME_EXCHANGE across the
+        #: edge puts its mirror before it).
         self._fresh: list[bytes] = []
-        self._kernel_created: set[bytes] = set()
+        self._fresh_out: Rec | None = None
         #: Filesystem mark: directories moved in from outside whose MOVE_SELF (which follows) is not reported.
         self._arrived: set[bytes] = set()
         #: Directories renamed in the current window: fid -> the paths they left (module docstring), and the
@@ -267,6 +268,7 @@ class FanotifyNormalizer(NormalizerBase):
             "unresolved_records": 0,
             "merged_events": 0,
             "dropped_tmpfile": 0,
+            "dropped_fresh": 0,
         }
         #: Events on an unnamed O_TMPFILE file's "#<inode>" name are dropped (normalizer.core.tmpfile).
         self.tmpfiles = TmpfileNames()
@@ -344,8 +346,6 @@ class FanotifyNormalizer(NormalizerBase):
         elif isinstance(item, raw.SourceNotice):
             m.begin(item.t_ns)
             if item.kind == "create" and Flag.SYNTHESIZED in item.flags:
-                if item.path in self._kernel_created:
-                    return out  # the kernel reported it already (filesystem mark, directory moved in)
                 self._synthesized.add(item.path)
                 self.tmpfiles.appeared(item.path, item.path.rpartition(b"/")[2])
             m.push(Rec.note(item.kind, item.path, item.is_dir, item.t_ns, 0, flags=item.flags,
@@ -387,7 +387,7 @@ class FanotifyNormalizer(NormalizerBase):
         m.begin(t)
         if self._fresh:
             self._fresh.clear()
-            self._kernel_created.clear()
+            self._fresh_out = None
         prefixes = self.cache.prefix_by_key
         push = m.push
         held = m.held_queue
@@ -403,6 +403,8 @@ class FanotifyNormalizer(NormalizerBase):
         fresh = self._fresh
         uncertain = self._uncertain
         for ev in batch.events:
+            if fresh and self._in_fresh(ev, t, out):
+                continue
             mask, pid, d, nm, d2, nm2, obj, _extra = ev
             if uncertain:
                 slow(ev, t, out)
@@ -439,8 +441,6 @@ class FanotifyNormalizer(NormalizerBase):
                             push(rec, out)
                         else:
                             append(rec)
-                        if fresh and mask == FAN_CREATE:
-                            self._note_fresh_create(path)
                         continue
                 elif use_rename and mask in move_only:
                     stats["dropped_moves"] += 1
@@ -487,11 +487,78 @@ class FanotifyNormalizer(NormalizerBase):
         if dst:
             self.tmpfiles.appeared(dst, dst_name)
 
-    def _note_fresh_create(self, path: bytes) -> None:
-        for top in self._fresh:
-            if path.startswith(top + b"/"):
-                self._kernel_created.add(path)
-                return
+    def _under_fresh(self, path: bytes) -> bool:
+        prefixes = self.cache.prefix_by_key
+        for key in self._fresh:
+            top = prefixes.get(key)
+            if top is not None and path.startswith(top):
+                return True
+        return False
+
+    def _in_fresh(self, ev: raw.FanotifyEvent, t: int, out: list[Rec]) -> bool:
+        """Handle an event below a directory that came in earlier in this batch (True: handled).
+
+        The source scans such a directory after the batch and reports what it holds *then* as synthesized
+        creates. A filesystem mark already reported, in this batch, what happened inside it meanwhile: renames
+        and deletes of entries nobody was told about yet. Those records would name a ``src`` the consumer never
+        saw (found by tests/test_oracle.py), so below such a directory the scan tells the story: events there
+        are dropped, and a rename across its edge becomes one-sided (moved out of it: the destination side
+        only; moved into it: the source side only, the scan reports it at its new place)."""
+        mask, pid, d, nm, d2, nm2, obj, _ = ev
+        if d is None or mask & FAN_Q_OVERFLOW or nm in (b"", b"."):
+            return False
+        prefixes = self.cache.prefix_by_key
+        p1 = prefixes.get(d)
+        src = None if p1 is None else p1 + nm
+        src_in = src is not None and self._under_fresh(src)
+        if not mask & FAN_RENAME or not self.use_rename:
+            if not src_in or mask & _MOVES:
+                return False
+            self.stats["dropped_fresh"] += 1
+            if mask & FAN_ONDIR and mask & FAN_DELETE and obj is not None:
+                self.cache.remove(obj)
+            return True
+        p2 = None if d2 is None else prefixes.get(d2)
+        dst = None if p2 is None else p2 + nm2
+        dst_in = dst is not None and self._under_fresh(dst)
+        if not src_in and not dst_in:
+            return False
+        is_dir = bool(mask & FAN_ONDIR)
+        known = is_dir and src is not None and self.cache.key(src) is not None
+        if src_in and dst_in:
+            self.stats["dropped_fresh"] += 1
+            if known and src is not None and dst is not None:
+                self.cache.move(src, dst)
+            return True
+        oid = None if obj is None else obj.hex()
+        if src_in:  # out of the fresh directory into a known one: it appears at dst
+            rec = FanRec("rename", b"", is_dir, t, mask, dst or b"", (Flag.UNWATCHED,), pid, oid)
+            rec.message = "moved out of a directory that came into the tree in the same read (not reported yet)"
+            self.matcher.push(rec, out)
+            self._fresh_out = rec
+            if is_dir and obj is not None and dst:  # its content was not reported either: scan it there
+                if known and src is not None:
+                    self.cache.move(src, dst)
+                self._dir_arrived(obj, dst, moved_in=True)
+            return True
+        if src is None:  # from outside (or an unknown directory) into the fresh one: the scan reports it
+            self.stats["dropped_fresh"] += 1
+            return True
+        # Moved into the fresh directory: gone from src; the scan reports it at its new place.
+        if self._synthesized:
+            self._seen_by_scan(FAN_RENAME, src)
+        rec = FanRec("rename", src, is_dir, t, mask, b"", (Flag.UNWATCHED,), pid, oid)
+        rec.message = "moved into a directory that came into the tree in the same read: its scan reports it"
+        last = self._fresh_out
+        if last is not None and out and out[-1] is last and last.dst == src:
+            # The second half of a RENAME_EXCHANGE across the edge: the object that was at ``src`` left before
+            # the other one took its place, so it is told first (in kernel order the two would cancel out).
+            out.insert(len(out) - 1, rec)
+        else:
+            self.matcher.push(rec, out)
+        if known and dst is not None:
+            self.cache.move(src, dst)
+        return True
 
     # -- the less common cases -----------------------------------------------------------------------------
 
@@ -585,8 +652,6 @@ class FanotifyNormalizer(NormalizerBase):
         if bit == FAN_CREATE:
             if self._synthesized and self._seen_by_scan(FAN_CREATE, path):
                 return
-            if self._fresh:
-                self._note_fresh_create(path)
         elif bit == FAN_DELETE and self._synthesized:
             self._seen_by_scan(FAN_DELETE, path)
         m.push(FanRec(kind, path, is_dir, t, mask, b"", merged, pid, oid), out)
@@ -762,7 +827,7 @@ class FanotifyNormalizer(NormalizerBase):
         self.cache.add(key, path)
         self._new_dirs.append((key, moved_in))
         if moved_in:
-            self._fresh.append(path)
+            self._fresh.append(key)
             if self.mark_mode == "filesystem":
                 self._arrived.add(key)
 
