@@ -1,4 +1,4 @@
-"""The ``fsnorm`` command: watch, capture, replay, schema.
+"""The ``fsnorm`` command: watch, capture, replay, stats, schema.
 
 Records go to stdout as JSON Lines (one record per line, flushed per record when live); diagnostics go to
 stderr as one line each, prefixed ``fsnorm:``. No traceback reaches the user for an expected failure: errors
@@ -22,6 +22,7 @@ from ..errors import FsnormError
 from ..formats import FORMATTERS
 from ..records import Rec, json_schema
 from ..sinks.fd import write_all
+from . import stats
 
 
 def emit(records: Iterable[Rec], fmt: str, out: TextIO) -> None:
@@ -45,6 +46,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from ..capture.replay import replay
+    from .progress import Progress, open_capture, wanted
 
     issues: list[CaptureIssue] = []
 
@@ -53,9 +55,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
         _warn(f"{args.file}: {issue}")
 
     window_ns = None if args.window is None else int(args.window * 1_000_000)
-    records = replay(args.file, strict=args.strict, on_issue=on_issue, window_ns=window_ns,
-                     strict_order=False if args.relaxed_order else None)
-    emit(records, args.format, sys.stdout)
+    f, size = open_capture(args.file)
+    progress = Progress(size, enabled=wanted(args.quiet), desc="replay")
+    progress.track(f, size)
+    try:
+        with f:
+            records = replay(f, strict=args.strict, on_issue=on_issue, window_ns=window_ns,
+                             strict_order=False if args.relaxed_order else None, on_item=progress.item)
+            emit(records, args.format, sys.stdout)
+    finally:
+        progress.close()
     return 1 if issues else 0
 
 
@@ -177,7 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override the capture's one-sided move window (milliseconds)")
     p.add_argument("--relaxed-order", action="store_true",
                    help="emit records without waiting behind unresolved rename halves")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar (it is drawn on stderr only when stderr is a terminal anyway)")
     p.set_defaults(func=cmd_replay)
+    stats.add_parser(sub)
 
     p = sub.add_parser("schema", help="print the JSON Schema of a record")
     p.set_defaults(func=cmd_schema)
