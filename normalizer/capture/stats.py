@@ -57,14 +57,15 @@ def _dir_of(path: bytes) -> str:
 
 class CaptureStats:
     """Accumulates the statistics of one capture: :meth:`feed` every stream item, :meth:`record` every record
-    replay makes, then :meth:`result`."""
+    replay makes, then :meth:`result`. ``exact_limit`` (values kept exactly per quantile sketch) and
+    ``top_capacity`` (counters per directory ranking) bound the memory; ``bins`` the time series."""
 
     def __init__(self, header: CaptureHeader, *, name: str = "", windows_ms: Sequence[float] = WINDOWS_MS,
-                 bins: int = 1024, top_capacity: int = 1024) -> None:
+                 bins: int = 1024, top_capacity: int = 1024, exact_limit: int = 65536) -> None:
         self.header = header
         self.name = name
         self.inotify = header.source == "inotify"
-        self.races = RaceCounter(windows_ms=windows_ms) if self.inotify else None
+        self.races = RaceCounter(windows_ms=windows_ms, exact_limit=exact_limit) if self.inotify else None
         self.items: Counter[str] = Counter()
         self.events = 0
         self.reads = 0
@@ -75,9 +76,9 @@ class CaptureStats:
         self.last_t = 0
         self._sec = 0
         self._sec_count = 0
-        self.per_second = QuantileSketch()
+        self.per_second = QuantileSketch(exact_limit=exact_limit)
         self.series = TimeSeries(bins=bins)
-        self.backlog = QuantileSketch()
+        self.backlog = QuantileSketch(exact_limit=exact_limit)
         self.overflows = 0
         self.overflow_places: list[dict[str, float | int]] = []
         self.fan_renames = 0
@@ -183,7 +184,7 @@ class CaptureStats:
                 self.merged += 1
             a = _dir_of(src) if src else None
             b = _dir_of(dst) if dst else None
-            for d in {a, b}:
+            for d in (a, b if b != a else None):
                 if d is not None:
                     self.top_renames.add(d)
                     self.top_events.add(d)

@@ -72,7 +72,8 @@ class _From:
 class RaceCounter:
     """Feed reads with :meth:`feed_read`; :meth:`result` gives the statistics (callable at any time)."""
 
-    def __init__(self, *, windows_ms: Sequence[float] = WINDOWS_MS, max_waiting: int = 65536) -> None:
+    def __init__(self, *, windows_ms: Sequence[float] = WINDOWS_MS, max_waiting: int = 65536,
+                 exact_limit: int = 65536) -> None:
         self.windows_ms = tuple(windows_ms)
         self.max_waiting = max_waiting
         self.pos = 0
@@ -85,8 +86,8 @@ class RaceCounter:
         self.between_hist: Counter[int] = Counter()
         self.between_kinds: Counter[str] = Counter()
         self.between_kinds_truncated = 0
-        self.gaps = QuantileSketch()
-        self.gaps_drained = QuantileSketch()
+        self.gaps = QuantileSketch(exact_limit=exact_limit)
+        self.gaps_drained = QuantileSketch(exact_limit=exact_limit)
         self.lost = [0] * len(self.windows_ms)
         self._window_ns = [w * 1e6 for w in self.windows_ms]
         self.overflows = 0

@@ -186,8 +186,8 @@ class TopK(Generic[K]):
             counts[key] = n - d
 
     def top(self, k: int) -> list[tuple[K, int]]:
-        """The ``k`` largest kept counts, largest first (ties by key order of first sight)."""
-        return sorted(self.counts.items(), key=lambda kv: -kv[1])[:k]
+        """The ``k`` largest kept counts, largest first (ties in the order of the keys' text)."""
+        return sorted(self.counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[:k]
 
 
 class TimeSeries:
