@@ -526,11 +526,11 @@ def _synthetic(n: int, seed: int = 7) -> Iterator[tuple[raw.InotifyBatch, list[R
 
 
 def _peak(n: int) -> tuple[int, dict[str, Any]]:
-    """Peak traced memory of CaptureStats over n synthetic events (small exact limits and top-K, so that both
-    sizes measured are past them)."""
+    """Peak traced memory of CaptureStats over n synthetic events (small exact limits, top-K and table of
+    waiting halves, so that both sizes measured are past them)."""
     tracemalloc.start()
     try:
-        stats = CaptureStats(CaptureHeader(), exact_limit=2048, top_capacity=256)
+        stats = CaptureStats(CaptureHeader(), exact_limit=2048, top_capacity=256, max_waiting=512)
         for batch, recs in _synthetic(n):
             stats.feed(batch)
             stats.records_from(recs)
@@ -548,6 +548,7 @@ def test_memory_does_not_grow_with_the_number_of_events() -> None:
     assert res_large["volume"]["events"] >= 4 * res_small["volume"]["events"] - 1000
     assert res_small["races"]["split"] > 2048 and not res_small["races"]["gap_exact"]  # sketches folded
     assert res_small["top_dirs"]["max_undercount"] > 0  # far more directories than counters
+    assert res_small["races"]["orphan_from"] > 512  # more lone halves than the table holds
     assert res_large["queue"]["overflows"] > res_small["queue"]["overflows"] > 0
     assert large < small * 1.1 + 64 * 1024, (small, large)
 

@@ -49,6 +49,7 @@ def plot(results: Sequence[dict[str, Any]], path: str | os.PathLike[str], *, dpi
         ax_backlog.set_xlabel("seconds since the capture started")
         units = {r["queue"]["backlog_unit"] for r in results}
         ax_backlog.set_ylabel(" / ".join(sorted(units)))
+        ax_backlog.set_ylim(bottom=0, top=max(1.0, ax_backlog.get_ylim()[1]))
         for ax in (ax_rate, ax_backlog):
             if len(results) > 1:
                 ax.legend(fontsize="small")
@@ -86,7 +87,7 @@ def _backlog(ax: Any, res: dict[str, Any]) -> None:
 
 def _gaps(ax: Any, results: Sequence[dict[str, Any]]) -> None:
     """Split gaps (queue seen empty after the FROM's read), in ms, log-spaced bins; the windows as lines."""
-    ax.set_title("rename halves split across reads: gap between the two reads (queue empty after the first)")
+    ax.set_title("renames split across reads, queue empty after the 1st half: gap (windows dashed)")
     ax.set_xlabel("gap (ms, log scale)")
     ax.set_ylabel("pairs")
     ax.set_xscale("log")
@@ -105,13 +106,13 @@ def _gaps(ax: Any, results: Sequence[dict[str, Any]]) -> None:
             # The samples are every gap, or evenly spaced quantiles of many: each stands for n / len of them.
             weight = races["split_drained"] / len(races["gap_drained_samples_us"])
             ax.hist(samples, bins=edges, weights=[weight] * len(samples), alpha=0.6, label=_label(res))
-    for w in windows:
-        ax.axvline(w, color="grey", linestyle="--", linewidth=1)
-        ax.text(w, 1.0, f" {w:g} ms", transform=ax.get_xaxis_transform(), fontsize="small", va="top",
-                rotation=90)
     if not any_gap:
         ax.text(0.5, 0.5, "no pair was split with the queue empty (or no inotify capture)",
                 transform=ax.transAxes, ha="center", va="center")
         ax.set_xlim(0.01, 100)
-    elif len(results) > 1:
+    for w in windows:
+        ax.axvline(w, color="grey", linestyle="--", linewidth=1)
+        ax.text(w, 1.0, f" {w:g} ms", transform=ax.get_xaxis_transform(), fontsize="small", va="top",
+                rotation=90)
+    if any_gap and len(results) > 1:
         ax.legend(fontsize="small")

@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from ..core import raw
 from ..core.fanotify_abi import FAN_MOVED_FROM, FAN_MOVED_TO, FAN_Q_OVERFLOW, FAN_RENAME
-from ..core.races import WINDOWS_MS, RaceCounter, mask_name
+from ..core.races import MAX_WAITING, WINDOWS_MS, RaceCounter, mask_name
 from ..core.sketch import QuantileSketch, TimeSeries, TopK
 from ..records import Flag, Rec, path_to_json
 from .log import CaptureHeader, CaptureIssue, CaptureReader
@@ -50,22 +50,25 @@ def fan_mask_name(mask: int) -> str:
     return "other"
 
 
-def _dir_of(path: bytes) -> str:
-    head = path.rpartition(b"/")[0]
-    return path_to_json(head or b"/")[0]
+def _named(top: list[tuple[bytes, int]]) -> list[tuple[str, int]]:
+    """Directories as text (exact when UTF-8, readable otherwise); b"" is the root."""
+    return [(path_to_json(d or b"/")[0], n) for d, n in top]
 
 
 class CaptureStats:
     """Accumulates the statistics of one capture: :meth:`feed` every stream item, :meth:`record` every record
-    replay makes, then :meth:`result`. ``exact_limit`` (values kept exactly per quantile sketch) and
-    ``top_capacity`` (counters per directory ranking) bound the memory; ``bins`` the time series."""
+    replay makes, then :meth:`result`. ``exact_limit`` (values kept exactly per quantile sketch),
+    ``top_capacity`` (counters per directory ranking) and ``max_waiting`` (rename halves waiting for their
+    partner) bound the memory; ``bins`` the time series."""
 
     def __init__(self, header: CaptureHeader, *, name: str = "", windows_ms: Sequence[float] = WINDOWS_MS,
-                 bins: int = 1024, top_capacity: int = 1024, exact_limit: int = 65536) -> None:
+                 bins: int = 1024, top_capacity: int = 1024, exact_limit: int = 65536,
+                 max_waiting: int = MAX_WAITING) -> None:
         self.header = header
         self.name = name
         self.inotify = header.source == "inotify"
-        self.races = RaceCounter(windows_ms=windows_ms, exact_limit=exact_limit) if self.inotify else None
+        self.races = RaceCounter(windows_ms=windows_ms, exact_limit=exact_limit, max_waiting=max_waiting) \
+            if self.inotify else None
         self.items: Counter[str] = Counter()
         self.events = 0
         self.reads = 0
@@ -84,12 +87,12 @@ class CaptureStats:
         self.fan_renames = 0
         # records
         self.records = 0
-        self.record_kinds: Counter[str] = Counter()
+        self.record_kinds: dict[str, int] = {}
         self.renames = self.joined = self.one_sided = self.after_overflow = self.merged = 0
         self.after_overflow_records = self.merged_records = 0
         self.reasons: Counter[str] = Counter()
-        self.top_events: TopK[str] = TopK(top_capacity)
-        self.top_renames: TopK[str] = TopK(top_capacity)
+        self.top_events: TopK[bytes] = TopK(top_capacity)
+        self.top_renames: TopK[bytes] = TopK(top_capacity)
         self._done = False
 
     # -- items --------------------------------------------------------------------------------------------
@@ -107,21 +110,24 @@ class CaptureStats:
 
     def _batch(self, item: raw.InotifyBatch | raw.FanotifyBatch) -> None:
         self.items[type(item).__name__] += 1
-        events = item.events
-        n = len(events)
+        n = len(item.events)
         first = self.events
         self.events += n
         self.reads += 1
         if not item.drained:
             self.reads_not_drained += 1
-        if isinstance(item, raw.InotifyBatch):
-            overflows = self._count_masks([ev[1] for ev in item.events], item, first)
+        races = self.races
+        if races is not None and isinstance(item, raw.InotifyBatch):
+            # The race counter walks every event anyway: it counts the masks and notes the overflows.
+            overflows = races.feed_read(item.t_ns, item.drained, item.events)
+            if overflows:
+                for pos, t in races.overflow_at[len(races.overflow_at) - overflows:]:
+                    self._overflow_at(t, pos, item.backlog)
+                self.overflows += overflows
         else:
             fan_masks = [ev[0] for ev in item.events]
             overflows = self._count_masks(fan_masks, item, first)
             self.fan_renames += sum(1 for m in fan_masks if m & FAN_RENAME)
-        if self.races is not None and isinstance(item, raw.InotifyBatch):
-            self.races.feed_read(item.t_ns, item.drained, item.events)
         self._per_second(item.t_ns, n)
         if item.backlog is not None:
             self.backlog.add(item.backlog)
@@ -140,6 +146,7 @@ class CaptureStats:
                 self._kinds_direct[self._mask_name(mask)] += 1
             if mask & raw.IN_Q_OVERFLOW:  # == FAN_Q_OVERFLOW
                 overflows += 1
+                self.overflows += 1
                 self._overflow_at(item.t_ns, first + i, item.backlog)
         return overflows
 
@@ -147,7 +154,6 @@ class CaptureStats:
         return mask_name(mask) if self.inotify else fan_mask_name(mask)
 
     def _overflow_at(self, t_ns: int, index: int, backlog: int | None) -> None:
-        self.overflows += 1
         if len(self.overflow_places) < MAX_OVERFLOW_PLACES:
             place: dict[str, float | int] = {"t_s": (t_ns - (self.first_t or t_ns)) / 1e9, "event": index}
             if backlog is not None:
@@ -165,45 +171,94 @@ class CaptureStats:
     # -- records ------------------------------------------------------------------------------------------
 
     def record(self, rec: Rec) -> None:
-        self.records += 1
-        kind = rec.kind
-        self.record_kinds[kind] += 1
-        flags = rec.flags
-        if kind == "rename":
-            self.renames += 1
-            src, dst = rec.path, rec.dst
-            if src and dst:
-                self.joined += 1
-            else:
-                self.one_sided += 1
-                reasons = [f for f in ONE_SIDED_REASONS if f in flags]
-                self.reasons[str(reasons[0]) if reasons else "none"] += 1
-            if Flag.AFTER_OVERFLOW in flags:
-                self.after_overflow += 1
-            if Flag.MERGED in flags:
-                self.merged += 1
-            a = _dir_of(src) if src else None
-            b = _dir_of(dst) if dst else None
-            for d in (a, b if b != a else None):
-                if d is not None:
-                    self.top_renames.add(d)
-                    self.top_events.add(d)
-        elif rec.path:
-            self.top_events.add(_dir_of(rec.path))
-        if flags:
-            if Flag.AFTER_OVERFLOW in flags:
-                self.after_overflow_records += 1
-            if Flag.MERGED in flags:
-                self.merged_records += 1
+        self.records_from((rec,))
 
     def records_from(self, records: Iterable[Rec]) -> int:
-        """Take every record of an iterable; returns how many."""
-        n = 0
-        record = self.record
+        """Take every record of an iterable; returns how many.
+
+        Hot path (one pass per record): a plain record costs a kind count and its directory's count, a joined
+        rename without flags two directories' counts in both rankings; the rest takes the slower branch."""
+        n = joined = hits_e = hits_r = 0
+        kinds = self.record_kinds
+        top_e, top_r = self.top_events, self.top_renames
+        ce, cr = top_e.counts, top_r.counts  # counted here while the key is known; TopK.add otherwise
         for rec in records:
-            record(rec)
             n += 1
+            kind = rec.kind
+            if kind in kinds:
+                kinds[kind] += 1
+            else:
+                kinds[kind] = 1
+            if rec.flags:
+                self._special(rec)
+                ce, cr = top_e.counts, top_r.counts
+                continue
+            path = rec.path
+            if kind == "rename":
+                dst = rec.dst
+                if not (path and dst):
+                    self._special(rec)
+                    ce, cr = top_e.counts, top_r.counts
+                    continue
+                joined += 1
+                a, b = path.rpartition(b"/")[0], dst.rpartition(b"/")[0]
+                for d in (a, b) if b != a else (a,):
+                    if d in cr:
+                        cr[d] += 1
+                        hits_r += 1
+                    else:
+                        top_r.add(d)
+                        cr = top_r.counts
+                    if d in ce:
+                        ce[d] += 1
+                        hits_e += 1
+                    else:
+                        top_e.add(d)
+                        ce = top_e.counts
+            elif path:
+                d = path.rpartition(b"/")[0]
+                if d in ce:
+                    ce[d] += 1
+                    hits_e += 1
+                else:
+                    top_e.add(d)
+                    ce = top_e.counts
+        top_e.total += hits_e
+        top_r.total += hits_r
+        self.records += n
+        self.joined += joined
+        self.renames += joined
         return n
+
+    def _special(self, rec: Rec) -> None:
+        """A rename or a flagged record."""
+        flags = rec.flags
+        if Flag.AFTER_OVERFLOW in flags:
+            self.after_overflow_records += 1
+        if Flag.MERGED in flags:
+            self.merged_records += 1
+        if rec.kind != "rename":
+            if rec.path:
+                self.top_events.add(rec.path.rpartition(b"/")[0])
+            return
+        self.renames += 1
+        src, dst = rec.path, rec.dst
+        if src and dst:
+            self.joined += 1
+        else:
+            self.one_sided += 1
+            reasons = [f for f in ONE_SIDED_REASONS if f in flags]
+            self.reasons[str(reasons[0]) if reasons else "none"] += 1
+        if Flag.AFTER_OVERFLOW in flags:
+            self.after_overflow += 1
+        if Flag.MERGED in flags:
+            self.merged += 1
+        a = src.rpartition(b"/")[0] if src else None
+        b = dst.rpartition(b"/")[0] if dst else None
+        for d in (a, b if b != a else None):
+            if d is not None:
+                self.top_renames.add(d)
+                self.top_events.add(d)
 
     # -- result -------------------------------------------------------------------------------------------
 
@@ -218,6 +273,8 @@ class CaptureStats:
         kinds: Counter[str] = Counter(self._kinds_direct)
         for mask, n in self._masks.items():
             kinds[self._mask_name(mask)] += n
+        if self.races is not None:
+            kinds.update(self.races.kinds())
         duration = (self.last_t - self.first_t) / 1e9 if self.first_t is not None else 0.0
         stopped = None
         if not ended_cleanly and issues:
@@ -236,7 +293,8 @@ class CaptureStats:
                 "events": self.events, "reads": self.reads, "records": self.records, "duration_s": duration,
                 "events_per_s_mean": self.events / duration if duration > 0 else None,
                 "events_per_s_peak": ps.max, "events_per_s_p99": ps.quantile(99), "seconds": ps.n,
-                "event_kinds": dict(kinds.most_common()), "record_kinds": dict(self.record_kinds.most_common()),
+                "event_kinds": dict(kinds.most_common()),
+                "record_kinds": dict(Counter(self.record_kinds).most_common()),
                 "renames": {"records": self.renames, "joined": self.joined, "one_sided": self.one_sided,
                             "one_sided_by_reason": dict(self.reasons.most_common()),
                             "after_overflow": self.after_overflow, "merged": self.merged,
@@ -252,7 +310,8 @@ class CaptureStats:
                 "one_sided_by_overflow": self.reasons.get(str(Flag.OVERFLOW), 0),
                 "after_overflow": self.after_overflow_records,
             },
-            "top_dirs": {"by_events": self.top_events.top(TOP), "by_renames": self.top_renames.top(TOP),
+            "top_dirs": {"by_events": _named(self.top_events.top(TOP)),
+                         "by_renames": _named(self.top_renames.top(TOP)),
                          "max_undercount": max(self.top_events.error, self.top_renames.error)},
             "series": self.series.to_json(),
         }

@@ -40,6 +40,14 @@ RING = 4096
 BETWEEN_EXACT = 1024
 #: Split gaps returned as samples (for histograms).
 MAX_SAMPLES = 1000
+#: FROMs waiting for their TO at most; the oldest beyond it is counted an orphan (about 300 bytes each).
+MAX_WAITING = 16384
+#: Distinct masks counted apart (then by kind name); overflow places kept.
+MAX_MASKS = 256
+MAX_PLACES = 100
+_RING_MASK = RING - 1
+_OVERFLOW, _FROM = raw.IN_Q_OVERFLOW, raw.IN_MOVED_FROM
+_INTERESTING = raw.IN_Q_OVERFLOW | raw.IN_MOVED_FROM | raw.IN_MOVED_TO
 
 _KIND_BITS = ((raw.IN_CREATE, "create"), (raw.IN_DELETE, "delete"), (raw.IN_MODIFY, "modify"),
               (raw.IN_CLOSE_WRITE, "close_write"), (raw.IN_ATTRIB, "attrib"), (raw.IN_MOVED_FROM, "moved_from"),
@@ -55,35 +63,28 @@ def mask_name(mask: int) -> str:
     return "other"
 
 
-class _From:
-    """A MOVED_FROM waiting for its TO (mutable: the near-overflow mark can come after it was orphaned)."""
-
-    __slots__ = ("drained", "near", "orphaned", "pos", "read", "t_ns")
-
-    def __init__(self, pos: int, read: int, t_ns: int, drained: bool) -> None:
-        self.pos = pos
-        self.read = read
-        self.t_ns = t_ns
-        self.drained = drained
-        self.near = False
-        self.orphaned = False
-
-
 class RaceCounter:
     """Feed reads with :meth:`feed_read`; :meth:`result` gives the statistics (callable at any time)."""
 
-    def __init__(self, *, windows_ms: Sequence[float] = WINDOWS_MS, max_waiting: int = 65536,
+    def __init__(self, *, windows_ms: Sequence[float] = WINDOWS_MS, max_waiting: int = MAX_WAITING,
                  exact_limit: int = 65536) -> None:
         self.windows_ms = tuple(windows_ms)
         self.max_waiting = max_waiting
         self.pos = 0
         self.reads = 0
         self.pairs = 0
+        #: Events by exact mask (at most MAX_MASKS masks; further ones counted by kind name in ``kinds_other``).
+        self.masks: dict[int, int] = {}
+        self.kinds_other: Counter[str] = Counter()
+        #: The first MAX_PLACES overflows: (event index, read time).
+        self.overflow_at: list[tuple[int, int]] = []
         self._ring = [0] * RING
-        self._waiting: dict[int, _From] = {}
-        self._recent: deque[_From] = deque()  # FROMs of the last NEAR_OVERFLOW events
+        # cookie -> (FROM's event index, read index, read time, queue drained after that read), in index order.
+        self._waiting: dict[int, tuple[int, int, int, bool]] = {}
+        self._near: set[int] = set()  # indexes of waiting FROMs that an overflow followed closely
+        self._orphans_recent: deque[int] = deque()  # orphaned FROMs an overflow may still follow closely
         self._last_overflow: int | None = None
-        self.between_hist: Counter[int] = Counter()
+        self.between_hist: dict[int, int] = {}
         self.between_kinds: Counter[str] = Counter()
         self.between_kinds_truncated = 0
         self.gaps = QuantileSketch(exact_limit=exact_limit)
@@ -94,79 +95,119 @@ class RaceCounter:
         self.orphan_from = self.orphan_from_near = 0
         self.orphan_to = self.orphan_to_near = 0
 
-    def feed_read(self, t_ns: int, drained: bool, events: Iterable[raw.InotifyEvent]) -> None:
-        """One read() of the stream: its time, whether the queue was empty right after it, its events."""
+    def feed_read(self, t_ns: int, drained: bool, events: Iterable[raw.InotifyEvent]) -> int:
+        """One read() of the stream: its time, whether the queue was empty right after it, its events.
+        Returns how many overflow events it held.
+
+        Hot path (every event of a capture goes through it): the common cases, an event that is no rename
+        half and a pair whose halves are adjacent in one read, cost a few dict operations and no call."""
         ri = self.reads
         self.reads += 1
         ring = self._ring
         pos = self.pos
-        interesting = raw.IN_Q_OVERFLOW | raw.IN_MOVED_FROM | raw.IN_MOVED_TO
+        masks = self.masks
+        waiting = self._waiting
+        max_waiting = self.max_waiting
+        overflows = self.overflows
+        adjacent = 0
         for _wd, mask, cookie, _name in events:
-            ring[pos & (RING - 1)] = mask
-            if mask & interesting:
-                self.pos = pos
-                if mask & raw.IN_Q_OVERFLOW:
-                    self._overflow(pos)
-                elif mask & raw.IN_MOVED_FROM:
-                    self._from(pos, cookie, ri, t_ns, drained)
+            ring[pos & _RING_MASK] = mask
+            if mask in masks:
+                masks[mask] += 1
+            else:
+                self._new_mask(mask)
+            if mask & _INTERESTING:
+                if mask & _OVERFLOW:
+                    self._overflow(pos, t_ns)
+                elif mask & _FROM:
+                    old = waiting.pop(cookie, None)
+                    if old is not None:
+                        self._orphan(old[0], pos)
+                    elif len(waiting) >= max_waiting:
+                        self._orphan(waiting.pop(next(iter(waiting)))[0], pos)
+                    waiting[cookie] = (pos, ri, t_ns, drained)
                 else:
-                    self._to(pos, cookie, ri, t_ns)
+                    w = waiting.pop(cookie, None)
+                    if w is None:
+                        self._orphan_to(pos)
+                    elif w[0] == pos - 1 and w[1] == ri and not self._near:
+                        adjacent += 1
+                    else:
+                        self._pair(w, pos, ri, t_ns)
             pos += 1
         self.pos = pos
+        if adjacent:
+            self.pairs += adjacent
+            self.between_hist[0] = self.between_hist.get(0, 0) + adjacent
+        return self.overflows - overflows
 
-    def _from(self, pos: int, cookie: int, ri: int, t_ns: int, drained: bool) -> None:
-        waiting = self._waiting
-        old = waiting.pop(cookie, None)
-        if old is not None:
-            self._orphan(old)
-        elif len(waiting) >= self.max_waiting:
-            self._orphan(waiting.pop(next(iter(waiting))))
-        entry = _From(pos, ri, t_ns, drained)
-        waiting[cookie] = entry
-        recent = self._recent
-        while recent and pos - recent[0].pos > NEAR_OVERFLOW:
-            recent.popleft()
-        recent.append(entry)
+    def _new_mask(self, mask: int) -> None:
+        if len(self.masks) < MAX_MASKS:
+            self.masks[mask] = 1
+        else:
+            self.kinds_other[mask_name(mask)] += 1
 
-    def _orphan(self, entry: _From) -> None:
-        entry.orphaned = True
+    def _orphan(self, from_pos: int, now: int) -> None:
+        """A FROM that will get no TO (its cookie came again, or the table is full)."""
         self.orphan_from += 1
-        if entry.near:
+        if from_pos in self._near:
+            self._near.discard(from_pos)
             self.orphan_from_near += 1
+            return
+        recent = self._orphans_recent
+        while recent and now - recent[0] >= NEAR_OVERFLOW:
+            recent.popleft()
+        if now - from_pos < NEAR_OVERFLOW:
+            recent.append(from_pos)
 
-    def _overflow(self, pos: int) -> None:
+    def _overflow(self, pos: int, t_ns: int) -> None:
         self.overflows += 1
         self._last_overflow = pos
-        for entry in self._recent:
-            if not entry.near and 0 < pos - entry.pos <= NEAR_OVERFLOW:
-                entry.near = True
-                if entry.orphaned:
-                    self.orphan_from_near += 1
+        if len(self.overflow_at) < MAX_PLACES:
+            self.overflow_at.append((pos, t_ns))
+        for from_pos, _r, _t, _d in reversed(self._waiting.values()):
+            if pos - from_pos > NEAR_OVERFLOW:
+                break
+            self._near.add(from_pos)
+        recent = self._orphans_recent
+        if recent:
+            near = [p for p in recent if 0 < pos - p <= NEAR_OVERFLOW]
+            self.orphan_from_near += len(near)
+            self._orphans_recent = deque(p for p in recent if p not in near)
 
-    def _to(self, pos: int, cookie: int, ri: int, t_ns: int) -> None:
-        w = self._waiting.pop(cookie, None)
-        if w is None:
-            self.orphan_to += 1
-            if self._last_overflow is not None and 0 < pos - self._last_overflow <= NEAR_OVERFLOW:
-                self.orphan_to_near += 1
-            return
+    def _orphan_to(self, pos: int) -> None:
+        self.orphan_to += 1
+        if self._last_overflow is not None and 0 < pos - self._last_overflow <= NEAR_OVERFLOW:
+            self.orphan_to_near += 1
+
+    def _pair(self, w: tuple[int, int, int, bool], pos: int, ri: int, t_ns: int) -> None:
+        from_pos, from_read, from_t, from_drained = w
+        self._near.discard(from_pos)
         self.pairs += 1
-        between = pos - w.pos - 1
-        self.between_hist[between if between <= BETWEEN_EXACT else 1 << (between.bit_length() - 1)] += 1
+        between = pos - from_pos - 1
+        key = between if between <= BETWEEN_EXACT else 1 << (between.bit_length() - 1)
+        self.between_hist[key] = self.between_hist.get(key, 0) + 1
         if between:
             if between >= RING:
                 self.between_kinds_truncated += 1
             ring = self._ring
-            start = max(w.pos + 1, pos - RING + 1)
-            self.between_kinds.update(mask_name(ring[p & (RING - 1)]) for p in range(start, pos))
-        if ri != w.read:
-            gap = max(0, t_ns - w.t_ns)
+            start = max(from_pos + 1, pos - RING + 1)
+            self.between_kinds.update(mask_name(ring[p & _RING_MASK]) for p in range(start, pos))
+        if ri != from_read:
+            gap = max(0, t_ns - from_t)
             self.gaps.add(gap)
-            if w.drained:
+            if from_drained:
                 self.gaps_drained.add(gap)
                 for i, limit in enumerate(self._window_ns):
                     if gap > limit:
                         self.lost[i] += 1
+
+    def kinds(self) -> Counter[str]:
+        """Events by kind name."""
+        out = Counter(self.kinds_other)
+        for mask, n in self.masks.items():
+            out[mask_name(mask)] += n
+        return out
 
     def result(self) -> dict[str, Any]:
         """The statistics so far (the FROMs still waiting count as orphans, without being consumed)."""
@@ -174,6 +215,7 @@ class RaceCounter:
         hist = self.between_hist
         with_between = pairs - hist.get(0, 0)
         waiting = list(self._waiting.values())
+        near = self._near
         split, drained = self.gaps.n, self.gaps_drained.n
         return {
             "events": self.pos, "reads": self.reads, "pairs": pairs,
@@ -190,7 +232,7 @@ class RaceCounter:
             "lost_at_window_ms": {f"{w:g}": n for w, n in zip(self.windows_ms, self.lost, strict=True)},
             "overflows": self.overflows,
             "orphan_from": self.orphan_from + len(waiting),
-            "orphan_from_near_overflow": self.orphan_from_near + sum(1 for w in waiting if w.near),
+            "orphan_from_near_overflow": self.orphan_from_near + sum(1 for w in waiting if w[0] in near),
             "orphan_to": self.orphan_to, "orphan_to_near_overflow": self.orphan_to_near,
         }
 

@@ -175,10 +175,14 @@ class TopK(Generic[K]):
         counts = self.counts
         if key in counts:
             counts[key] += n
-            return
-        if len(counts) < self.capacity:
+        elif len(counts) < self.capacity:
             counts[key] = n
-            return
+        else:
+            self._evict(key, n)
+
+    def _evict(self, key: K, n: int) -> None:
+        """A new key and a full table: take ``d`` from every count (and the new key's), drop the zeros."""
+        counts = self.counts
         d = min(n, min(counts.values()))
         self.error += d
         self.counts = counts = {k: c - d for k, c in counts.items() if c > d}
