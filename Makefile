@@ -37,12 +37,15 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q
 
-## bench: quick benchmark configuration (a few minutes); bench-full: the full one
+## bench: quick benchmark configuration (a few minutes); bench-full: the full one. Both end with fsnorm stats'
+## read speed beside replay's and its peak memory on millions of events (benchmarks/bench_stats.py)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --quick
+	$(BIN)/python -m benchmarks.bench_stats --quick
 
 bench-full: $(STAMP)
 	$(BIN)/python -m benchmarks.run --full
+	$(BIN)/python -m benchmarks.bench_stats --events 1000000 --memory-events 10000000
 
 ## soak: 10 minutes of mixed storm through the live source, slow and fast consumer (SOAK_MINUTES=N)
 soak: $(STAMP)

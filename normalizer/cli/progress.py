@@ -84,7 +84,10 @@ class Progress:
         bar.update(max(0, pos - bar.n))
 
     def close(self) -> None:
+        """Show the final count, then remove the bar (it is not left on the terminal)."""
         if self._bar is not None:
+            self._refresh()
+            self._bar.refresh()
             self._bar.close()
             self._bar = None
 

@@ -206,10 +206,9 @@ def sections(results: list[dict[str, Any]]) -> list[tuple[str, list[Row]]]:
     ]
     top_e: list[Row] = []
     top_r: list[Row] = []
-    depth = max(max(len(r["top_dirs"]["by_events"]), len(r["top_dirs"]["by_renames"])) for r in results)
-    for i in range(depth):
-        top_e.append((f"#{i + 1}", _top("by_events", i)))
-        top_r.append((f"#{i + 1}", _top("by_renames", i)))
+    for key, rows in (("by_events", top_e), ("by_renames", top_r)):
+        for i in range(max(len(r["top_dirs"][key]) for r in results)):
+            rows.append((f"#{i + 1}", _top(key, i)))
     return [("capture", capture), ("volume", volume), ("pairing races (raw reads)", races),
             ("queue pressure", queue), ("top directories by records", top_e),
             ("top directories by renames", top_r)]
@@ -236,6 +235,8 @@ def render(results: list[dict[str, Any]], *, markdown: bool = False) -> str:
     names = [str(r["capture"]) for r in results]
     out: list[str] = []
     for title, rows in sections(results):
+        if not rows:
+            continue
         table = [[label, *(get(r) for r in results)] for label, get in rows]
         if markdown:
             out.append(f"### {title}\n")
