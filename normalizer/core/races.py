@@ -6,7 +6,7 @@ it, its events) and keeps counters and bounded structures only:
 
 * ``pairs``: MOVED_FROM/MOVED_TO pairs (same cookie, FROM first);
 * ``between``: pairs with other events between the halves; ``between_hist`` how many (``{count: pairs}``),
-  ``between_kinds`` what they were (from a ring of the last :data:`RING` event masks: longer stretches count
+  ``between_kinds`` what they were (from the reads holding the last :data:`RING` events: longer stretches count
   their last :data:`RING` events only, and ``between_kinds_truncated`` says how many pairs that was);
 * ``split``: pairs whose halves came in different reads; ``split_drained``: of those, the ones where the queue
   was empty right after the read that delivered the FROM (the TO was not even queued yet; only these need a
@@ -23,8 +23,9 @@ Pure code: no I/O, no clock.
 
 from __future__ import annotations
 
-from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections import Counter, _count_elements, deque  # type: ignore[attr-defined]
+from collections.abc import Iterable, Iterator, Sequence
+from operator import itemgetter
 from typing import Any
 
 from . import raw
@@ -34,7 +35,7 @@ from .sketch import QuantileSketch
 WINDOWS_MS = (0.1, 1.0, 5.0, 20.0, 50.0)
 #: An orphan half within this many events of an overflow counts as "around" it.
 NEAR_OVERFLOW = 64
-#: Event masks remembered for ``between_kinds`` (a power of two).
+#: Events remembered (as the reads that hold them) for ``between_kinds``.
 RING = 4096
 #: ``between_hist`` keeps counts above this one in power-of-two classes (bounded number of keys).
 BETWEEN_EXACT = 1024
@@ -45,7 +46,7 @@ MAX_WAITING = 16384
 #: Distinct masks counted apart (then by kind name); overflow places kept.
 MAX_MASKS = 256
 MAX_PLACES = 100
-_RING_MASK = RING - 1
+_mask_of = itemgetter(1)
 _OVERFLOW, _FROM = raw.IN_Q_OVERFLOW, raw.IN_MOVED_FROM
 _INTERESTING = raw.IN_Q_OVERFLOW | raw.IN_MOVED_FROM | raw.IN_MOVED_TO
 
@@ -78,7 +79,9 @@ class RaceCounter:
         self.kinds_other: Counter[str] = Counter()
         #: The first MAX_PLACES overflows: (event index, read time).
         self.overflow_at: list[tuple[int, int]] = []
-        self._ring = [0] * RING
+        # The last reads, holding at least the last RING events (for the kinds of events between two halves).
+        self._recent_reads: deque[tuple[int, Sequence[raw.InotifyEvent]]] = deque()
+        self._recent_events = 0
         # cookie -> (FROM's event index, read index, read time, queue drained after that read), in index order.
         self._waiting: dict[int, tuple[int, int, int, bool]] = {}
         self._near: set[int] = set()  # indexes of waiting FROMs that an overflow followed closely
@@ -95,57 +98,72 @@ class RaceCounter:
         self.orphan_from = self.orphan_from_near = 0
         self.orphan_to = self.orphan_to_near = 0
 
-    def feed_read(self, t_ns: int, drained: bool, events: Iterable[raw.InotifyEvent]) -> int:
+    def feed_read(self, t_ns: int, drained: bool, events: Sequence[raw.InotifyEvent]) -> int:
         """One read() of the stream: its time, whether the queue was empty right after it, its events.
         Returns how many overflow events it held.
 
-        Hot path (every event of a capture goes through it): the common cases, an event that is no rename
-        half and a pair whose halves are adjacent in one read, cost a few dict operations and no call."""
+        Hot path (every event of a capture goes through it): masks are counted in C
+        (``collections._count_elements``), and the Python loop does one test per event; a pair whose halves
+        are adjacent in one read costs two dict operations and no call."""
         ri = self.reads
         self.reads += 1
-        ring = self._ring
-        pos = self.pos
+        base = self.pos
         masks = self.masks
+        _count_elements(masks, map(_mask_of, events))
+        if len(masks) > MAX_MASKS:
+            self._fold_masks()
+        recent = self._recent_reads
+        recent.append((base, events))
+        self._recent_events += len(events)
+        while self._recent_events - len(recent[0][1]) >= RING:
+            self._recent_events -= len(recent.popleft()[1])
         waiting = self._waiting
         max_waiting = self.max_waiting
         overflows = self.overflows
         adjacent = 0
+        pos = base - 1
         for _wd, mask, cookie, _name in events:
-            ring[pos & _RING_MASK] = mask
-            if mask in masks:
-                masks[mask] += 1
-            else:
-                self._new_mask(mask)
-            if mask & _INTERESTING:
-                if mask & _OVERFLOW:
-                    self._overflow(pos, t_ns)
-                elif mask & _FROM:
-                    old = waiting.pop(cookie, None)
-                    if old is not None:
-                        self._orphan(old[0], pos)
-                    elif len(waiting) >= max_waiting:
-                        self._orphan(waiting.pop(next(iter(waiting)))[0], pos)
-                    waiting[cookie] = (pos, ri, t_ns, drained)
-                else:
-                    w = waiting.pop(cookie, None)
-                    if w is None:
-                        self._orphan_to(pos)
-                    elif w[0] == pos - 1 and w[1] == ri and not self._near:
-                        adjacent += 1
-                    else:
-                        self._pair(w, pos, ri, t_ns)
             pos += 1
-        self.pos = pos
+            if not mask & _INTERESTING:
+                continue
+            if mask & _OVERFLOW:
+                self._overflow(pos, t_ns)
+            elif mask & _FROM:
+                old = waiting.pop(cookie, None)
+                if old is not None:
+                    self._orphan(old[0], pos)
+                elif len(waiting) >= max_waiting:
+                    self._orphan(waiting.pop(next(iter(waiting)))[0], pos)
+                waiting[cookie] = (pos, ri, t_ns, drained)
+            else:
+                w = waiting.pop(cookie, None)
+                if w is None:
+                    self._orphan_to(pos)
+                elif w[0] == pos - 1 and w[1] == ri and not self._near:
+                    adjacent += 1
+                else:
+                    self._pair(w, pos, ri, t_ns)
+        self.pos = base + len(events)
         if adjacent:
             self.pairs += adjacent
             self.between_hist[0] = self.between_hist.get(0, 0) + adjacent
         return self.overflows - overflows
 
-    def _new_mask(self, mask: int) -> None:
-        if len(self.masks) < MAX_MASKS:
-            self.masks[mask] = 1
-        else:
-            self.kinds_other[mask_name(mask)] += 1
+    def _fold_masks(self) -> None:
+        """Too many distinct masks (a damaged or hostile capture): count them by kind name from now on."""
+        for mask, n in self.masks.items():
+            self.kinds_other[mask_name(mask)] += n
+        self.masks.clear()
+
+    def _masks_between(self, start: int, end: int) -> Iterator[int]:
+        """The masks of the events at indexes [start, end) still in the recent reads."""
+        for base, events in self._recent_reads:
+            if base + len(events) <= start:
+                continue
+            if base >= end:
+                break
+            for i in range(max(start - base, 0), min(end - base, len(events))):
+                yield events[i][1]
 
     def _orphan(self, from_pos: int, now: int) -> None:
         """A FROM that will get no TO (its cookie came again, or the table is full)."""
@@ -190,9 +208,8 @@ class RaceCounter:
         if between:
             if between >= RING:
                 self.between_kinds_truncated += 1
-            ring = self._ring
             start = max(from_pos + 1, pos - RING + 1)
-            self.between_kinds.update(mask_name(ring[p & _RING_MASK]) for p in range(start, pos))
+            self.between_kinds.update(mask_name(m) for m in self._masks_between(start, pos))
         if ri != from_read:
             gap = max(0, t_ns - from_t)
             self.gaps.add(gap)
@@ -245,7 +262,7 @@ def _gap_summary(sketch: QuantileSketch) -> dict[str, float | None]:
             "max": us(None if sketch.max is None else float(sketch.max))}
 
 
-def race_stats(reads: Iterable[tuple[int, bool, Iterable[raw.InotifyEvent]]],
+def race_stats(reads: Iterable[tuple[int, bool, Sequence[raw.InotifyEvent]]],
                windows_ms: Sequence[float] = WINDOWS_MS) -> dict[str, Any]:
     """Race statistics of a whole stream of ``(t_ns, drained, events)`` reads."""
     counter = RaceCounter(windows_ms=windows_ms)
