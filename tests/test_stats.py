@@ -316,7 +316,7 @@ def test_inotify_forced_overflow_places_and_orphans(tree: Path) -> None:
     assert s["queue"]["backlog_max"] >= max((rd.pending for rd in reads), default=0)
 
 
-def test_fanotify_capture_counts_kernel_paired_renames(tree: Path) -> None:
+def test_fanotify_capture_counts_kernel_paired_renames(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cap = tree / "fan.fsncap"
     for i in range(5):
         os.mknod(tree / f"w/a/f{i}")
@@ -341,6 +341,10 @@ def test_fanotify_capture_counts_kernel_paired_renames(tree: Path) -> None:
     a, b = str(tree / "w/a"), str(tree / "w/b")
     assert s["top_dirs"]["by_renames"] == [(a, 5), (b, 5)]
     assert s["top_dirs"]["by_events"] == [(b, 6), (a, 5)]
+    assert main(["stats", str(cap)]) == 0
+    text = capsys.readouterr().out
+    assert "rename pairs (raw)               n/a (fanotify)" in text
+    assert "  paired by the kernel  5" in text and "backlog after a read max         0 events" in text
 
 
 # -- damaged captures ------------------------------------------------------------------------------------------
@@ -430,6 +434,12 @@ def test_cli_plot(known: Path, tmp_path: Path, suffix: str, capsys: pytest.Captu
     data = out.read_bytes()
     assert data.startswith(b"\x89PNG") if suffix == "png" else b"<svg" in data[:2000]
     assert "plot written" in capsys.readouterr().err
+
+
+def test_cli_plot_needs_png_or_svg(known: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stats", "--plot", str(tmp_path / "p.jpg"), str(known)]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and "--plot writes .png or .svg files, not 'p.jpg'" in err
 
 
 def test_cli_plot_without_matplotlib_says_what_to_install(known: Path, tmp_path: Path) -> None:

@@ -30,11 +30,17 @@ def _pyplot() -> Any:
     return plt
 
 
+def check_target(path: str | os.PathLike[str]) -> None:
+    """Raise before any work if ``path`` is not a .png/.svg name or matplotlib is missing."""
+    name = os.fspath(path)
+    if not name.lower().endswith((".png", ".svg")):
+        raise FsnormError(f"--plot writes .png or .svg files, not {os.path.basename(name)!r}")
+    _pyplot()
+
+
 def plot(results: Sequence[dict[str, Any]], path: str | os.PathLike[str], *, dpi: int = 80) -> None:
     """Write the three panels for the captures' results to ``path`` (.png or .svg, by its suffix)."""
-    suffix = os.fspath(path).rsplit(".", 1)[-1].lower()
-    if suffix not in ("png", "svg"):
-        raise FsnormError(f"--plot writes .png or .svg files, not .{suffix}")
+    check_target(path)
     plt = _pyplot()
     fig, (ax_rate, ax_gap, ax_backlog) = plt.subplots(3, 1, figsize=(8, 8.5), constrained_layout=True)
     try:

@@ -47,9 +47,9 @@ def run(args: argparse.Namespace) -> int:
         _warn("error: --window must be >= 0")
         return 2
     if args.plot:  # fail before the long read, not after it
-        from ..capture.plot import _pyplot
+        from ..capture.plot import check_target
 
-        _pyplot()
+        check_target(args.plot)
     opened = []
     failed = False
     for path in args.captures:
@@ -157,8 +157,8 @@ Row = tuple[str, Callable[[dict[str, Any]], str]]
 
 def sections(results: list[dict[str, Any]]) -> list[tuple[str, list[Row]]]:
     """The figures, by section: (label, value of one capture's result)."""
-    windows = list(results[0]["races"]["lost_at_window_ms"]) if any(r.get("races") for r in results) and \
-        results[0].get("races") else [f"{w:g}" for w in WINDOWS_MS]
+    with_races = [r["races"] for r in results if r.get("races")]
+    windows = list(with_races[0]["lost_at_window_ms"]) if with_races else [f"{w:g}" for w in WINDOWS_MS]
     capture: list[Row] = [
         ("source", lambda r: r["source"]), ("host", lambda r: r["host"] or "-"),
         ("kernel", lambda r: r["kernel"] or "-"), ("created", lambda r: r["created"] or "-"),
