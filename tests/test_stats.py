@@ -583,3 +583,13 @@ def test_your_capture_notebook_executes(known: Path, tmp_path: Path, monkeypatch
     assert len(images) >= 3
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "pairs: 4" in text
+
+
+def test_bench_stats_runs_tiny() -> None:
+    """The make-bench entry on a tiny size (no timing asserted): it prints both speeds and both memories."""
+    res = subprocess.run([sys.executable, "-m", "benchmarks.bench_stats", "--events", "5000", "--memory-events",
+                          "20000", "--repeat", "1"], capture_output=True, text=True, cwd=REPO, timeout=120,
+                         check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "replay (records only):" in res.stdout and "of fsnorm replay's" in res.stdout
+    assert "peak memory of stats + normalizer" in res.stdout
