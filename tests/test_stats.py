@@ -593,3 +593,13 @@ def test_bench_stats_runs_tiny() -> None:
     assert res.returncode == 0, res.stderr[-2000:]
     assert "replay (records only):" in res.stdout and "of fsnorm replay's" in res.stdout
     assert "peak memory of stats + normalizer" in res.stdout
+
+
+def test_overflow_places_are_listed_once_up_to_their_bound(tmp_path: Path) -> None:
+    """150 overflows, three per read: the first 100 listed, in order, each once; all counted."""
+    items: list[raw.AnyStreamItem] = [_b(1000 + i, ev(1, raw.IN_CREATE, b"c"), OVERFLOW, OVERFLOW, OVERFLOW)
+                                      for i in range(50)]
+    s = capture_stats(write_capture(tmp_path / "o.fsncap", items))
+    q = s["queue"]
+    assert q["overflows"] == s["races"]["overflows"] == 150
+    assert [p["event"] for p in q["overflow_at"]] == [4 * (i // 3) + 1 + i % 3 for i in range(100)]

@@ -119,9 +119,10 @@ class CaptureStats:
         races = self.races
         if races is not None and isinstance(item, raw.InotifyBatch):
             # The race counter walks every event anyway: it counts the masks and notes the overflows.
+            placed = len(races.overflow_at)
             overflows = races.feed_read(item.t_ns, item.drained, item.events)
             if overflows:
-                for pos, t in races.overflow_at[len(races.overflow_at) - overflows:]:
+                for pos, t in races.overflow_at[placed:]:
                     self._overflow_at(t, pos, item.backlog)
                 self.overflows += overflows
         else:
