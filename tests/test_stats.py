@@ -420,6 +420,7 @@ def test_window_override_changes_the_records_not_the_races(known: Path) -> None:
     a = capture_stats(known)
     b = capture_stats(known, window_ns=0)
     assert a["races"] == b["races"] and a["races"]["lost_at_window_ms"]["0.1"] == 1
+    assert (a["window_ms"], b["window_ms"]) == (20.0, 0.0)
     assert b["volume"]["records"] == len(list(replay(known, window_ns=0))) == a["volume"]["records"] + 1
     assert b["volume"]["renames"]["joined"] == a["volume"]["renames"]["joined"] - 1
     assert b["volume"]["renames"]["one_sided"] == a["volume"]["renames"]["one_sided"] + 2

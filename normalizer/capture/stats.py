@@ -342,4 +342,7 @@ def capture_stats(
                 feed(item)
                 on_item(item)
         stats.records_from(replay_reader(reader, window_ns=window_ns, on_item=see))
-        return stats.result(issues=reader.issues, ended_cleanly=reader.ended_cleanly)
+        result = stats.result(issues=reader.issues, ended_cleanly=reader.ended_cleanly)
+    if window_ns is not None:
+        result["window_ms"] = window_ns / 1e6  # the window the records were made with
+    return result
