@@ -13,11 +13,13 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 FUZZ_SECONDS ?= 300
 SOAK_MINUTES ?= 10
 
+# setuptools' editable build prints a boxed UserWarning about editable installs on every install; it says
+# nothing about this project, so it is filtered to keep the install output clean.
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need Python >= 3.11 with venv/ensurepip (apt-get install python3-venv)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install -q -e '.[dev,bench]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -34,8 +36,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict normalizer
 
+## unit: the tests, with a line-coverage report of normalizer/ (CLI subprocesses included; see pyproject)
 unit: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --cov=normalizer --cov-report=term
 
 ## bench: quick benchmark configuration (a few minutes); bench-full: the full one. Both end with fsnorm stats'
 ## read speed beside replay's and its peak memory on millions of events (benchmarks/bench_stats.py)
@@ -53,8 +56,8 @@ soak: $(STAMP)
 
 ## fuzz: the atheris fuzzers (capture reader, normalizer) for FUZZ_SECONDS each, side by side
 fuzz: $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[fuzz]'
+	PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install -q -e '.[fuzz]'
 	PYTHON=$(BIN)/python bash fuzz/run.sh $(FUZZ_SECONDS)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis .coverage .coverage.*

@@ -44,16 +44,15 @@ _FANOTIFY_ONLY = ("mark_mode", "use_rename")
 
 def make_source(paths: Sequence[PathLike], backend: Backend = "inotify", **options: Any) -> LiveSource:
     """The live source for ``backend``: ``"inotify"``, ``"fanotify"``, or ``"auto"`` (fanotify where this
-    kernel and process can run it: Linux 5.17+, else inotify; inotify when ``rescan`` is asked, which only it
-    has). ``window_ms`` is accepted for ``window_ns``; ``mask`` is an inotify event mask for either backend."""
+    kernel and process can run it: Linux 5.17+, else inotify). ``window_ms`` is accepted for ``window_ns``;
+    ``mask`` is an inotify event mask for either backend. ``rescan`` (default True, both backends): recover
+    from a queue overflow by walking the tree and reporting the differences (README, "Overflow and rescan")."""
     window_ms = options.pop("window_ms", None)
     if window_ms is not None:
         options["window_ns"] = int(window_ms * 1_000_000)
     if backend == "auto":
-        backend = "fanotify" if not options.get("rescan") and unavailable_reason() is None else "inotify"
+        backend = "fanotify" if unavailable_reason() is None else "inotify"
     if backend == "fanotify":
-        if options.pop("rescan", False):
-            raise SourceError("the fanotify backend has no rescan after overflow yet: use --backend inotify")
         if options.get("mask") is not None:
             options["mask"] = mask_from_inotify(options["mask"], use_rename=options.get("use_rename", True))
         return FanotifySource(list(paths), **options)
@@ -137,7 +136,9 @@ class Stream:
 def watch(paths: PathLike | Sequence[PathLike], *, backend: Backend = "inotify", raw_records: bool = False,
           **options: Any) -> Stream:
     """Watch directory trees. ``options``: ``window_ms`` (one-sided move window), ``strict_order``,
-    ``mask``, ``include``, ``exclude``, ``capture`` (path of a capture log to write), ``max_pending``; with
+    ``mask``, ``include``, ``exclude``, ``capture`` (path of a capture log to write), ``max_pending``,
+    ``rescan`` (default True: after a queue overflow, walk the tree and report what changed as ``synthesized``
+    records; False saves the shadow tree's memory, about 95 bytes per watched entry); with
     ``backend="fanotify"`` (or ``"auto"`` on Linux 5.17+) also ``mark_mode`` and ``use_rename``
     (docs/fanotify.md).
 
@@ -155,13 +156,29 @@ class AsyncStream:
     def __init__(self, stream: Stream) -> None:
         self._stream = stream
         self._wakeup: asyncio.Event | None = None
+        #: The fd registered with the loop while an iteration runs (removed before the fd is closed).
+        self._reader: tuple[asyncio.AbstractEventLoop, int] | None = None
 
     async def __aenter__(self) -> AsyncStream:
         self._stream.open()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self._stream.close()
+        """Close off the loop: the close reads what the kernel has queued (up to
+        ``LiveSource.CLOSE_DRAIN_SECONDS``) and flushes pending halves, which must not stall other tasks."""
+        await self.aclose()
+
+    async def aclose(self) -> list[Any]:
+        """Stop and release the fd without blocking the event loop (the close runs in the default executor).
+        Returns the records not yet consumed, like :meth:`Stream.close`."""
+        self._remove_reader()
+        return await asyncio.get_running_loop().run_in_executor(None, self._stream.close)
+
+    def _remove_reader(self) -> None:
+        if self._reader is not None:
+            loop, fd = self._reader
+            self._reader = None
+            loop.remove_reader(fd)
 
     def stop(self) -> None:
         self._stream.stop()
@@ -176,6 +193,7 @@ class AsyncStream:
         self._wakeup = asyncio.Event()
         wakeup = self._wakeup
         loop.add_reader(source.fileno(), wakeup.set)
+        self._reader = (loop, source.fileno())
         try:
             while True:
                 for rec in stream.read(0):
@@ -188,8 +206,8 @@ class AsyncStream:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wakeup.wait(), timeout)
         finally:
-            loop.remove_reader(source.fileno())
-        for rec in stream.close():
+            self._remove_reader()
+        for rec in await loop.run_in_executor(None, stream.close):
             yield rec
 
 

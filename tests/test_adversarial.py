@@ -422,6 +422,10 @@ def test_deeply_nested_json_line_is_a_capture_issue(where: str) -> None:
     data = deep if where == "header" else capture(deep, b'["T",5]\n')
     outcome = check_capture(data)
     assert (outcome.error is not None) == (where == "header")
+    if where == "item":  # the line is reported at its place and skipped; the item after it is read
+        assert [(i.line, i.message.split(" (")[0]) for i in outcome.issues] == [(2, "corrupt line, not JSON")]
+        assert "recursion" in outcome.issues[0].message
+        assert outcome.items == 1
 
 
 def test_corrupt_gzip_is_a_capture_issue() -> None:

@@ -10,13 +10,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from live import sysctl
+from live import Lines, sysctl, wait_for_watches
 
 import normalizer
 from normalizer.capture.replay import replay
+from normalizer.formats.jsonl import rec_to_json
 from normalizer.records import EventRecord, RenameRecord
 
 
@@ -27,12 +29,9 @@ def tree(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def later(delay: float, action: object) -> threading.Thread:
-    def run() -> None:
-        time.sleep(delay)
-        action()  # type: ignore[operator]
-
-    t = threading.Thread(target=run)
+def in_thread(action: Callable[[], None]) -> threading.Thread:
+    """Run ``action`` in a thread (while the iterator under test waits in its read)."""
+    t = threading.Thread(target=action)
     t.start()
     return t
 
@@ -46,12 +45,11 @@ def test_iterator_yields_pydantic_records_and_stop_flushes_pending_halves(tree: 
             os.rename(tree / "w/a/x", tree / "w/b/y")
             os.rename(tree / "w/a/gone", tree / "out/gone")  # its partner never comes; 60 s window
 
-        worker = later(0.05, work)
+        worker = in_thread(work)
         for rec in stream:
             got.append(rec)
             if isinstance(rec, RenameRecord) and rec.mode == "both":
-                worker.join()
-                time.sleep(0.05)
+                worker.join()  # both renames are queued now; stop() reads them before the iterator ends
                 stream.stop()
     renames = [r for r in got if isinstance(r, RenameRecord)]
     assert [(r.src, r.dst, r.flags) for r in renames] == [
@@ -77,7 +75,7 @@ def test_async_iterator(tree: Path) -> None:
     async def main() -> list[RenameRecord | EventRecord]:
         out = []
         async with normalizer.awatch(tree / "w") as stream:
-            asyncio.get_running_loop().call_later(0.05, os.rename, tree / "w/a/x", tree / "w/b/y")
+            asyncio.get_running_loop().call_soon(os.rename, tree / "w/a/x", tree / "w/b/y")
             async for rec in stream:
                 out.append(rec)
                 if rec.kind == "rename":
@@ -103,9 +101,8 @@ def test_callback_runner_delivers_in_order_and_flushes_on_stop(tree: Path) -> No
     os.rename(tree / "w/a/x", tree / "w/a/y")
     (tree / "w/b/z").write_text("z")
     os.rename(tree / "w/b/z", tree / "out/z")
-    assert seen.wait(5)
-    time.sleep(0.1)
-    runner.stop(timeout=5)
+    assert seen.wait(10)
+    runner.stop(timeout=10)  # the move out was queued before: the stop reads it and flushes it
     assert not runner.running and runner.error is None
     kinds = [(r.kind, r.flags) for r in got]
     assert kinds[0] == ("rename", [])
@@ -124,10 +121,17 @@ def test_capture_from_the_api_replays_to_the_same_records(tree: Path) -> None:
         for i in range(20):
             (tree / f"w/a/f{i}").write_text("x")
             os.rename(tree / f"w/a/f{i}", tree / f"w/b/g{i}")
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 10
         while time.monotonic() < deadline and sum(r.kind == "rename" for r in live) < 20:
             live += stream.read(0.1)
         live += stream.close()
+    # What was done, checked against what was done (not only live against replay: two empty lists agree).
+    want: list[tuple[str, bytes, bytes]] = []
+    for i in range(20):
+        f, g = bytes(tree / f"w/a/f{i}"), bytes(tree / f"w/b/g{i}")
+        want += [("create", f, b""), ("modify", f, b""), ("close_write", f, b""), ("rename", f, g)]
+    assert [(r.kind, r.path, r.dst) for r in live] == want
+    assert all(r.flags == () for r in live)
     assert [r.identity() for r in replay(cap)] == [r.identity() for r in live]
 
 
@@ -157,22 +161,26 @@ def test_cli_watch_prints_json_and_exits_cleanly_on_sigterm(tree: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "normalizer", "watch", str(tree / "w"), "--window", "60000",
                              "--capture", str(cap)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(0.5)  # let it set its watches
+        assert proc.stdout is not None and proc.stderr is not None
+        lines = Lines(proc.stdout)
+        wait_for_watches(proc.pid, 3)  # w, w/a, w/b
         os.rename(tree / "w/a/x", tree / "w/b/y")
         os.rename(tree / "w/a/gone", tree / "out/gone")
-        line = proc.stdout.readline()  # type: ignore[union-attr]
+        line = lines.next()
         assert json.loads(line)["src"] == str(tree / "w/a/x")
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=10)
+        rest = lines.rest()
+        proc.wait(30)
+        err = proc.stderr.read()
     finally:
         proc.kill()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
-    last = json.loads(out.splitlines()[-1])
+    last = json.loads(rest[-1])
     assert (last["src"], last["dst"], last["flags"]) == (str(tree / "w/a/gone"), "", ["shutdown"])
     assert json.loads(cap.read_text().splitlines()[-1])[0] == "E"
-    replayed = [json.loads(normalizer.formats.jsonl.rec_to_json(r)) for r in replay(cap)]
-    assert replayed == [json.loads(line), *map(json.loads, out.splitlines())]
+    replayed = [json.loads(rec_to_json(r)) for r in replay(cap)]
+    assert replayed == [json.loads(line), *map(json.loads, rest)]
 
 
 def test_cli_watch_missing_root_is_one_line_on_stderr(tree: Path) -> None:

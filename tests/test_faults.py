@@ -14,11 +14,11 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from live import brief, drain, require_nobody, sysctl
+from live import brief, drain, require_nobody, sysctl, wait_for_watches
 
 import normalizer
 from benchmarks.soak import Ledger, load_stamps, rss_kib
@@ -116,18 +116,24 @@ def as_nobody(*args: str, **kwargs: object) -> subprocess.Popen[str]:
                              *args], env=ENV, text=True, **kwargs)  # type: ignore[call-overload]
 
 
-def wait_for_watches(pid: int, count: int, timeout: float = 10.0) -> None:
-    """Until process ``pid`` holds ``count`` inotify watches (its fdinfo says so)."""
+def wait_for_output(path: Path, predicate: Callable[[list[str]], bool], timeout: float = 30.0) -> list[str]:
+    """Until the JSON Lines a watcher writes to ``path`` satisfy ``predicate``; AssertionError after
+    ``timeout`` seconds. Only complete lines are looked at."""
     end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        n = 0
-        for info in Path(f"/proc/{pid}/fdinfo").glob("*"):
-            with contextlib.suppress(OSError):
-                n += info.read_text().count("inotify wd:")
-        if n >= count:
-            return
+    while True:
+        text = path.read_text()
+        lines = text.splitlines()[: text.count("\n")]
+        if predicate(lines):
+            return lines
+        if time.monotonic() > end:
+            raise AssertionError(f"the output did not reach the expected state within {timeout} s: {lines[-3:]}")
         time.sleep(0.02)
-    raise AssertionError(f"process {pid} did not set {count} watches")
+
+
+def has(kind: str, path: Path) -> Callable[[list[str]], bool]:
+    def check(lines: list[str]) -> bool:
+        return any((r["kind"], r["path"]) == (kind, str(path)) for r in map(json.loads, lines) if "path" in r)
+    return check
 
 
 def test_subtree_made_unreadable_gives_an_error_record_and_watching_goes_on(public_tmp: Path) -> None:
@@ -143,13 +149,11 @@ def test_subtree_made_unreadable_gives_an_error_record_and_watching_goes_on(publ
         os.chmod(root / "s", 0o000)  # the watch on s stays; nothing below it can be watched or listed now
         (root / "s/newdir").mkdir()
         (root / "s/newdir/inner").write_text("i")
-        time.sleep(0.3)
+        wait_for_output(out, has("error", root / "s/newdir"))  # the watch on newdir was tried and refused
         (root / "ok/g").write_text("g")
-        time.sleep(0.3)
         os.chmod(root / "s", 0o755)
         (root / "s/newdir/after").write_text("a")  # newdir was never watched: not reported
-        (root / "s/f").write_text("f")  # s is still watched
-        time.sleep(0.3)
+        (root / "s/f").write_text("f")  # s is still watched; queued now, so read before the stop
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=10)
@@ -344,11 +348,12 @@ def test_sigterm_during_a_storm_flushes_pending_halves_and_closes_the_capture(tr
                                    text=True, env=ENV)
         wait_for_watches(watcher.pid, 7)
     try:
-        os.rename(root / "a/leaving", tree / "out/leaving")
-        time.sleep(0.3)
+        os.rename(root / "a/leaving", tree / "out/leaving")  # queued before any storm event
         work = storm(root, 3.0)
         assert work.stdout is not None and work.stdout.readline().strip() == "started"
-        time.sleep(1.5)
+        # Stop in the middle of the storm, once its records flow (relaxed order: the half holds none back).
+        wait_for_output(out, lambda lines: sum('"kind":"rename"' in x for x in lines) >= 1000)
+        assert work.poll() is None, "the storm was still running at SIGTERM"
         watcher.send_signal(signal.SIGTERM)
         _, err = watcher.communicate(timeout=30)
         truth = json.loads(work.communicate(timeout=30)[0])
@@ -368,7 +373,7 @@ def test_sigterm_during_a_storm_flushes_pending_halves_and_closes_the_capture(tr
     for line in printed:
         ledger.add(_rec(line))
     assert ledger.wrong == [] and ledger.duplicates == 0
-    assert sum(truth["renames"]) > ledger.joined > 10_000
+    assert 1000 <= ledger.joined < sum(truth["renames"])  # stopped mid-storm; the rate is measured by make bench
 
 
 def test_events_queued_before_sigterm_are_reported(tree: Path) -> None:
@@ -420,7 +425,12 @@ def test_consumer_pausing_during_a_storm_bounded_memory_overflow_record_and_reco
             for rec in stream.read(0.05):
                 ledger.add(rec)
         rss.append(rss_kib())
-        time.sleep(2.0)  # the consumer stops reading: events stay in the kernel queue, which overflows
+        # The consumer stops reading: events stay in the kernel queue until it is full (overflowed).
+        full = 16 * int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())  # >= 16 bytes an event
+        end = time.monotonic() + 60
+        while stream.source._queued() < full:
+            assert time.monotonic() < end and work.poll() is None, "the storm did not fill the queue"
+            time.sleep(0.02)
         rss.append(rss_kib())
         before = ledger.joined
         while work.poll() is None:
@@ -434,7 +444,7 @@ def test_consumer_pausing_during_a_storm_bounded_memory_overflow_record_and_reco
         work.communicate(timeout=30)
     report = ledger.account(*load_stamps(tree / "gt.json"))
     assert len(ledger.overflow_at) >= 1, "the pause overflowed the queue"
-    assert ledger.joined - before > 10_000, "joined renames again after the overflow"
+    assert ledger.joined > before, "joined renames again after the overflow"  # how fast: make bench (burst)
     assert report["unaccounted"] == 0 and report["wrong"] == 0 and report["duplicates"] == 0, report
     assert report["lost_in_overflow"] > 0 and report["joined"] + report["one_sided"] + report["lost_in_overflow"] \
         == report["renames"]

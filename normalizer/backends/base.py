@@ -12,8 +12,13 @@ the kernel interface itself:
 * ``close``: read what the kernel had queued when asked to stop (nothing that happened before the stop is
   lost), flush pending rename halves as ``shutdown`` records, close the capture with its end marker.
 
-Subclasses implement :meth:`_open_kernel`, :meth:`_read_once`, :meth:`_queued`, :meth:`_close_kernel` and
-:meth:`_capture_header`.
+* recovery from an overflow (``rescan``, on by default): a shadow of the tree is kept from the records
+  (:class:`~normalizer.core.shadow.ShadowTree`); after a read that brought an ``overflow`` record, the tree is
+  walked, every directory in it watched (marked) and known to the normalizer, what differs from the shadow is
+  reported as ``synthesized`` records, and directories that left are forgotten (:meth:`_rescan`).
+
+Subclasses implement :meth:`_open_kernel`, :meth:`_read_once`, :meth:`_queued`, :meth:`_close_kernel`,
+:meth:`_capture_header`, and for the rescan :meth:`_rescan_dir` and :meth:`_rescan_forget`.
 """
 
 from __future__ import annotations
@@ -23,12 +28,13 @@ import os
 import select
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from ..capture.log import CaptureHeader, CaptureWriter
 from ..core import raw
 from ..core.filters import PathFilter
+from ..core.shadow import ShadowTree
 from ..core.tree import join
 from ..errors import CaptureError, SourceError
 from ..records import Flag, Rec
@@ -74,12 +80,20 @@ class LiveSource:
     MAX_POLL_SECONDS = 1.0
 
     normalizer: _Normalizer
+    #: False: each root alone with its direct entries (only the inotify source offers it so far).
+    recursive: bool = True
 
     def __init__(self, roots: Sequence[PathArg], *, path_filter: PathFilter,
-                 capture: str | os.PathLike[str] | None) -> None:
+                 capture: str | os.PathLike[str] | None, rescan: bool = True) -> None:
         if not roots:
             raise SourceError("no directory to watch")
         self.roots = list(dict.fromkeys(abspath(r) for r in roots))
+        self.rescan = rescan
+        #: What the tree holds, kept from the records, for the rescan after an overflow (only with ``rescan``).
+        self._shadow: ShadowTree | None = ShadowTree(self.roots) if rescan else None
+        #: Wall time taken just before the previous read: files changed since then are reported as ``modify``
+        #: by a rescan (their events may have been lost).
+        self._last_read_wall = time.time()
         self.filter = path_filter
         self._capture_path = capture
         self._capture: CaptureWriter | None = None
@@ -260,7 +274,9 @@ class LiveSource:
         return out
 
     def _observe(self, recs: list[Rec]) -> None:
-        """Subclass hook: see every record (before filtering), e.g. to keep a shadow of the tree."""
+        """See every record (before filtering): the shadow of the tree follows them."""
+        if self._shadow is not None:
+            self._shadow.apply(recs)
 
     def _feed_all(self, items: Sequence[raw.AnyStreamItem]) -> list[Rec]:
         out: list[Rec] = []
@@ -299,6 +315,10 @@ class LiveSource:
                         "content is not reported until it changes")
             return None
         children = [(join(path, name), is_dir) for name, is_dir in found]
+        if self._shadow is not None and not synthesize:  # the initial walk (synthesized creates are observed)
+            for child, is_dir in children:
+                if not self.filter.excluded(child):
+                    self._shadow.add(child, is_dir)
         if synthesize:
             t = time.monotonic_ns()
             items.extend(raw.SourceNotice(t, "create", child, is_dir, (Flag.SYNTHESIZED.value,))
@@ -309,3 +329,97 @@ class LiveSource:
         """A directory that could not be watched: an ``error`` record at its place in the stream."""
         self.stats["watch_errors"] += 1
         items.append(raw.SourceNotice(time.monotonic_ns(), "error", path, True, (), message))
+
+    # -- recovery from an overflow (rescan) ----------------------------------------------------------------
+
+    def _recover(self, overflows_before: int, before_read_wall: float) -> list[Rec]:
+        """Called by :meth:`_read_once` after a read was fed (and the tree followed): rescan if the read
+        brought an overflow. ``before_read_wall`` is the wall time taken just before this read."""
+        out: list[Rec] = []
+        if self._shadow is not None and self.stats["overflows"] > overflows_before:
+            out = self._rescan(self._last_read_wall)
+        self._last_read_wall = before_read_wall
+        return out
+
+    def _rescan_dir(self, path: bytes, items: list[raw.AnyStreamItem]) -> bool:
+        """Make sure the directory ``path``, found by the rescan walk, is watched (marked) and known to the
+        normalizer, appending the items that tell it. False: it cannot be watched; it is not listed, and what
+        the shadow knows below it stays as it was."""
+        raise NotImplementedError
+
+    def _rescan_forget(self, gone: Callable[[bytes], bool], items: list[raw.AnyStreamItem]) -> None:
+        """Forget (unwatch) every directory the normalizer knows at a path for which ``gone(path)`` is true
+        (the walk did not find it, and it is not below a directory that could not be listed), appending the
+        items that tell it."""
+        raise NotImplementedError
+
+    def _rescan(self, since_wall: float) -> list[Rec]:
+        """After an overflow: walk the tree, watch what appeared, forget what left, and report what differs
+        from the shadow tree as ``synthesized`` records: deletes (deepest first), creates (parents first), then
+        ``modify`` for files whose mtime is not older than ``since_wall`` (the last read before the overflow;
+        1 s of slack for coarse timestamps). The shadow then holds what the walk found."""
+        assert self._shadow is not None
+        items: list[raw.AnyStreamItem] = []
+        current: dict[bytes, bool] = {}
+        dirs: set[bytes] = set(self.roots)
+        unlisted: list[bytes] = []
+        modified: list[bytes] = []
+        recent = since_wall - 1.0
+        for root in self.roots:
+            stack = [root]
+            while stack:
+                path = stack.pop()
+                if path != root and not self._rescan_dir(path, items):
+                    unlisted.append(path)
+                    continue
+                dirs.add(path)
+                try:
+                    with os.scandir(path) as entries:
+                        for entry in entries:
+                            child = join(path, os.fsencode(entry.name))
+                            if self.filter.excluded(child):
+                                continue
+                            is_dir = entry.is_dir(follow_symlinks=False)
+                            current[child] = is_dir
+                            if is_dir:
+                                if self.recursive:
+                                    stack.append(child)
+                            elif self._mtime(entry) >= recent:
+                                modified.append(child)
+                except (FileNotFoundError, NotADirectoryError):
+                    continue  # gone meanwhile: its parent's events (queued now) tell the story
+                except OSError as exc:  # unreadable: what is known below it stays as it was
+                    self._error(items, path, f"cannot list this directory after an overflow: {exc.strerror} "
+                                f"(errno {exc.errno}); changes below it may be missing")
+                    unlisted.append(path)
+        unknown = tuple(top + b"/" for top in unlisted)
+
+        def gone(path: bytes) -> bool:
+            return path not in dirs and path not in unlisted and not path.startswith(unknown)
+
+        self._rescan_forget(gone, items)
+        old = self._shadow.snapshot()
+        if unknown:  # keep what the shadow knew below a directory that could not be listed
+            current.update((p, d) for p, d in old.items() if p.startswith(unknown))
+        t = time.monotonic_ns()
+        flags = (Flag.SYNTHESIZED.value,)
+        why = "rescan after overflow"
+        changed = {p for p in old.keys() & current.keys() if old[p] != current[p]}
+        for path in sorted((old.keys() - current.keys()) | changed, reverse=True):
+            items.append(raw.SourceNotice(t, "delete", path, old[path], flags, why))
+        for path in sorted((current.keys() - old.keys()) | changed):
+            items.append(raw.SourceNotice(t, "create", path, current[path], flags, why))
+        for path in sorted(modified):
+            if path in old and path not in changed:
+                items.append(raw.SourceNotice(t, "modify", path, False, flags, why))
+        self.stats["rescans"] = self.stats.get("rescans", 0) + 1
+        # The synthesized records are observed like any other: applied to the shadow, they make it what the
+        # walk found (and a consumer's tree, rebuilt from the records, too).
+        return self._feed_all(items)
+
+    @staticmethod
+    def _mtime(entry: os.DirEntry[bytes]) -> float:
+        try:
+            return entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            return 0.0  # gone meanwhile: its delete is queued

@@ -44,7 +44,7 @@ import select
 import struct
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from ..capture.log import CaptureHeader
@@ -75,6 +75,8 @@ DEFAULT_FANOTIFY_MASK = (
 NO_RENAME_MASK = (DEFAULT_FANOTIFY_MASK & ~abi.FAN_RENAME) | abi.FAN_MOVED_FROM | abi.FAN_MOVED_TO
 #: Bits the table upkeep needs whatever the user asked for.
 _REQUIRED = abi.FAN_CREATE | abi.FAN_DELETE_SELF | abi.FAN_MOVE_SELF | abi.FAN_ONDIR
+#: Bits the shadow tree of the rescan needs besides (FAN_RENAME becomes the halves without use_rename).
+_SHADOW = abi.FAN_DELETE | abi.FAN_RENAME
 #: Events of the capture file that must not be reported (ignore mark).
 _CAPTURE_IGNORE = abi.FAN_MODIFY | abi.FAN_CLOSE_WRITE | abi.FAN_ATTRIB
 DEFAULT_READ_SIZE = 256 * 1024
@@ -305,14 +307,15 @@ class FanotifySource(LiveSource):
         capture: str | os.PathLike[str] | None = None,
         mark_mode: SourceMarkMode = "auto",
         use_rename: bool = True,
+        rescan: bool = True,
         read_size: int = DEFAULT_READ_SIZE,
     ) -> None:
         if mark_mode not in ("auto", "filesystem", "inode"):
             raise SourceError(f"unknown mark mode {mark_mode!r} (use 'auto', 'filesystem' or 'inode')")
-        super().__init__(roots, path_filter=PathFilter(include, exclude), capture=capture)
+        super().__init__(roots, path_filter=PathFilter(include, exclude), capture=capture, rescan=rescan)
         self._root_prefixes = [r if r.endswith(b"/") else r + b"/" for r in self.roots]
         base = DEFAULT_FANOTIFY_MASK if use_rename else NO_RENAME_MASK
-        self.mask = (base if mask is None else mask) | _REQUIRED
+        self.mask = (base if mask is None else mask) | _REQUIRED | (_SHADOW if rescan else 0)
         if not use_rename:
             self.mask = (self.mask & ~abi.FAN_RENAME) | abi.FAN_MOVED_FROM | abi.FAN_MOVED_TO
         self.use_rename = use_rename
@@ -328,6 +331,8 @@ class FanotifySource(LiveSource):
         self._fa: fs.FanotifyFD | None = None
         self._resolver = fs.HandleResolver()
         self._marked_fsids: set[bytes] = set()
+        #: Directory fids the current rescan found (renamed ones keep their fid).
+        self._rescanned_keys: set[bytes] = set()
         #: Besides LiveSource's counters: handles resolved with open_by_handle_at and how many of those
         #: failed. ``normalizer.stats`` has the rest.
         self.stats.update({"resolved": 0, "unresolved": 0})
@@ -351,6 +356,7 @@ class FanotifySource(LiveSource):
             "exclude": self.filter.exclude,
             "mark_mode": self.mark_mode,
             "use_rename": self.use_rename,
+            "rescan": self.rescan,
         }
 
     @property
@@ -410,6 +416,7 @@ class FanotifySource(LiveSource):
     def _read_once(self) -> list[Rec] | None:
         fa = self._fa
         assert fa is not None
+        before_read = time.time()
         try:
             n = os.readv(fa.fileno(), [self._buf])
         except BlockingIOError:
@@ -428,11 +435,13 @@ class FanotifySource(LiveSource):
         self.stats["reads"] += 1
         self.stats["events"] += len(events)
         out: list[Rec] = []
+        overflows = self.stats["overflows"]
         need = self.normalizer.needed_handles(events)
         if need:
             out.extend(self._feed_all([self._resolve(key) for key in need]))
         out.extend(self._feed(raw.FanotifyBatch(t, backlog == 0, events, backlog)))
         out.extend(self._follow_tree())
+        out.extend(self._recover(overflows, before_read))
         return out
 
     # -- handles -------------------------------------------------------------------------------------------
@@ -520,51 +529,99 @@ class FanotifySource(LiveSource):
         """Mark (inode mode) and learn ``top`` and every directory below it; list what each contains (after
         its mark exists). Appends HandleResolved items, synthesized creates (if ``synthesize``) and error
         notices to ``items``."""
-        fa = self._fa
-        assert fa is not None
-        inode_mode = self.mark_mode == "inode"
-        mask = self._mark_mask
         stack = [top]
         while stack:
             path = stack.pop()
             is_top = is_root and path == top
             if self.filter.excluded(path) and not is_top:
                 continue
-            try:
-                if inode_mode:
-                    flags = abi.FAN_MARK_ADD | abi.FAN_MARK_ONLYDIR
-                    fa.mark(path, mask, flags if is_top else flags | abi.FAN_MARK_DONT_FOLLOW)
-                handle_type, handle, _mnt = fs.name_to_handle_at(abi.AT_FDCWD, path,
-                                                                 abi.AT_SYMLINK_FOLLOW if is_top else 0)
-                fsid = fs.fsid_of(path)
-                if fsid not in self._resolver.fsids:
-                    self._register_mount(path, fsid)
-                if not inode_mode and fsid not in self._marked_fsids:
-                    self._mark_filesystem(path, fsid)
-            except (FileNotFoundError, NotADirectoryError):
-                if is_top:
-                    raise SourceError(f"cannot watch {os.fsdecode(path)}: no such directory") from None
-                continue  # gone already: its parent's events tell the story
-            except PermissionError as exc:
-                if is_top:
-                    raise SourceError(f"cannot watch {os.fsdecode(path)}: permission denied") from exc
-                self._error(items, path, "permission denied: this directory and everything below it is "
-                            "not watched")
+            fid = self._learn_dir(path, is_top=is_top, items=items, mark=self.mark_mode == "inode")
+            if fid is None:
                 continue
-            except FsnormError as exc:
-                if is_top:
-                    raise
-                self._error(items, path, f"not watched: {exc}")
-                continue
-            except OSError as exc:
-                if is_top:
-                    raise SourceError(f"cannot watch {os.fsdecode(path)}: {exc.strerror or exc}") from exc
-                if exc.errno in (errno.EOPNOTSUPP, errno.EOVERFLOW):
-                    self._error(items, path, "not watched: its filesystem cannot encode file handles")
-                else:  # ENAMETOOLONG, ELOOP, ...: this directory and everything below it is not watched
-                    self._error(items, path, f"not watched: {exc.strerror or exc}")
-                continue
-            items.append(raw.HandleResolved(time.monotonic_ns(), fsid, handle_type, handle, path, "ok"))
+            items.append(raw.HandleResolved(time.monotonic_ns(), *fid, path, "ok"))
             children = self._scan(path, synthesize=synthesize, items=items)
             if children is not None:
                 stack.extend(child for child, is_dir in reversed(children) if is_dir)
+
+    def _learn_dir(self, path: bytes, *, is_top: bool, items: list[raw.AnyStreamItem],
+                   mark: bool) -> tuple[bytes, int, bytes] | None:
+        """Mark ``path`` (inode mode, with ``mark``), get its handle, and make sure its filesystem has a mount
+        fd for the resolver (and, filesystem mode, a mark). Returns (fsid, handle type, handle), or None with
+        an ``error`` notice in ``items`` (raises for a root ``is_top``) if it cannot be watched."""
+        fa = self._fa
+        assert fa is not None
+        try:
+            if mark:
+                flags = abi.FAN_MARK_ADD | abi.FAN_MARK_ONLYDIR
+                fa.mark(path, self._mark_mask, flags if is_top else flags | abi.FAN_MARK_DONT_FOLLOW)
+            handle_type, handle, _mnt = fs.name_to_handle_at(abi.AT_FDCWD, path,
+                                                             abi.AT_SYMLINK_FOLLOW if is_top else 0)
+            fsid = fs.fsid_of(path)
+            if fsid not in self._resolver.fsids:
+                self._register_mount(path, fsid)
+            if self.mark_mode == "filesystem" and fsid not in self._marked_fsids:
+                self._mark_filesystem(path, fsid)
+        except (FileNotFoundError, NotADirectoryError):
+            if is_top:
+                raise SourceError(f"cannot watch {os.fsdecode(path)}: no such directory") from None
+            return None  # gone already: its parent's events tell the story
+        except PermissionError as exc:
+            if is_top:
+                raise SourceError(f"cannot watch {os.fsdecode(path)}: permission denied") from exc
+            self._error(items, path, "permission denied: this directory and everything below it is "
+                        "not watched")
+            return None
+        except FsnormError as exc:
+            if is_top:
+                raise
+            self._error(items, path, f"not watched: {exc}")
+            return None
+        except OSError as exc:
+            if is_top:
+                raise SourceError(f"cannot watch {os.fsdecode(path)}: {exc.strerror or exc}") from exc
+            if exc.errno in (errno.EOPNOTSUPP, errno.EOVERFLOW):
+                self._error(items, path, "not watched: its filesystem cannot encode file handles")
+            else:  # ENAMETOOLONG, ELOOP, ...: this directory and everything below it is not watched
+                self._error(items, path, f"not watched: {exc.strerror or exc}")
+            return None
+        return fsid, handle_type, handle
+
+    # -- the rescan after an overflow (the walk and the diff are LiveSource._rescan) ------------------------
+
+    def _rescan_dir(self, path: bytes, items: list[raw.AnyStreamItem]) -> bool:
+        """Learn the handle of a directory the walk found. Unlike inotify (where adding a watch *is* the
+        lookup), the handle comes first: a directory the cache knows under that handle at this path needs
+        nothing; one it knows elsewhere was renamed during the overflow (the HandleResolved moves it; its
+        inode mark is still there); an unknown one appeared, and with inode marks it must be marked. Under a
+        filesystem mark nothing is marked (only a filesystem not marked yet, mounted in meanwhile)."""
+        try:
+            handle_type, handle, _mnt = fs.name_to_handle_at(abi.AT_FDCWD, path, 0)
+            key: bytes | None = raw.fid_pack(fs.fsid_of(path), handle_type, handle)
+        except OSError:
+            key = None  # _learn_dir says why, below
+        known = None if key is None else self.normalizer.cache.path(key)
+        if key is not None and known == path:
+            self._rescanned_keys.add(key)
+            return True
+        mark = self.mark_mode == "inode" and known is None
+        fid = self._learn_dir(path, is_top=False, items=items, mark=mark)
+        if fid is None:
+            return False
+        self._rescanned_keys.add(raw.fid_pack(*fid))
+        items.append(raw.HandleResolved(time.monotonic_ns(), *fid, path, "ok"))
+        return True
+
+    def _rescan_forget(self, gone: Callable[[bytes], bool], items: list[raw.AnyStreamItem]) -> None:
+        """Directories the cache holds at a path the walk did not find (and not found elsewhere): deleted or
+        moved out during the overflow. They are told to the normalizer as ``outside`` (their later events are
+        dropped; there is no telling the two apart without I/O, and none is needed), and with inode marks
+        their marks are removed where that is allowed (as when a directory leaves the tree normally)."""
+        t = time.monotonic_ns()
+        for key, path in self.normalizer.cache.items():
+            if not gone(path) or key in self._rescanned_keys:
+                continue
+            fsid, handle_type, handle = raw.fid_unpack(key)
+            items.append(raw.HandleResolved(t, fsid, handle_type, handle, None, "outside"))
+            if self.mark_mode == "inode":
+                self._unmark(key)
+        self._rescanned_keys.clear()

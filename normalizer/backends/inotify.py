@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import select
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..capture.log import CaptureHeader
@@ -30,10 +30,8 @@ from ..core import raw
 from ..core.filters import PathFilter
 from ..core.inotify import InotifyNormalizer
 from ..core.matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS
-from ..core.shadow import ShadowTree
-from ..core.tree import join
 from ..errors import SourceError, WatchLimitError
-from ..records import Flag, Rec
+from ..records import Rec
 from ._inotify_sys import DEFAULT_READ_BUFSIZE, MIN_READ_BUFSIZE, InotifyFD
 from .base import LiveSource, PathArg
 
@@ -41,6 +39,8 @@ from .base import LiveSource, PathArg
 _WATCH_FLAGS = raw.IN_ONLYDIR | raw.IN_DONT_FOLLOW | raw.IN_EXCL_UNLINK
 #: Bits the table upkeep needs whatever the user asked for.
 _REQUIRED_MASK = raw.IN_MOVED_FROM | raw.IN_MOVED_TO | raw.IN_CREATE | raw.IN_DELETE_SELF | raw.IN_MOVE_SELF
+#: Bits the shadow tree of the rescan needs besides (deletes; ``--events`` still filters what is reported).
+_SHADOW_MASK = raw.IN_DELETE
 
 
 #: Event kinds a user can ask for (``--events``), and their inotify bits. ``rename`` asks for both halves.
@@ -97,14 +97,16 @@ class InotifySource(LiveSource):
         include: Sequence[str | bytes] = (),
         exclude: Sequence[str | bytes] = (),
         capture: str | os.PathLike[str] | None = None,
-        rescan: bool = False,
+        rescan: bool = True,
         read_size: int = DEFAULT_READ_BUFSIZE,
+        recursive: bool = True,
     ) -> None:
         if not MIN_READ_BUFSIZE <= read_size <= 4 << 20:
             raise SourceError(f"read_size must be between {MIN_READ_BUFSIZE} bytes and 4 MiB")
-        kinds = None if mask & _REQUIRED_MASK == _REQUIRED_MASK else kinds_of_mask(mask)
-        super().__init__(roots, path_filter=PathFilter(include, exclude, kinds), capture=capture)
-        self.mask = (mask | _REQUIRED_MASK) & raw.IN_ALL_EVENTS
+        required = _REQUIRED_MASK | (_SHADOW_MASK if rescan else 0)
+        kinds = None if mask & required == required else kinds_of_mask(mask)
+        super().__init__(roots, path_filter=PathFilter(include, exclude, kinds), capture=capture, rescan=rescan)
+        self.mask = (mask | required) & raw.IN_ALL_EVENTS
         self.options: dict[str, Any] = {
             "window_ns": window_ns,
             "max_wait_ns": max(max_wait_ns, window_ns),
@@ -120,9 +122,12 @@ class InotifySource(LiveSource):
         self.normalizer = InotifyNormalizer(window_ns=window_ns, max_wait_ns=max(max_wait_ns, window_ns),
                                             max_pending=max_pending, strict_order=strict_order)
         self._read_size = read_size
-        #: What the tree holds, kept from the records, for the rescan after an overflow (only with ``rescan``).
-        self._shadow: ShadowTree | None = ShadowTree() if rescan else None
-        self._last_read_wall = time.time()
+        #: wds the current rescan (re-)added: a directory renamed during the overflow keeps its wd.
+        self._rescanned_wds: set[int] = set()
+        self._displaced_wds: set[int] = set()
+        #: False: watch each root alone (its direct entries), never a directory below it (watchdog's
+        #: ``recursive=False``, pyinotify's ``rec=False``).
+        self.recursive = recursive
         self._fd: InotifyFD | None = None
 
     def fileno(self) -> int:
@@ -169,14 +174,8 @@ class InotifySource(LiveSource):
         overflows = self.stats["overflows"]
         out = self._feed(raw.InotifyBatch(t, backlog == 0, events, backlog, fd.last_read_bytes))
         out.extend(self._follow_tree())
-        if self._shadow is not None and self.stats["overflows"] > overflows:
-            out.extend(self._rescan(self._last_read_wall))
-        self._last_read_wall = before_read
+        out.extend(self._recover(overflows, before_read))
         return out
-
-    def _observe(self, recs: list[Rec]) -> None:
-        if self._shadow is not None:
-            self._shadow.apply(recs)
 
     # -- keeping the watches in step with the tree ---------------------------------------------------------
 
@@ -187,7 +186,10 @@ class InotifySource(LiveSource):
         for wd in norm.take_retired_wds():
             fd.rm_watch(wd)
         out: list[Rec] = []
-        for path in norm.take_new_dirs():
+        new_dirs = norm.take_new_dirs()
+        if not self.recursive:
+            return out
+        for path in new_dirs:
             items: list[raw.AnyStreamItem] = []
             self._watch_tree(path, synthesize=True, items=items, is_root=False)
             out.extend(self._feed_all(items))
@@ -231,62 +233,43 @@ class InotifySource(LiveSource):
             children = self._scan(path, synthesize=synthesize, items=items)
             if children is None:
                 continue
-            if self._shadow is not None and not synthesize:
-                for child, is_dir in children:
-                    self._shadow.add(child, is_dir)
-            stack.extend(child for child, is_dir in reversed(children) if is_dir)
+            if self.recursive:
+                stack.extend(child for child, is_dir in reversed(children) if is_dir)
 
-    def _rescan(self, since_wall: float) -> list[Rec]:
-        """After an overflow: walk the tree, watch directories that appeared, and report what differs from
-        the shadow tree as ``synthesized`` records (files changed since ``since_wall`` as ``modify``)."""
-        assert self._shadow is not None and self._fd is not None
-        items: list[raw.AnyStreamItem] = []
-        current: dict[bytes, bool] = {}
-        modified: list[bytes] = []
-        table = self.normalizer.table
-        for root in self.roots:
-            stack = [root]
-            while stack:
-                path = stack.pop()
-                if path != root and table.key(path) is None:
-                    try:
-                        wd = self._fd.add_watch(path, self.mask | _WATCH_FLAGS)
-                    except (FileNotFoundError, NotADirectoryError):
-                        continue
-                    except (OSError, WatchLimitError) as exc:
-                        self._error(items, path, f"not watched after rescan: {exc}")
-                        continue
-                    items.append(raw.WatchAdded(time.monotonic_ns(), wd, path))
-                try:
-                    with os.scandir(path) as entries:
-                        for entry in entries:
-                            child = join(path, os.fsencode(entry.name))
-                            if self.filter.excluded(child):
-                                continue
-                            is_dir = entry.is_dir(follow_symlinks=False)
-                            current[child] = is_dir
-                            if is_dir:
-                                stack.append(child)
-                            elif entry.stat(follow_symlinks=False).st_mtime >= since_wall - 1.0:
-                                modified.append(child)
-                except OSError:  # gone, unreadable or too deep: what is known of it stays as it was
-                    continue
-        old = self._shadow.snapshot()
+    # -- the rescan after an overflow (the walk and the diff are LiveSource._rescan) ------------------------
+
+    def _rescan_dir(self, path: bytes, items: list[raw.AnyStreamItem]) -> bool:
+        """Watch a directory the walk found. Every directory is asked (one cheap syscall each): inotify gives
+        one wd per inode, so a directory renamed during the overflow gets its own wd back (the WatchAdded
+        moves it), and one replaced by a new directory of the same name gets a new wd (the old one is removed
+        at the end unless the walk finds it elsewhere)."""
+        fd = self._fd
+        assert fd is not None
+        old = self.normalizer.table.key(path)
+        try:
+            wd = fd.add_watch(path, self.mask | _WATCH_FLAGS)
+        except (FileNotFoundError, NotADirectoryError):
+            return False  # gone meanwhile: its parent's events tell the story
+        except (OSError, WatchLimitError) as exc:
+            self._error(items, path, f"not watched after an overflow: {exc}")
+            return False
+        self._rescanned_wds.add(wd)
+        if wd != old:
+            if old is not None:
+                self._displaced_wds.add(old)
+            items.append(raw.WatchAdded(time.monotonic_ns(), wd, path))
+        return True
+
+    def _rescan_forget(self, gone: Callable[[bytes], bool], items: list[raw.AnyStreamItem]) -> None:
+        """Remove the watches of directories that are gone or moved out: those the table still has at a path
+        the walk did not find, and those displaced by a new directory of the same name, unless the walk
+        re-added them at another path."""
+        fd = self._fd
+        assert fd is not None
         t = time.monotonic_ns()
-        flags = (Flag.SYNTHESIZED.value,)
-        why = "rescan after overflow"
-        changed = {p for p in old.keys() & current.keys() if old[p] != current[p]}
-        for path in sorted((old.keys() - current.keys()) | changed, reverse=True):
-            items.append(raw.SourceNotice(t, "delete", path, old[path], flags, why))
-        for path in sorted((current.keys() - old.keys()) | changed):
-            items.append(raw.SourceNotice(t, "create", path, current[path], flags, why))
-        for path in sorted(modified):
-            if path in old and path not in changed:
-                items.append(raw.SourceNotice(t, "modify", path, False, flags, why))
-        for wd, path in table.items():
-            if path not in current and path not in self.roots:
-                items.append(raw.WatchRemoved(t, wd))
-                self._fd.rm_watch(wd)
-        self._shadow.replace(current)
-        self.stats["rescans"] = self.stats.get("rescans", 0) + 1
-        return self._feed_all(items)
+        stale = {wd for wd, path in self.normalizer.table.items() if gone(path)} | self._displaced_wds
+        for wd in sorted(stale - self._rescanned_wds):
+            items.append(raw.WatchRemoved(t, wd))
+            fd.rm_watch(wd)
+        self._rescanned_wds.clear()
+        self._displaced_wds.clear()

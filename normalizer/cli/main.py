@@ -209,9 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
                               help="event kinds to watch (default: modify,attrib,close_write,rename,create,"
                               "delete,delete_self,move_self; also access,open,close_nowrite). The kinds the "
                               "watch table needs are always watched")
-    live_options.add_argument("--rescan", action="store_true",
-                              help="after a queue overflow, rescan the tree and report the differences as "
-                              "synthesized records")
+    live_options.add_argument("--no-rescan", dest="rescan", action="store_false", default=True,
+                              help="do not recover from a queue overflow (the default is to walk the tree after "
+                              "the overflow record and report the differences as synthesized records); saves "
+                              "the shadow tree kept for it, about 95 bytes per watched file or directory")
+    live_options.add_argument("--rescan", dest="rescan", action="store_true",
+                              help="the default; accepted for compatibility with fsnorm before rescan was the "
+                              "default")
     live_options.add_argument("--max-pending", type=int, default=None, metavar="N",
                               help="rename halves kept waiting at most (default 65536)")
     live_options.add_argument("--backend", choices=["inotify", "fanotify", "auto"], default="inotify",

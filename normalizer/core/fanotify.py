@@ -322,8 +322,10 @@ class FanotifyNormalizer(NormalizerBase):
             self._retired.discard(key)
             self.cache.add(key, item.path)
         elif item.status in ("ok", "outside"):
+            self.cache.remove(key)  # a known directory found outside the tree (the rescan after an overflow)
             self._mark_outside(key)
         else:
+            self.cache.remove(key)
             self._unresolved[key] = item.status
             if len(self._unresolved) > _NEGATIVE_CACHE:
                 self._unresolved.popitem(last=False)

@@ -1,76 +1,220 @@
 """The shadow tree: what fsnorm believes the watched tree contains, kept current from the records themselves,
-so that a rescan after an overflow can report exactly the differences (``--rescan``).
+so that a rescan after an overflow can report exactly the differences (on by default; ``--no-rescan`` /
+``rescan=False`` turns it off).
 
-Only used when rescan is enabled: it costs one dict entry per file and directory. Modifications are not
-tracked per file; instead a rescan reports as ``modify`` every file whose mtime is not older than the last
-read before the overflow (events about it may have been lost), which errs on the side of telling too much.
+It follows the records with the rules a consumer rebuilding the tree would use: ``create`` adds, ``delete``
+removes (with everything below), a two-sided ``rename`` moves the subtree (or, if the source is not known, adds
+the destination like a destination-only rename), a source-only rename removes, a destination-only rename adds
+(its content arrives as ``synthesized`` creates; a directory already known keeps what it holds). Because the
+consumer's tree and the shadow follow the same records the same way, the differences the rescan reports are
+exactly what the consumer's tree lacks.
+
+Layout, chosen for memory (it is kept for every watched file, all the time): one dict per directory, name ->
+child dict (a directory) or None (anything else). A file costs its name (a bytes object) and one dict slot;
+paths are never stored whole, and a directory rename moves a subtree by relinking one dict. Measured:
+``benchmarks/shadow_memory.py`` (README, "Limits and known gaps").
+
+Modifications are not tracked per file: a rescan reports as ``modify`` every file whose mtime is not older than
+the last read before the overflow (events about it may have been lost), which errs on the side of telling too
+much.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from sortedcontainers import SortedDict
+from collections.abc import Iterable, Iterator, Sequence
 
 from ..records import Rec
 
-
-def _below(path: bytes) -> tuple[bytes, bytes]:
-    base = path.rstrip(b"/")
-    return base + b"/", base + b"0"
+#: A directory of the shadow: name -> child directory, or None for a file (anything not a directory).
+Node = dict[bytes, "Node | None"]
+#: The record kinds that change the tree.
+_FOLLOWED = frozenset({"create", "delete", "rename", "watch_end"})
 
 
 class ShadowTree:
-    """path -> is_dir for everything under the watched roots."""
+    """path -> is_dir for everything under the watched ``roots`` (absolute byte paths, the roots not included).
 
-    def __init__(self) -> None:
-        self._entries: SortedDict = SortedDict()
+    Paths outside every root (an ``unresolved`` record's bare name, ``""``) are ignored."""
 
-    def __len__(self) -> int:
-        return len(self._entries)
+    def __init__(self, roots: Sequence[bytes]) -> None:
+        #: (root + "/", root, its node), longest root first so a nested root wins.
+        self._roots: list[tuple[bytes, bytes, Node]] = []
+        for root in sorted({r.rstrip(b"/") or b"/" for r in roots}, key=len, reverse=True):
+            self._roots.append((root if root.endswith(b"/") else root + b"/", root, {}))
+        #: Directory path -> its node, for the hot path of :meth:`apply`; cleared whenever a directory changes.
+        self._nodes: dict[bytes, Node] = {}
+
+    # -- lookups -------------------------------------------------------------------------------------------
+
+    def _locate(self, path: bytes) -> tuple[Node, list[bytes]] | None:
+        """(root node, components below it) for a path under a root; None for a root itself or outside."""
+        for prefix, _root, node in self._roots:
+            if path.startswith(prefix):
+                parts = path[len(prefix):].split(b"/")
+                if parts[-1] == b"":
+                    parts.pop()
+                return (node, parts) if parts else None
+        return None
+
+    def _parent(self, path: bytes, *, create: bool) -> tuple[Node, bytes] | None:
+        """(the node of ``path``'s directory, its name). With ``create``, missing directories on the way are
+        added (a record about ``a/b/c`` says ``a/b`` exists)."""
+        found = self._locate(path)
+        if found is None:
+            return None
+        node, parts = found
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                if not create:
+                    return None
+                child = node[part] = {}
+            node = child
+        return node, parts[-1]
 
     def __contains__(self, path: object) -> bool:
-        return path in self._entries
+        if not isinstance(path, bytes):
+            return False
+        found = self._parent(path, create=False)
+        return found is not None and found[1] in found[0]
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self._walk())
+
+    def _walk(self) -> Iterator[tuple[bytes, bool]]:
+        for prefix, _root, node in self._roots:
+            stack: list[tuple[bytes, Node]] = [(prefix, node)]
+            while stack:
+                base, cur = stack.pop()
+                for name, child in cur.items():
+                    yield base + name, child is not None
+                    if child is not None:
+                        stack.append((base + name + b"/", child))
 
     def snapshot(self) -> dict[bytes, bool]:
-        return dict(self._entries)
+        """Everything, as a flat path -> is_dir dict (for the rescan's diff)."""
+        return dict(self._walk())
 
-    def replace(self, entries: dict[bytes, bool]) -> None:
-        self._entries = SortedDict(entries)
+    # -- changes -------------------------------------------------------------------------------------------
 
     def add(self, path: bytes, is_dir: bool) -> None:
-        self._entries[path] = is_dir
+        found = self._parent(path, create=True)
+        if found is None:
+            return
+        node, name = found
+        if is_dir:
+            if node.get(name) is None:
+                node[name] = {}  # a directory already known keeps what it holds
+        else:
+            node[name] = None
 
     def remove(self, path: bytes) -> None:
-        self._entries.pop(path, None)
-        lo, hi = _below(path)
-        for key in list(self._entries.irange(lo, hi, inclusive=(True, False))):
-            self._entries.pop(key, None)
+        self._nodes.clear()
+        found = self._parent(path, create=False)
+        if found is not None:
+            found[0].pop(found[1], None)
+
+    def remove_root(self, root: bytes) -> None:
+        """A watched root went away: forget everything below it."""
+        self._nodes.clear()
+        root = root.rstrip(b"/") or b"/"
+        for i, (prefix, r, _node) in enumerate(self._roots):
+            if r == root:
+                self._roots[i] = (prefix, r, {})
 
     def move(self, src: bytes, dst: bytes, is_dir: bool) -> None:
-        lo, hi = _below(src)
-        below = [(k, self._entries[k]) for k in self._entries.irange(lo, hi, inclusive=(True, False))
-                 if k != src]
-        self.remove(src)
-        self._entries[dst] = is_dir
-        base, new_base = src.rstrip(b"/"), dst.rstrip(b"/")
-        for key, value in below:
-            self._entries[new_base + key[len(base):]] = value
+        self._nodes.clear()
+        old = self._parent(src, create=False)
+        if old is None or old[1] not in old[0]:
+            # The source is not known (the rescan after an overflow may have reported the destination already,
+            # from an event queued after the overflow): the destination exists, whatever it holds stays.
+            self.add(dst, is_dir)
+            return
+        node: Node | None = old[0].pop(old[1])
+        new = self._parent(dst, create=True)
+        if new is None:
+            return
+        if is_dir and node is None:
+            node = {}
+        elif not is_dir:
+            node = None
+        new[0][new[1]] = node
+
+    def _dir_node(self, path: bytes) -> Node | None:
+        """The node of directory ``path`` (created, with the directories on the way, if missing); None outside
+        every root. Cached by path until a directory changes (hot path: file records in a few directories)."""
+        node = self._nodes.get(path)
+        if node is not None:
+            return node
+        for _prefix, root, top in self._roots:
+            if path == root:
+                node = top
+                break
+        else:
+            found = self._parent(path, create=True)
+            if found is None:
+                return None
+            parent, name = found
+            node = parent.get(name)
+            if node is None:
+                node = parent[name] = {}
+        self._nodes[path] = node
+        return node
 
     def apply(self, records: Iterable[Rec]) -> None:
-        """Follow the tree through what the records say happened."""
+        """Follow the tree through what the records say happened (module docstring).
+
+        Hot path (every record of a live session passes here): a file's record touches one dict, found through
+        a cache of directory nodes by path; a record about a directory clears that cache and takes the general
+        methods above. A file record never needs to clear it: the shadow can only hold a directory where the
+        kernel reports a file if events were lost, and a directory record (which clears it) comes before
+        anything below a path that is a directory again."""
+        nodes = self._nodes
+        dir_node = self._dir_node
         for rec in records:
             kind = rec.kind
-            if kind == "create":
-                self._entries[rec.path] = rec.is_dir
-            elif kind == "delete":
+            if kind not in _FOLLOWED:
+                continue
+            if rec.is_dir or kind == "watch_end":
+                nodes.clear()
+                self._apply_dir(rec)
+                continue
+            if kind == "rename":
+                if rec.path:
+                    parent, _, name = rec.path.rpartition(b"/")
+                    node = nodes.get(parent)
+                    if node is None:
+                        node = dir_node(parent or b"/")
+                    if node is not None:
+                        node.pop(name, None)
+                path = rec.dst
+                if not path:
+                    continue
+            else:
+                path = rec.path
+            parent, _, name = path.rpartition(b"/")
+            node = nodes.get(parent)
+            if node is None:
+                node = dir_node(parent or b"/")
+                if node is None:
+                    continue
+            if kind == "delete":
+                node.pop(name, None)
+            else:
+                node[name] = None
+
+    def _apply_dir(self, rec: Rec) -> None:
+        kind = rec.kind
+        if kind == "create":
+            self.add(rec.path, rec.is_dir)
+        elif kind == "delete":
+            self.remove(rec.path)
+        elif kind == "rename":
+            if rec.path and rec.dst:
+                self.move(rec.path, rec.dst, rec.is_dir)
+            elif rec.path:
                 self.remove(rec.path)
-            elif kind == "rename":
-                if rec.path and rec.dst:
-                    self.move(rec.path, rec.dst, rec.is_dir)
-                elif rec.path:
-                    self.remove(rec.path)
-                else:
-                    self._entries[rec.dst] = rec.is_dir
-            elif kind == "watch_end" and rec.message and "root" in rec.message:
-                self.remove(rec.path)
+            elif rec.dst:
+                self.add(rec.dst, rec.is_dir)
+        elif kind == "watch_end" and rec.message and "root" in rec.message:
+            self.remove_root(rec.path)

@@ -1,0 +1,87 @@
+"""The shadow tree the rescan diffs against follows records exactly as a consumer rebuilding the tree does.
+
+Property: for any valid sequence of filesystem operations (create a file or directory, delete an empty one,
+rename onto a free or an existing file name, move in from outside, move out), the records a watcher would give
+for them, applied to a :class:`ShadowTree`, leave it equal to the model filesystem; records about other roots,
+bare names and non-structural kinds change nothing.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from live import rebuild
+
+from normalizer.core.shadow import ShadowTree
+from normalizer.records import Rec
+
+ROOT = b"/srv/w"
+NAMES = [b"a", b"b", b"c", b"d"]
+
+
+def _rec(kind: str, path: bytes, is_dir: bool, dst: bytes = b"") -> Rec:
+    return Rec(kind, path, is_dir, 0, 0, None, dst)
+
+
+@st.composite
+def programs(draw: st.DrawFn) -> tuple[list[Rec], dict[bytes, bool]]:
+    """Records of a valid random program, and the model tree it leaves (path -> is_dir)."""
+    fs: dict[bytes, bool] = {}
+    recs: list[Rec] = []
+    for _ in range(draw(st.integers(0, 40))):
+        dirs = [ROOT, *sorted(p for p, d in fs.items() if d)]
+        op = draw(st.sampled_from(["create", "delete", "rename", "move_in", "move_out", "noise"]))
+        parent = draw(st.sampled_from(dirs))
+        path = parent + b"/" + draw(st.sampled_from(NAMES))
+        if op in ("create", "move_in") and path not in fs:
+            is_dir = draw(st.booleans())
+            fs[path] = is_dir
+            recs.append(_rec("create", path, is_dir) if op == "create" else _rec("rename", b"", is_dir, path))
+        elif op == "delete" and path in fs and not any(p.startswith(path + b"/") for p in fs):
+            recs.append(_rec("delete", path, fs.pop(path)))
+        elif op == "move_out" and path in fs:
+            is_dir = fs[path]
+            for p in [p for p in fs if p == path or p.startswith(path + b"/")]:
+                del fs[p]
+            recs.append(_rec("rename", path, is_dir))
+        elif op == "rename" and path in fs:
+            dst = draw(st.sampled_from(dirs)) + b"/" + draw(st.sampled_from(NAMES))
+            is_dir = fs[path]
+            if dst == path or dst.startswith(path + b"/") or (dst in fs and (is_dir or fs[dst])):
+                continue  # not a valid rename(2) (onto itself, into itself, onto a directory)
+            moved = {p: d for p, d in fs.items() if p == path or p.startswith(path + b"/")}
+            for p in moved:
+                del fs[p]
+            for p, d in moved.items():
+                fs[dst + p[len(path):]] = d
+            recs.append(_rec("rename", path, is_dir, dst))
+        elif op == "noise":
+            recs.append(_rec(draw(st.sampled_from(["modify", "attrib", "close_write"])), path, False))
+            recs.append(_rec("create", b"/elsewhere/" + draw(st.sampled_from(NAMES)), False))
+            recs.append(_rec("create", draw(st.sampled_from(NAMES)), False))  # an unresolved bare name
+    return recs, fs
+
+
+@settings(max_examples=300, deadline=None)
+@given(programs(), st.integers(1, 7))
+def test_shadow_follows_the_records_like_the_model(program: tuple[list[Rec], dict[bytes, bool]],
+                                                   batch: int) -> None:
+    recs, fs = program
+    shadow = ShadowTree([ROOT])
+    for i in range(0, len(recs), batch):  # in reads of various sizes: the node cache spans calls
+        shadow.apply(recs[i:i + batch])
+    assert shadow.snapshot() == fs
+    assert {p: d for p, d in rebuild({}, recs).items() if p.startswith(ROOT + b"/")} == fs  # the tests' rebuild
+    assert all(path in shadow for path in fs)
+    assert len(shadow) == len(fs)
+
+
+def test_a_root_moved_away_forgets_everything_below_it() -> None:
+    shadow = ShadowTree([ROOT, b"/srv/other"])
+    shadow.apply([_rec("create", ROOT + b"/a", True), _rec("create", ROOT + b"/a/f", False),
+                  _rec("create", b"/srv/other/g", False)])
+    end = _rec("watch_end", ROOT, True)
+    end.message = "watched root moved away; its watches were removed"
+    shadow.apply([end])
+    assert shadow.snapshot() == {b"/srv/other/g": False}
+    assert len(shadow) == 1
