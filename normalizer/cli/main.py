@@ -22,7 +22,7 @@ from ..errors import FsnormError
 from ..formats import FORMATTERS
 from ..records import Rec, json_schema
 from ..sinks.fd import write_all
-from . import stats
+from . import stats as stats_command
 
 
 def emit(records: Iterable[Rec], fmt: str, out: TextIO) -> None:
@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar (it is drawn on stderr only when stderr is a terminal anyway)")
     p.set_defaults(func=cmd_replay)
-    stats.add_parser(sub)
+    stats_command.add_parser(sub)
 
     p = sub.add_parser("schema", help="print the JSON Schema of a record")
     p.set_defaults(func=cmd_schema)
