@@ -41,14 +41,17 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q --cov=normalizer --cov-report=term
 
-## bench: quick benchmark configuration (a few minutes); bench-full: the full one
+## bench: quick benchmark configuration (a few minutes); bench-full: the full one. Both end with fsnorm stats'
+## read speed beside replay's and its peak memory on millions of events (benchmarks/bench_stats.py)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --quick
 	$(BIN)/python -m benchmarks.bench_net --quick --json benchmarks/results/net-quick.json
+	$(BIN)/python -m benchmarks.bench_stats --quick
 
 bench-full: $(STAMP)
 	$(BIN)/python -m benchmarks.run --full
 	$(BIN)/python -m benchmarks.bench_net --full --json benchmarks/results/net-full.json
+	$(BIN)/python -m benchmarks.bench_stats --events 1000000 --memory-events 10000000
 
 ## soak: 10 minutes of mixed storm through the live source, slow and fast consumer (SOAK_MINUTES=N)
 soak: $(STAMP)

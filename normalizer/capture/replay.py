@@ -8,9 +8,10 @@ were resolved by the live session and logged as ``H`` items, so replay never cal
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
+from ..core import raw
 from ..core.fanotify import FanotifyNormalizer
 from ..core.filters import PathFilter
 from ..core.inotify import InotifyNormalizer
@@ -55,28 +56,49 @@ def replay(
     on_issue: Callable[[CaptureIssue], None] | None = None,
     window_ns: int | None = None,
     strict_order: bool | None = None,
+    on_item: Callable[[raw.AnyStreamItem], None] | None = None,
 ) -> Iterator[Rec]:
     """The records of a capture, in order. The session's own settings (header ``options``) apply unless
-    overridden. Issues in the capture go to ``on_issue`` (or raise, with ``strict``)."""
+    overridden. Issues in the capture go to ``on_issue`` (or raise, with ``strict``); ``on_item`` sees every
+    stream item before the normalizer does (``fsnorm stats``, progress)."""
     with CaptureReader(source, strict=strict, on_issue=on_issue) as reader:
-        options = reader.header.options
-        keep = PathFilter.from_options(options).apply
-        # Replay adds and removes no watches: the requests a live source would act on (directories to watch,
-        # watches to remove) are taken and dropped after every item, so they do not pile up.
-        if reader.header.source == "fanotify":
-            fan = fanotify_normalizer_for(options, window_ns=window_ns, strict_order=strict_order)
-            for item in reader:
-                yield from keep(fan.feed(item))
-                fan.take_new_dirs()
-                fan.take_retired()
-            yield from keep(fan.close())
-            return
-        norm = normalizer_for(options, window_ns=window_ns, strict_order=strict_order)
-        for wd, path in reader.header.watches:
-            norm.table.add(wd, path)
-        feed = norm.feed
-        for item in reader:
-            yield from keep(feed(item))
-            norm.take_new_dirs()
-            norm.take_retired_wds()
-        yield from keep(norm.close())
+        yield from replay_reader(reader, window_ns=window_ns, strict_order=strict_order, on_item=on_item)
+
+
+def replay_reader(
+    reader: CaptureReader,
+    *,
+    window_ns: int | None = None,
+    strict_order: bool | None = None,
+    on_item: Callable[[raw.AnyStreamItem], None] | None = None,
+) -> Iterator[Rec]:
+    """The records of an open capture (see :func:`replay`); the caller keeps the reader (its ``issues`` and
+    ``ended_cleanly`` tell how reading went)."""
+    options = reader.header.options
+    keep = PathFilter.from_options(options).apply
+    items: Iterable[raw.AnyStreamItem] = reader if on_item is None else _tee(reader, on_item)
+    # Replay adds and removes no watches: the requests a live source would act on (directories to watch,
+    # watches to remove) are taken and dropped after every item, so they do not pile up.
+    if reader.header.source == "fanotify":
+        fan = fanotify_normalizer_for(options, window_ns=window_ns, strict_order=strict_order)
+        for item in items:
+            yield from keep(fan.feed(item))
+            fan.take_new_dirs()
+            fan.take_retired()
+        yield from keep(fan.close())
+        return
+    norm = normalizer_for(options, window_ns=window_ns, strict_order=strict_order)
+    for wd, path in reader.header.watches:
+        norm.table.add(wd, path)
+    feed = norm.feed
+    for item in items:
+        yield from keep(feed(item))
+        norm.take_new_dirs()
+        norm.take_retired_wds()
+    yield from keep(norm.close())
+
+
+def _tee(items: Iterable[raw.AnyStreamItem], see: Callable[[raw.AnyStreamItem], None]) -> Iterator[raw.AnyStreamItem]:
+    for item in items:
+        see(item)
+        yield item

@@ -1,4 +1,4 @@
-"""The ``fsnorm`` command: watch, capture, replay, schema.
+"""The ``fsnorm`` command: watch, capture, replay, stats, schema.
 
 Records go to stdout as JSON Lines (one record per line, flushed per record when live); diagnostics go to
 stderr as one line each, prefixed ``fsnorm:``. No traceback reaches the user for an expected failure: errors
@@ -21,6 +21,7 @@ from ..capture.log import CaptureIssue
 from ..errors import FsnormError
 from ..records import Rec, json_schema
 from ..sinks.fd import write_all
+from . import stats as stats_command
 from .formatting import Output, add_format_options, build_output, capture_context, needs_context
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from ..capture.replay import replay
+    from .progress import Progress, open_capture, wanted
 
     issues: list[CaptureIssue] = []
 
@@ -61,10 +63,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
     ctx = capture_context(args.file, args.timefmt) if needs_context(args.format) else None
     output = build_output(args, ctx)
     window_ns = None if args.window is None else int(args.window * 1_000_000)
-    records = replay(args.file, strict=args.strict, on_issue=on_issue, window_ns=window_ns,
-                     strict_order=False if args.relaxed_order else None)
-    sys.stdout.flush()
-    emit(records, output, sys.stdout.buffer)
+    f, size = open_capture(args.file)
+    progress = Progress(size, enabled=wanted(args.quiet), desc="replay")
+    progress.track(f, size)
+    try:
+        with f:
+            records = replay(f, strict=args.strict, on_issue=on_issue, window_ns=window_ns,
+                             strict_order=False if args.relaxed_order else None, on_item=progress.item)
+            sys.stdout.flush()
+            emit(records, output, sys.stdout.buffer)
+    finally:
+        progress.close()
     return 1 if issues else 0
 
 
@@ -222,7 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override the capture's one-sided move window (milliseconds)")
     p.add_argument("--relaxed-order", action="store_true",
                    help="emit records without waiting behind unresolved rename halves")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar (it is drawn on stderr only when stderr is a terminal anyway)")
     p.set_defaults(func=cmd_replay)
+    stats_command.add_parser(sub)
 
     p = sub.add_parser("schema", help="print the JSON Schema of a record")
     p.set_defaults(func=cmd_schema)
