@@ -14,13 +14,18 @@ FUZZ_SECONDS ?= 300
 ORACLE_SECONDS ?= 600
 SOAK_MINUTES ?= 10
 
-# setuptools' editable build prints a boxed UserWarning about editable installs on every install; it says
-# nothing about this project, so it is filtered to keep the install output clean.
+# Install output stays clean: setuptools' editable build prints a boxed UserWarning about editable installs on
+# every install, and a pip configured with local extra indexes warns once per package they lack; neither says
+# anything about this project. pipefail keeps pip's own exit status.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+PIP_FILTER := 2>&1 | { grep -v "^WARNING: Location 'file:.*' is ignored" || true; }
+
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need Python >= 3.11 with venv/ensurepip (apt-get install python3-venv)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install -q -e '.[dev,bench]'
+	$(BIN)/python -m pip install -q --upgrade pip $(PIP_FILTER)
+	PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install -q -e '.[dev,bench]' $(PIP_FILTER)
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -60,7 +65,7 @@ soak: $(STAMP)
 ## fuzz: the atheris fuzzers (capture reader, normalizer, wire protocol) for FUZZ_SECONDS each, side by side; then the
 ## real-kernel oracle (tests/test_oracle.py) for ORACLE_SECONDS per backend, fresh programs all along
 fuzz: $(STAMP)
-	PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install -q -e '.[fuzz]'
+	PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install -q -e '.[fuzz]' $(PIP_FILTER)
 	PYTHON=$(BIN)/python bash fuzz/run.sh $(FUZZ_SECONDS)
 	ORACLE_SECONDS=$(ORACLE_SECONDS) ORACLE_EXAMPLES=100 ORACLE_MAX_OPS=30 $(BIN)/pytest -q -s -p no:cacheprovider \
 	  tests/test_oracle.py -k test_oracle_programs
