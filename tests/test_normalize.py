@@ -5,6 +5,7 @@ from __future__ import annotations
 from helpers import batch, brief, ev, frm, norm_with, to
 
 from normalizer.core import raw
+from normalizer.core.actions import Unwatch, Watch
 from normalizer.core.tree import WatchTable
 
 ROOT, SUB, DEEP = b"/w", b"/w/d", b"/w/d/e"
@@ -21,7 +22,7 @@ def test_directory_rename_rewrites_every_path_below_it() -> None:
     assert brief(out) == [("rename", b"/w/d", b"/w/n", []), ("create", b"/w/n/e/f", []),
                           ("move_self", b"/w/n", [])]
     assert n.table.items() == [(1, b"/w"), (2, b"/w/n"), (3, b"/w/n/e")]
-    assert n.take_new_dirs() == []
+    assert out.actions == ()
 
 
 def test_directory_moved_out_is_one_sided_at_move_self_and_its_watches_retire() -> None:
@@ -30,7 +31,7 @@ def test_directory_moved_out_is_one_sided_at_move_self_and_its_watches_retire() 
                        drained=False))
     # One-sided at once (no window wait), and nothing under the old path afterwards.
     assert brief(out) == [("rename", b"/w/d", b"", ["unwatched"])]
-    assert sorted(n.take_retired_wds()) == [2, 3]
+    assert sorted(out.actions, key=repr) == [Unwatch(2), Unwatch(3)]
     assert n.table.items() == [(1, b"/w")]
     out = n.feed(batch(1, ev(3, raw.IN_MODIFY, b"x"), ev(2, raw.IN_IGNORED), ev(3, raw.IN_IGNORED)))
     assert out == []
@@ -46,17 +47,19 @@ def test_move_into_a_retired_directory_ends_the_first_half_at_once() -> None:
 
 def test_directory_created_or_moved_in_is_reported_for_watching_at_its_current_path() -> None:
     n = tree()
-    n.feed(batch(0, ev(2, raw.IN_CREATE | raw.IN_ISDIR, b"new"), to(1, 9, b"in", True),
-                 frm(1, 5, b"d", True), to(1, 5, b"moved", True)))
+    out = n.feed(batch(0, ev(2, raw.IN_CREATE | raw.IN_ISDIR, b"new"), to(1, 9, b"in", True),
+                       frm(1, 5, b"d", True), to(1, 5, b"moved", True)))
     # "new" was created in /w/d, which was renamed to /w/moved later in the same read.
-    assert n.take_new_dirs() == [b"/w/moved/new", b"/w/in"]
-    assert n.take_new_dirs() == []
+    assert out.actions == (Watch(b"/w/moved/new"), Watch(b"/w/in"))
+    # Asked once: the next feed asks nothing.
+    assert n.feed(batch(1, ev(1, raw.IN_MODIFY, b"f"))).actions == ()
 
 
 def test_rename_of_a_directory_never_watched_asks_for_a_watch_on_the_new_path() -> None:
     n = tree()
-    n.feed(batch(0, ev(1, raw.IN_CREATE | raw.IN_ISDIR, b"x"), frm(1, 2, b"x", True), to(1, 2, b"y", True)))
-    assert n.take_new_dirs() == [b"/w/x", b"/w/y"]
+    out = n.feed(batch(0, ev(1, raw.IN_CREATE | raw.IN_ISDIR, b"x"), frm(1, 2, b"x", True),
+                       to(1, 2, b"y", True)))
+    assert out.actions == (Watch(b"/w/x"), Watch(b"/w/y"))
 
 
 def test_ignored_ends_a_watch_with_a_record() -> None:
@@ -74,7 +77,7 @@ def test_root_moved_away_ends_its_watches() -> None:
     assert [r.kind for r in out] == ["move_self", "watch_end"]
     assert "moved away" in (out[1].message or "")
     assert len(n.table) == 0
-    assert sorted(n.take_retired_wds()) == [1, 2, 3]
+    assert sorted(out.actions, key=repr) == [Unwatch(1), Unwatch(2), Unwatch(3)]
 
 
 def test_unknown_wd_gives_an_unresolved_record_not_a_drop() -> None:

@@ -50,6 +50,7 @@ from typing import Any, Literal
 from ..capture.log import CaptureHeader
 from ..core import fanotify_abi as abi
 from ..core import raw
+from ..core.actions import Watch
 from ..core.fanotify import FanotifyNormalizer, MarkMode
 from ..core.filters import PathFilter, reported_kinds
 from ..core.matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS
@@ -461,7 +462,6 @@ class FanotifySource(LiveSource):
         if need:
             out.extend(self._feed_all([self._resolve(key) for key in need]))
         out.extend(self._feed(raw.FanotifyBatch(t, backlog == 0, events, backlog)))
-        out.extend(self._follow_tree())
         out.extend(self._place_uncertain())
         out.extend(self._recover(overflows, before_read))
         return out
@@ -520,20 +520,16 @@ class FanotifySource(LiveSource):
 
     # -- keeping the marks in step with the tree -----------------------------------------------------------
 
-    def _follow_tree(self) -> list[Rec]:
-        norm = self.normalizer
-        retired = norm.take_retired()
-        if retired and self.mark_mode == "inode":
-            for key in retired:
-                self._unmark(key)
-        out: list[Rec] = []
-        for path, moved_in in norm.take_new_dirs():
-            if self.mark_mode == "filesystem" and not moved_in:
-                continue  # created empty under the filesystem mark: the kernel reports all it will hold
-            items: list[raw.AnyStreamItem] = []
-            self._walk(path, synthesize=True, items=items, is_root=False)
-            out.extend(self._feed_all(items))
-        return out
+    def _unwatch(self, key: int | bytes) -> None:
+        # A filesystem mark has no per-directory mark to remove: the retired fid's events are dropped.
+        if self.mark_mode == "inode":
+            assert isinstance(key, bytes)
+            self._unmark(key)
+
+    def _watch_new(self, action: Watch, items: list[raw.AnyStreamItem]) -> None:
+        if self.mark_mode == "filesystem" and not action.moved_in:
+            return  # created empty under the filesystem mark: the kernel reports all it will hold
+        self._walk(action.path, synthesize=True, items=items, is_root=False)
 
     def _unmark(self, key: bytes) -> None:
         """Remove the inode mark of a directory that left the tree, when ``open_by_handle_at`` is allowed."""

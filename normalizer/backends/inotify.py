@@ -27,6 +27,7 @@ from typing import Any
 
 from ..capture.log import CaptureHeader
 from ..core import raw
+from ..core.actions import Watch
 from ..core.filters import EVENT_BITS, PathFilter, kinds_of_mask, mask_from_kinds, reported_kinds
 from ..core.inotify import InotifyNormalizer
 from ..core.matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS
@@ -145,27 +146,17 @@ class InotifySource(LiveSource):
         self.stats["events"] += len(events)
         overflows = self.stats["overflows"]
         out = self._feed(raw.InotifyBatch(t, backlog == 0, events, backlog, fd.last_read_bytes))
-        out.extend(self._follow_tree())
         out.extend(self._recover(overflows, before_read))
         return out
 
-    # -- keeping the watches in step with the tree ---------------------------------------------------------
+    # -- keeping the watches in step with the tree (the normalizer's actions) --------------------------------
 
-    def _follow_tree(self) -> list[Rec]:
-        norm = self.normalizer
-        fd = self._fd
-        assert fd is not None
-        for wd in norm.take_retired_wds():
-            fd.rm_watch(wd)
-        out: list[Rec] = []
-        new_dirs = norm.take_new_dirs()
-        if not self.recursive:
-            return out
-        for path in new_dirs:
-            items: list[raw.AnyStreamItem] = []
-            self._watch_tree(path, synthesize=True, items=items, is_root=False)
-            out.extend(self._feed_all(items))
-        return out
+    def _unwatch(self, key: int | bytes) -> None:
+        assert self._fd is not None and isinstance(key, int)
+        self._fd.rm_watch(key)
+
+    def _watch_new(self, action: Watch, items: list[raw.AnyStreamItem]) -> None:
+        self._watch_tree(action.path, synthesize=True, items=items, is_root=False)
 
     def _watch_tree(self, top: bytes, *, synthesize: bool, items: list[raw.AnyStreamItem], is_root: bool) -> None:
         """Watch ``top`` and every directory below it; list what each contains (after its watch exists).

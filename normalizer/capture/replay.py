@@ -61,14 +61,13 @@ def replay(
     with CaptureReader(source, strict=strict, on_issue=on_issue) as reader:
         options = reader.header.options
         keep = PathFilter.from_options(options).apply
-        # Replay adds and removes no watches: the requests a live source would act on (directories to watch,
-        # watches to remove) are taken and dropped after every item, so they do not pile up.
+        # Replay adds and removes no watches: the actions a live source would carry out (directories to watch,
+        # watches to remove) come back with each feed's records and are ignored; what the live walks found is
+        # in the capture as items.
         if reader.header.source == "fanotify":
             fan = fanotify_normalizer_for(options, window_ns=window_ns, strict_order=strict_order)
             for item in reader:
                 yield from keep(fan.feed(item))
-                fan.take_new_dirs()
-                fan.take_retired()
             yield from keep(fan.close())
             return
         norm = normalizer_for(options, window_ns=window_ns, strict_order=strict_order)
@@ -77,6 +76,4 @@ def replay(
         feed = norm.feed
         for item in reader:
             yield from keep(feed(item))
-            norm.take_new_dirs()
-            norm.take_retired_wds()
         yield from keep(norm.close())
