@@ -35,6 +35,7 @@ from ..capture.log import CaptureHeader, CaptureWriter
 from ..core import raw
 from ..core.actions import Action, Fed, Unwatch, Watch
 from ..core.filters import PathFilter
+from ..core.matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS, MatcherSettings
 from ..core.shadow import ShadowTree
 from ..core.tree import join
 from ..errors import CaptureError, SourceError
@@ -69,6 +70,16 @@ class _Normalizer(Protocol):
     def feed(self, item: Any) -> Fed: ...
 
     def close(self) -> list[Rec]: ...
+
+
+def matcher_settings(settings: MatcherSettings) -> MatcherSettings:
+    """All four matcher settings, defaults filled in and ``max_wait_ns`` raised to ``window_ns`` if below it
+    (the one place this is clamped): what a source passes to its normalizer and records in its capture."""
+    window_ns = settings.get("window_ns", DEFAULT_WINDOW_NS)
+    return MatcherSettings(window_ns=window_ns,
+                           max_wait_ns=max(settings.get("max_wait_ns", DEFAULT_MAX_WAIT_NS), window_ns),
+                           max_pending=settings.get("max_pending", DEFAULT_MAX_PENDING),
+                           strict_order=settings.get("strict_order", True))
 
 
 class LiveSource:

@@ -8,7 +8,9 @@ from collections.abc import Hashable, Iterable, Iterator
 from ..records import Rec
 from . import raw
 from .actions import Action, Fed, Unwatch, Watch
-from .matcher import Matcher
+from .matcher import Matcher, MatcherSettings
+from .ownscan import OwnScans
+from .tmpfile import TmpfileNames
 
 
 class NormalizerBase:
@@ -22,6 +24,16 @@ class NormalizerBase:
     matcher: Matcher
     _retire_requests: list[int] | list[bytes]
     _new_dirs: list[tuple[int, bytes]] | list[tuple[bytes, bool]]
+
+    def __init__(self, settings: MatcherSettings) -> None:
+        self.matcher = Matcher(**settings)
+        #: Paths reported by a scan (synthesized creates) whose kernel CREATE may still be queued: that one is
+        #: dropped, as the record exists already. Valid until the queue was seen empty once.
+        self._synthesized: set[bytes] = set()
+        #: Events on an unnamed O_TMPFILE file's "#<inode>" name are dropped (normalizer.core.tmpfile).
+        self.tmpfiles = TmpfileNames()
+        #: fsnorm's own directory listings, whose open/access/close_nowrite are dropped (core/ownscan.py).
+        self.own_scans = OwnScans()
 
     def feed(self, item: raw.AnyStreamItem) -> Fed:
         raise NotImplementedError

@@ -62,7 +62,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from typing import Literal
+from typing import Literal, Unpack
 
 from ..records import Flag, Rec
 from . import raw
@@ -86,9 +86,8 @@ from .fanotify_abi import (
     FAN_RENAME,
 )
 from .filters import PathFilter
-from .matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS, Half, Matcher
-from .ownscan import SCAN_BITS, OwnScans
-from .tmpfile import TmpfileNames
+from .matcher import Half, MatcherSettings
+from .ownscan import SCAN_BITS
 from .tree import DirCache
 
 MarkMode = Literal["inode", "filesystem"]
@@ -217,23 +216,17 @@ class FanotifyNormalizer(NormalizerBase):
     def __init__(
         self,
         *,
-        window_ns: int = DEFAULT_WINDOW_NS,
-        max_wait_ns: int = DEFAULT_MAX_WAIT_NS,
-        max_pending: int = DEFAULT_MAX_PENDING,
-        strict_order: bool = True,
         use_rename: bool = True,
         mark_mode: MarkMode = "inode",
         path_filter: PathFilter | None = None,
         own_pid: int | None = None,
+        **settings: Unpack[MatcherSettings],
     ) -> None:
+        super().__init__(settings)
         self.cache = DirCache()
         #: fsnorm's own pid: the open/access/close_nowrite of its announced directory listings are dropped
         #: (core/ownscan.py); None: nothing is dropped.
         self.own_pid = own_pid
-        self.own_scans = OwnScans()
-        self.matcher = Matcher(
-            window_ns=window_ns, max_wait_ns=max_wait_ns, max_pending=max_pending, strict_order=strict_order
-        )
         self.use_rename = use_rename
         self.mark_mode: MarkMode = mark_mode
         self.filter = path_filter or PathFilter()
@@ -245,9 +238,6 @@ class FanotifyNormalizer(NormalizerBase):
         #: Directories that appeared (key, moved_in) during the current feed (NormalizerBase._act).
         self._new_dirs: list[tuple[bytes, bool]] = []
         self._retire_requests: list[bytes] = []
-        #: Paths a scan reported (synthesized creates) whose kernel CREATE may still be queued (see
-        #: InotifyNormalizer): dropped until the queue was seen empty.
-        self._synthesized: set[bytes] = set()
         #: Paths of directories moved in during the current batch (filesystem mark: the kernel reports what is
         #: created in them at once, and the source's scan after the batch finds it too), and the kernel creates
         #: under them: a synthesized create for one of those is dropped.
@@ -270,8 +260,6 @@ class FanotifyNormalizer(NormalizerBase):
             "merged_events": 0,
             "dropped_tmpfile": 0,
         }
-        #: Events on an unnamed O_TMPFILE file's "#<inode>" name are dropped (normalizer.core.tmpfile).
-        self.tmpfiles = TmpfileNames()
 
     # -- what the source must act on -----------------------------------------------------------------------
 

@@ -20,14 +20,14 @@ What it adds to the matcher is the inotify-specific knowledge of DESIGN.md:
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Unpack
 
 from ..records import Flag, Rec
 from . import raw
 from .actions import Fed, Watch
 from .base import NormalizerBase
-from .matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS, Half, Matcher
-from .ownscan import SCAN_BITS, OwnScans
-from .tmpfile import TmpfileNames
+from .matcher import Half, MatcherSettings
+from .ownscan import SCAN_BITS
 from .tree import WatchTable, join
 
 #: Single event bit -> record kind, for the bits that are plain one-path records.
@@ -53,34 +53,19 @@ class InotifyNormalizer(NormalizerBase):
     """Turns inotify stream items into records. One instance per inotify fd (cookies are per system, but
     only one fd's halves can be told apart)."""
 
-    def __init__(
-        self,
-        *,
-        window_ns: int = DEFAULT_WINDOW_NS,
-        max_wait_ns: int = DEFAULT_MAX_WAIT_NS,
-        max_pending: int = DEFAULT_MAX_PENDING,
-        strict_order: bool = True,
-    ) -> None:
+    def __init__(self, **settings: Unpack[MatcherSettings]) -> None:
+        super().__init__(settings)
         self.table = WatchTable()
-        self.matcher = Matcher(
-            window_ns=window_ns, max_wait_ns=max_wait_ns, max_pending=max_pending, strict_order=strict_order
-        )
         #: wds fsnorm removed on purpose; their IN_IGNORED and late events are expected and dropped.
         self._retired: set[int] = set()
         #: Directory MOVED_FROM halves by cookie, and by old path (for MOVE_SELF).
         self._dir_from: dict[int, bytes] = {}
         self._dir_from_by_path: dict[bytes, int] = {}
+        #: Directories created or moved in during the current feed, as (parent wd, name) (NormalizerBase._act).
         self._new_dirs: list[tuple[int, bytes]] = []
-        #: Paths reported by a scan (synthesized creates) whose kernel CREATE may still be queued: that one is
-        #: dropped, as the record exists already. Valid until the queue was seen empty once.
-        self._synthesized: set[bytes] = set()
         self._retire_requests: list[int] = []
         #: Counters a caller may report: events for retired watches (expected, dropped by design).
         self.retired_events = 0
-        #: Events on an unnamed O_TMPFILE file's "#<inode>" name are dropped (counted in ``tmpfiles.dropped``).
-        self.tmpfiles = TmpfileNames()
-        #: fsnorm's own directory listings, whose open/access/close_nowrite are dropped (core/ownscan.py).
-        self.own_scans = OwnScans()
 
     # -- what the source must act on -----------------------------------------------------------------------
 
