@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from helpers import batch, brief, ev, frm, norm_with, to
 
 from normalizer.core import raw
-from normalizer.core.actions import Unwatch, Watch
+from normalizer.core.actions import NO_ACTIONS, Unwatch, Watch
 from normalizer.core.tree import WatchTable
 
 ROOT, SUB, DEEP = b"/w", b"/w/d", b"/w/d/e"
@@ -187,3 +188,20 @@ def test_tmpfile_names_are_dropped_unless_known_real() -> None:
     assert not names.drop(b"/w/#8", b"#8")
     names.gone(b"/w/#8")
     assert names.drop(b"/w/#8", b"#8") and names.dropped == 2
+
+
+def test_a_feed_with_nothing_to_do_shares_the_empty_actions() -> None:
+    """The common feed allocates no actions: ``actions`` is the class-wide empty tuple, not an instance one."""
+    n = tree()
+    out = n.feed(batch(0, ev(1, raw.IN_CREATE, b"f"), frm(1, 4, b"f"), to(1, 4, b"g")))
+    assert [r.kind for r in out] == ["create", "rename"]
+    assert out.actions is NO_ACTIONS and "actions" not in vars(out)
+    out = n.feed(batch(1, ev(1, raw.IN_CREATE | raw.IN_ISDIR, b"d2")))
+    assert out.actions == (Watch(b"/w/d2"),) and vars(out) == {"actions": out.actions}
+
+
+def test_actions_are_frozen_values() -> None:
+    a = Watch(b"/w/x", True)
+    with pytest.raises(AttributeError):
+        a.path = b"/y"  # type: ignore[misc]
+    assert a == Watch(b"/w/x", True) != Watch(b"/w/x") and len({Unwatch(3), Unwatch(3)}) == 1
