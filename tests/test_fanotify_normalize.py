@@ -22,6 +22,7 @@ from normalizer.backends.fanotify import from_fan_event, parse_batch
 from normalizer.capture.log import CaptureHeader, CaptureReader, CaptureWriter, fan_event_from_json, fan_event_to_json
 from normalizer.capture.replay import replay
 from normalizer.core import raw
+from normalizer.core.actions import Unwatch, Watch
 from normalizer.core.fanotify import MERGE_ORDER, FanotifyNormalizer, FanRec
 from normalizer.core.filters import PathFilter
 from normalizer.formats.jsonl import rec_to_json
@@ -287,7 +288,7 @@ def test_without_fan_rename_directory_move_out_is_one_sided_at_move_self() -> No
     out = n.feed(batch(0, ev(FROM | ONDIR, A, b"d", D), ev(MOVE_SELF | ONDIR, D, b"."),
                        ev(CREATE, E, b"late", X), drained=False))
     assert brief(out) == [("rename", b"/w/a/d", b"", ["unwatched"])]
-    assert sorted(n.take_retired()) == sorted([D, E])
+    assert sorted(out.actions, key=repr) == sorted([Unwatch(D), Unwatch(E)], key=repr)
     assert n.cache.paths() == [b"/w", b"/w/a", b"/w/b"]
 
 
@@ -377,7 +378,7 @@ def test_directory_rename_rewrites_every_path_below_it() -> None:
                           ("create", b"/w/b/n/e/f", [])]
     assert out[0].is_dir and out[1].object_id == D.hex()
     assert n.cache.items() == [(W, b"/w"), (A, b"/w/a"), (B, b"/w/b"), (D, b"/w/b/n"), (E, b"/w/b/n/e")]
-    assert n.take_new_dirs() == []
+    assert out.actions == ()
 
 
 def test_directory_moved_out_retires_its_subtree() -> None:
@@ -385,8 +386,8 @@ def test_directory_moved_out_retires_its_subtree() -> None:
     out = n.feed(batch(0, ren(A, b"d", None, b"", D, is_dir=True), ev(MOVE_SELF | ONDIR, D, b"."),
                        ev(CREATE, E, b"late", X)))
     assert brief(out) == [("rename", b"/w/a/d", b"", ["unwatched"])]
-    assert sorted(n.take_retired()) == sorted([D, E])
-    assert n.take_retired() == []
+    assert sorted(out.actions, key=repr) == sorted([Unwatch(D), Unwatch(E)], key=repr)
+    assert n.feed(batch(1, ev(CREATE, A, b"g", Y))).actions == ()  # asked once
     assert n.stats["dropped_outside"] == 2
 
 
@@ -398,8 +399,8 @@ def test_directory_moved_in_or_created_is_reported_for_marking_at_its_current_pa
     assert brief(out) == [("create", b"/w/a/d/new", []), ("rename", b"", b"/w/b/in", ["unwatched"]),
                           ("create", b"/w/a/d/new/f", []), ("rename", b"/w/a/d", b"/w/a/d2", [])]
     # "new" was created in /w/a/d, which was renamed later in the same read.
-    assert n.take_new_dirs() == [(b"/w/a/d2/new", False), (b"/w/b/in", True)]
-    assert n.take_new_dirs() == []
+    assert out.actions == (Watch(b"/w/a/d2/new", False), Watch(b"/w/b/in", True))
+    assert n.feed(batch(1, ev(CREATE, A, b"g", Y))).actions == ()  # asked once
 
 
 def test_root_moved_away_ends_its_watches() -> None:
@@ -454,7 +455,7 @@ def test_filesystem_mark_what_happened_inside_a_directory_moved_in_is_told_by_it
     assert brief(out) == [("rename", b"", b"/w/b/pkg", ["unwatched"]), ("rename", b"/w/a/f0", b"", ["unwatched"]),
                           ("rename", b"", b"/w/a/f0", ["unwatched"])]
     assert n.stats["dropped_fresh"] == 2
-    assert n.take_new_dirs() == [(b"/w/b/pkg", True)]
+    assert out.actions == (Watch(b"/w/b/pkg", True),)
     # The next read: the directory is known now, its events are reported as usual.
     out = n.feed(batch(1, ren(pkg, b"uno", pkg, b"dos", f0)))
     assert brief(out) == [("rename", b"/w/b/pkg/uno", b"/w/b/pkg/dos", [])]

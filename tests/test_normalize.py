@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from helpers import batch, brief, ev, frm, norm_with, to
 
 from normalizer.core import raw
+from normalizer.core.actions import NO_ACTIONS, Unwatch, Watch
 from normalizer.core.tree import WatchTable
 
 ROOT, SUB, DEEP = b"/w", b"/w/d", b"/w/d/e"
@@ -21,7 +23,7 @@ def test_directory_rename_rewrites_every_path_below_it() -> None:
     assert brief(out) == [("rename", b"/w/d", b"/w/n", []), ("create", b"/w/n/e/f", []),
                           ("move_self", b"/w/n", [])]
     assert n.table.items() == [(1, b"/w"), (2, b"/w/n"), (3, b"/w/n/e")]
-    assert n.take_new_dirs() == []
+    assert out.actions == ()
 
 
 def test_directory_moved_out_is_one_sided_at_move_self_and_its_watches_retire() -> None:
@@ -30,7 +32,7 @@ def test_directory_moved_out_is_one_sided_at_move_self_and_its_watches_retire() 
                        drained=False))
     # One-sided at once (no window wait), and nothing under the old path afterwards.
     assert brief(out) == [("rename", b"/w/d", b"", ["unwatched"])]
-    assert sorted(n.take_retired_wds()) == [2, 3]
+    assert sorted(out.actions, key=repr) == [Unwatch(2), Unwatch(3)]
     assert n.table.items() == [(1, b"/w")]
     out = n.feed(batch(1, ev(3, raw.IN_MODIFY, b"x"), ev(2, raw.IN_IGNORED), ev(3, raw.IN_IGNORED)))
     assert out == []
@@ -46,17 +48,19 @@ def test_move_into_a_retired_directory_ends_the_first_half_at_once() -> None:
 
 def test_directory_created_or_moved_in_is_reported_for_watching_at_its_current_path() -> None:
     n = tree()
-    n.feed(batch(0, ev(2, raw.IN_CREATE | raw.IN_ISDIR, b"new"), to(1, 9, b"in", True),
-                 frm(1, 5, b"d", True), to(1, 5, b"moved", True)))
+    out = n.feed(batch(0, ev(2, raw.IN_CREATE | raw.IN_ISDIR, b"new"), to(1, 9, b"in", True),
+                       frm(1, 5, b"d", True), to(1, 5, b"moved", True)))
     # "new" was created in /w/d, which was renamed to /w/moved later in the same read.
-    assert n.take_new_dirs() == [b"/w/moved/new", b"/w/in"]
-    assert n.take_new_dirs() == []
+    assert out.actions == (Watch(b"/w/moved/new"), Watch(b"/w/in"))
+    # Asked once: the next feed asks nothing.
+    assert n.feed(batch(1, ev(1, raw.IN_MODIFY, b"f"))).actions == ()
 
 
 def test_rename_of_a_directory_never_watched_asks_for_a_watch_on_the_new_path() -> None:
     n = tree()
-    n.feed(batch(0, ev(1, raw.IN_CREATE | raw.IN_ISDIR, b"x"), frm(1, 2, b"x", True), to(1, 2, b"y", True)))
-    assert n.take_new_dirs() == [b"/w/x", b"/w/y"]
+    out = n.feed(batch(0, ev(1, raw.IN_CREATE | raw.IN_ISDIR, b"x"), frm(1, 2, b"x", True),
+                       to(1, 2, b"y", True)))
+    assert out.actions == (Watch(b"/w/x"), Watch(b"/w/y"))
 
 
 def test_ignored_ends_a_watch_with_a_record() -> None:
@@ -74,7 +78,7 @@ def test_root_moved_away_ends_its_watches() -> None:
     assert [r.kind for r in out] == ["move_self", "watch_end"]
     assert "moved away" in (out[1].message or "")
     assert len(n.table) == 0
-    assert sorted(n.take_retired_wds()) == [1, 2, 3]
+    assert sorted(out.actions, key=repr) == [Unwatch(1), Unwatch(2), Unwatch(3)]
 
 
 def test_unknown_wd_gives_an_unresolved_record_not_a_drop() -> None:
@@ -184,3 +188,20 @@ def test_tmpfile_names_are_dropped_unless_known_real() -> None:
     assert not names.drop(b"/w/#8", b"#8")
     names.gone(b"/w/#8")
     assert names.drop(b"/w/#8", b"#8") and names.dropped == 2
+
+
+def test_a_feed_with_nothing_to_do_shares_the_empty_actions() -> None:
+    """The common feed allocates no actions: ``actions`` is the class-wide empty tuple, not an instance one."""
+    n = tree()
+    out = n.feed(batch(0, ev(1, raw.IN_CREATE, b"f"), frm(1, 4, b"f"), to(1, 4, b"g")))
+    assert [r.kind for r in out] == ["create", "rename"]
+    assert out.actions is NO_ACTIONS and "actions" not in vars(out)
+    out = n.feed(batch(1, ev(1, raw.IN_CREATE | raw.IN_ISDIR, b"d2")))
+    assert out.actions == (Watch(b"/w/d2"),) and vars(out) == {"actions": out.actions}
+
+
+def test_actions_are_frozen_values() -> None:
+    a = Watch(b"/w/x", True)
+    with pytest.raises(AttributeError):
+        a.path = b"/y"  # type: ignore[misc]
+    assert a == Watch(b"/w/x", True) != Watch(b"/w/x") and len({Unwatch(3), Unwatch(3)}) == 1

@@ -33,7 +33,9 @@ from typing import Any, Protocol
 
 from ..capture.log import CaptureHeader, CaptureWriter
 from ..core import raw
+from ..core.actions import Action, Fed, Unwatch, Watch
 from ..core.filters import PathFilter
+from ..core.matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS, MatcherSettings
 from ..core.shadow import ShadowTree
 from ..core.tree import join
 from ..errors import CaptureError, SourceError
@@ -65,9 +67,19 @@ class _Normalizer(Protocol):
     @property
     def matcher(self) -> Any: ...
 
-    def feed(self, item: Any) -> list[Rec]: ...
+    def feed(self, item: Any) -> Fed: ...
 
     def close(self) -> list[Rec]: ...
+
+
+def matcher_settings(settings: MatcherSettings) -> MatcherSettings:
+    """All four matcher settings, defaults filled in and ``max_wait_ns`` raised to ``window_ns`` if below it
+    (the one place this is clamped): what a source passes to its normalizer and records in its capture."""
+    window_ns = settings.get("window_ns", DEFAULT_WINDOW_NS)
+    return MatcherSettings(window_ns=window_ns,
+                           max_wait_ns=max(settings.get("max_wait_ns", DEFAULT_MAX_WAIT_NS), window_ns),
+                           max_pending=settings.get("max_pending", DEFAULT_MAX_PENDING),
+                           strict_order=settings.get("strict_order", True))
 
 
 class LiveSource:
@@ -274,7 +286,31 @@ class LiveSource:
         if failed is not None:
             out.insert(0, failed)
         self.stats["records"] += len(out)
+        if recs.actions:
+            out.extend(self._carry_out(recs.actions))
         return out
+
+    def _carry_out(self, actions: tuple[Action, ...]) -> list[Rec]:
+        """Do what a feed asked, in its order; the records of the walks of new directories. This is the only
+        place a source acts on the normalizer's behalf (normalizer.core.actions)."""
+        out: list[Rec] = []
+        for action in actions:
+            if isinstance(action, Unwatch):
+                self._unwatch(action.key)
+            elif self.recursive:
+                items: list[raw.AnyStreamItem] = []
+                self._watch_new(action, items)
+                out.extend(self._feed_all(items))
+        return out
+
+    def _unwatch(self, key: int | bytes) -> None:
+        """Carry out ``Unwatch(key)``: stop watching a directory that left the tree."""
+        raise NotImplementedError
+
+    def _watch_new(self, action: Watch, items: list[raw.AnyStreamItem]) -> None:
+        """Carry out ``Watch``: watch the new directory and all below it, appending the items that tell
+        the normalizer (watches, synthesized creates, errors)."""
+        raise NotImplementedError
 
     def _observe(self, recs: list[Rec]) -> None:
         """See every record (before filtering): the shadow of the tree follows them."""

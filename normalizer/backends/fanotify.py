@@ -45,19 +45,20 @@ import struct
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 from ..capture.log import CaptureHeader
 from ..core import fanotify_abi as abi
 from ..core import raw
+from ..core.actions import Watch
 from ..core.fanotify import FanotifyNormalizer, MarkMode
 from ..core.filters import PathFilter, reported_kinds
-from ..core.matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS
+from ..core.matcher import MatcherSettings
 from ..core.tree import join
 from ..errors import CapabilityError, FsnormError, SourceError, WatchLimitError
 from ..records import Rec
 from . import _fanotify_sys as fs
-from .base import LiveSource, PathArg
+from .base import LiveSource, PathArg, matcher_settings
 
 #: The events fsnorm subscribes to with FAN_RENAME (MOVED_FROM / MOVED_TO would only repeat it).
 DEFAULT_FANOTIFY_MASK = (
@@ -301,10 +302,6 @@ class FanotifySource(LiveSource):
         roots: Sequence[PathArg],
         *,
         mask: int | None = None,
-        window_ns: int = DEFAULT_WINDOW_NS,
-        max_wait_ns: int = DEFAULT_MAX_WAIT_NS,
-        max_pending: int = DEFAULT_MAX_PENDING,
-        strict_order: bool = True,
         include: Sequence[str | bytes] = (),
         exclude: Sequence[str | bytes] = (),
         capture: str | os.PathLike[str] | None = None,
@@ -312,6 +309,7 @@ class FanotifySource(LiveSource):
         use_rename: bool = True,
         rescan: bool = True,
         read_size: int = DEFAULT_READ_SIZE,
+        **settings: Unpack[MatcherSettings],
     ) -> None:
         if mark_mode not in ("auto", "filesystem", "inode"):
             raise SourceError(f"unknown mark mode {mark_mode!r} (use 'auto', 'filesystem' or 'inode')")
@@ -329,10 +327,7 @@ class FanotifySource(LiveSource):
         self.use_rename = use_rename
         self.requested_mark_mode: SourceMarkMode = mark_mode
         self.mark_mode: MarkMode = "inode" if mark_mode == "inode" else "filesystem"  # decided in open()
-        self.window_ns = window_ns
-        self.max_wait_ns = max(max_wait_ns, window_ns)
-        self.max_pending = max_pending
-        self.strict_order = strict_order
+        self.matcher_settings = matcher_settings(settings)
         self.normalizer = self._make_normalizer()
         self._read_size = read_size
         self._buf = bytearray(read_size)
@@ -348,19 +343,15 @@ class FanotifySource(LiveSource):
         self.stats.update({"resolved": 0, "unresolved": 0})
 
     def _make_normalizer(self) -> FanotifyNormalizer:
-        return FanotifyNormalizer(window_ns=self.window_ns, max_wait_ns=self.max_wait_ns,
-                                  max_pending=self.max_pending, strict_order=self.strict_order,
-                                  use_rename=self.use_rename, mark_mode=self.mark_mode, path_filter=self.filter,
+        return FanotifyNormalizer(**self.matcher_settings, use_rename=self.use_rename, mark_mode=self.mark_mode,
+                                  path_filter=self.filter,
                                   own_pid=os.getpid())
 
     @property
     def options(self) -> dict[str, Any]:
         """The session's settings, as the capture header records them (replay uses them)."""
         return {
-            "window_ns": self.window_ns,
-            "max_wait_ns": self.max_wait_ns,
-            "max_pending": self.max_pending,
-            "strict_order": self.strict_order,
+            **self.matcher_settings,
             "mask": self.mask,
             "kinds": None if self.kinds is None else sorted(self.kinds),
             "roots": [os.fsdecode(r) for r in self.roots],
@@ -461,7 +452,6 @@ class FanotifySource(LiveSource):
         if need:
             out.extend(self._feed_all([self._resolve(key) for key in need]))
         out.extend(self._feed(raw.FanotifyBatch(t, backlog == 0, events, backlog)))
-        out.extend(self._follow_tree())
         out.extend(self._place_uncertain())
         out.extend(self._recover(overflows, before_read))
         return out
@@ -520,20 +510,16 @@ class FanotifySource(LiveSource):
 
     # -- keeping the marks in step with the tree -----------------------------------------------------------
 
-    def _follow_tree(self) -> list[Rec]:
-        norm = self.normalizer
-        retired = norm.take_retired()
-        if retired and self.mark_mode == "inode":
-            for key in retired:
-                self._unmark(key)
-        out: list[Rec] = []
-        for path, moved_in in norm.take_new_dirs():
-            if self.mark_mode == "filesystem" and not moved_in:
-                continue  # created empty under the filesystem mark: the kernel reports all it will hold
-            items: list[raw.AnyStreamItem] = []
-            self._walk(path, synthesize=True, items=items, is_root=False)
-            out.extend(self._feed_all(items))
-        return out
+    def _unwatch(self, key: int | bytes) -> None:
+        # A filesystem mark has no per-directory mark to remove: the retired fid's events are dropped.
+        if self.mark_mode == "inode":
+            assert isinstance(key, bytes)
+            self._unmark(key)
+
+    def _watch_new(self, action: Watch, items: list[raw.AnyStreamItem]) -> None:
+        if self.mark_mode == "filesystem" and not action.moved_in:
+            return  # created empty under the filesystem mark: the kernel reports all it will hold
+        self._walk(action.path, synthesize=True, items=items, is_root=False)
 
     def _unmark(self, key: bytes) -> None:
         """Remove the inode mark of a directory that left the tree, when ``open_by_handle_at`` is allowed."""

@@ -23,17 +23,18 @@ import os
 import select
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from ..capture.log import CaptureHeader
 from ..core import raw
+from ..core.actions import Watch
 from ..core.filters import EVENT_BITS, PathFilter, kinds_of_mask, mask_from_kinds, reported_kinds
 from ..core.inotify import InotifyNormalizer
-from ..core.matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS
+from ..core.matcher import MatcherSettings
 from ..errors import SourceError, WatchLimitError
 from ..records import Rec
 from ._inotify_sys import DEFAULT_READ_BUFSIZE, MIN_READ_BUFSIZE, InotifyFD
-from .base import LiveSource, PathArg
+from .base import LiveSource, PathArg, matcher_settings
 
 #: Flags added to every watch: directories only, never through a symlink, no events for unlinked children.
 _WATCH_FLAGS = raw.IN_ONLYDIR | raw.IN_DONT_FOLLOW | raw.IN_EXCL_UNLINK
@@ -61,16 +62,13 @@ class InotifySource(LiveSource):
         roots: Sequence[PathArg],
         *,
         mask: int = raw.DEFAULT_INOTIFY_MASK,
-        window_ns: int = DEFAULT_WINDOW_NS,
-        max_wait_ns: int = DEFAULT_MAX_WAIT_NS,
-        max_pending: int = DEFAULT_MAX_PENDING,
-        strict_order: bool = True,
         include: Sequence[str | bytes] = (),
         exclude: Sequence[str | bytes] = (),
         capture: str | os.PathLike[str] | None = None,
         rescan: bool = True,
         read_size: int = DEFAULT_READ_BUFSIZE,
         recursive: bool = True,
+        **settings: Unpack[MatcherSettings],
     ) -> None:
         if not MIN_READ_BUFSIZE <= read_size <= 4 << 20:
             raise SourceError(f"read_size must be between {MIN_READ_BUFSIZE} bytes and 4 MiB")
@@ -79,11 +77,9 @@ class InotifySource(LiveSource):
         super().__init__(roots, path_filter=PathFilter(include, exclude, kinds), capture=capture, rescan=rescan)
         self.mask = (mask | required) & raw.IN_ALL_EVENTS
         self.announce_scans = bool(self.mask & (raw.IN_OPEN | raw.IN_ACCESS | raw.IN_CLOSE_NOWRITE))
+        matcher = matcher_settings(settings)
         self.options: dict[str, Any] = {
-            "window_ns": window_ns,
-            "max_wait_ns": max(max_wait_ns, window_ns),
-            "max_pending": max_pending,
-            "strict_order": strict_order,
+            **matcher,
             "mask": self.mask,
             "kinds": None if kinds is None else sorted(kinds),
             "roots": [os.fsdecode(r) for r in self.roots],
@@ -91,8 +87,7 @@ class InotifySource(LiveSource):
             "exclude": self.filter.exclude,
             "rescan": rescan,
         }
-        self.normalizer = InotifyNormalizer(window_ns=window_ns, max_wait_ns=max(max_wait_ns, window_ns),
-                                            max_pending=max_pending, strict_order=strict_order)
+        self.normalizer = InotifyNormalizer(**matcher)
         self._read_size = read_size
         #: wds the current rescan (re-)added: a directory renamed during the overflow keeps its wd.
         self._rescanned_wds: set[int] = set()
@@ -145,27 +140,17 @@ class InotifySource(LiveSource):
         self.stats["events"] += len(events)
         overflows = self.stats["overflows"]
         out = self._feed(raw.InotifyBatch(t, backlog == 0, events, backlog, fd.last_read_bytes))
-        out.extend(self._follow_tree())
         out.extend(self._recover(overflows, before_read))
         return out
 
-    # -- keeping the watches in step with the tree ---------------------------------------------------------
+    # -- keeping the watches in step with the tree (the normalizer's actions) --------------------------------
 
-    def _follow_tree(self) -> list[Rec]:
-        norm = self.normalizer
-        fd = self._fd
-        assert fd is not None
-        for wd in norm.take_retired_wds():
-            fd.rm_watch(wd)
-        out: list[Rec] = []
-        new_dirs = norm.take_new_dirs()
-        if not self.recursive:
-            return out
-        for path in new_dirs:
-            items: list[raw.AnyStreamItem] = []
-            self._watch_tree(path, synthesize=True, items=items, is_root=False)
-            out.extend(self._feed_all(items))
-        return out
+    def _unwatch(self, key: int | bytes) -> None:
+        assert self._fd is not None and isinstance(key, int)
+        self._fd.rm_watch(key)
+
+    def _watch_new(self, action: Watch, items: list[raw.AnyStreamItem]) -> None:
+        self._watch_tree(action.path, synthesize=True, items=items, is_root=False)
 
     def _watch_tree(self, top: bytes, *, synthesize: bool, items: list[raw.AnyStreamItem], is_root: bool) -> None:
         """Watch ``top`` and every directory below it; list what each contains (after its watch exists).

@@ -77,14 +77,13 @@ def replay_reader(
     options = reader.header.options
     keep = PathFilter.from_options(options).apply
     items: Iterable[raw.AnyStreamItem] = reader if on_item is None else _tee(reader, on_item)
-    # Replay adds and removes no watches: the requests a live source would act on (directories to watch,
-    # watches to remove) are taken and dropped after every item, so they do not pile up.
+    # Replay adds and removes no watches: the actions a live source would carry out (directories to watch,
+    # watches to remove) come back with each feed's records and are ignored; what the live walks found is in
+    # the capture as items.
     if reader.header.source == "fanotify":
         fan = fanotify_normalizer_for(options, window_ns=window_ns, strict_order=strict_order)
         for item in items:
             yield from keep(fan.feed(item))
-            fan.take_new_dirs()
-            fan.take_retired()
         yield from keep(fan.close())
         return
     norm = normalizer_for(options, window_ns=window_ns, strict_order=strict_order)
@@ -93,8 +92,6 @@ def replay_reader(
     feed = norm.feed
     for item in items:
         yield from keep(feed(item))
-        norm.take_new_dirs()
-        norm.take_retired_wds()
     yield from keep(norm.close())
 
 

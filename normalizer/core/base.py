@@ -1,23 +1,45 @@
-"""What the inotify and fanotify normalizers share around their matcher."""
+"""What the inotify and fanotify normalizers share around their matcher: feeding, closing, and turning the
+directories that appeared or left during a feed into the actions returned with its records."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable, Iterator
 
 from ..records import Rec
 from . import raw
-from .matcher import Matcher
+from .actions import Action, Fed, Unwatch, Watch
+from .matcher import Matcher, MatcherSettings
+from .ownscan import OwnScans
+from .tmpfile import TmpfileNames
 
 
 class NormalizerBase:
-    """What the inotify and fanotify normalizers share around their matcher."""
+    """What the inotify and fanotify normalizers share around their matcher.
+
+    A subclass notes, while feeding, the watches to end (``_retire_requests``: wds or directory fids) and the
+    directories that appeared (``_new_dirs``, in its own terms, resolved by :meth:`_watches` when the feed
+    ends); :meth:`_act` turns both into the feed's actions: the unwatches first, then the watches (a watch
+    below a directory that left is not asked for, as its path no longer resolves)."""
 
     matcher: Matcher
+    _retire_requests: list[int] | list[bytes]
+    _new_dirs: list[tuple[int, bytes]] | list[tuple[bytes, bool]]
 
-    def feed(self, item: raw.AnyStreamItem) -> list[Rec]:
+    def __init__(self, settings: MatcherSettings) -> None:
+        self.matcher = Matcher(**settings)
+        #: Paths reported by a scan (synthesized creates) whose kernel CREATE may still be queued: that one is
+        #: dropped, as the record exists already. Valid until the queue was seen empty once.
+        self._synthesized: set[bytes] = set()
+        #: Events on an unnamed O_TMPFILE file's "#<inode>" name are dropped (normalizer.core.tmpfile).
+        self.tmpfiles = TmpfileNames()
+        #: fsnorm's own directory listings, whose open/access/close_nowrite are dropped (core/ownscan.py).
+        self.own_scans = OwnScans()
+
+    def feed(self, item: raw.AnyStreamItem) -> Fed:
         raise NotImplementedError
 
     def feed_all(self, items: Iterable[raw.AnyStreamItem]) -> list[Rec]:
+        """The records of several items (actions are dropped: for callers that carry none out)."""
         out: list[Rec] = []
         for item in items:
             out.extend(self.feed(item))
@@ -28,3 +50,26 @@ class NormalizerBase:
         out: list[Rec] = []
         self.matcher.close(out)
         return out
+
+    def _act(self, out: Fed) -> Fed:
+        """Attach the actions this feed produced to its result. The common feed has none and pays two
+        truth tests (``out.actions`` stays the shared empty tuple)."""
+        if self._retire_requests or self._new_dirs:
+            actions: list[Action] = [Unwatch(key) for key in self._retire_requests]
+            actions.extend(self._watches())
+            self._retire_requests.clear()
+            self._new_dirs.clear()
+            out.actions = tuple(actions)
+        return out
+
+    def _watches(self) -> Iterator[Watch]:
+        """The ``Watch`` actions for ``_new_dirs``, resolved against the table as it is after the feed."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _unique(paths: Iterable[tuple[bytes, bool]]) -> Iterator[Watch]:
+        seen: set[Hashable] = set()
+        for path, moved_in in paths:
+            if path not in seen:
+                seen.add(path)
+                yield Watch(path, moved_in)

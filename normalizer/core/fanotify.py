@@ -54,17 +54,19 @@ session gave. What it knows about fanotify (DESIGN.md, tests/test_fanotify_sys.p
   all but pathological cases (every directory inside is known from the walk or its own create/move event), so
   those events are dropped and counted (``stats["dropped_unresolved"]``) instead of leaking unrelated paths.
 * **Directories leaving the tree** (moved out, or outside the roots) are *retired*: their events are dropped
-  (``stats["dropped_outside"]``) and :meth:`take_retired` lists them so the source can remove their marks.
+  (``stats["dropped_outside"]``) and the feed returns an ``Unwatch(fid)`` action for each, so the source can
+  remove their marks (:mod:`normalizer.core.actions`).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
-from typing import Literal
+from collections.abc import Iterable, Iterator
+from typing import Literal, Unpack
 
 from ..records import Flag, Rec
 from . import raw
+from .actions import Fed, Watch
 from .base import NormalizerBase
 from .fanotify_abi import (
     FAN_ACCESS,
@@ -84,9 +86,8 @@ from .fanotify_abi import (
     FAN_RENAME,
 )
 from .filters import PathFilter
-from .matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS, Half, Matcher
-from .ownscan import SCAN_BITS, OwnScans
-from .tmpfile import TmpfileNames
+from .matcher import Half, MatcherSettings
+from .ownscan import SCAN_BITS
 from .tree import DirCache
 
 MarkMode = Literal["inode", "filesystem"]
@@ -215,23 +216,17 @@ class FanotifyNormalizer(NormalizerBase):
     def __init__(
         self,
         *,
-        window_ns: int = DEFAULT_WINDOW_NS,
-        max_wait_ns: int = DEFAULT_MAX_WAIT_NS,
-        max_pending: int = DEFAULT_MAX_PENDING,
-        strict_order: bool = True,
         use_rename: bool = True,
         mark_mode: MarkMode = "inode",
         path_filter: PathFilter | None = None,
         own_pid: int | None = None,
+        **settings: Unpack[MatcherSettings],
     ) -> None:
+        super().__init__(settings)
         self.cache = DirCache()
         #: fsnorm's own pid: the open/access/close_nowrite of its announced directory listings are dropped
         #: (core/ownscan.py); None: nothing is dropped.
         self.own_pid = own_pid
-        self.own_scans = OwnScans()
-        self.matcher = Matcher(
-            window_ns=window_ns, max_wait_ns=max_wait_ns, max_pending=max_pending, strict_order=strict_order
-        )
         self.use_rename = use_rename
         self.mark_mode: MarkMode = mark_mode
         self.filter = path_filter or PathFilter()
@@ -240,12 +235,9 @@ class FanotifyNormalizer(NormalizerBase):
         #: Handles resolved to a place outside the tree, and handles that could not be resolved (with why).
         self._outside: OrderedDict[bytes, None] = OrderedDict()
         self._unresolved: OrderedDict[bytes, str] = OrderedDict()
-        #: Directories that appeared (key, moved_in) since the last take_new_dirs().
+        #: Directories that appeared (key, moved_in) during the current feed (NormalizerBase._act).
         self._new_dirs: list[tuple[bytes, bool]] = []
         self._retire_requests: list[bytes] = []
-        #: Paths a scan reported (synthesized creates) whose kernel CREATE may still be queued (see
-        #: InotifyNormalizer): dropped until the queue was seen empty.
-        self._synthesized: set[bytes] = set()
         #: Handles of the directories moved in during the current batch (filesystem mark: the kernel reports
         #: what happens in them at once, while the source's scan after the batch reports what they hold then;
         #: see _in_fresh), and the last record of something moved out of one (a RENAME_EXCHANGE across the
@@ -270,8 +262,6 @@ class FanotifyNormalizer(NormalizerBase):
             "dropped_tmpfile": 0,
             "dropped_fresh": 0,
         }
-        #: Events on an unnamed O_TMPFILE file's "#<inode>" name are dropped (normalizer.core.tmpfile).
-        self.tmpfiles = TmpfileNames()
 
     # -- what the source must act on -----------------------------------------------------------------------
 
@@ -296,38 +286,28 @@ class FanotifyNormalizer(NormalizerBase):
                 learned.add(obj)
         return list(need)
 
-    def take_new_dirs(self) -> list[tuple[bytes, bool]]:
-        """Directories that appeared since the last call, as ``(current path, moved_in)``: created
-        (``moved_in`` False: empty when created; inode marks must mark them, then scan what was created before
-        the mark) or moved in from outside (True: their content must be scanned either way)."""
-        out: list[tuple[bytes, bool]] = []
-        seen: set[bytes] = set()
-        for key, moved_in in self._new_dirs:
-            path = self.cache.path(key)
-            if path is not None and path not in seen:
-                seen.add(path)
-                out.append((path, moved_in))
-        self._new_dirs.clear()
-        return out
+    def _watches(self) -> Iterator[Watch]:
+        """Directories that appeared during the feed, as current paths: created (``moved_in`` False: empty
+        when created; inode marks must mark them, then scan what was created before the mark) or moved in from
+        outside (True: their content must be scanned either way). Unlike inotify's (parent wd, name), a
+        directory is known by its own fid, so its path is looked up directly."""
+        path_of = self.cache.path
+        return self._unique((path, moved_in) for key, moved_in in self._new_dirs
+                            if (path := path_of(key)) is not None)
 
     def uncertain_dirs(self) -> list[bytes]:
         """Directory fids whose place is uncertain (module docstring): once the queue was seen empty, the
         source resolves each and feeds the ``HandleResolved`` if the queue is still empty after that."""
         return list(self._uncertain)
 
-    def take_retired(self) -> list[bytes]:
-        """Directory fids that left the tree since the last call (the source may remove their marks)."""
-        out = self._retire_requests
-        self._retire_requests = []
-        return out
-
     # -- feeding -------------------------------------------------------------------------------------------
 
-    def feed(self, item: raw.AnyStreamItem) -> list[Rec]:
-        """Feed one stream item; return the records that are final now, in order."""
+    def feed(self, item: raw.AnyStreamItem) -> Fed:
+        """Feed one stream item; return the records that are final now, in order, with the actions the source
+        must carry out (:mod:`.actions`)."""
         if isinstance(item, raw.FanotifyBatch):
             return self.feed_batch(item)
-        out: list[Rec] = []
+        out = Fed()
         m = self.matcher
         if isinstance(item, raw.HandleResolved):
             if item.fid in self._uncertain:
@@ -352,7 +332,7 @@ class FanotifyNormalizer(NormalizerBase):
                             message=item.message or None, source="fanotify"), out)
             m.end(item.t_ns, False, out)
         # inotify items (InotifyBatch, WatchAdded, WatchRemoved) cannot occur in a fanotify stream: ignored.
-        return out
+        return self._act(out)
 
     def _resolved(self, item: raw.HandleResolved) -> None:
         key = item.fid
@@ -378,10 +358,10 @@ class FanotifyNormalizer(NormalizerBase):
     def _excluded(self, path: bytes) -> bool:
         return self.filter.excluded(path)
 
-    def feed_batch(self, batch: raw.FanotifyBatch) -> list[Rec]:
+    def feed_batch(self, batch: raw.FanotifyBatch) -> Fed:
         """The hot loop: one read's events. Plain file renames and single-bit file events are inlined;
         everything else (directories, merged masks, unknown handles, overflow) goes to ``_slow``."""
-        out: list[Rec] = []
+        out = Fed()
         t = batch.t_ns
         m = self.matcher
         m.begin(t)
@@ -451,7 +431,7 @@ class FanotifyNormalizer(NormalizerBase):
             self.own_scans.clear()
             self._left.clear()
         m.end(t, batch.drained, out, backlog=batch.backlog, consumed=len(batch.events))
-        return out
+        return self._act(out) if self._new_dirs or self._retire_requests else out
 
     def _seen_by_scan(self, mask: int, path: bytes) -> bool:
         """True if this is the kernel's CREATE for an entry a scan already reported (drop it); a delete or

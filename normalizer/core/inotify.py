@@ -11,19 +11,23 @@ What it adds to the matcher is the inotify-specific knowledge of DESIGN.md:
 * ``MOVE_SELF`` on a directory whose ``MOVED_FROM`` still waits proves that the directory left the watched set
   (the kernel queues ``MOVE_SELF`` after ``MOVED_TO``): the rename is one-sided at once, the directory's
   watches are retired, and nothing below it is reported again;
-* a directory created or moved in must be watched by the source: :meth:`take_new_dirs` lists them, resolved
-  against the table as it is *after* the batch, so a rename later in the same read is taken into account;
+* a directory created or moved in must be watched by the source: the feed returns a ``Watch`` action for it,
+  resolved against the table as it is *after* the batch, so a rename later in the same read is taken into
+  account; a directory that left gives an ``Unwatch(wd)`` per watch below it (:mod:`.actions`);
 * ``IN_IGNORED`` ends a watch with a ``watch_end`` record (unless fsnorm removed the watch itself).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Unpack
+
 from ..records import Flag, Rec
 from . import raw
+from .actions import Fed, Watch
 from .base import NormalizerBase
-from .matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS, Half, Matcher
-from .ownscan import SCAN_BITS, OwnScans
-from .tmpfile import TmpfileNames
+from .matcher import Half, MatcherSettings
+from .ownscan import SCAN_BITS
 from .tree import WatchTable, join
 
 #: Single event bit -> record kind, for the bits that are plain one-path records.
@@ -49,61 +53,38 @@ class InotifyNormalizer(NormalizerBase):
     """Turns inotify stream items into records. One instance per inotify fd (cookies are per system, but
     only one fd's halves can be told apart)."""
 
-    def __init__(
-        self,
-        *,
-        window_ns: int = DEFAULT_WINDOW_NS,
-        max_wait_ns: int = DEFAULT_MAX_WAIT_NS,
-        max_pending: int = DEFAULT_MAX_PENDING,
-        strict_order: bool = True,
-    ) -> None:
+    def __init__(self, **settings: Unpack[MatcherSettings]) -> None:
+        super().__init__(settings)
         self.table = WatchTable()
-        self.matcher = Matcher(
-            window_ns=window_ns, max_wait_ns=max_wait_ns, max_pending=max_pending, strict_order=strict_order
-        )
         #: wds fsnorm removed on purpose; their IN_IGNORED and late events are expected and dropped.
         self._retired: set[int] = set()
         #: Directory MOVED_FROM halves by cookie, and by old path (for MOVE_SELF).
         self._dir_from: dict[int, bytes] = {}
         self._dir_from_by_path: dict[bytes, int] = {}
+        #: Directories created or moved in during the current feed, as (parent wd, name) (NormalizerBase._act).
         self._new_dirs: list[tuple[int, bytes]] = []
-        #: Paths reported by a scan (synthesized creates) whose kernel CREATE may still be queued: that one is
-        #: dropped, as the record exists already. Valid until the queue was seen empty once.
-        self._synthesized: set[bytes] = set()
         self._retire_requests: list[int] = []
         #: Counters a caller may report: events for retired watches (expected, dropped by design).
         self.retired_events = 0
-        #: Events on an unnamed O_TMPFILE file's "#<inode>" name are dropped (counted in ``tmpfiles.dropped``).
-        self.tmpfiles = TmpfileNames()
-        #: fsnorm's own directory listings, whose open/access/close_nowrite are dropped (core/ownscan.py).
-        self.own_scans = OwnScans()
 
     # -- what the source must act on -----------------------------------------------------------------------
 
-    def take_new_dirs(self) -> list[bytes]:
-        """Directories that appeared (created or moved in) since the last call, as current paths."""
-        out: list[bytes] = []
-        for wd, name in self._new_dirs:
-            parent = self.table.path(wd)
-            if parent is not None:
-                out.append(join(parent, name))
-        self._new_dirs.clear()
-        return out
-
-    def take_retired_wds(self) -> list[int]:
-        """Watches whose directory left the tree since the last call: the source should ``rm_watch`` them."""
-        out = self._retire_requests
-        self._retire_requests = []
-        return out
+    def _watches(self) -> Iterator[Watch]:
+        """Directories that appeared (created or moved in) during the feed, as current paths; never
+        ``moved_in`` (inotify has no filesystem mark: every new directory is watched, then listed)."""
+        table = self.table
+        return self._unique((join(parent, name), False) for wd, name in self._new_dirs
+                            if (parent := table.path(wd)) is not None)
 
     # -- feeding -------------------------------------------------------------------------------------------
 
-    def feed(self, item: raw.AnyStreamItem) -> list[Rec]:
-        """Feed one stream item; return the records that are final now, in order. Items of a fanotify stream
-        (which a capture reader never yields for an inotify capture) change nothing."""
+    def feed(self, item: raw.AnyStreamItem) -> Fed:
+        """Feed one stream item; return the records that are final now, in order, with the actions the source
+        must carry out (:mod:`.actions`). Items of a fanotify stream (which a capture reader never yields for
+        an inotify capture) change nothing."""
         if isinstance(item, raw.InotifyBatch):
             return self.feed_batch(item)
-        out: list[Rec] = []
+        out = Fed()
         if isinstance(item, raw.SourceNotice) and item.kind == "scan":
             # Its events come on its own watch, and on its parent's when that is watched.
             parent = item.path.rstrip(b"/").rpartition(b"/")[0] or b"/"
@@ -131,7 +112,7 @@ class InotifyNormalizer(NormalizerBase):
         m.end(item.t_ns, False, out)
         return out
 
-    def feed_batch(self, batch: raw.InotifyBatch) -> list[Rec]:
+    def feed_batch(self, batch: raw.InotifyBatch) -> Fed:
         """The hot loop: one read's events. Common cases are inlined; the rest go to ``_slow``.
 
         Hot path note: almost every rename arrives as MOVED_FROM immediately followed by its MOVED_TO in the
@@ -141,7 +122,7 @@ class InotifyNormalizer(NormalizerBase):
         first half to the matcher first, so the rules (and the order) are exactly those of the slow path.
         This halves the cost of a rename (benchmarks/bench_matcher.py).
         """
-        out: list[Rec] = []
+        out = Fed()
         t = batch.t_ns
         m = self.matcher
         m.begin(t)
@@ -220,7 +201,7 @@ class InotifyNormalizer(NormalizerBase):
             if own:
                 self.own_scans.clear()
         m.end(t, batch.drained, out, backlog=batch.backlog, consumed=batch.nbytes)
-        return out
+        return self._act(out) if self._new_dirs or self._retire_requests else out
 
     def _seen_by_scan(self, bit: int, path: bytes) -> bool:
         """True if this event is the kernel's CREATE for an entry a scan already reported (drop it). A delete

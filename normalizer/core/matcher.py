@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Hashable
+from typing import TypedDict
 
 from sortedcontainers import SortedList
 
@@ -61,6 +62,16 @@ class Half(Rec):
         self.flags = ()
         self.key = key
         self.waiting = True
+
+
+class MatcherSettings(TypedDict, total=False):
+    """The matcher settings a normalizer passes through unchanged (missing ones take the matcher's defaults),
+    so they are written down once, here, instead of in every constructor on the way."""
+
+    window_ns: int
+    max_wait_ns: int
+    max_pending: int
+    strict_order: bool
 
 
 class Matcher:

@@ -1,0 +1,83 @@
+"""What a normalizer asks its source to do, returned with the records (h11 style: events in, events and
+actions out).
+
+``feed(item)`` returns a :class:`Fed`: the records that are final now, in order, and in ``Fed.actions`` what
+the source must carry out before it reads again, in the order given. A source that only carries out actions
+and a replay that ignores them (it adds and removes no watches) see the same records.
+
+Cost: :class:`Fed` is a ``list`` of records whose ``actions`` is the class-wide empty tuple until a feed has
+something to ask; so the common feed (no action) allocates nothing beyond the list it always returned, and
+nothing per event (benchmarks/bench_matcher.py).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..records import Rec
+
+
+class Unwatch:
+    """Stop watching a directory that left the tree: inotify ``rm_watch(key)`` (key = wd); fanotify removes
+    the inode mark of the directory handle ``key`` (with a filesystem mark there is nothing to remove)."""
+
+    __slots__ = ("key",)
+    key: int | bytes
+
+    def __init__(self, key: int | bytes) -> None:
+        object.__setattr__(self, "key", key)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("actions are frozen")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Unwatch) and other.key == self.key
+
+    def __hash__(self) -> int:
+        return hash((Unwatch, self.key))
+
+    def __repr__(self) -> str:
+        return f"Unwatch({self.key!r})"
+
+
+class Watch:
+    """Watch a directory that appeared (created, or moved in from outside) at ``path`` -- its current path,
+    after the whole read -- and list what it already holds. ``moved_in``: it came in with content (a
+    fanotify filesystem mark reports what a newly created directory will hold, not what one moved in held)."""
+
+    __slots__ = ("moved_in", "path")
+    path: bytes
+    moved_in: bool
+
+    def __init__(self, path: bytes, moved_in: bool = False) -> None:
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "moved_in", moved_in)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("actions are frozen")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Watch) and (other.path, other.moved_in) == (self.path, self.moved_in)
+
+    def __hash__(self) -> int:
+        return hash((Watch, self.path, self.moved_in))
+
+    def __repr__(self) -> str:
+        return f"Watch({self.path!r}, moved_in={self.moved_in})"
+
+
+Action = Unwatch | Watch
+
+#: The shared "nothing to do": never mutated, so no feed needs its own.
+NO_ACTIONS: tuple[Action, ...] = ()
+
+
+class Fed(list["Rec"]):
+    """One feed's result: the records (this list, in order) and ``actions`` (a tuple, in order).
+
+    A list subclass so that the many callers that only want records (replay, tests, ``out += n.feed(x)``)
+    keep working, and so the hot path appends as before. ``actions`` is set on the instance only when there is
+    one; otherwise the class attribute, the shared empty tuple, answers."""
+
+    actions: tuple[Action, ...] = NO_ACTIONS
