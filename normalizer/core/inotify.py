@@ -63,6 +63,12 @@ class InotifyNormalizer(NormalizerBase):
         self._dir_from_by_path: dict[bytes, int] = {}
         #: Directories created or moved in during the current feed, as (parent wd, name) (NormalizerBase._act).
         self._new_dirs: list[tuple[int, bytes]] = []
+        #: Directories created or moved in during the current feed, not watched yet (by path), and those of them
+        #: a move landed on (path -> where that move came from). The table does not know them, so the second
+        #: half of a RENAME_EXCHANGE of one with a watched directory moves *it*, not the watched one (found by
+        #: tests/test_oracle.py: mkdir -p d2/a/p/q, then d1 <-> d2/a, before fsnorm read the create).
+        self._unwatched_new: set[bytes] = set()
+        self._unwatched_displaced: dict[bytes, bytes] = {}
         self._retire_requests: list[int] = []
         #: Counters a caller may report: events for retired watches (expected, dropped by design).
         self.retired_events = 0
@@ -194,6 +200,7 @@ class InotifyNormalizer(NormalizerBase):
                     append(Rec(kind, prefix + name, is_dir, t, mask))
                 if is_dir and bit == raw.IN_CREATE:
                     self._new_dirs.append((wd, name))
+                    self._unwatched_new.add(prefix + name)
         if pf_path is not None:
             m.push_from(Half(pf_path, False, t, pf_mask, pf_cookie, pf_cookie), out)
         if batch.drained:
@@ -201,6 +208,9 @@ class InotifyNormalizer(NormalizerBase):
             if own:
                 self.own_scans.clear()
         m.end(t, batch.drained, out, backlog=batch.backlog, consumed=batch.nbytes)
+        if self._unwatched_new:
+            self._unwatched_new.clear()
+            self._unwatched_displaced.clear()
         return self._act(out) if self._new_dirs or self._retire_requests else out
 
     def _seen_by_scan(self, bit: int, path: bytes) -> bool:
@@ -251,14 +261,25 @@ class InotifyNormalizer(NormalizerBase):
 
     def _dir_arrived(self, rec: Rec, wd: int, name: bytes) -> None:
         """A directory MOVED_TO: move its watches if it came from inside the tree, else watch it anew."""
-        src = rec.path
+        src, dst = rec.path, rec.dst
         if src and rec.cookie is not None:
             old = self._dir_from.pop(rec.cookie, None)
             if old is not None:
                 self._dir_from_by_path.pop(old, None)
-            if self.table.key(src) is not None:
-                self.table.move(src, rec.dst)
+            if self._unwatched_displaced.get(src) == dst:
+                # The second half of an exchange with a directory not watched yet: that one moves (to dst).
+                del self._unwatched_displaced[src]
+                self._unwatched_new.add(dst)
+                self._new_dirs.append((wd, name))
                 return
+            if self.table.key(src) is not None:
+                if dst in self._unwatched_new:
+                    self._unwatched_new.discard(dst)
+                    self._unwatched_displaced[dst] = src
+                self.table.move(src, dst)
+                return
+            self._unwatched_new.discard(src)
+        self._unwatched_new.add(dst)
         self._new_dirs.append((wd, name))
 
     def _slow(self, wd: int, mask: int, cookie: int, name: bytes, t: int, out: list[Rec]) -> None:
