@@ -596,10 +596,14 @@ class Rebuilder:
         if (rec.path and src is None) or (rec.dst and dst is None) or "" in (src, dst):
             say(f"{where}: rename side outside the watched tree or of the root itself")
             return [reading]
+        # "... -> X" then "X ->" may be an exchange of X with the outside: what leaves X is then what was there
+        # before the arrival, of its own type; the type is checked in the plain reading only (below).
+        arrival = self._arrival(records, i, rec) if src is not None and dst is None else None
+        mismatch = src is not None and src in tree and tree[src] != rec.is_dir
         if src is not None:
             if src not in tree:
                 say(f"{where}: its src is not in the rebuilt tree")
-            elif tree[src] != rec.is_dir:
+            elif mismatch and arrival is None:
                 say(f"{where}: moves a {_kind(tree[src])} reported as {_kind(rec.is_dir)}")
         if dst is not None and not _parent_ok(tree, dst):
             say(f"{where}: its dst's directory is not in the rebuilt tree")
@@ -617,7 +621,7 @@ class Rebuilder:
                     return out
             _move(tree, src, dst)
         elif src is not None:
-            h = self._arrival(records, i, rec)
+            h = arrival
             certain = None if h is None else self._exchange_certain(records[h], rec)
             if h is not None and certain is not False:
                 # "... -> X" then "X ->": X may still hold what arrived (an exchange with the outside).
@@ -628,6 +632,8 @@ class Rebuilder:
                 if certain:
                     return [kept]
                 out = [reading, kept]
+            if mismatch and h is not None and src is not None:  # the plain reading: a move out of what arrived
+                say(f"{where}: moves a {_kind(tree[src])} reported as {_kind(rec.is_dir)}")
             _remove(tree, src)
         elif dst is not None:
             _remove(tree, dst)
