@@ -13,7 +13,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
 from .. import __version__
@@ -22,6 +22,7 @@ from ..errors import FsnormError
 from ..formats import FORMATTERS
 from ..records import Rec, json_schema
 from ..sinks.fd import write_all
+from . import nats as nats_cli
 
 
 def emit(records: Iterable[Rec], fmt: str, out: TextIO) -> None:
@@ -71,7 +72,8 @@ def _source_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def _run_live(args: argparse.Namespace, *, capture: str | None, out: TextIO | None) -> int:
+def _run_live(args: argparse.Namespace, *, capture: str | None, out: TextIO | None,
+              publish: Callable[[Sequence[Rec]], None] | None = None) -> int:
     """Watch until SIGINT/SIGTERM; then read what was queued, flush pending halves, close the capture, exit 0.
 
     If the capture cannot be written (disk full), ``watch`` says so on stderr (and in an ``error`` record) and
@@ -102,6 +104,8 @@ def _run_live(args: argparse.Namespace, *, capture: str | None, out: TextIO | No
         while True:
             if out_fd >= 0 and records:
                 write_all(out_fd, "".join(fmt(r) + "\n" for r in records).encode())
+            if publish is not None and records:
+                publish(records)
             if source.capture_error is not None and not capture_failed:
                 capture_failed = True
                 _warn(f"error: {source.capture_error}")
@@ -113,6 +117,8 @@ def _run_live(args: argparse.Namespace, *, capture: str | None, out: TextIO | No
         last = source.close("signal")
         if out_fd >= 0 and last:
             write_all(out_fd, "".join(fmt(r) + "\n" for r in last).encode())
+        if publish is not None and last:
+            publish(last)
     finally:
         signal.set_wakeup_fd(previous_wakeup)
         source.close()
@@ -124,6 +130,8 @@ def _run_live(args: argparse.Namespace, *, capture: str | None, out: TextIO | No
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    if args.sink:
+        return nats_cli.run_watch(args, _run_live)
     return _run_live(args, capture=args.capture, out=sys.stdout)
 
 
@@ -215,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=sorted(FORMATTERS), default="json")
     p.add_argument("--capture", metavar="FILE", help="also write the raw events to a capture log")
     p.set_defaults(func=cmd_watch)
+    nats_cli.add_watch_options(p)
+    nats_cli.add_subscribe_parser(sub)
 
     p = sub.add_parser("capture", parents=[live_options],
                        help="record the raw events to a capture log, without printing records")
