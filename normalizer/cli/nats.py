@@ -144,7 +144,9 @@ async def _subscribe(servers: list[str], stream: str, durable: str, subjects: li
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        nc = await nats.connect(servers=servers, connect_timeout=2, max_reconnect_attempts=-1, error_cb=_quiet)
+        # max_reconnect_attempts=-1 would retry the first connect forever: bound it, then reconnect forever.
+        nc = await asyncio.wait_for(nats.connect(servers=servers, connect_timeout=2, max_reconnect_attempts=-1,
+                                                 error_cb=_quiet), 10)
     except Exception as exc:
         raise SinkError(f"cannot connect to {','.join(servers)}: {exc}") from None
     out.flush()

@@ -295,18 +295,19 @@ class NatsSink:
 
         self._wake = asyncio.Event()
         self._started.set()
-        nc = None
-        backoff = 0.05
-        while nc is None and not self._stopping():
-            try:
-                nc = await nats.connect(servers=self.config.servers, connect_timeout=2, max_reconnect_attempts=-1,
-                                        reconnect_time_wait=0.2, allow_reconnect=True, error_cb=self._on_error)
-            except Exception as exc:  # nats-py raises assorted errors for an absent server
-                self.last_error = f"connect: {exc!r}"
-                await self._sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-        if nc is None:
+        # nats-py retries the first connect forever with max_reconnect_attempts=-1 (what a sink wants: the log
+        # may come up later); the task is cancelled if fsnorm stops first.
+        connecting = asyncio.ensure_future(nats.connect(
+            servers=self.config.servers, connect_timeout=2, max_reconnect_attempts=-1, reconnect_time_wait=0.2,
+            allow_reconnect=True, error_cb=self._on_error))
+        while not connecting.done() and not self._stopping():
+            await asyncio.wait({connecting}, timeout=0.2)
+        if not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(BaseException):
+                await connecting
             return
+        nc = connecting.result()
         js = nc.jetstream()
         config = StreamConfig(name=self.config.stream, subjects=[f"{self.config.prefix}.>"],
                               retention=RetentionPolicy.LIMITS, storage=StorageType.FILE,
