@@ -233,17 +233,24 @@ def test_cluster_kill_one_node_mid_stream_loses_and_duplicates_nothing(nats_clus
     proc, lines = start_watch(root, url, tmp_path / "spool", "--sink-replicas", "3")
     workload(root, 60, "a")
     assert wait_count(nats_cluster[1].url, 1) >= 1
-    victim = nats_cluster[0]
+    victim = next(n for n in nats_cluster if client_count(n) > 0)  # the node fsnorm is connected to
     workload(root, 30, "b")
     victim.stop(kill=True)
     workload(root, 90, "c")
     printed, err = stop_watch(proc, lines)
     assert "left in" not in err, err
-    survivor = nats_cluster[2].url
+    survivor = next(n for n in nats_cluster if n is not victim).url
     stored = stream_messages(survivor)
     check_exactly_once(printed, stored)
     info = asyncio.run(_replicas(survivor))
     assert info == 3
+
+
+def client_count(node: NatsNode) -> int:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{node.http_port}/connz", timeout=5) as resp:
+        return int(json.load(resp)["num_connections"])
 
 
 async def _replicas(url: str) -> int:
