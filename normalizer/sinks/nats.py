@@ -156,7 +156,9 @@ class Spool:
         out: list[SpoolLine] = []
         with open(self.dir / "spool.log", "rb") as f:
             f.seek(start)
-            data = f.read(min(end - start, 1 << 20))
+            data = f.read(min(end - start, 256 * 1024))
+            if b"\n" not in data:  # a line longer than the chunk (not a real record; still never stall)
+                data += f.read(end - start - len(data))
         pos = start
         for raw in data.split(b"\n")[:-1]:
             pos += len(raw) + 1
