@@ -102,10 +102,10 @@ def _run_live(args: argparse.Namespace, *, capture: str | None, out: TextIO | No
         # if nothing happens): the C-level handler writes to the source's wake pipe instead.
         previous_wakeup = signal.set_wakeup_fd(source.wakeup_fd(), warn_on_full_buffer=False)
         while True:
+            if publish is not None and records:
+                publish(records)  # spooled before printed: a record seen on stdout survives a kill
             if out_fd >= 0 and records:
                 write_all(out_fd, "".join(fmt(r) + "\n" for r in records).encode())
-            if publish is not None and records:
-                publish(records)
             if source.capture_error is not None and not capture_failed:
                 capture_failed = True
                 _warn(f"error: {source.capture_error}")
@@ -115,10 +115,10 @@ def _run_live(args: argparse.Namespace, *, capture: str | None, out: TextIO | No
                 break
             records = source.read(None)
         last = source.close("signal")
-        if out_fd >= 0 and last:
-            write_all(out_fd, "".join(fmt(r) + "\n" for r in last).encode())
         if publish is not None and last:
             publish(last)
+        if out_fd >= 0 and last:
+            write_all(out_fd, "".join(fmt(r) + "\n" for r in last).encode())
     finally:
         signal.set_wakeup_fd(previous_wakeup)
         source.close()

@@ -109,8 +109,25 @@ class Spool:
         self._mutex = threading.Lock()
         self._log = open(directory / "spool.log", "ab")  # noqa: SIM115 - lives as long as the spool
         self.size = self._log.tell()
+        self.torn = self._drop_torn_tail()
         self.acked = min(self._read_acked(), self.size)
         self.resumed = self.size - self.acked  # bytes left unacknowledged by an earlier run
+
+    def _drop_torn_tail(self) -> int:
+        """A run killed in the middle of an append leaves a partial last line: cut it (it was never spooled
+        whole, so never published); return how many bytes were cut."""
+        if not self.size:
+            return 0
+        with open(self.dir / "spool.log", "rb") as f:
+            f.seek(max(0, self.size - 65536))
+            tail = f.read()
+        keep = self.size - len(tail) + tail.rfind(b"\n") + 1 if b"\n" in tail else 0
+        if keep == self.size:
+            return 0
+        self._log.truncate(keep)
+        self._log.seek(keep)
+        cut, self.size = self.size - keep, keep
+        return cut
 
     def _next_epoch(self) -> int:
         path = self.dir / "epoch"
