@@ -353,6 +353,9 @@ def test_spool_in_use_and_bad_url_are_clear_errors(tmp_path: Path) -> None:
     bad = subprocess.run([*FSNORM, "watch", str(tmp_path), "--sink", "tcp://127.0.0.1:1", "--spool",
                           str(tmp_path / "s")], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert bad.returncode == 1 and "not a nats:// URL" in bad.stderr and "Traceback" not in bad.stderr
+    quiet = subprocess.run([*FSNORM, "watch", str(tmp_path), "--quiet"], capture_output=True, text=True, cwd=REPO,
+                           timeout=60)
+    assert quiet.returncode == 1 and "--quiet needs --sink" in quiet.stderr
     port = free_port()
     absent = subprocess.run([*FSNORM, "nats-subscribe", f"nats://127.0.0.1:{port}", "--idle-exit", "0"],
                             capture_output=True, text=True, cwd=REPO, timeout=60)

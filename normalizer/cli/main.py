@@ -130,7 +130,7 @@ def _run_live(args: argparse.Namespace, *, capture: str | None, out: TextIO | No
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    if args.sink:
+    if args.sink or args.quiet:
         return nats_cli.run_watch(args, _run_live)
     return _run_live(args, capture=args.capture, out=sys.stdout)
 

@@ -71,6 +71,8 @@ def _warn(message: str) -> None:
 
 def run_watch(args: argparse.Namespace, run_live: RunLive) -> int:
     """Run ``watch`` with a NATS sink fed from the watch loop; on exit, publish what is spooled for up to 5 s."""
+    if not args.sink:
+        raise SinkError("--quiet needs --sink (without it nothing would be reported)")
     try:
         import nats  # noqa: F401
     except ImportError:
