@@ -185,6 +185,16 @@ class Spool:
                 break
         return out
 
+    def pending_records(self) -> int:
+        """How many lines are not acknowledged (read from disk: for the exit summary, not the hot path)."""
+        with self._mutex:
+            start, end = self.acked, self.size
+        if start >= end:
+            return 0
+        with open(self.dir / "spool.log", "rb") as f:
+            f.seek(start)
+            return f.read(end - start).count(b"\n")
+
     def ack(self, offset: int) -> None:
         """Everything before ``offset`` is stored in JetStream; an empty spool starts over at byte 0."""
         with self._mutex:
@@ -295,7 +305,7 @@ class NatsSink:
         self._stop.set()
         self._poke()
         self._thread.join(timeout + 5)
-        left = len(self.spool.read(self.spool.acked, 1 << 30)) if self.spool.pending_bytes() else 0
+        left = self.spool.pending_records()
         self.spool.close()
         return left
 
@@ -305,7 +315,10 @@ class NatsSink:
         self._loop = loop
         try:
             loop.run_until_complete(self._main())
+        except Exception as exc:  # the records stay spooled for the next run; the summary names the error
+            self.last_error = f"publisher stopped: {exc!r}"
         finally:
+            self._started.set()
             loop.close()
 
     async def _main(self) -> None:
