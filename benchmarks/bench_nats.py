@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                     node.stop()
             result[f"nats{count}"] = {"rate": rate, "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "n": len(lat)}
     print(f"records on NATS JetStream ({args.records} records for the rate, {args.renames} paced renames for the "
-          "latency; stdout = `fsnorm watch` writing its lines, the baseline)")
+          "latency; stdout row: the rate is the same records formatted and written to /dev/null as `watch` does, the "
+          "latency a real `fsnorm watch` read from its stdout; the baseline of the ratios)")
     print("| path | records/s (acknowledged) | rate / stdout | rename->consumer p50 ms | p95 ms | "
           "p50 / stdout p50 | arrived |")
     print("|---|---|---|---|---|---|---|")
