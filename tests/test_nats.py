@@ -163,6 +163,13 @@ def test_live_workload_arrives_exactly_once_and_subscribe_resumes(nats_server: N
     renames = subprocess.run([*sub, "--durable", "r", "--kind", "rename", "--host", "hostA"], capture_output=True,
                              text=True, cwd=REPO, timeout=60)
     assert renames.stdout.splitlines() == [ln for ln in printed if json.loads(ln)["kind"] == "rename"]
+    two = subprocess.run([*sub, "--durable", "m", "--kind", "rename", "--kind", "delete"], capture_output=True,
+                         text=True, cwd=REPO, timeout=60)
+    assert two.stdout.splitlines() == [ln for ln in printed if json.loads(ln)["kind"] in ("rename", "delete")]
+    assert any(json.loads(ln)["kind"] == "delete" for ln in printed)
+    changed = subprocess.run([*sub, "--durable", "r", "--kind", "delete"], capture_output=True, text=True, cwd=REPO,
+                             timeout=60)
+    assert changed.returncode == 1 and "exists with filter fsnorm.hostA.rename" in changed.stderr, changed.stderr
     other_host = subprocess.run([*sub, "--durable", "o", "--host", "hostB"], capture_output=True, text=True,
                                 cwd=REPO, timeout=60)
     assert other_host.returncode == 0 and other_host.stdout == ""

@@ -158,8 +158,12 @@ async def _subscribe(servers: list[str], stream: str, durable: str, subjects: li
         config = ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
                                 filter_subjects=subjects if len(subjects) > 1 else None,
                                 filter_subject=subjects[0] if len(subjects) == 1 else None)
+        existing = await _consumer_filters(js, stream, durable)
+        if existing is not None and sorted(existing) != sorted(subjects):
+            raise SinkError(f"durable consumer {durable!r} exists with filter {','.join(existing)}, not "
+                            f"{','.join(subjects)}: use another --durable name")
         try:
-            psub = await js.pull_subscribe_bind(durable, stream) if await _has_consumer(js, stream, durable) \
+            psub = await js.pull_subscribe_bind(durable, stream) if existing is not None \
                 else await js.pull_subscribe(subjects[0], durable=durable, stream=stream, config=config)
         except Exception as exc:
             raise SinkError(f"stream {stream}: {exc}") from None
@@ -194,12 +198,14 @@ async def _quiet(exc: Exception) -> None:
     """nats-py logs every connection error by default; a reconnecting subscriber needs no traceback per retry."""
 
 
-async def _has_consumer(js: object, stream: str, durable: str) -> bool:
+async def _consumer_filters(js: object, stream: str, durable: str) -> list[str] | None:
+    """The subject filters of the durable consumer ``durable``, or None when there is no such consumer."""
     from nats.js.client import JetStreamContext
 
     assert isinstance(js, JetStreamContext)
     try:
-        await js.consumer_info(stream, durable)
-        return True
+        info = await js.consumer_info(stream, durable)
     except Exception:
-        return False
+        return None
+    cfg = info.config
+    return list(cfg.filter_subjects or ([cfg.filter_subject] if cfg.filter_subject else []))
