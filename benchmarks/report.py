@@ -331,6 +331,8 @@ def sections(results: dict[str, Any]) -> list[tuple[str, str]]:
         out.append(("Throughput: highest paced rate without overflow", throughput_table(results)))
     if "matcher" in results:
         out.append(("Replay throughput (benchmarks/bench_matcher.py)", matcher_table(results)))
+    if results.get("nats", {}).get("table"):
+        out.append(("Records on NATS JetStream (benchmarks/bench_nats.py)", results["nats"]["table"]))
     return out
 
 

@@ -58,7 +58,7 @@ from benchmarks.workloads import SCENARIOS, dirs, load_truth
 
 ALL_SUBJECTS = ("fsnorm", "fsnorm-api", "fsnorm-fanotify", "watchdog", "watchdog-full", "pyinotify", "raw")
 PEERS = ("fsnorm", "fsnorm-fanotify", "watchdog", "watchdog-full", "pyinotify", "raw")
-SECTIONS = ("scenarios", "storm", "races", "burst", "throughput", "matcher")
+SECTIONS = ("scenarios", "storm", "races", "burst", "throughput", "matcher", "nats")
 DEFAULT_OUT = REPO / "benchmarks" / "results"
 _T = TypeVar("_T")
 
@@ -94,6 +94,7 @@ class Config:
     sustain_trials: int = 5
     sustain_precision: float = 1.25  # stop bisecting when first failure / best pass is below this
     matcher: bool = True
+    nats: bool = True
     seed: int = 1
     notes: tuple[str, ...] = field(default=())
 
@@ -106,7 +107,7 @@ CONFIGS: dict[str, Config] = {
         burst_threads=2, burst_seconds=0.4, burst_stall_s=0.2, burst_cycles=1, after_ops=4,
         burst_subjects=("fsnorm", "raw"),
         c_seconds=0.2, sustain_subjects=("fsnorm",), sustain_seconds=0.3, sustain_start=20_000.0,
-        sustain_trials=1, matcher=False,
+        sustain_trials=1, matcher=False, nats=False,
     ),
     "quick": Config(name="quick"),
     "full": Config(
@@ -453,9 +454,25 @@ def section_matcher(ctx: Context) -> dict[str, Any]:
     return {"available": True, "quick": quick, "results": json.loads(out.read_text())}
 
 
+def section_nats(ctx: Context) -> dict[str, Any]:
+    """benchmarks/bench_nats.py (publish rate and rename -> consumer latency on NATS JetStream, ~25 s), in a
+    child process; its markdown table is kept for the report."""
+    if not ctx.cfg.nats:
+        return {"available": None, "note": f"not run in the {ctx.cfg.name} configuration"}
+    if importlib.util.find_spec("nats") is None:
+        return {"available": False, "note": "nats-py is not installed (pip install -e '.[dev]')"}
+    res = subprocess.run([sys.executable, "-m", "benchmarks.bench_nats"], cwd=REPO, env=child_env(), check=False,
+                         stdout=subprocess.PIPE, text=True)
+    sys.stderr.write(res.stdout)
+    if res.returncode != 0:
+        return {"available": True, "error": f"bench_nats exited {res.returncode}"}
+    return {"available": True, "table": res.stdout}
+
+
 SECTION_FUNCS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "scenarios": section_scenarios, "storm": section_storm, "races": section_races, "burst": section_burst,
     "throughput": section_throughput, "matcher": section_matcher,
+    "nats": section_nats,
 }
 
 

@@ -13,7 +13,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from .. import __version__
@@ -21,6 +21,7 @@ from ..capture.log import CaptureIssue
 from ..errors import FsnormError
 from ..records import Rec, json_schema
 from ..sinks.fd import write_all
+from . import nats as nats_cli
 from . import stats as stats_command
 from .formatting import Output, add_format_options, build_output, capture_context, needs_context
 
@@ -91,7 +92,8 @@ def _source_options(args: argparse.Namespace, capture: str | None = None) -> Wat
     return options
 
 
-def _run_live(args: argparse.Namespace, *, capture: str | None, out: TextIO | None) -> int:
+def _run_live(args: argparse.Namespace, *, capture: str | None, out: TextIO | None,
+              publish: Callable[[Sequence[Rec]], None] | None = None) -> int:
     """Watch until SIGINT/SIGTERM; then read what was queued, flush pending halves, close the capture, exit 0.
 
     If the capture cannot be written (disk full), ``watch`` says so on stderr (and in an ``error`` record) and
@@ -120,6 +122,8 @@ def _run_live(args: argparse.Namespace, *, capture: str | None, out: TextIO | No
         # if nothing happens): the C-level handler writes to the source's wake pipe instead.
         previous_wakeup = signal.set_wakeup_fd(source.wakeup_fd(), warn_on_full_buffer=False)
         while True:
+            if publish is not None and records:
+                publish(records)  # spooled before printed: a record seen on stdout survives a kill
             if output is not None and records:
                 write_all(out_fd, output.encode(records))
             if source.capture_error is not None and not capture_failed:
@@ -131,6 +135,8 @@ def _run_live(args: argparse.Namespace, *, capture: str | None, out: TextIO | No
                 break
             records = source.read(None)
         last = source.close("signal")
+        if publish is not None and last:
+            publish(last)
         if output is not None and last:
             write_all(out_fd, output.encode(last))
     finally:
@@ -144,6 +150,8 @@ def _run_live(args: argparse.Namespace, *, capture: str | None, out: TextIO | No
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    if args.sink or args.quiet:
+        return nats_cli.run_watch(args, _run_live)
     return _run_live(args, capture=args.capture, out=sys.stdout)
 
 
@@ -246,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_format_options(p, default="json")
     p.add_argument("--capture", metavar="FILE", help="also write the raw events to a capture log")
     p.set_defaults(func=cmd_watch)
+    nats_cli.add_watch_options(p)
 
     p = sub.add_parser("capture", parents=[live_options],
                        help="record the raw events to a capture log, without printing records")

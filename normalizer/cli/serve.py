@@ -88,7 +88,8 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("subscribe", help="print the records of an fsnorm server, like fsnorm watch, with seq/epoch")
-    p.add_argument("address", metavar="ADDR", help="unix:/path or tcp:HOST:PORT")
+    p.add_argument("address", metavar="ADDR", help="unix:/path or tcp:HOST:PORT (fsnorm serve), or "
+                   "nats://HOST:PORT[,HOST:PORT...] (records published with fsnorm watch --sink)")
     p.add_argument("--path", default="", metavar="EXPORT[/SUBDIR]", help="only records at or below this place")
     p.add_argument("--events", type=_kinds, default=None, metavar="KIND,...",
                    help="only these record kinds (overflow, rescan, error ... always come)")
@@ -99,6 +100,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--format", choices=["json", "text"], default="json")
     p.add_argument("--frames", action="store_true",
                    help="debug: print every protocol frame received as JSON (handshake included) instead of records")
+    from . import nats as nats_cli
+
+    nats_cli.add_subscribe_options(p)
     p.set_defaults(func=cmd_subscribe)
 
 
@@ -163,6 +167,10 @@ def format_remote(fmt: str) -> Callable[[Rec], str]:
 
 
 def cmd_subscribe(args: argparse.Namespace) -> int:
+    if args.address.startswith("nats://"):
+        from . import nats as nats_cli
+
+        return nats_cli.subscribe_from_args(args)
     from ..net.client import subscribe
 
     epoch, since = (0, None) if args.since is None else args.since
