@@ -205,3 +205,28 @@ def test_actions_are_frozen_values() -> None:
     with pytest.raises(AttributeError):
         a.path = b"/y"  # type: ignore[misc]
     assert a == Watch(b"/w/x", True) != Watch(b"/w/x") and len({Unwatch(3), Unwatch(3)}) == 1
+
+
+def test_an_entry_gone_between_the_watch_and_the_scan_of_a_new_directory_is_never_reported() -> None:
+    """git writes objects/xx/tmp_obj_* in a new directory and unlinks it at once (found by
+    tests/test_oracle_tools.py): the watch on xx can come before the unlink and the listing after it, so the
+    kernel's DELETE names an entry the scan never reported. The scan is what the consumer was told: events on
+    such an entry are dropped until the queue was seen empty; entries the scan reported, or the kernel created
+    since, are reported as usual."""
+    n = norm_with((1, b"/w"))
+    out = n.feed(batch(0, ev(1, raw.IN_CREATE | raw.IN_ISDIR, b"xx"), drained=False))
+    assert out.actions == (Watch(b"/w/xx"),)
+    n.feed(raw.WatchAdded(1, 2, b"/w/xx"))
+    n.feed(raw.SourceNotice(2, "create", b"/w/xx/obj", False, ("synthesized",)))
+    out = n.feed(batch(3, ev(2, raw.IN_CLOSE_WRITE, b"tmp_obj"), ev(2, raw.IN_DELETE, b"tmp_obj"),
+                       ev(2, raw.IN_ATTRIB, b"obj"), ev(2, raw.IN_CREATE, b"new"), ev(2, raw.IN_DELETE, b"new"),
+                       drained=False))
+    assert brief(out) == [("attrib", b"/w/xx/obj", []), ("create", b"/w/xx/new", []),
+                          ("delete", b"/w/xx/new", [])]
+    assert n.dropped_prescan == 2
+    # Once the queue was seen empty, every event is reported again.
+    n.feed(batch(4, drained=True))
+    assert brief(n.feed(batch(5, ev(2, raw.IN_DELETE, b"other")))) == [("delete", b"/w/xx/other", [])]
+    # A directory present at start (no Watch asked) is never fresh.
+    m = norm_with((1, b"/w"), (3, b"/w/old"))
+    assert brief(m.feed(batch(0, ev(3, raw.IN_DELETE, b"f"), drained=False))) == [("delete", b"/w/old/f", [])]
