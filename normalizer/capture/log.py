@@ -396,6 +396,10 @@ class CaptureReader:
             raise CaptureError("empty file: no capture header", line=1, offset=0)
         if not line:
             raise CaptureError(f"the header line is longer than {MAX_LINE} bytes", line=1, offset=0)
+        if not line.endswith(b"\n"):
+            # As for any line: one without its newline is where the writer stopped, even if it happens to parse.
+            raise CaptureError("truncated header line (the file ends before the header's newline)", line=1,
+                               offset=0)
         try:
             return CaptureHeader.from_json(json.loads(line))
         except _LINE_ERRORS as exc:
