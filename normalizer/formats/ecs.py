@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 from ..records import Rec, path_to_json
 from .context import OVERFLOW_MESSAGE, FormatContext, WallClock
-from .jsonl import _FLAGS_JSON, _flags_json
+from .jsonl import fsnorm_object
 
 #: The ECS version whose fields and allowed values this module writes (``ecs.version``).
 ECS_VERSION = "9.4.0"
@@ -142,15 +142,9 @@ class EcsFormatter:
             extra += f',"message":{_quote(message)}'
             if kind == "error":
                 extra += f',"error":{{"message":{_quote(message)}}}'
-        if rec.cookie is not None:
-            ours = f',"cookie":{int(rec.cookie)}' + ours
-        if rec.object_id is not None:
-            ours = f',"object_id":{_quote(rec.object_id)}' + ours
-        flags = _FLAGS_JSON.get(rec.flags) or _flags_json(rec.flags)
         event = _EVENT_JSON.get(kind) or _event_json(kind)
         return (f'{{"@timestamp":"{self._timestamp(self._clock.wall_ns(rec.t_ns))}",{event}{file}{extra}{self._ecs},'
-                f'"fsnorm":{{"kind":{_quote(kind)},"flags":{flags},"source":{_quote(rec.source)},'
-                f'"mask":{int(rec.mask)},"t_ns":{int(rec.t_ns)}{ours}}}}}')
+                f'"fsnorm":{fsnorm_object(rec, ours)}}}')
 
 
 def make_ecs(ctx: FormatContext) -> Callable[[Rec], str]:

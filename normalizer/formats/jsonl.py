@@ -60,3 +60,15 @@ def rec_to_json(rec: Rec) -> str:
     return (f'{head},"is_dir":{"true" if rec.is_dir else "false"},'
             f'"cookie":{"null" if cookie is None else cookie},"source":"{rec.source}","flags":{flags},'
             f'"t_ns":{rec.t_ns},"mask":{rec.mask}{rare}{b64}}}')
+
+
+def fsnorm_object(rec: Rec, extra: str = "") -> str:
+    """fsnorm's own fields as one JSON object, as ECS (``fsnorm``) and OCSF (``unmapped.fsnorm``) carry them:
+    kind, flags, source, mask, t_ns, then object_id and cookie when set, then ``extra`` (text that starts with
+    a comma: the ``*_b64`` companions and the rename side)."""
+    ids = "" if rec.object_id is None else f',"object_id":{_quote(rec.object_id)}'
+    if rec.cookie is not None:
+        ids += f',"cookie":{int(rec.cookie)}'
+    flags = _FLAGS_JSON.get(rec.flags) or _flags_json(rec.flags)
+    return (f'{{"kind":{_quote(rec.kind)},"flags":{flags},"source":{_quote(rec.source)},"mask":{int(rec.mask)},'
+            f'"t_ns":{int(rec.t_ns)}{ids}{extra}}}')

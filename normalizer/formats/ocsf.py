@@ -31,7 +31,7 @@ from collections.abc import Callable
 from .. import __version__
 from ..records import Rec, path_to_json
 from .context import OVERFLOW_MESSAGE, FormatContext, WallClock
-from .jsonl import _FLAGS_JSON, _flags_json
+from .jsonl import fsnorm_object
 
 #: The OCSF schema version these events follow (``metadata.version``).
 OCSF_VERSION = "1.8.0"
@@ -126,15 +126,9 @@ class OcsfFormatter:
         actor = f'{{"process":{{"pid":{int(rec.pid)}}}}}' if rec.pid else '{"app_name":"unknown"}'
         message = rec.message if rec.message is not None else OVERFLOW_MESSAGE if kind == "overflow" else None
         msg = "" if message is None else f',"message":{_quote(message)}'
-        if rec.cookie is not None:
-            ours = f',"cookie":{int(rec.cookie)}' + ours
-        if rec.object_id is not None:
-            ours = f',"object_id":{_quote(rec.object_id)}' + ours
-        flags = _FLAGS_JSON.get(rec.flags) or _flags_json(rec.flags)
         head = _HEAD_JSON.get(kind) or _head_json(kind)
         return (f'{{{head},"time":{self._clock.wall_ns(rec.t_ns) // 1_000_000}{files},"actor":{actor}'
-                f'{self._context}{msg},"unmapped":{{"fsnorm":{{"kind":{_quote(kind)},"flags":{flags},'
-                f'"source":{_quote(rec.source)},"mask":{int(rec.mask)},"t_ns":{int(rec.t_ns)}{ours}}}}}}}')
+                f'{self._context}{msg},"unmapped":{{"fsnorm":{fsnorm_object(rec, ours)}}}}}')
 
 
 def make_ocsf(ctx: FormatContext) -> Callable[[Rec], str]:
