@@ -468,8 +468,12 @@ class FanotifyNormalizer(NormalizerBase):
             self.tmpfiles.appeared(dst, dst_name)
 
     def _under_fresh(self, path: bytes) -> bool:
+        return self._below_any(self._fresh, path)
+
+    def _below_any(self, keys: Iterable[bytes], path: bytes) -> bool:
+        """True if ``path`` lies below (or, given with its trailing "/", is) a cached directory of ``keys``."""
         prefixes = self.cache.prefix_by_key
-        for key in self._fresh:
+        for key in keys:
             top = prefixes.get(key)
             if top is not None and path.startswith(top):
                 return True
@@ -740,12 +744,7 @@ class FanotifyNormalizer(NormalizerBase):
 
     def _is_uncertain(self, prefix: bytes) -> bool:
         """True if the directory with this cached ``path + "/"`` is, or is below, an uncertain directory."""
-        prefixes = self.cache.prefix_by_key
-        for key in self._uncertain:
-            top = prefixes.get(key)
-            if top is not None and prefix.startswith(top):
-                return True
-        return False
+        return self._below_any(self._uncertain, prefix)
 
     def _uncertain_record(self, kind: str, d: bytes, nm: bytes, is_dir: bool, t: int, mask: int, pid: int,
                           oid: str | None, merged: tuple[str, ...], out: list[Rec]) -> None:
