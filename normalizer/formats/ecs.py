@@ -24,9 +24,9 @@ import json.encoder
 import time
 from collections.abc import Callable
 
-from ..records import Rec, path_to_json
+from ..records import Rec
 from .context import OVERFLOW_MESSAGE, FormatContext, WallClock
-from .jsonl import fsnorm_object
+from .jsonl import fsnorm_object, split_path
 
 #: The ECS version whose fields and allowed values this module writes (``ecs.version``).
 ECS_VERSION = "9.4.0"
@@ -80,15 +80,8 @@ class _Timestamp:
 def _sides(path: bytes) -> tuple[str, str, str, str | None]:
     """``(path, name, directory, b64)`` as JSON strings (quoted); ``b64`` (unquoted) only for a path that is not
     valid UTF-8, whose strings are then the readable ``backslashreplace`` form."""
-    try:
-        text = path.decode()
-        b64 = None
-        head, _, name = text.rpartition("/")
-    except UnicodeDecodeError:
-        text, b64 = path_to_json(path)
-        raw_head, _, raw_name = path.rpartition(b"/")
-        head, name = path_to_json(raw_head)[0], path_to_json(raw_name)[0]
-    return _quote(text), _quote(name), _quote(head or "/"), b64
+    text, name, head, b64 = split_path(path)
+    return _quote(text), _quote(name), _quote(head), b64
 
 
 class EcsFormatter:

@@ -72,3 +72,18 @@ def fsnorm_object(rec: Rec, extra: str = "") -> str:
     flags = _FLAGS_JSON.get(rec.flags) or _flags_json(rec.flags)
     return (f'{{"kind":{_quote(rec.kind)},"flags":{flags},"source":{_quote(rec.source)},"mask":{int(rec.mask)},'
             f'"t_ns":{int(rec.t_ns)}{ids}{extra}}}')
+
+
+def split_path(path: bytes) -> tuple[str, str, str, str | None]:
+    """``(path, name, directory, b64)`` as text for the formats that name a file's parts (ECS, OCSF): the
+    directory of a top-level entry is ``"/"``; ``b64`` is set only for a path that is not valid UTF-8, whose
+    strings are then the readable ``backslashreplace`` form (:func:`~normalizer.records.path_to_json`)."""
+    try:
+        text = path.decode()
+        b64 = None
+        head, _, name = text.rpartition("/")
+    except UnicodeDecodeError:
+        text, b64 = path_to_json(path)
+        raw_head, _, raw_name = path.rpartition(b"/")
+        head, name = path_to_json(raw_head)[0], path_to_json(raw_name)[0]
+    return text, name, head or "/", b64

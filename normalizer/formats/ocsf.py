@@ -29,9 +29,9 @@ import json.encoder
 from collections.abc import Callable
 
 from .. import __version__
-from ..records import Rec, path_to_json
+from ..records import Rec
 from .context import OVERFLOW_MESSAGE, FormatContext, WallClock
-from .jsonl import fsnorm_object
+from .jsonl import fsnorm_object, split_path
 
 #: The OCSF schema version these events follow (``metadata.version``).
 OCSF_VERSION = "1.8.0"
@@ -73,16 +73,9 @@ def _head_json(kind: str) -> str:
 def _file(path: bytes, is_dir: bool) -> tuple[str, str | None]:
     """The JSON object of a file, and the base64 of its path when it is not valid UTF-8 (the strings are then
     the readable ``backslashreplace`` form)."""
-    try:
-        text = path.decode()
-        b64 = None
-        head, _, name = text.rpartition("/")
-    except UnicodeDecodeError:
-        text, b64 = path_to_json(path)
-        raw_head, _, raw_name = path.rpartition(b"/")
-        head, name = path_to_json(raw_head)[0], path_to_json(raw_name)[0]
+    text, name, head, b64 = split_path(path)
     kind = '"type_id":2,"type":"Folder"' if is_dir else '"type_id":1,"type":"Regular File"'
-    return f'{{"name":{_quote(name)},"path":{_quote(text)},"parent_folder":{_quote(head or "/")},{kind}}}', b64
+    return f'{{"name":{_quote(name)},"path":{_quote(text)},"parent_folder":{_quote(head)},{kind}}}', b64
 
 
 class OcsfFormatter:
