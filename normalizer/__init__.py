@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .errors import CaptureError, FsnormError, SourceError, WatchLimitError
-from .records import EventRecord, Flag, RenameRecord, json_schema
+from .record import Flag, Record, Side
+from .records import json_schema, record_from_json, record_to_json
 
 if TYPE_CHECKING:
     from .api import AsyncStream, Runner, Stream, awatch, run_in_thread, watch
@@ -31,17 +32,19 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "AsyncStream",
     "CaptureError",
-    "EventRecord",
     "Flag",
     "FsnormError",
-    "RenameRecord",
+    "Record",
     "Runner",
+    "Side",
     "SourceError",
     "Stream",
     "WatchLimitError",
     "__version__",
     "awatch",
     "json_schema",
+    "record_from_json",
+    "record_to_json",
     "run_in_thread",
     "watch",
 ]

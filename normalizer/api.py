@@ -6,7 +6,7 @@ consumer gets the ``overflow`` record. Each stops cleanly: rename halves still p
 ``shutdown`` records, and nothing read from the kernel is lost.
 
     with normalizer.watch(["/srv/data"]) as stream:
-        for record in stream:          # RenameRecord | EventRecord
+        for record in stream:          # normalizer.Record[str]: paths are str, as the root was given
             ...
 
     async with normalizer.awatch(["/srv/data"]) as stream:
@@ -34,13 +34,17 @@ from .backends.inotify import EVENT_BITS, InotifySource
 from .core import raw
 from .core.matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS
 from .errors import SourceError
-from .records import EventRecord, Rec, RenameRecord, to_model
+from .record import Record, from_rec, from_rec_str
+from .records import Rec
 
 PathLike = str | bytes | os.PathLike[str] | os.PathLike[bytes]
-#: The public record model: what :func:`watch` yields unless ``raw_records=True``.
-Record = RenameRecord | EventRecord
-#: The record type a stream yields: :data:`Record`, or the light :class:`~normalizer.records.Rec`.
-R = TypeVar("R", RenameRecord | EventRecord, Rec)
+#: Roots given as text: records carry ``str`` paths.
+StrPath = str | os.PathLike[str]
+#: Roots given as bytes: records carry ``bytes`` paths.
+BytesPath = bytes | os.PathLike[bytes]
+#: The record type a stream yields: :class:`~normalizer.Record` (``Record[str]`` or ``Record[bytes]``), or
+#: the internal :class:`~normalizer.records.Rec` (``raw_records=True``).
+R = TypeVar("R")
 Backend = Literal["inotify", "fanotify", "auto"]
 LiveSource = InotifySource | FanotifySource
 
@@ -141,11 +145,23 @@ def _paths(paths: PathLike | Sequence[PathLike]) -> Sequence[PathLike]:
     return [paths] if isinstance(paths, str | bytes | os.PathLike) else paths
 
 
+def _converter(paths: Sequence[PathLike]) -> Callable[[Rec], Record[str] | Record[bytes]]:
+    """The record builder for the roots' path type, as the standard library does it: ``bytes`` roots give
+    ``bytes`` paths, ``str``/``PathLike[str]`` roots give ``str`` (``os.fsdecode``); a mix is an error."""
+    types = {type(os.fspath(p)) for p in paths}
+    if types == {bytes}:
+        return from_rec
+    if types <= {str}:
+        return from_rec_str
+    raise SourceError("give the roots all as str (or PathLike[str]) or all as bytes: records carry the same type")
+
+
 class Stream(Generic[R]):
     """A running watch: iterate it for records. Thread-safe :meth:`stop`; use as a context manager.
 
-    ``convert`` turns each light record into what the stream yields (:func:`~normalizer.records.to_model` for
-    the public model; the identity for ``raw_records=True``)."""
+    ``convert`` turns each final core record into what the stream yields (:func:`~normalizer.record.from_rec`
+    or :func:`~normalizer.record.from_rec_str` for :class:`~normalizer.Record`; the identity for
+    ``raw_records=True``)."""
 
     def __init__(self, source: LiveSource, convert: Callable[[Rec], R]) -> None:
         self.source = source
@@ -200,14 +216,15 @@ class Stream(Generic[R]):
     def __iter__(self) -> Iterator[R]:
         self.open()
         ready = self._ready
+        convert, popleft = self._convert, ready.popleft
         while True:
             while ready:
-                yield self._convert(ready.popleft())
+                yield convert(popleft())
             if self._stop.is_set() or self._finished:
                 break
             ready.extend(self.source.read(None))
         for rec in self.source.close():
-            yield self._convert(rec)
+            yield convert(rec)
         self._finished = True
 
 
@@ -216,20 +233,29 @@ def _identity(rec: Rec) -> Rec:
 
 
 @overload
-def watch(paths: PathLike | Sequence[PathLike], *, raw_records: Literal[False] = False,
-          **options: Unpack[WatchOptions]) -> Stream[Record]: ...
+def watch(paths: StrPath | Sequence[StrPath], *, raw_records: Literal[False] = False,
+          **options: Unpack[WatchOptions]) -> Stream[Record[str]]: ...
+@overload
+def watch(paths: BytesPath | Sequence[BytesPath], *, raw_records: Literal[False] = False,
+          **options: Unpack[WatchOptions]) -> Stream[Record[bytes]]: ...
 @overload
 def watch(paths: PathLike | Sequence[PathLike], *, raw_records: Literal[True],
           **options: Unpack[WatchOptions]) -> Stream[Rec]: ...
 def watch(paths: PathLike | Sequence[PathLike], *, raw_records: bool = False,
-          **options: Unpack[WatchOptions]) -> Stream[Record] | Stream[Rec]:
-    """Watch directory trees (options: :class:`WatchOptions`). Records are :class:`RenameRecord` /
-    :class:`EventRecord`; ``raw_records=True`` yields the light :class:`~normalizer.records.Rec` instead (what
-    the CLI uses: no pydantic cost per record)."""
-    source = make_source(_paths(paths), **options)
+          **options: Unpack[WatchOptions]) -> Stream[Record[str]] | Stream[Record[bytes]] | Stream[Rec]:
+    """Watch directory trees (options: :class:`WatchOptions`), yielding :class:`~normalizer.Record` with
+    ``str`` paths when the roots are ``str``/``PathLike[str]`` and ``bytes`` paths when they are ``bytes``.
+
+    ``raw_records=True`` is internal (fsnorm's own tools and tests): it yields the core's mutable
+    :class:`~normalizer.records.Rec`, which is not a stable API."""
+    roots = _paths(paths)
+    convert = _converter(roots)
+    source = make_source(roots, **options)
     if raw_records:
         return Stream(source, _identity)
-    return Stream(source, to_model)
+    if convert is from_rec:
+        return Stream(source, from_rec)
+    return Stream(source, from_rec_str)
 
 
 class AsyncStream(Generic[R]):
@@ -295,17 +321,18 @@ class AsyncStream(Generic[R]):
 
 
 @overload
-def awatch(paths: PathLike | Sequence[PathLike], *, raw_records: Literal[False] = False,
-           **options: Unpack[WatchOptions]) -> AsyncStream[Record]: ...
+def awatch(paths: StrPath | Sequence[StrPath], *, raw_records: Literal[False] = False,
+           **options: Unpack[WatchOptions]) -> AsyncStream[Record[str]]: ...
+@overload
+def awatch(paths: BytesPath | Sequence[BytesPath], *, raw_records: Literal[False] = False,
+           **options: Unpack[WatchOptions]) -> AsyncStream[Record[bytes]]: ...
 @overload
 def awatch(paths: PathLike | Sequence[PathLike], *, raw_records: Literal[True],
            **options: Unpack[WatchOptions]) -> AsyncStream[Rec]: ...
-def awatch(paths: PathLike | Sequence[PathLike], *, raw_records: bool = False,
-           **options: Unpack[WatchOptions]) -> AsyncStream[Record] | AsyncStream[Rec]:
+def awatch(paths: PathLike | Sequence[PathLike], *, raw_records: bool = False, **options: Unpack[WatchOptions]
+           ) -> AsyncStream[Record[str]] | AsyncStream[Record[bytes]] | AsyncStream[Rec]:
     """Like :func:`watch`, for ``async with`` / ``async for``."""
-    if raw_records:
-        return AsyncStream(watch(paths, raw_records=True, **options))
-    return AsyncStream(watch(paths, **options))
+    return AsyncStream(watch(paths, raw_records=raw_records, **options))  # type: ignore[call-overload]
 
 
 class Runner(Generic[R]):
@@ -342,18 +369,22 @@ class Runner(Generic[R]):
 
 
 @overload
-def run_in_thread(paths: PathLike | Sequence[PathLike], callback: Callable[[Record], object], *,
+def run_in_thread(paths: StrPath | Sequence[StrPath], callback: Callable[[Record[str]], object], *,
                   on_error: Callable[[BaseException], object] | None = None, raw_records: Literal[False] = False,
-                  **options: Unpack[WatchOptions]) -> Runner[Record]: ...
+                  **options: Unpack[WatchOptions]) -> Runner[Record[str]]: ...
+@overload
+def run_in_thread(paths: BytesPath | Sequence[BytesPath], callback: Callable[[Record[bytes]], object], *,
+                  on_error: Callable[[BaseException], object] | None = None, raw_records: Literal[False] = False,
+                  **options: Unpack[WatchOptions]) -> Runner[Record[bytes]]: ...
 @overload
 def run_in_thread(paths: PathLike | Sequence[PathLike], callback: Callable[[Rec], object], *,
                   on_error: Callable[[BaseException], object] | None = None, raw_records: Literal[True],
                   **options: Unpack[WatchOptions]) -> Runner[Rec]: ...
 def run_in_thread(paths: PathLike | Sequence[PathLike],
-                  callback: Callable[[Record], object] | Callable[[Rec], object], *,
+                  callback: Callable[[Record[str]], object] | Callable[[Record[bytes]], object]
+                  | Callable[[Rec], object], *,
                   on_error: Callable[[BaseException], object] | None = None, raw_records: bool = False,
-                  **options: Unpack[WatchOptions]) -> Runner[Record] | Runner[Rec]:
+                  **options: Unpack[WatchOptions]) -> Runner[Record[str]] | Runner[Record[bytes]] | Runner[Rec]:
     """Watch in a background thread, calling ``callback`` per record, in order. Returns a :class:`Runner`."""
-    if raw_records:
-        return Runner(watch(paths, raw_records=True, **options), callback, on_error)  # type: ignore[arg-type]
-    return Runner(watch(paths, **options), callback, on_error)  # type: ignore[arg-type]
+    stream = watch(paths, raw_records=raw_records, **options)  # type: ignore[call-overload]
+    return Runner(stream, callback, on_error)

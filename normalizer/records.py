@@ -1,245 +1,67 @@
-"""The public record model: what fsnorm tells its users, as pydantic models, JSON Lines and JSON Schema.
+"""fsnorm's records: the public :class:`~normalizer.record.Record` (re-exported here), the light internal
+:class:`Rec` the core builds, and the JSON Lines bridge (:func:`record_from_json`, :func:`json_schema`).
 
 A rename is one record with a source side and a destination side, the way the kernel's ``fsnotify_move()``
-sees it. Either side may be absent (moved in from, or out to, a directory nobody watches): the absent side is
-the empty path ``b""``. Every other kind carries one ``path``.
-
-Names are bytes in the kernel, so paths are ``bytes`` in the model. The JSON form keeps them exact without
-forcing anyone to decode base64 for the common case:
+sees it. Either side may be absent (moved in from, or out to, a directory nobody watches). Every other kind
+carries one ``path``. Names are bytes in the kernel; the JSON form keeps them exact without forcing anyone to
+decode base64 for the common case:
 
 * a path that is valid UTF-8 is written as that string;
 * a path that is not is written as ``bytes.decode("utf-8", "backslashreplace")`` (readable, but not
   reversible on its own) **and** a companion key ``<key>_b64`` holds the exact bytes in standard base64.
 
 Readers take ``<key>_b64`` when present and the plain string otherwise, so every name survives
-model -> JSON -> model byte for byte, while the JSON text stays strictly valid UTF-8 that any parser accepts
-(lone surrogate escapes, the other common trick, are rejected by e.g. Rust's serde_json).
+record -> JSON -> record byte for byte, while the JSON text stays strictly valid UTF-8.
 
-The matcher's hot loop does not build pydantic models: it produces :class:`Rec`, a slotted plain object, and
-:func:`rec_to_json` writes the JSON line straight from it. :func:`to_model` builds the pydantic model at the
-API boundary. tests/test_records.py checks that both routes give the same JSON.
+The matcher's hot loop builds :class:`Rec`, a slotted plain object it may still change while a rename half
+waits; :func:`~normalizer.formats.jsonl.rec_to_json` writes the JSON line straight from it, and the API builds
+one :class:`Record` from it once it is final (:func:`to_record`). pydantic (:mod:`normalizer.schema`) is
+imported only for the JSON Schema and for validating JSON input.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-from enum import StrEnum
-from typing import Annotated, Any, Literal, TypeAlias
+import json
+from typing import Any, overload
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    SerializationInfo,
-    SerializerFunctionWrapHandler,
-    TypeAdapter,
-    WithJsonSchema,
-    model_serializer,
-    model_validator,
+from .record import (
+    REASONS,
+    Flag,
+    FlagSet,
+    PathKind,
+    Reason,
+    Record,
+    RecordKind,
+    RenameMode,
+    Side,
+    SourceKind,
+    decode_paths,
+    from_rec,
+    path_to_json,
+    to_json,
 )
 
-
-class Flag(StrEnum):
-    """What a consumer must know about a record. A record carries zero or more of these, in this order."""
-
-    #: One-sided rename: the other side's directory is not watched (no half will ever come for it).
-    UNWATCHED = "unwatched"
-    #: One-sided rename decided by the window: no second half arrived before the deadline.
-    TIMEOUT = "timeout"
-    #: One-sided rename: the kernel queue overflowed while the other half was expected.
-    OVERFLOW = "overflow"
-    #: One-sided rename: the pending table was full and this half was the oldest.
-    EVICTED = "evicted"
-    #: One-sided rename: a later first half reused this one's cookie before the second half came.
-    COOKIE_REUSED = "cookie_reused"
-    #: One-sided rename: the stream ended (stop, end of capture) while this half waited.
-    SHUTDOWN = "shutdown"
-    #: The record came shortly after an overflow: its missing half may have been lost in it.
-    AFTER_OVERFLOW = "after_overflow"
-    #: The kernel merged several events into this one (fanotify); not an exact history.
-    MERGED = "merged"
-    #: Made by fsnorm (scan of a directory that appeared, rescan after overflow), not read from the kernel.
-    SYNTHESIZED = "synthesized"
-    #: The raw mask had bits this version of fsnorm does not know; ``mask`` holds them all.
-    UNKNOWN_MASK = "unknown_mask"
-    #: The event's watch descriptor or directory handle could not be mapped to a path.
-    UNRESOLVED = "unresolved"
-
-
-#: The kinds of record that carry one ``path``: everything but a rename.
-PathKind: TypeAlias = Literal[
-    "create",
-    "delete",
-    "modify",
-    "attrib",
-    "close_write",
-    "close_nowrite",
-    "open",
-    "access",
-    "delete_self",
-    "move_self",
-    "unmount",
-    "overflow",
-    "watch_end",
-    "error",
-    "unknown",
-    "rescan",
+__all__ = [
+    "REASONS",
+    "Flag",
+    "FlagSet",
+    "PathKind",
+    "Reason",
+    "Rec",
+    "Record",
+    "RecordKind",
+    "RenameMode",
+    "Side",
+    "SourceKind",
+    "json_schema",
+    "model_to_json",
+    "path_to_json",
+    "record_from_json",
+    "record_to_json",
+    "to_json",
+    "to_model",
+    "to_record",
 ]
-#: Every kind of record.
-RecordKind: TypeAlias = Literal["rename"] | PathKind
-
-SourceKind: TypeAlias = Literal["inotify", "fanotify"]
-RenameMode: TypeAlias = Literal["both", "from", "to"]
-
-_PATH_KEYS = ("path", "src", "dst")
-
-
-def path_to_json(path: bytes) -> tuple[str, str | None]:
-    """Return the JSON string for ``path`` and, when it is not valid UTF-8, its exact base64 companion."""
-    try:
-        return path.decode("utf-8"), None
-    except UnicodeDecodeError:
-        return path.decode("utf-8", "backslashreplace"), base64.b64encode(path).decode("ascii")
-
-
-def _display(path: bytes) -> str:
-    return path_to_json(path)[0]
-
-
-FsPath = Annotated[
-    bytes,
-    PlainSerializer(_display, return_type=str, when_used="json"),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "description": "Absolute path. Exact when valid UTF-8; otherwise readable only, and the exact "
-            "bytes are in the companion key <key>_b64.",
-        }
-    ),
-]
-
-
-class _Kind(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class _Common(BaseModel):
-    """Fields every record has. Defaults are what an event without them means."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    is_dir: bool = False
-    cookie: int | None = Field(
-        default=None, description="inotify rename cookie; null where the kernel gave none (fanotify, non-moves)."
-    )
-    source: SourceKind = "inotify"
-    flags: list[str] = Field(default_factory=list, description="Values of normalizer.records.Flag.")
-    t_ns: int = Field(default=0, description="CLOCK_MONOTONIC of the read that delivered the (first) event.")
-    mask: int = Field(default=0, description="Raw kernel mask; for a joined rename, both halves' masks ORed.")
-    pid: int | None = Field(default=None, description="Process that caused the event (fanotify only).")
-    object_id: str | None = Field(default=None, description="Hex file handle of the object (fanotify only).")
-    message: str | None = Field(default=None, description="Human explanation (error, watch_end records).")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_json_paths(cls, data: Any) -> Any:
-        """Accept the JSON form: ``<key>_b64`` wins over the display string, which is otherwise UTF-8."""
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        for key in _PATH_KEYS:
-            b64 = data.pop(f"{key}_b64", None)
-            if b64 is not None:
-                try:
-                    data[key] = base64.b64decode(b64, validate=True)
-                except (binascii.Error, TypeError, ValueError) as exc:
-                    raise ValueError(f"{key}_b64 is not valid base64") from exc
-            elif isinstance(data.get(key), str):
-                data[key] = data[key].encode("utf-8", "surrogateescape")
-        return data
-
-    @model_serializer(mode="wrap")
-    def _add_b64(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
-        out: dict[str, Any] = handler(self)
-        if info.mode_is_json():
-            for key in _PATH_KEYS:
-                raw = getattr(self, key, None)
-                if isinstance(raw, bytes) and key in out:
-                    b64 = path_to_json(raw)[1]
-                    if b64 is not None:
-                        out[f"{key}_b64"] = b64
-        return out
-
-
-class _RenamePaths(_Kind):
-    kind: Literal["rename"] = "rename"
-    src: FsPath = Field(description='Old absolute path; "" when the source directory is not watched.')
-    dst: FsPath = Field(description='New absolute path; "" when the destination directory is not watched.')
-
-
-class _EventPath(_Kind):
-    kind: PathKind
-    path: FsPath = Field(default=b"", description='Absolute path the event is about; "" for overflow.')
-
-
-class Side(BaseModel):
-    """One side of a rename: the directory, the name in it, and the full path."""
-
-    model_config = ConfigDict(frozen=True)
-
-    dir: bytes
-    name: bytes
-    path: bytes
-
-    @classmethod
-    def of(cls, path: bytes) -> Side:
-        head, _, name = path.rpartition(b"/")
-        return cls(dir=head or b"/", name=name, path=path)
-
-
-class RenameRecord(_Common, _RenamePaths):
-    """One rename(2), as ``fsnotify_move()`` sees it: old and new place, either possibly absent."""
-
-    @property
-    def mode(self) -> RenameMode:
-        """``both`` for a joined rename, ``from`` when only the old side is known, ``to`` for only the new."""
-        if self.src and self.dst:
-            return "both"
-        return "from" if self.src else "to"
-
-    @property
-    def src_side(self) -> Side | None:
-        return Side.of(self.src) if self.src else None
-
-    @property
-    def dst_side(self) -> Side | None:
-        return Side.of(self.dst) if self.dst else None
-
-
-class EventRecord(_Common, _EventPath):
-    """Any record other than a rename: one path (or none, for ``overflow``)."""
-
-
-Record = Annotated[RenameRecord | EventRecord, Field(discriminator="kind")]
-RECORD_ADAPTER: TypeAdapter[RenameRecord | EventRecord] = TypeAdapter(Record)
-
-
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema of one JSON Lines record (``fsnorm schema`` prints it)."""
-    schema = RECORD_ADAPTER.json_schema(mode="validation")
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "fsnorm record"
-    b64 = {"type": "string", "contentEncoding": "base64", "description": "Exact bytes of the path key."}
-    for name, sub in schema.get("$defs", {}).items():
-        props = sub.get("properties", {})
-        for key in _PATH_KEYS:
-            if key in props:
-                props[f"{key}_b64"] = dict(b64)
-        if name in ("RenameRecord", "EventRecord"):
-            sub["additionalProperties"] = False
-    return schema
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -313,29 +135,52 @@ class Rec:
                 self.source, self.pid, self.object_id, self.message)
 
 
-def to_model(rec: Rec) -> RenameRecord | EventRecord:
-    """Build the public pydantic model for ``rec`` (no validation: the matcher's output is well-formed)."""
-    common: dict[str, Any] = {
-        "is_dir": rec.is_dir,
-        "cookie": rec.cookie,
-        "source": rec.source,
-        "flags": list(rec.flags),
-        "t_ns": rec.t_ns,
-        "mask": rec.mask,
-        "pid": rec.pid,
-        "object_id": rec.object_id,
-        "message": rec.message,
-    }
-    if rec.kind == "rename":
-        return RenameRecord.model_construct(kind="rename", src=rec.path, dst=rec.dst, **common)
-    return EventRecord.model_construct(kind=rec.kind, path=rec.path, **common)
+#: The public record of a final :class:`Rec`, paths as bytes (:func:`normalizer.record.from_rec`).
+to_record = from_rec
+#: Older name of :func:`to_record` (the record is no longer a pydantic model).
+to_model = from_rec
+#: Older name of :func:`~normalizer.record.to_json`: a record's JSON line, equal to ``rec_to_json`` of its Rec.
+model_to_json = to_json
+#: A record's JSON line (:func:`normalizer.record.to_json`), the inverse of :func:`record_from_json`.
+record_to_json = to_json
 
 
-def model_to_json(record: RenameRecord | EventRecord) -> str:
-    """The JSON line of a public record (no trailing newline)."""
-    return record.model_dump_json()
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of one JSON Lines record (``fsnorm schema`` prints it)."""
+    from .schema import json_schema as schema
+
+    return schema()
 
 
-def record_from_json(line: str | bytes) -> RenameRecord | EventRecord:
-    """Parse one JSON line back into the public model (the exact inverse of :func:`rec_to_json`)."""
-    return RECORD_ADAPTER.validate_json(line)
+@overload
+def record_from_json(line: str | bytes) -> Record[bytes]: ...
+@overload
+def record_from_json(line: str | bytes, path_type: type[bytes]) -> Record[bytes]: ...
+@overload
+def record_from_json(line: str | bytes, path_type: type[str]) -> Record[str]: ...
+def record_from_json(line: str | bytes, path_type: type[str] | type[bytes] = bytes) -> Record[str] | Record[bytes]:
+    """Validate one JSON line against the schema and return its :class:`Record` (the exact inverse of
+    :func:`to_json` and of ``rec_to_json``); paths as ``bytes``, or ``str`` with ``path_type=str``. A line from
+    ``fsnorm subscribe`` may also carry ``seq`` and ``epoch``. Invalid input raises ``ValueError`` (pydantic's
+    ``ValidationError`` is one)."""
+    from .schema import RECORD_ADAPTER, RenameRecord
+
+    obj = json.loads(line)
+    seq = epoch = None
+    if isinstance(obj, dict) and ("seq" in obj or "epoch" in obj):
+        seq, epoch = obj.pop("seq", None), obj.pop("epoch", None)
+        for name, value in (("seq", seq), ("epoch", epoch)):
+            if value is not None and (type(value) is not int or value < 0):
+                raise ValueError(f"{name} must be a non-negative integer or null, not {value!r}")
+    model = RECORD_ADAPTER.validate_python(obj)
+    reason, flags = FlagSet.split(model.flags)
+    if isinstance(model, RenameRecord):
+        src, dst = model.src or None, model.dst or None
+        record: Record[bytes] = Record("rename", dst or src or b"", src, dst, model.is_dir, reason, flags,
+                                       model.cookie, model.t_ns, model.mask, model.source, model.pid,
+                                       model.object_id, model.message, seq, epoch)
+    else:
+        record = Record(model.kind, model.path, None, None, model.is_dir, reason, flags, model.cookie,
+                        model.t_ns, model.mask, model.source, model.pid, model.object_id, model.message, seq,
+                        epoch)
+    return decode_paths(record) if path_type is str else record

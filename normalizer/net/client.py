@@ -4,8 +4,10 @@ Both share :class:`_Session` (sans-IO: frames in -> records out, plus what to se
 cannot drift apart. A RESCAN frame becomes a record of kind ``rescan`` (its ``message`` says why and which
 seqs were lost): the client must re-read the tree it cares about, as after an ``overflow``.
 
-Records carry ``seq`` and ``epoch``; resume with ``since=record.seq, epoch=record.epoch``. A rescan record's
-seq is the last seq it stands for, so resuming after it is right too.
+Records are :class:`normalizer.Record` with ``bytes`` paths (``EXPORT/rel``: the server's names; this machine's
+filesystem encoding says nothing about them) and with ``seq`` and ``epoch`` set; resume with
+``since=record.seq, epoch=record.epoch``. A rescan record's seq is the last seq it stands for, so resuming after
+it is right too.
 """
 
 from __future__ import annotations
@@ -15,42 +17,26 @@ import contextlib
 import os
 import socket
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from typing import Any
-
-from pydantic import Field
+from typing import Any, Generic, Literal, TypeVar, overload
 
 from ..errors import ProtocolError, SubscriptionError
-from ..records import EventRecord, Rec, RenameRecord
+from ..record import Record, from_rec
+from ..records import Rec
 from . import wire
 
-
-class RemoteRenameRecord(RenameRecord):
-    """A :class:`RenameRecord` from a server: paths are ``EXPORT/rel``; ``seq``/``epoch`` say where it sits."""
-
-    seq: int = Field(default=0, description="Record number in the server's epoch (resume with --since).")
-    epoch: int = Field(default=0, description="The server run the seq belongs to.")
+#: A record from a server: :class:`normalizer.Record` with bytes paths, ``seq`` and ``epoch`` set.
+RemoteRecord = Record[bytes]
+#: What a subscription yields: :data:`RemoteRecord`, or the internal ``Rec`` (``raw_records=True``).
+R = TypeVar("R", Record[bytes], Rec)
 
 
-class RemoteEventRecord(EventRecord):
-    """An :class:`EventRecord` from a server (kind ``rescan`` included); see :class:`RemoteRenameRecord`."""
-
-    seq: int = Field(default=0, description="Record number in the server's epoch (resume with --since).")
-    epoch: int = Field(default=0, description="The server run the seq belongs to.")
+def to_remote_record(rec: Rec) -> Record[bytes]:
+    """The public record of a received record (``rec.seq``/``rec.epoch`` set by the session)."""
+    return from_rec(rec, getattr(rec, "seq", 0), getattr(rec, "epoch", 0))
 
 
-RemoteRecord = RemoteRenameRecord | RemoteEventRecord
-
-
-def to_remote_model(rec: Rec) -> RemoteRecord:
-    """The public model of a received record (``rec.seq``/``rec.epoch`` set by the session)."""
-    common: dict[str, Any] = {
-        "is_dir": rec.is_dir, "cookie": rec.cookie, "source": rec.source, "flags": list(rec.flags),
-        "t_ns": rec.t_ns, "mask": rec.mask, "pid": rec.pid, "object_id": rec.object_id, "message": rec.message,
-        "seq": getattr(rec, "seq", 0), "epoch": getattr(rec, "epoch", 0),
-    }
-    if rec.kind == "rename":
-        return RemoteRenameRecord.model_construct(kind="rename", src=rec.path, dst=rec.dst, **common)
-    return RemoteEventRecord.model_construct(kind=rec.kind, path=rec.path, **common)
+def _raw(rec: Rec) -> Rec:
+    return rec
 
 
 def parse_address(addr: str) -> tuple[int, Any]:
@@ -137,11 +123,12 @@ def _subscribe_frame(path: str | bytes, events: Iterable[str] | None, since: int
     return wire.Subscribe(os.fsencode(path) if path else b"", kinds, since, epoch)
 
 
-class Subscription:
+class Subscription(Generic[R]):
     """A subscription to ``fsnorm serve``. Iterate it (``for``) or ``async for`` it; not both.
 
-    ``raw_records=True`` yields :class:`~normalizer.records.Rec` (with ``seq`` and ``epoch`` attributes)
-    instead of the pydantic models; ``on_frame`` sees every frame received (debugging: ``--frames``)."""
+    ``raw_records=True`` (internal: ``fsnorm subscribe``) yields the core's :class:`~normalizer.records.Rec`
+    (with ``seq`` and ``epoch`` attributes) instead of :class:`~normalizer.Record`; ``on_frame`` sees every
+    frame received (debugging: ``--frames``)."""
 
     def __init__(self, addr: str, *, path: str | bytes = "", events: Iterable[str] | None = None,
                  since: int | None = None, epoch: int = 0, raw_records: bool = False,
@@ -151,6 +138,7 @@ class Subscription:
         self.family, self.where = parse_address(addr)
         self.session = _Session(_subscribe_frame(path, events, since, epoch))
         self.raw_records = raw_records
+        self._out: Callable[[Rec], R] = _raw if raw_records else to_remote_record  # type: ignore[assignment]
         self.connect_timeout = connect_timeout
         self._sock: socket.socket | None = None
         self._closed = False
@@ -173,12 +161,9 @@ class Subscription:
     def welcome(self) -> wire.Welcome | None:
         return self.session.welcome
 
-    def _out(self, rec: Rec) -> Any:
-        return rec if self.raw_records else to_remote_model(rec)
-
     # -- blocking ---------------------------------------------------------------------------------------
 
-    def connect(self) -> Subscription:
+    def connect(self) -> Subscription[R]:
         """Connect and finish the handshake (records that arrive with it are kept for iteration)."""
         if self._sock is not None:
             return self
@@ -225,7 +210,7 @@ class Subscription:
                 self._sock.sendall(reply)
         return out
 
-    def __enter__(self) -> Subscription:
+    def __enter__(self) -> Subscription[R]:
         return self.connect()
 
     def __exit__(self, *exc: object) -> None:
@@ -239,11 +224,11 @@ class Subscription:
                 self._sock.shutdown(socket.SHUT_RDWR)
             self._sock.close()
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[R]:
         for batch in self.batches():
             yield from batch
 
-    def batches(self) -> Iterator[list[Any]]:
+    def batches(self) -> Iterator[list[R]]:
         """The records as they arrive, one list per socket read (what a CLI writes with one syscall)."""
         self.connect()
         if self._pending:
@@ -256,7 +241,7 @@ class Subscription:
 
     # -- asyncio --------------------------------------------------------------------------------------------
 
-    async def __aiter__(self) -> AsyncIterator[Any]:
+    async def __aiter__(self) -> AsyncIterator[R]:
         try:
             if self.family == socket.AF_UNIX:
                 reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(self.where),
@@ -285,9 +270,18 @@ class Subscription:
             writer.close()
 
 
+@overload
+def subscribe(addr: str, *, path: str | bytes = "", events: Iterable[str] | None = None, since: int | None = None,
+              epoch: int = 0, raw_records: Literal[False] = False, connect_timeout: float = 10.0,
+              on_frame: Callable[[wire.Frame], object] | None = None) -> Subscription[Record[bytes]]: ...
+@overload
+def subscribe(addr: str, *, path: str | bytes = "", events: Iterable[str] | None = None, since: int | None = None,
+              epoch: int = 0, raw_records: Literal[True], connect_timeout: float = 10.0,
+              on_frame: Callable[[wire.Frame], object] | None = None) -> Subscription[Rec]: ...
 def subscribe(addr: str, *, path: str | bytes = "", events: Iterable[str] | None = None, since: int | None = None,
               epoch: int = 0, raw_records: bool = False, connect_timeout: float = 10.0,
-              on_frame: Callable[[wire.Frame], object] | None = None) -> Subscription:
+              on_frame: Callable[[wire.Frame], object] | None = None
+              ) -> Subscription[Record[bytes]] | Subscription[Rec]:
     """Subscribe to ``fsnorm serve`` at ``addr`` (``unix:/path`` or ``tcp:HOST:PORT``).
 
     ``path``: ``EXPORT`` or ``EXPORT/SUBDIR`` (default: every export). ``events``: record kinds to receive
