@@ -20,7 +20,7 @@ import normalizer
 import normalizer.formats.jsonl
 from normalizer.capture.replay import replay
 from normalizer.formats.jsonl import rec_to_json
-from normalizer.records import EventRecord, RenameRecord
+from normalizer import Record
 
 
 @pytest.fixture
@@ -37,10 +37,10 @@ def in_thread(action: Callable[[], None]) -> threading.Thread:
     return t
 
 
-def test_iterator_yields_pydantic_records_and_stop_flushes_pending_halves(tree: Path) -> None:
+def test_iterator_yields_records_and_stop_flushes_pending_halves(tree: Path) -> None:
     (tree / "w/a/x").write_text("1")
     (tree / "w/a/gone").write_text("2")
-    got: list[RenameRecord | EventRecord] = []
+    got: list[Record[str]] = []
     with normalizer.watch(tree / "w", window_ms=60_000) as stream:
         def work() -> None:
             os.rename(tree / "w/a/x", tree / "w/b/y")
@@ -49,14 +49,36 @@ def test_iterator_yields_pydantic_records_and_stop_flushes_pending_halves(tree: 
         worker = in_thread(work)
         for rec in stream:
             got.append(rec)
-            if isinstance(rec, RenameRecord) and rec.mode == "both":
+            if rec.mode == "both":
                 worker.join()  # both renames are queued now; stop() reads them before the iterator ends
                 stream.stop()
-    renames = [r for r in got if isinstance(r, RenameRecord)]
-    assert [(r.src, r.dst, r.flags) for r in renames] == [
-        (bytes(tree / "w/a/x"), bytes(tree / "w/b/y"), []),
-        (bytes(tree / "w/a/gone"), b"", ["shutdown"]),
+    assert all(type(r) is Record for r in got)
+    renames = [r for r in got if r.kind == "rename"]
+    assert [(r.src, r.dst, r.path, r.reason, r.flags) for r in renames] == [
+        (str(tree / "w/a/x"), str(tree / "w/b/y"), str(tree / "w/b/y"), None, frozenset()),
+        (str(tree / "w/a/gone"), None, str(tree / "w/a/gone"), "shutdown", frozenset()),
     ]
+    assert [r.mode for r in renames] == ["both", "from"]
+
+
+def test_bytes_roots_give_bytes_paths_and_undecodable_names_survive_as_str(tree: Path) -> None:
+    """The standard library's convention: bytes in, bytes out; str in, str out (os.fsdecode, lossless)."""
+    odd = b"caf\xe9\xff"
+    for root, conv in ((bytes(tree / "w"), os.fsencode), (tree / "w", os.fsdecode)):
+        with normalizer.watch(root, window_ms=60_000) as stream:
+            (tree / "w/a").joinpath(os.fsdecode(odd)).write_text("x")
+            got: list[Record[str] | Record[bytes]] = []
+            while not any(r.kind == "close_write" for r in got):
+                got.extend(stream.read(5))
+        assert [(r.kind, r.path) for r in got] == [
+            (k, conv(bytes(tree / "w/a") + b"/" + odd)) for k in ("create", "modify", "close_write")]
+        assert os.fsencode(got[0].path) == bytes(tree / "w/a") + b"/" + odd
+        (tree / "w/a").joinpath(os.fsdecode(odd)).unlink()
+
+
+def test_roots_of_mixed_path_types_are_refused(tree: Path) -> None:
+    with pytest.raises(normalizer.SourceError, match="all as str"):
+        normalizer.watch([tree / "w", bytes(tree / "out")])  # type: ignore[call-overload]
 
 
 def test_stream_read_for_callers_with_their_own_loop(tree: Path) -> None:
@@ -73,7 +95,7 @@ def test_stream_read_for_callers_with_their_own_loop(tree: Path) -> None:
 def test_async_iterator(tree: Path) -> None:
     (tree / "w/a/x").write_text("1")
 
-    async def main() -> list[RenameRecord | EventRecord]:
+    async def main() -> list[Record[str]]:
         out = []
         async with normalizer.awatch(tree / "w") as stream:
             asyncio.get_running_loop().call_soon(os.rename, tree / "w/a/x", tree / "w/b/y")
@@ -84,18 +106,18 @@ def test_async_iterator(tree: Path) -> None:
         return out
 
     got = asyncio.run(asyncio.wait_for(main(), 10))
-    assert [(r.kind, r.src, r.dst) for r in got if isinstance(r, RenameRecord)] == [
-        ("rename", bytes(tree / "w/a/x"), bytes(tree / "w/b/y"))]
+    assert [(r.kind, r.src, r.dst) for r in got if r.kind == "rename"] == [
+        ("rename", str(tree / "w/a/x"), str(tree / "w/b/y"))]
 
 
 def test_callback_runner_delivers_in_order_and_flushes_on_stop(tree: Path) -> None:
     (tree / "w/a/x").write_text("1")
-    got: list[RenameRecord | EventRecord] = []
+    got: list[Record[str]] = []
     seen = threading.Event()
 
-    def callback(rec: RenameRecord | EventRecord) -> None:
+    def callback(rec: Record[str]) -> None:
         got.append(rec)
-        if rec.kind == "rename" and rec.dst:  # type: ignore[union-attr]
+        if rec.kind == "rename" and rec.dst:
             seen.set()
 
     runner = normalizer.run_in_thread(tree / "w", callback, window_ms=60_000)
@@ -105,9 +127,9 @@ def test_callback_runner_delivers_in_order_and_flushes_on_stop(tree: Path) -> No
     assert seen.wait(10)
     runner.stop(timeout=10)  # the move out was queued before: the stop reads it and flushes it
     assert not runner.running and runner.error is None
-    kinds = [(r.kind, r.flags) for r in got]
-    assert kinds[0] == ("rename", [])
-    assert kinds[-1] == ("rename", ["shutdown"])
+    kinds = [(r.kind, r.reason, r.flags) for r in got]
+    assert kinds[0] == ("rename", None, frozenset())
+    assert kinds[-1] == ("rename", "shutdown", frozenset())
 
 
 def test_missing_root_raises_in_the_callers_thread(tree: Path) -> None:

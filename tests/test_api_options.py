@@ -1,10 +1,13 @@
-"""The typed public API: options are checked at the call, events are kinds, the record type follows
-``raw_records``, and mypy sees all of it (the typing test runs mypy on a small user program)."""
+"""The typed public API: options are checked at the call, events are kinds, the record's path type follows the
+roots' (and ``raw_records`` gives the internal Rec), and mypy sees all of it (the typing test runs mypy on a
+small user program)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,7 @@ import normalizer
 from normalizer.api import make_source, mask_for_events
 from normalizer.backends.inotify import EVENT_BITS, InotifySource
 from normalizer.errors import SourceError
-from normalizer.records import Rec, RenameRecord
+from normalizer.records import Rec
 
 
 def test_a_misspelled_option_is_a_type_error_at_the_call(tmp_path: Path) -> None:
@@ -40,29 +43,52 @@ def test_a_negative_window_is_refused(tmp_path: Path, bad: float) -> None:
         make_source([tmp_path], window_ms=bad)
 
 
-def test_the_record_type_follows_raw_records(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("root", "raw", "kind", "path_type"), [
+    (lambda p: p, False, normalizer.Record, str),
+    (str, False, normalizer.Record, str),
+    (bytes, False, normalizer.Record, bytes),
+    (lambda p: p, True, Rec, bytes),
+])
+def test_the_record_type_follows_the_roots_and_raw_records(
+        tmp_path: Path, root: Callable[[Path], object], raw: bool, kind: type, path_type: type) -> None:
     (tmp_path / "a").write_text("x")
-    for raw, kind in ((False, RenameRecord), (True, Rec)):
-        with normalizer.watch(tmp_path, raw_records=raw, window_ms=60_000) as stream:
-            (tmp_path / "a").rename(tmp_path / "b")
-            got = []
-            while not got:
-                got = [r for r in stream.read(5) if r.kind == "rename"]
-            assert isinstance(got[0], kind)
-        (tmp_path / "b").rename(tmp_path / "a")
+    with normalizer.watch(root(tmp_path), raw_records=raw, window_ms=60_000) as stream:  # type: ignore[call-overload]
+        (tmp_path / "a").rename(tmp_path / "b")
+        got = []
+        while not got:
+            got = [r for r in stream.read(5) if r.kind == "rename"]
+        assert isinstance(got[0], kind)
+        assert type(got[0].path) is path_type
 
 
 USER_PROGRAM = '''
+from pathlib import Path
+
 import normalizer
-from normalizer.records import Rec, RenameRecord, EventRecord
+import normalizer.remote
 
 with normalizer.watch("/tmp", window_ms=5, events={"rename"}) as stream:
     for record in stream:
         reveal_type(record)
+        reveal_type(record.src)
+        reveal_type(record.flags)
+with normalizer.watch([b"/tmp"]) as bstream:
+    for brecord in bstream:
+        reveal_type(brecord.path)
+async def main() -> None:
+    async with normalizer.awatch(Path("/tmp")) as astream:
+        async for arecord in astream:
+            reveal_type(arecord)
+def callback(r: normalizer.Record[bytes]) -> None: ...
+reveal_type(normalizer.run_in_thread(b"/tmp", callback))
+for remote in normalizer.remote.subscribe("unix:/x"):
+    reveal_type(remote)
 with normalizer.watch("/tmp", raw_records=True) as raw:
     for rec in raw:
         reveal_type(rec)
 normalizer.watch("/tmp", window=5)
+normalizer.watch(["/tmp", b"/tmp"])
+record.kind = "create"
 '''
 
 
@@ -72,6 +98,21 @@ def test_mypy_sees_the_record_types_and_rejects_a_typo(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(program)],
                          capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent)
     text = out.stdout
-    assert 'Revealed type is "normalizer.records.RenameRecord | normalizer.records.EventRecord"' in text, text
-    assert 'Revealed type is "normalizer.records.Rec"' in text, text
+    lines = [line.split(": ", 1)[1] for line in text.splitlines() if ": " in line]
+    # A NamedTuple is revealed as its tuple of field types with the class as "fallback": keep the class.
+    revealed = [re.sub(r"tuple\[.*fallback=(.*)\]", r"\1", line) for line in lines
+                if line.startswith("note: Revealed")]
+    assert revealed == [
+        'note: Revealed type is "normalizer.record.Record[str]"',
+        'note: Revealed type is "str | None"',
+        'note: Revealed type is "frozenset[str]"',
+        'note: Revealed type is "bytes"',
+        'note: Revealed type is "normalizer.record.Record[str]"',
+        'note: Revealed type is "normalizer.api.Runner[normalizer.record.Record[bytes]]"',
+        'note: Revealed type is "normalizer.record.Record[bytes]"',
+        'note: Revealed type is "normalizer.records.Rec"',
+    ], text
     assert 'Unexpected keyword argument "window"' in text, text
+    assert 'List item 1 has incompatible type "bytes"; expected "str | PathLike[str]"' in text, text
+    assert 'Property "kind" defined in "Record" is read-only' in text, text
+    assert "Any" not in text, text
