@@ -52,11 +52,13 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --quick
 	$(BIN)/python -m benchmarks.bench_net --quick --json benchmarks/results/net-quick.json
 	$(BIN)/python -m benchmarks.bench_stats --quick
+	$(BIN)/python -m benchmarks.bench_records --quick --json benchmarks/results/records-quick.json
 
 bench-full: $(STAMP)
 	$(BIN)/python -m benchmarks.run --full
 	$(BIN)/python -m benchmarks.bench_net --full --json benchmarks/results/net-full.json
 	$(BIN)/python -m benchmarks.bench_stats --events 1000000 --memory-events 10000000
+	$(BIN)/python -m benchmarks.bench_records --json benchmarks/results/records-full.json
 
 ## soak: 10 minutes of mixed storm through the live source, slow and fast consumer (SOAK_MINUTES=N)
 soak: $(STAMP)

@@ -354,10 +354,10 @@ def _run_source(ctl: Control, out_path: Path, window_ms: float | None) -> dict[s
 
 
 class FsnormApi(Subject):
-    """fsnorm's Python API: ``normalizer.watch(root)`` iterated in-process, public records (pydantic)."""
+    """fsnorm's Python API: ``normalizer.watch(root)`` iterated in-process, public records (``normalizer.Record``)."""
 
     name = "fsnorm-api"
-    description = "fsnorm (inotify): Python API iterator, public pydantic records"
+    description = "fsnorm (inotify): Python API iterator, public records"
 
     def run(self, ctl: Control, out_path: Path) -> dict[str, Any]:
         import normalizer
@@ -375,11 +375,12 @@ class FsnormApi(Subject):
                 stream.stop()
             for rec in stream:
                 n += 1
+                flags = ",".join((rec.reason, *rec.flags) if rec.reason else rec.flags)
                 if rec.kind == "rename":
-                    emit("rename", fsdecode(rec.src), fsdecode(rec.dst), ",".join(rec.flags))
+                    emit("rename", fsdecode(rec.src or ""), fsdecode(rec.dst or ""), flags)
                 else:
                     path = fsdecode(rec.path)
-                    emit(rec.kind, path, "", ",".join(rec.flags))
+                    emit(rec.kind, path, "", flags)
                     if rec.kind == "create":
                         ctl.saw_create(path)
         return {"records": n}

@@ -33,7 +33,7 @@ from normalizer.core import raw
 from normalizer.core.inotify import InotifyNormalizer
 from normalizer.errors import CaptureError
 from normalizer.formats.jsonl import rec_to_json
-from normalizer.records import Rec, record_from_json, to_model
+from normalizer.records import Rec, model_to_json, record_from_json, to_model
 
 #: Why a one-sided rename may be one-sided (README "Flags").
 ONE_SIDED_FROM = frozenset({"timeout", "overflow", "evicted", "cookie_reused", "shutdown", "unwatched"})
@@ -99,6 +99,7 @@ def check_record(rec: Rec) -> None:
     model = to_model(rec)
     back = record_from_json(line)
     assert back == model, (line, back, model)
+    assert model_to_json(model) == line, (line, model)  # the public record's JSON line is the CLI's
     if rec.kind == "rename":
         flags = set(rec.flags)
         if rec.path and rec.dst:

@@ -18,9 +18,9 @@ from live import Lines, sysctl, wait_for_watches
 
 import normalizer
 import normalizer.formats.jsonl
+from normalizer import Record
 from normalizer.capture.replay import replay
 from normalizer.formats.jsonl import rec_to_json
-from normalizer import Record
 
 
 @pytest.fixture

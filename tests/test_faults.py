@@ -28,7 +28,7 @@ from normalizer.capture.log import CaptureReader
 from normalizer.capture.replay import replay
 from normalizer.errors import SourceError, WatchLimitError
 from normalizer.formats.jsonl import rec_to_json
-from normalizer.records import Rec, record_from_json
+from normalizer.records import Rec, record_from_json, record_to_json
 
 REPO = Path(__file__).parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -363,8 +363,8 @@ def test_sigterm_during_a_storm_flushes_pending_halves_and_closes_the_capture(tr
     assert "Traceback" not in err and err.startswith("fsnorm: stopped:")
     printed = out.read_text().splitlines()
     recs = [record_from_json(line) for line in printed]
-    leaving = [r for r in recs if r.kind == "rename" and r.src == bytes(root / "a/leaving")]  # type: ignore[union-attr]
-    assert [(r.dst, r.flags) for r in leaving] == [(b"", ["shutdown"])]  # type: ignore[union-attr]
+    leaving = [r for r in recs if r.kind == "rename" and r.src == bytes(root / "a/leaving")]
+    assert [(r.dst, r.reason) for r in leaving] == [(None, "shutdown")]
     with CaptureReader(cap) as reader:
         list(reader)
     assert reader.ended_cleanly and reader.issues == []
@@ -401,8 +401,8 @@ def test_events_queued_before_sigterm_are_reported(tree: Path) -> None:
 def _rec(line: str) -> Rec:
     model = record_from_json(line)
     if model.kind == "rename":
-        return Rec("rename", model.src, model.is_dir, model.t_ns, model.mask, model.cookie, model.dst,  # type: ignore[union-attr]
-                   tuple(model.flags))
+        return Rec("rename", model.src or b"", model.is_dir, model.t_ns, model.mask, model.cookie,
+                   model.dst or b"", ((model.reason,) if model.reason else ()) + tuple(model.flags))
     return Rec(model.kind, model.path, model.is_dir, model.t_ns, model.mask, flags=tuple(model.flags))  # type: ignore[union-attr]
 
 
@@ -453,7 +453,7 @@ def test_consumer_pausing_during_a_storm_bounded_memory_overflow_record_and_reco
 
 
 def to_rec(rec: object) -> Rec:
-    return rec if isinstance(rec, Rec) else _rec(rec.model_dump_json())  # type: ignore[attr-defined]
+    return rec if isinstance(rec, Rec) else _rec(record_to_json(rec))  # type: ignore[arg-type]
 
 
 def test_stop_source_error_is_typed(tree: Path) -> None:

@@ -101,8 +101,8 @@ def test_cli_watch_stdout_odd_names_one_line_each_exact_bytes(tree: Path) -> Non
         proc.kill()
     assert len(got) == len(want)  # the newline inside a name does not break the one-record-per-line framing
     models = [record_from_json(line) for line in got]
-    assert [(m.kind, m.src if m.kind == "rename" else m.path, m.dst if m.kind == "rename" else b"",  # type: ignore[union-attr]
-             tuple(m.flags)) for m in models] == want
+    assert [(m.kind, m.src if m.kind == "rename" else m.path, m.dst or b"",
+             ((m.reason,) if m.reason else ()) + tuple(m.flags)) for m in models] == want
     for line, (_, path, dst, _) in zip(got, want, strict=True):
         obj = json.loads(line)
         for key, value in (("src", path), ("dst", dst)) if obj["kind"] == "rename" else (("path", path),):
@@ -131,7 +131,7 @@ def test_cli_include_exclude_with_odd_names(tree: Path) -> None:
         got += _stop(proc, lines)
     finally:
         proc.kill()
-    assert [(m.kind, m.src if m.kind == "rename" else m.path, m.dst if m.kind == "rename" else b"")  # type: ignore[union-attr]
+    assert [(m.kind, m.src if m.kind == "rename" else m.path, m.dst or b"")
             for m in map(record_from_json, got)] == [
         ("create", w + b"/a/caf\xe9", b""),
         ("create", w + b"/a/line\nbreak", b""),
@@ -181,7 +181,7 @@ def test_rescan_records_with_odd_names(tree: Path) -> None:
         ("create", wb + b"/b/" + ODD[3] + b"/" + ODD[1], b"", s),
         ("modify", wb + b"/b/" + ODD[2], b"", s),
     ]
-    assert [record_from_json(rec_to_json(r)).path for r in syn] == [r.path for r in syn]  # type: ignore[union-attr]
+    assert [record_from_json(rec_to_json(r)).path for r in syn] == [r.path for r in syn]
 
 
 @pytest.mark.parametrize("mode", [pytest.param("filesystem", marks=needs_root), "inode"])

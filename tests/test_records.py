@@ -198,7 +198,7 @@ def test_flags_keep_the_core_order_but_compare_as_sets() -> None:
 
 
 def test_the_reasons_are_the_first_six_flags() -> None:
-    assert REASONS == {f.value for f in list(Flag)[:6]}
+    assert {f.value for f in list(Flag)[:6]} == REASONS
 
 
 def test_remote_fields_and_the_subscribe_json() -> None:

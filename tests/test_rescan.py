@@ -246,9 +246,9 @@ def test_cli_default_recovers_from_an_overflow_while_stopped(fs_root: Path, back
     recs = []
     for line in out.read_text().splitlines():
         model = record_from_json(line)
-        path = os.fsencode(getattr(model, "src", None) or getattr(model, "path", "") or "")
-        dst = os.fsencode(getattr(model, "dst", "") or "")
-        recs.append(Rec(model.kind, path, model.is_dir, model.t_ns, model.mask, None, dst, tuple(model.flags)))
+        path = (model.src or b"") if model.kind == "rename" else model.path
+        flags = ((model.reason,) if model.reason else ()) + tuple(model.flags)
+        recs.append(Rec(model.kind, path, model.is_dir, model.t_ns, model.mask, None, model.dst or b"", flags))
         assert json.loads(line)["source"] == backend
     real = real_tree(w)
     missing, phantom = tree_diff(real, rebuild(start, recs))
