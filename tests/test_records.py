@@ -237,3 +237,14 @@ def test_schema_rejects_what_the_model_rejects() -> None:
     with pytest.raises(ValueError):
         record_from_json("not json")
     assert record_from_json('{"kind":"create","path":"/x"}') == Record("create", b"/x")
+
+
+def test_the_api_does_not_import_pydantic() -> None:
+    """pydantic is for the schema and JSON input only: watching costs no pydantic import."""
+    import subprocess
+    import sys
+
+    code = "import sys, normalizer, normalizer.api; sys.exit('pydantic' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+    code = "import sys, normalizer; normalizer.json_schema(); sys.exit('pydantic' not in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
