@@ -328,19 +328,46 @@ def _path_json(path: str | bytes | None) -> tuple[str, str | None]:
     return _quote(text), b64
 
 
-def to_json(record: Record[str] | Record[bytes]) -> str:
-    """The JSON line of a record (no trailing newline): what ``fsnorm watch`` prints for it, byte for byte,
-    plus ``seq`` and ``epoch`` at the end for a record from a server (as ``fsnorm subscribe`` prints)."""
+def _head_slow(record: Record[str] | Record[bytes]) -> tuple[str, str]:
+    """The path part and the ``*_b64`` companions, for paths that are not plain ASCII/valid UTF-8 or absent."""
     if record.kind == "rename":
         src, src_b64 = _path_json(record.src)
         dst, dst_b64 = _path_json(record.dst)
         head = '{"kind":"rename","src":' + src + ',"dst":' + dst
-        b64 = ("" if src_b64 is None else ',"src_b64":"' + src_b64 + '"') + (
+        return head, ("" if src_b64 is None else ',"src_b64":"' + src_b64 + '"') + (
             "" if dst_b64 is None else ',"dst_b64":"' + dst_b64 + '"')
-    else:
-        path, path_b64 = _path_json(record.path)
-        head = '{"kind":' + _quote(record.kind) + ',"path":' + path
-        b64 = "" if path_b64 is None else ',"path_b64":"' + path_b64 + '"'
+    path, path_b64 = _path_json(record.path)
+    return '{"kind":' + _quote(record.kind) + ',"path":' + path, (
+        "" if path_b64 is None else ',"path_b64":"' + path_b64 + '"')
+
+
+def _text(path: str | bytes) -> str:
+    """A path's exact JSON text, or ``UnicodeError`` when it needs the slow route (a ``_b64`` companion)."""
+    if isinstance(path, bytes):
+        return path.decode()
+    if path.isascii():
+        return path
+    raise UnicodeError  # a str with non-ASCII: its bytes decide (filesystem encoding, surrogate escapes)
+
+
+def to_json(record: Record[str] | Record[bytes]) -> str:
+    """The JSON line of a record (no trailing newline): what ``fsnorm watch`` prints for it, byte for byte,
+    plus ``seq`` and ``epoch`` at the end for a record from a server (as ``fsnorm subscribe`` prints).
+
+    Hot path note: the common case (ASCII or UTF-8 paths, both sides of a rename present, no fanotify fields)
+    is one decode and one C-level escape per path and no helper call; the rest takes the slow routes."""
+    kind = record.kind
+    try:
+        if kind == "rename":
+            src, dst = record.src, record.dst
+            if src is None or dst is None:
+                raise UnicodeError
+            head = '{"kind":"rename","src":' + _quote(_text(src)) + ',"dst":' + _quote(_text(dst))
+        else:
+            head = '{"kind":' + _quote(kind) + ',"path":' + _quote(_text(record.path))
+        b64 = ""
+    except UnicodeError:
+        head, b64 = _head_slow(record)
     pid, object_id, message = record.pid, record.object_id, record.message
     if pid is None and object_id is None and message is None:
         rare = _RARE_NONE
