@@ -145,14 +145,14 @@ def _paths(paths: PathLike | Sequence[PathLike]) -> Sequence[PathLike]:
     return [paths] if isinstance(paths, str | bytes | os.PathLike) else paths
 
 
-def _converter(paths: Sequence[PathLike]) -> Callable[[Rec], Record[str] | Record[bytes]]:
-    """The record builder for the roots' path type, as the standard library does it: ``bytes`` roots give
-    ``bytes`` paths, ``str``/``PathLike[str]`` roots give ``str`` (``os.fsdecode``); a mix is an error."""
+def _bytes_roots(paths: Sequence[PathLike]) -> bool:
+    """True when the roots are bytes. As the standard library does it: ``bytes`` roots give ``bytes`` paths,
+    ``str``/``PathLike[str]`` roots give ``str`` (``os.fsdecode``); a mix is an error."""
     types = {type(os.fspath(p)) for p in paths}
     if types == {bytes}:
-        return from_rec
+        return True
     if types <= {str}:
-        return from_rec_str
+        return False
     raise SourceError("give the roots all as str (or PathLike[str]) or all as bytes: records carry the same type")
 
 
@@ -249,13 +249,11 @@ def watch(paths: PathLike | Sequence[PathLike], *, raw_records: bool = False,
     ``raw_records=True`` is internal (fsnorm's own tools and tests): it yields the core's mutable
     :class:`~normalizer.records.Rec`, which is not a stable API."""
     roots = _paths(paths)
-    convert = _converter(roots)
+    as_bytes = _bytes_roots(roots)
     source = make_source(roots, **options)
     if raw_records:
         return Stream(source, _identity)
-    if convert is from_rec:
-        return Stream(source, from_rec)
-    return Stream(source, from_rec_str)
+    return Stream(source, from_rec) if as_bytes else Stream(source, from_rec_str)
 
 
 class AsyncStream(Generic[R]):
