@@ -122,20 +122,28 @@ def main(quick: bool = True, records: int | None = None, repeat: int | None = No
     recs = core_records(n_events)
     n = len(recs)
     public = [from_rec(r) for r in recs]
-    rates: dict[str, float] = {}
-    rates["watch() -> Record[str]"] = n / _best(lambda: through_stream(recs, from_rec_str), reps)
-    rates["watch() -> Record[bytes]"] = n / _best(lambda: through_stream(recs, from_rec), reps)
-    rates["watch(raw_records=True) -> Rec"] = n / _best(lambda: through_stream(recs, lambda r: r), reps)
-    rates["old pydantic route"] = n / _best(lambda: through_stream(recs, pydantic_model), reps)
-    rates["rec_to_json (CLI writer)"] = n / _best(lambda: [rec_to_json(r) for r in recs], reps)
-    rates["record_to_json (public)"] = n / _best(lambda: [to_json(r) for r in public], reps)
     with tempfile.TemporaryDirectory() as tmp:
         cap = Path(tmp) / "s.fsncap"
         with CaptureWriter(cap, CaptureHeader(watches=list(DIRS))) as w:
             for b in batches(n_events):
                 w.write(b)
-        rates["replay -> Record[str]"] = n / _best(lambda: _drain(map(from_rec_str, replay(cap))), reps)
-        rates["replay -> JSON"] = n / _best(lambda: _drain(map(rec_to_json, replay(cap))), reps)
+        routes: dict[str, Callable[[], object]] = {
+            "watch() -> Record[str]": lambda: through_stream(recs, from_rec_str),
+            "watch() -> Record[bytes]": lambda: through_stream(recs, from_rec),
+            "watch(raw_records=True) -> Rec": lambda: through_stream(recs, lambda r: r),
+            "old pydantic route": lambda: through_stream(recs, pydantic_model),
+            "rec_to_json (CLI writer)": lambda: [rec_to_json(r) for r in recs],
+            "record_to_json (public)": lambda: [to_json(r) for r in public],
+            "replay -> Record[str]": lambda: _drain(map(from_rec_str, replay(cap))),
+            "replay -> JSON": lambda: _drain(map(rec_to_json, replay(cap))),
+        }
+        # Round robin: every route gets a turn in each round, so a busy spell on a shared machine hits them
+        # alike; the best round of each counts.
+        best = dict.fromkeys(routes, float("inf"))
+        for _ in range(reps):
+            for name, fn in routes.items():
+                best[name] = min(best[name], _best(fn, 1))
+    rates = {name: n / t for name, t in best.items()}
     results: dict[str, Any] = {"records": n, "events": n_events, "repeat": reps, "python": platform.python_version(),
                                "records_per_s": rates, "target": TARGET}
     _print(results)
