@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -117,6 +118,7 @@ def _drain(it: Iterable[object]) -> int:
 
 
 def main(quick: bool = True, records: int | None = None, repeat: int | None = None) -> dict[str, Any]:
+    load_before = os.getloadavg()[0]
     n_events = records or (300_000 if quick else 1_000_000)
     reps = repeat or (3 if quick else 5)
     recs = core_records(n_events)
@@ -145,7 +147,8 @@ def main(quick: bool = True, records: int | None = None, repeat: int | None = No
                 best[name] = min(best[name], _best(fn, 1))
     rates = {name: n / t for name, t in best.items()}
     results: dict[str, Any] = {"records": n, "events": n_events, "repeat": reps, "python": platform.python_version(),
-                               "records_per_s": rates, "target": TARGET}
+                               "records_per_s": rates, "target": TARGET, "cpus": os.cpu_count(),
+                               "loadavg_1min": [load_before, os.getloadavg()[0]]}
     _print(results)
     return results
 
@@ -154,7 +157,8 @@ def _print(results: dict[str, Any]) -> None:
     rates = results["records_per_s"]
     base = rates["watch() -> Record[str]"]
     print(f"\nPublic records through the iterator: {results['records']:,} records ({results['events']:,} synthetic "
-          f"events), best of {results['repeat']}, Python {results['python']}")
+          f"events), best of {results['repeat']}, Python {results['python']}, load average "
+          f"{results['loadavg_1min'][0]:.1f} -> {results['loadavg_1min'][1]:.1f} on {results['cpus']} CPUs")
     print(f"{'route':<34} {'records/s':>12} {'vs watch() str':>15}")
     for name, rate in rates.items():
         print(f"{name:<34} {rate:>12,.0f} {rate / base:>14.2f}x")
