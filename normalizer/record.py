@@ -168,11 +168,14 @@ class Record(NamedTuple, Generic[P]):
     """One record: a rename (``src`` -> ``dst``, either side possibly absent) or an event on one ``path``.
 
     Immutable, slotted, typed and cheap. Why a ``typing.NamedTuple``: benchmarks/bench_record_shapes.py builds
-    the candidates with 16 fields in one run; on this machine (Python 3.11) a NamedTuple built from a tuple
-    costs about 190 ns, the same with keywords 850 ns, a ``__slots__`` class guarded by ``__setattr__`` 1,540 ns
-    and ``@dataclass(frozen=True, slots=True)`` 2,490 ns (a plain mutable slots class, 380 ns). All of them
-    refuse assignment; a NamedTuple has no ``__dict__``, is hashable, and ``_replace`` makes a changed copy. Its
-    tuple nature (indexing, equality with a plain tuple of the same values) is the price, and is not API.
+    the candidates with 16 fields in one run. On this 2-core machine (Python 3.11, shared with other work, three
+    runs) a NamedTuple built from a tuple (what :func:`from_rec` does) took 190-640 ns; the same class called
+    with keywords 4.1-6.0x that, a ``__slots__`` class guarded by ``__setattr__`` 4.3-9.8x, and
+    ``@dataclass(frozen=True, slots=True)`` 10-13x (a plain mutable slots class, 1.9-2.8x). All refuse
+    assignment; a NamedTuple has no ``__dict__``, is hashable and picklable, and ``_replace`` makes a changed
+    copy. The price: reading a field costs about twice a slot read (a record is built once and read a few
+    times, so building wins), and its tuple nature (indexing, equality with a plain tuple of the same values)
+    shows; that is not API.
 
     * ``path``: the event's path; for a rename, where the entry is now (``dst``), or ``src`` when it left the
       watched tree; empty for ``overflow``/``rescan``.
