@@ -206,7 +206,11 @@ def test_remote_fields_and_the_subscribe_json() -> None:
     record = from_rec(rec, 7, 3)
     assert (record.seq, record.epoch) == (7, 3)
     line = to_json(record)
-    assert line == rec_to_json(rec)[:-1] + ',"seq":7,"epoch":3}'  # what `fsnorm subscribe` prints
+    assert line == rec_to_json(rec)[:-1] + ',"seq":7,"epoch":3}'
+    from normalizer.cli.serve import format_remote
+
+    rec.seq, rec.epoch = 7, 3  # type: ignore[attr-defined]  # as the client session sets them
+    assert format_remote("json")(rec) == line  # what `fsnorm subscribe` prints
     assert record_from_json(line) == record
     with pytest.raises(ValueError, match="seq"):
         record_from_json(rec_to_json(rec)[:-1] + ',"seq":"7"}')
