@@ -66,6 +66,9 @@ class Flag(StrEnum):
     UNKNOWN_MASK = "unknown_mask"
     #: The event's watch descriptor or directory handle could not be mapped to a path.
     UNRESOLVED = "unresolved"
+    #: A rename landed on a watched file's path while a file was there: the watched file was replaced (an
+    #: editor's or a config tool's atomic save); the watch goes on with the file now at the path.
+    REPLACED = "replaced"
 
 
 #: The kinds of record that carry one ``path``: everything but a rename.
