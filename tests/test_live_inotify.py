@@ -191,7 +191,7 @@ def test_missing_root_and_file_root_are_clear_errors(tree: Path) -> None:
     (tree / "file").write_text("x")
     with InotifySource([tree / "file"]) as src:  # a file root (tests/test_live_files.py)
         assert src.roots == [bytes(tree)] and src.watched_roots == [bytes(tree / "file")]
-    with pytest.raises(SourceError, match="(?i)not a directory"):  # a path through a file
+    with pytest.raises(SourceError, match=r"(?i)not a directory"):  # a path through a file
         InotifySource([tree / "file" / "sub"]).open()
 
 
