@@ -80,6 +80,10 @@ class WatchOptions(TypedDict, total=False):
     #: renames are reported, its content is not (inotifywait without ``-r``). Default True. File roots are
     #: always just the file.
     recursive: bool
+    #: True: a root that does not exist is not an error: its nearest existing ancestor is watched until it
+    #: appears (created or moved into place); then it is reported and watched with its content, and if it
+    #: disappears again, the same in reverse. Default False.
+    missing_ok: bool
 
 
 def mask_for_events(events: Iterable[str]) -> int:
@@ -111,6 +115,7 @@ def make_source(
     mark_mode: SourceMarkMode | None = None,
     use_rename: bool | None = None,
     recursive: bool = True,
+    missing_ok: bool = False,
 ) -> LiveSource:
     """The live source for the options (see :class:`WatchOptions`). fanotify-only options with
     ``backend="inotify"`` are an error; with ``"auto"`` they apply when fanotify is chosen."""
@@ -127,12 +132,12 @@ def make_source(
             list(paths), mask=None if mask is None else mask_from_inotify(mask, use_rename=rename),
             mark_mode=mark_mode or "auto", use_rename=rename, window_ns=window_ns, max_wait_ns=max_wait_ns,
             max_pending=max_pending, strict_order=strict_order, include=include, exclude=exclude, rescan=rescan,
-            capture=capture, recursive=recursive)
+            capture=capture, recursive=recursive, missing_ok=missing_ok)
     if backend == "inotify":
         return InotifySource(
             list(paths), mask=raw.DEFAULT_INOTIFY_MASK if mask is None else mask, window_ns=window_ns,
             max_wait_ns=max_wait_ns, max_pending=max_pending, strict_order=strict_order, include=include,
-            exclude=exclude, rescan=rescan, capture=capture, recursive=recursive)
+            exclude=exclude, rescan=rescan, capture=capture, recursive=recursive, missing_ok=missing_ok)
     raise SourceError(f"unknown backend {backend!r} (use 'inotify', 'fanotify' or 'auto')")
 
 
@@ -184,12 +189,13 @@ class Stream(Generic[R]):
         """The roots watched now (absolute paths, as given or added), in the order they came."""
         return self.source.watched_roots
 
-    def add(self, path: PathLike, *, recursive: bool = True, scan: bool = False) -> None:
+    def add(self, path: PathLike, *, recursive: bool = True, scan: bool = False, missing_ok: bool = False) -> None:
         """Watch ``path`` too: a directory tree, a single directory (``recursive=False``) or a file. Thread-safe;
         returns once the watch is in place, so nothing that happens there afterwards is missed. ``scan``: report
-        what it holds now as ``synthesized`` creates. A path inside a root already watched, or watched twice,
-        never gives a record twice. Raises :class:`SourceError` if it cannot be watched."""
-        self.source.add_root(path, recursive=recursive, scan=scan)
+        what it holds now as ``synthesized`` creates. ``missing_ok``: if it does not exist, wait for it (see
+        :class:`WatchOptions`). A path inside a root already watched, or watched twice, never gives a record
+        twice. Raises :class:`SourceError` if it cannot be watched."""
+        self.source.add_root(path, recursive=recursive, scan=scan, missing_ok=missing_ok)
 
     def remove(self, path: PathLike) -> None:
         """Stop watching the root ``path``. Thread-safe; the stream then gives a ``watch_end`` record for it and

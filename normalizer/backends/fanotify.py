@@ -310,11 +310,14 @@ class FanotifySource(LiveSource):
         rescan: bool = True,
         read_size: int = DEFAULT_READ_SIZE,
         recursive: bool = True,
+        missing_ok: bool = False,
         **settings: Unpack[MatcherSettings],
     ) -> None:
         #: False: each directory root with its direct entries only. Inode marks go on the root alone; under a
         #: filesystem mark the records below it are dropped by the roots' filter (normalizer.core.roots).
         self.recursive = recursive
+        #: True: a root that does not exist yet is waited for (backends/roots.py).
+        self.missing_ok = missing_ok
         if mark_mode not in ("auto", "filesystem", "inode"):
             raise SourceError(f"unknown mark mode {mark_mode!r} (use 'auto', 'filesystem' or 'inode')")
         base = DEFAULT_FANOTIFY_MASK if use_rename else NO_RENAME_MASK

@@ -68,6 +68,7 @@ class InotifySource(LiveSource):
         rescan: bool = True,
         read_size: int = DEFAULT_READ_BUFSIZE,
         recursive: bool = True,
+        missing_ok: bool = False,
         **settings: Unpack[MatcherSettings],
     ) -> None:
         if not MIN_READ_BUFSIZE <= read_size <= 4 << 20:
@@ -77,6 +78,8 @@ class InotifySource(LiveSource):
         #: False: watch each directory root alone (its direct entries), never a directory below it
         #: (watchdog's ``recursive=False``, pyinotify's ``rec=False``, inotifywait without ``-r``).
         self.recursive = recursive
+        #: True: a root that does not exist yet is waited for (backends/roots.py).
+        self.missing_ok = missing_ok
         super().__init__(roots, path_filter=PathFilter(include, exclude, kinds), capture=capture, rescan=rescan)
         self.mask = (mask | required) & raw.IN_ALL_EVENTS
         self.announce_scans = bool(self.mask & (raw.IN_OPEN | raw.IN_ACCESS | raw.IN_CLOSE_NOWRITE))

@@ -15,6 +15,7 @@ otherwise it is queued, the read is woken, and the reader makes it before it rea
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import threading
@@ -25,7 +26,7 @@ from ..core import raw
 from ..core.roots import RootKind, RootSet, parent_of
 from ..core.shadow import ShadowTree
 from ..errors import SourceError
-from ..records import Rec
+from ..records import Flag, Rec
 
 PathArg = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
@@ -43,6 +44,14 @@ def classify(path: bytes, recursive: bool) -> tuple[bytes, RootKind, bool]:
     return path, "file", True
 
 
+def nearest_dir(path: bytes) -> bytes:
+    """The nearest existing directory above ``path`` (``/`` at worst)."""
+    p = parent_of(path)
+    while p != b"/" and not os.path.isdir(p):
+        p = parent_of(p)
+    return p
+
+
 class _Request:
     __slots__ = ("done", "error", "run")
 
@@ -58,6 +67,11 @@ class RootControl:
 
     scope: RootSet
     roots: list[bytes]
+    #: True: a root that does not exist is watched through its nearest existing ancestor until it appears
+    #: (set before ``__init__`` runs, like ``recursive``).
+    missing_ok: bool = False
+    #: How many times one look at a waiting root may move its guard before giving up until the next event.
+    MAX_DESCENT = 256
     _shadow: ShadowTree | None
     recursive: bool
     _opened: bool
@@ -69,7 +83,12 @@ class RootControl:
     def _init_roots(self, roots: Sequence[PathArg]) -> None:
         """Classify the roots and set ``scope`` and ``roots`` (the directories watched at the top)."""
         paths = list(dict.fromkeys(os.path.abspath(os.fsencode(r)) for r in roots))
-        self.scope = RootSet(classify(p, self.recursive) for p in paths)
+        classified = [classify(p, self.recursive) for p in paths]
+        self.scope = RootSet(c for c in classified if c[2] or not self.missing_ok)
+        for path, kind, present in classified:
+            if not present and self.missing_ok:
+                self.scope.add_waiting(path, kind, nearest_dir(path))
+                self.scope.wakeups.add(path)  # looked at again at the first read: it may be there by then
         self.roots = self.scope.top_dirs()
         self._loop_lock = threading.Lock()
         self._requests: list[_Request] = []
@@ -82,12 +101,14 @@ class RootControl:
         """The roots watched now, as given (absolute), in the order they were added."""
         return list(self.scope.roots)
 
-    def add_root(self, path: PathArg, *, recursive: bool = True, scan: bool = False) -> None:
+    def add_root(self, path: PathArg, *, recursive: bool = True, scan: bool = False,
+                 missing_ok: bool = False) -> None:
         """Watch ``path`` too (a directory tree, one directory with ``recursive=False``, or a file). Returns
         once its watch is in place: nothing that happens there afterwards is missed. ``scan``: report what it
-        holds now as ``synthesized`` creates. Raises :class:`SourceError` if it cannot be watched."""
+        holds now as ``synthesized`` creates. ``missing_ok``: if it does not exist, wait for it (as the
+        source's ``missing_ok``). Raises :class:`SourceError` if it cannot be watched."""
         root = os.path.abspath(os.fsencode(path))
-        self._request(lambda: self._add_now(root, recursive, scan))
+        self._request(lambda: self._add_now(root, recursive, scan, missing_ok))
 
     def remove_root(self, path: PathArg) -> None:
         """Stop watching the root ``path``: a ``watch_end`` record for it, and no record under it after that
@@ -128,9 +149,12 @@ class RootControl:
             req.done.set()
 
     def _take_requests(self) -> list[Rec]:
-        """Called by ``read`` with the loop lock held: carry out what is queued, feed the items it produced."""
+        """Called by ``read`` with the loop lock held: carry out what is queued, look again at the waiting
+        roots the last records concerned, feed the items all this produced."""
         if self._requests:
             self._run_requests_locked()
+        if self.scope.wakeups and self._opened:
+            self._request_items.extend(self._settle())
         if not self._request_items:
             return []
         items, self._request_items = self._request_items, []
@@ -144,8 +168,12 @@ class RootControl:
 
     # -- the changes (in the reading thread, or with the loop lock held) -----------------------------------
 
-    def _add_now(self, root: bytes, recursive: bool, scan: bool) -> list[raw.AnyStreamItem]:
+    def _add_now(self, root: bytes, recursive: bool, scan: bool, missing_ok: bool) -> list[raw.AnyStreamItem]:
         path, kind, present = classify(root, recursive)
+        if not present and missing_ok:
+            self.scope.add_waiting(path, kind, nearest_dir(path))
+            self.scope.wakeups.add(path)
+            return self._settle() if self._opened else []
         if not present:
             raise SourceError(f"cannot watch {os.fsdecode(root)}: no such file or directory")
         top = parent_of(path) if kind == "file" else path
@@ -181,6 +209,61 @@ class RootControl:
         for top in [t for t in self.roots if t not in keep]:
             self.roots.remove(top)
             self._roots_changed(top, added=False)
+
+    def _sync_top_dirs(self) -> None:
+        self._drop_top_dirs()
+        for top in self.scope.top_dirs():
+            if top not in self.roots:
+                self.roots.append(top)
+                self._roots_changed(top, added=True)
+
+    # -- roots that may be missing ---------------------------------------------------------------------------
+
+    def _settle(self) -> list[raw.AnyStreamItem]:
+        """Look again at the roots in ``scope.wakeups``; then unwatch what no root needs any more."""
+        items: list[raw.AnyStreamItem] = []
+        for root in self.scope.take_wakeups():
+            self._place(root, items)
+        self._sync_top_dirs()
+        self._forget_unneeded(items)
+        return items
+
+    def _place(self, root: bytes, items: list[raw.AnyStreamItem]) -> None:
+        """Watch ``root`` if it exists now (reporting its appearance, unless a record did, and its content),
+        else its nearest existing ancestor. The watch comes before the look that decides: a component that
+        appears meanwhile is seen by the next round (or by the scan)."""
+        scope = self.scope
+        if root not in scope.roots:
+            return  # removed meanwhile
+        if root not in scope.waiting:  # a live root whose watch ended: it is looked for again from scratch
+            scope.wait(root, nearest_dir(root))
+        for _ in range(self.MAX_DESCENT):
+            try:
+                st = os.stat(root)
+            except OSError:
+                st = None
+            if st is not None:
+                is_dir = stat.S_ISDIR(st.st_mode)
+                announced = scope.appeared(root, is_dir)
+                self._sync_top_dirs()
+                if not announced:
+                    items.append(raw.SourceNotice(time.monotonic_ns(), "create", root, is_dir,
+                                                  (Flag.SYNTHESIZED.value,), "watched root appeared"))
+                try:
+                    self._watch_top(root if is_dir else parent_of(root), synthesize=is_dir, items=items)
+                except (SourceError, OSError):
+                    scope.wait(root, nearest_dir(root))  # gone again already: look again
+                    continue
+                return
+            guard = nearest_dir(root)
+            if scope.guards.get(root) == guard and guard in self.roots:
+                return
+            scope.wait(root, guard)
+            self._sync_top_dirs()
+            with contextlib.suppress(SourceError, OSError):  # gone meanwhile: the next round finds the one above
+                self._watch_top(guard, synthesize=False, items=items)
+            # The next round returns if nothing changed; a component that appeared before the guard's watch
+            # existed (no event for it) is found by it.
 
     # -- backend hooks -------------------------------------------------------------------------------------
 

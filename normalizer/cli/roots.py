@@ -16,12 +16,15 @@ entries: a subdirectory's creation, deletion and renames are reported, its conte
 is watched by its path, as an editor user means it: an atomic save (a temporary file renamed over it) is one
 rename record onto it, from the temporary file, with the flag "replaced"; a delete then a create are a delete
 and a create; a move away is a one-sided rename, then nothing until something appears at the path again.
-Other entries of the file's directory are not reported.
+Other entries of the file's directory are not reported. With --allow-missing, a PATH that does not exist
+yet is waited for: its appearance is reported (a create, or a rename onto it) and from then on it is watched
+like any other; if it goes away, it is waited for again.
 
 examples:
   fsnorm watch /etc/app.conf                 # one file, across editors' saves
   fsnorm watch --no-recursive ~/Downloads    # a directory, not its subdirectories' content
   fsnorm watch /srv/data /etc/app.conf       # a tree and a file
+  fsnorm watch --allow-missing /srv/incoming # a directory that may not exist yet
 """
 
 
@@ -30,6 +33,10 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                         help="watch each directory PATH with its direct entries only: a subdirectory's "
                         "creation, deletion and renames are reported, its content is not (as inotifywait "
                         "without -r)")
+    parser.add_argument("--allow-missing", dest="missing_ok", action="store_true", default=False,
+                        help="a PATH that does not exist is not an error: its nearest existing ancestor is "
+                        "watched until it appears (created or moved into place); then it is reported and "
+                        "watched with its content, and if it disappears again, the same in reverse")
 
 
 def source_options(args: argparse.Namespace) -> WatchOptions:
@@ -37,4 +44,6 @@ def source_options(args: argparse.Namespace) -> WatchOptions:
     out: WatchOptions = {}
     if not getattr(args, "recursive", True):
         out["recursive"] = False
+    if getattr(args, "missing_ok", False):
+        out["missing_ok"] = True
     return out

@@ -22,6 +22,14 @@ watched file from its own directory (the temporary file of a save), which is wha
 
 Roots may be added and removed while running (:meth:`RootSet.add`, :meth:`RootSet.remove`); the source asks
 :meth:`RootSet.needed` which directories must stay watched.
+
+A root allowed to be missing (``missing_ok``) that does not exist is *waiting*: the source watches its nearest
+existing ancestor (its *guard*, :meth:`RootSet.guard`) and only the root's own path is covered, so the record
+of its appearance (a create or a rename onto it, seen in its parent) is reported. Every record about the
+root's path or one of its ancestors puts the root in ``wakeups``: the source then looks again (I/O) and either
+moves the guard down, or watches the root that is now there (:meth:`RootSet.appeared`, its content reported
+as ``synthesized`` creates). A waiting root's watch ending (deleted, moved away) makes it wait again
+(:meth:`RootSet.wait`).
 """
 
 from __future__ import annotations
@@ -52,6 +60,13 @@ class RootSet:
         self.present: dict[bytes, bool] = {}
         #: True once a root was added or removed while running: records of removed roots may still be queued.
         self.changed = False
+        #: Roots that may be missing; those waiting now (-> the kind they take if a directory appears), their
+        #: guards, those to look at again, and those whose appearance a record has reported.
+        self.missing_ok: set[bytes] = set()
+        self.waiting: dict[bytes, RootKind] = {}
+        self.guards: dict[bytes, bytes] = {}
+        self.wakeups: set[bytes] = set()
+        self._announced: set[bytes] = set()
         self._trees: list[tuple[bytes, bytes]] = []
         self._dirs: set[bytes] = set()
         for path, kind, present in roots:
@@ -74,6 +89,9 @@ class RootSet:
             self.present[path] = present
 
     def _drop(self, path: bytes, kind: RootKind) -> None:
+        if self.waiting.pop(path, None) is not None:
+            self.guards.pop(path, None)
+            return
         if kind == "tree":
             self._trees = [t for t in self._trees if t[0] != path]
         elif kind == "dir":
@@ -83,7 +101,7 @@ class RootSet:
 
     def _changed_or_narrow(self) -> None:
         #: True if some record the sources produce may fall outside every root (the filter must run).
-        self.narrow = self.changed or any(kind != "tree" for kind in self.roots.values())
+        self.narrow = self.changed or bool(self.missing_ok) or any(kind != "tree" for kind in self.roots.values())
 
     def add(self, path: bytes, kind: RootKind, present: bool = True) -> None:
         """A root added while running (replacing one at the same path)."""
@@ -97,14 +115,49 @@ class RootSet:
         kind = self.roots.pop(path, None)
         if kind is not None:
             self._drop(path, kind)
+            self.missing_ok.discard(path)
+            self.wakeups.discard(path)
             self.changed = True
             self._changed_or_narrow()
         return kind
 
+    def add_waiting(self, path: bytes, kind: RootKind, guard: bytes) -> None:
+        """A root allowed to be missing, which is: ``kind`` is what it becomes if a directory appears."""
+        self._put(path, kind, False)
+        self.missing_ok.add(path)
+        self.wait(path, guard)
+
+    def wait(self, path: bytes, guard: bytes) -> None:
+        """The root ``path`` (missing now) waits, watched through the existing directory ``guard``."""
+        kind = self.roots[path]
+        if path not in self.waiting:
+            self._drop(path, kind)
+            self.waiting[path] = "tree" if kind == "file" else kind
+        self.guards[path] = guard
+        self._announced.discard(path)
+        self._changed_or_narrow()
+
+    def appeared(self, path: bytes, is_dir: bool) -> bool:
+        """The waiting root ``path`` exists now (a directory or not): it is covered as such from now on.
+        True if a record already reported its appearance."""
+        kind = self.waiting.pop(path)
+        self.guards.pop(path, None)
+        self._put(path, kind if is_dir else "file", True)
+        announced = path in self._announced
+        self._announced.discard(path)
+        return announced
+
+    def take_wakeups(self) -> list[bytes]:
+        out = sorted(self.wakeups)
+        self.wakeups.clear()
+        return out
+
     def top_dirs(self) -> list[bytes]:
-        """The directories the source watches (marks) at the top: each tree and directory root, and the
-        directory of each file root, once each, in the roots' order."""
-        return list(dict.fromkeys(parent_of(p) if k == "file" else p for p, k in self.roots.items()))
+        """The directories the source watches (marks) at the top: each tree and directory root, the
+        directory of each file root and the guard of each waiting root, once each, in the roots' order."""
+        return list(dict.fromkeys(
+            self.guards[p] if p in self.waiting else parent_of(p) if k == "file" else p
+            for p, k in self.roots.items()))
 
     def recursive_at(self, path: bytes) -> bool:
         """True if the directory ``path`` is inside a tree root: it is watched with everything below it."""
@@ -113,11 +166,16 @@ class RootSet:
     def needed(self, directory: bytes) -> bool:
         """True if the directory ``directory`` must be watched for the current roots."""
         return self.recursive_at(directory) or directory in self._dirs or any(
-            parent_of(f) == directory for f in self.present)
+            parent_of(f) == directory for f in self.present) or directory in self.guards.values()
+
+    def wants_watch(self, directory: bytes) -> bool:
+        """True if a directory that appeared at ``directory`` must be watched: inside a tree root, or a
+        directory root itself."""
+        return directory in self._dirs or self.recursive_at(directory)
 
     def covers(self, path: bytes) -> bool:
         """True if records about ``path`` are reported."""
-        if path in self.present or path in self._dirs:
+        if path in self.present or path in self._dirs or path in self.waiting:
             return True
         if self._dirs and parent_of(path) in self._dirs:
             return True
@@ -128,6 +186,9 @@ class RootSet:
     def apply(self, records: list[Rec]) -> list[Rec]:
         """The records that concern the roots, in order (renames trimmed to their covered side)."""
         out: list[Rec] = []
+        if self.missing_ok:
+            for rec in records:
+                self._look_again(rec)
         for rec in records:
             kind = rec.kind
             if kind == "rename":
@@ -142,6 +203,23 @@ class RootSet:
                 if self.covers(rec.path):
                     out.append(rec)
         return out
+
+    def _look_again(self, rec: Rec) -> None:
+        """Note the roots allowed to be missing that ``rec`` may concern: a waiting root whose path or an
+        ancestor's appears or changes, a live one whose watch ended."""
+        paths = (rec.path, rec.dst) if rec.kind == "rename" else (rec.path,)
+        for root in self.missing_ok:
+            waiting = root in self.waiting
+            for p in paths:
+                if not p:
+                    continue
+                if waiting and (p == root or root.startswith(p.rstrip(b"/") + b"/")):
+                    self.wakeups.add(root)
+                    if p == root and (rec.kind == "create" or (rec.kind == "rename" and p == rec.dst)):
+                        self._announced.add(root)
+                elif not waiting and rec.kind == "watch_end" and (
+                        p == root or (root in self.present and parent_of(root) == p)):
+                    self.wakeups.add(root)
 
     def _rename(self, rec: Rec, out: list[Rec]) -> None:
         src, dst = rec.path, rec.dst
@@ -158,7 +236,7 @@ class RootSet:
                 rec.flags = (*rec.flags, Flag.REPLACED.value)
             out.append(rec)
         elif dst_in:
-            if dst in present and src and parent_of(src) == parent_of(dst):
+            if (dst in present or dst in self.waiting) and src and parent_of(src) == parent_of(dst):
                 # An atomic save: the temporary file beside the watched one is the source the user wants.
                 rec.flags = (*rec.flags, Flag.REPLACED.value) if replaced else rec.flags
             elif src:
@@ -182,6 +260,9 @@ class RootSet:
         for f in files:
             if self.present[f]:
                 out.append(Rec("rename", f, False, rec.t_ns, 0, None, b"", (Flag.UNWATCHED.value,)))
+                self.present[f] = False
+            if f in self.missing_ok:
+                continue  # it waits: the source looks again (wakeups) and watches its nearest ancestor
             end = Rec.note("watch_end", f, False, rec.t_ns, 0, message="the directory of this watched file "
                            "was deleted or moved away; the file is no longer watched")
             if rec.source != "inotify":
