@@ -186,10 +186,10 @@ class RootSet:
     def apply(self, records: list[Rec]) -> list[Rec]:
         """The records that concern the roots, in order (renames trimmed to their covered side)."""
         out: list[Rec] = []
-        if self.missing_ok:
-            for rec in records:
-                self._look_again(rec)
+        look_again = self._look_again if self.missing_ok else None
         for rec in records:
+            if look_again is not None:
+                look_again(rec)
             kind = rec.kind
             if kind == "rename":
                 self._rename(rec, out)
@@ -200,6 +200,10 @@ class RootSet:
             else:
                 if rec.path in self.present and kind in ("create", "delete"):
                     self.present[rec.path] = kind == "create"
+                elif kind == "create" and rec.path in self.waiting:
+                    self._announced.add(rec.path)
+                elif kind == "delete":
+                    self._announced.discard(rec.path)
                 if self.covers(rec.path):
                     out.append(rec)
         return out
@@ -215,8 +219,6 @@ class RootSet:
                     continue
                 if waiting and (p == root or root.startswith(p.rstrip(b"/") + b"/")):
                     self.wakeups.add(root)
-                    if p == root and (rec.kind == "create" or (rec.kind == "rename" and p == rec.dst)):
-                        self._announced.add(root)
                 elif not waiting and rec.kind == "watch_end" and (
                         p == root or (root in self.present and parent_of(root) == p)):
                     self.wakeups.add(root)
@@ -224,7 +226,11 @@ class RootSet:
     def _rename(self, rec: Rec, out: list[Rec]) -> None:
         src, dst = rec.path, rec.dst
         present = self.present
-        replaced = dst in present and present[dst]
+        replaced = dst in present and present[dst] or dst in self._announced
+        if src in self.waiting:
+            self._announced.discard(src)
+        if dst in self.waiting:
+            self._announced.add(dst)
         if src in present:
             present[src] = False
         if dst in present:
@@ -255,8 +261,13 @@ class RootSet:
         ``watch_end`` for the file. The record itself passes unless it is only about such a directory."""
         path = rec.path
         files = [f for f in self.present if parent_of(f) == path] if path else []
-        if not files or self.covers(path):
+        guarded = [r for r, g in self.guards.items() if g == path] if path else []
+        if not (files or guarded) or self.covers(path):
             out.append(rec)
+        for r in guarded:  # what arrived at a waiting root went away with its guard (its parent)
+            if r in self._announced:
+                self._announced.discard(r)
+                out.append(Rec("rename", r, False, rec.t_ns, 0, None, b"", (Flag.UNWATCHED.value,)))
         for f in files:
             if self.present[f]:
                 out.append(Rec("rename", f, False, rec.t_ns, 0, None, b"", (Flag.UNWATCHED.value,)))
