@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from live import brief
+from test_live_files import BACKENDS, settle
 
 import normalizer
 from normalizer.api import Stream
 from normalizer.errors import SourceError
 from normalizer.records import Rec
-
-from live import brief
-from test_live_files import BACKENDS, settle
 
 __all__ = ["BACKENDS"]
 

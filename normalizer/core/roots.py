@@ -217,16 +217,14 @@ class RootSet:
             for p in paths:
                 if not p:
                     continue
-                if waiting and (p == root or root.startswith(p.rstrip(b"/") + b"/")):
-                    self.wakeups.add(root)
-                elif not waiting and rec.kind == "watch_end" and (
-                        p == root or (root in self.present and parent_of(root) == p)):
+                if (waiting and (p == root or root.startswith(p.rstrip(b"/") + b"/"))) or (not waiting and rec.kind == "watch_end" and (
+                        p == root or (root in self.present and parent_of(root) == p))):
                     self.wakeups.add(root)
 
     def _rename(self, rec: Rec, out: list[Rec]) -> None:
         src, dst = rec.path, rec.dst
         present = self.present
-        replaced = dst in present and present[dst] or dst in self._announced
+        replaced = (dst in present and present[dst]) or dst in self._announced
         if src in self.waiting:
             self._announced.discard(src)
         if dst in self.waiting:
