@@ -212,14 +212,16 @@ class RootSet:
         """Note the roots allowed to be missing that ``rec`` may concern: a waiting root whose path or an
         ancestor's appears or changes, a live one whose watch ended."""
         paths = (rec.path, rec.dst) if rec.kind == "rename" else (rec.path,)
+        ended = rec.kind == "watch_end"
         for root in self.missing_ok:
-            waiting = root in self.waiting
             for p in paths:
-                if not p:
-                    continue
-                if (waiting and (p == root or root.startswith(p.rstrip(b"/") + b"/"))) or (not waiting and rec.kind == "watch_end" and (
-                        p == root or (root in self.present and parent_of(root) == p))):
+                if p and self._concerns(root, p, ended):
                     self.wakeups.add(root)
+
+    def _concerns(self, root: bytes, p: bytes, ended: bool) -> bool:
+        if root in self.waiting:
+            return p == root or root.startswith(p.rstrip(b"/") + b"/")
+        return ended and (p == root or (root in self.present and parent_of(root) == p))
 
     def _rename(self, rec: Rec, out: list[Rec]) -> None:
         src, dst = rec.path, rec.dst
