@@ -187,3 +187,20 @@ def test_add_and_remove_from_asyncio(tmp_path: Path, opts: dict[str, Any]) -> No
 
     got = asyncio.run(main())
     assert brief(tmp_path, got) == [("create", "b/x", ()), ("watch_end", "a", ()), ("create", "b/z", ())]
+
+
+def test_add_before_open_and_after_close(tmp_path: Path, opts: dict[str, Any]) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    stream = watch([a], opts, events=["create"])
+    stream.add(b)  # not open yet: it is one of the roots the open watches
+    stream.remove(a)
+    with stream:
+        assert stream.roots == [bytes(b)]
+        (a / "x").write_text("")
+        (b / "y").write_text("")
+        recs = settle(stream)
+    assert brief(tmp_path, recs) == [("create", "b/y", ())]
+    with pytest.raises(SourceError, match="closed"):
+        stream.add(a)

@@ -143,6 +143,8 @@ class RootControl:
         while self._requests:
             req = self._requests.pop(0)
             try:
+                if self.closed:
+                    raise SourceError("source is closed")
                 self._request_items.extend(req.run())
             except BaseException as exc:  # handed to the caller waiting for it
                 req.error = exc
@@ -198,8 +200,9 @@ class RootControl:
             raise SourceError(f"not a watched root: {os.fsdecode(root)}")
         items: list[raw.AnyStreamItem] = []
         self._drop_top_dirs()
-        if self._opened:
-            self._forget_unneeded(items)
+        if not self._opened:
+            return items  # never watched: nothing ends
+        self._forget_unneeded(items)
         items.append(raw.SourceNotice(time.monotonic_ns(), "watch_end", root, kind != "file", (),
                                       "root removed from the watch"))
         return items
