@@ -88,3 +88,31 @@ def test_every_record_passes_once_and_only_with_a_covered_side(
             assert r in out
         if kind == "rename" and r in out and (path, dst) != (r.path, r.dst):
             assert "unwatched" in r.flags
+
+
+def test_a_waiting_root_wakes_on_its_ancestors_and_reports_its_own_appearance() -> None:
+    s = RootSet([(b"/t", "tree", True)])
+    s.add_waiting(b"/a/b/r", "tree", b"/a")
+    assert s.top_dirs() == [b"/t", b"/a"] and s.needed(b"/a") and s.narrow
+    assert s.apply([rec("create", b"/a/x"), rec("create", b"/a/b")]) == []  # not covered, but...
+    assert s.take_wakeups() == [b"/a/b/r"]  # ...its ancestor b appeared: the source looks again
+    s.wait(b"/a/b/r", b"/a/b")
+    out = s.apply([rec("create", b"/a/b/r"), rec("create", b"/a/b/r/inside")])
+    assert brief(out) == [("create", b"/a/b/r")]  # its own path is covered while it waits, not below it
+    assert s.take_wakeups() == [b"/a/b/r"]
+    assert s.appeared(b"/a/b/r", True) is True  # a record reported it: no synthesized create needed
+    assert s.roots[b"/a/b/r"] == "tree" and s.covers(b"/a/b/r/inside") and s.top_dirs() == [b"/t", b"/a/b/r"]
+    # its watch ends: it waits again
+    out = s.apply([Rec.note("watch_end", b"/a/b/r", True, 1, 0)])
+    assert brief(out) == [("watch_end", b"/a/b/r")] and s.take_wakeups() == [b"/a/b/r"]
+
+
+def test_a_save_onto_a_waiting_file_root_then_its_guard_goes() -> None:
+    s = RootSet()
+    s.add_waiting(b"/e/f", "tree", b"/e")
+    out = s.apply([rec("rename", b"/e/t", b"/e/f"), rec("rename", b"/e/t", b"/e/f"),
+                   Rec.note("watch_end", b"/e", True, 1, 0)])
+    assert brief(out) == [("rename", b"/e/t", b"/e/f", ()), ("rename", b"/e/t", b"/e/f", ("replaced",)),
+                          ("rename", b"/e/f", b"", ("unwatched",))]  # the guard's own watch_end is not shown
+    assert s.appeared(b"/e/f", False) is False  # what arrived went away with the directory
+    assert s.roots[b"/e/f"] == "file"
