@@ -3,6 +3,7 @@ their covered side, a watched file followed by its path, overlapping roots."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -116,3 +117,12 @@ def test_a_save_onto_a_waiting_file_root_then_its_guard_goes() -> None:
                           ("rename", b"/e/f", b"", ("unwatched",))]  # the guard's own watch_end is not shown
     assert s.appeared(b"/e/f", False) is False  # what arrived went away with the directory
     assert s.roots[b"/e/f"] == "file"
+
+
+def test_a_bad_scope_in_a_capture_header_is_a_capture_error() -> None:
+    from normalizer.core.filters import PathFilter
+    from normalizer.errors import CaptureError
+    assert PathFilter.from_options({"scope": [["/e/f", "file", True]]}).active
+    for bad in ([["/e/f", "socket", True]], [["/e/f"]], "x", [[1, "file", True]]):
+        with pytest.raises(CaptureError, match="scope"):
+            PathFilter.from_options({"scope": bad})

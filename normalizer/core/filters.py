@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ..errors import CaptureError
 from ..records import Rec
 from . import raw
 from .fanotify_abi import FAN_MOVED_FROM, FAN_MOVED_TO, FAN_RENAME
@@ -151,13 +152,13 @@ class PathFilter:
 
 
 def _scope_entries(scope: Any) -> list[tuple[bytes, RootKind, bool]]:
-    """The roots of a capture header's ``scope`` option; ValueError if it is not a list of
+    """The roots of a capture header's ``scope`` option; :class:`CaptureError` if it is not a list of
     ``[path, "tree" | "dir" | "file", present]``."""
     out: list[tuple[bytes, RootKind, bool]] = []
-    for entry in scope:
+    for entry in scope if isinstance(scope, list) else [scope]:
         if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
                 and entry[1] in ("tree", "dir", "file")):
-            raise ValueError(f"bad scope entry {entry!r}")
+            raise CaptureError(f"bad header: option 'scope' holds {entry!r}, not [path, kind, present]", line=1)
         kind: RootKind = entry[1]
         out.append((os.fsencode(entry[0]), kind, bool(entry[2])))
     return out
