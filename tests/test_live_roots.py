@@ -204,3 +204,40 @@ def test_add_before_open_and_after_close(tmp_path: Path, opts: dict[str, Any]) -
     assert brief(tmp_path, recs) == [("create", "b/y", ())]
     with pytest.raises(SourceError, match="closed"):
         stream.add(a)
+
+
+def test_removed_then_added_again(tmp_path: Path, opts: dict[str, Any]) -> None:
+    """The kernel watches (marks) of a removed root are gone and its directories forgotten; adding it again
+    watches it anew, and a rename from it into another root is joined again."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    (a / "sub").mkdir(parents=True)
+    b.mkdir()
+    with watch([a, b], opts, events=["create", "rename"]) as stream:
+        stream.remove(a)
+        (a / "sub" / "x").write_text("")
+        gone = settle(stream)
+        stream.add(a)
+        (a / "sub" / "y").write_text("")
+        os.rename(a / "sub" / "y", b / "y")
+        back = settle(stream)
+    assert brief(tmp_path, gone) == [("watch_end", "a", ())]
+    assert brief(tmp_path, back) == [("create", "a/sub/y", ()), ("rename", "a/sub/y", "b/y", ())]
+
+
+def test_runner_remove_delivers_the_watch_end_to_the_callback(tmp_path: Path, opts: dict[str, Any]) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    got: list[Rec] = []
+    runner = normalizer.run_in_thread([str(a), str(b)], got.append, raw_records=True, **opts, events=["create"])
+    try:
+        runner.remove(str(a))
+        assert runner.roots == [bytes(b)]
+        (a / "x").write_text("")
+        (b / "y").write_text("")
+        deadline = time.monotonic() + 10
+        while len(got) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        runner.stop(10)
+    assert brief(tmp_path, got) == [("watch_end", "a", ()), ("create", "b/y", ())]
