@@ -126,3 +126,40 @@ def test_a_bad_scope_in_a_capture_header_is_a_capture_error() -> None:
     for bad in ([["/e/f", "socket", True]], [["/e/f"]], "x", [[1, "file", True]]):
         with pytest.raises(CaptureError, match="scope"):
             PathFilter.from_options({"scope": bad})
+
+
+def _reference_covers(roots: dict[bytes, RootKind], path: bytes) -> bool:
+    parent = path.rpartition(b"/")[0] or b"/"
+    for root, kind in roots.items():
+        if kind == "tree" and (path == root or path.startswith(root + b"/")):
+            return True
+        if kind == "dir" and root in (path, parent):
+            return True
+        if kind == "file" and path == root:
+            return True
+    return False
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops=st.lists(st.tuples(st.sampled_from(["add", "remove"]), st.sampled_from(PATHS), st.sampled_from(KINDS)),
+                    max_size=10))
+def test_adds_and_removes_keep_the_roots_a_reference_model_computes(
+        ops: list[tuple[str, bytes, RootKind]]) -> None:
+    """Any sequence of adds (replacing a root at the same path) and removes: what is covered, which
+    directories are watched at the top, and which must stay watched are what the roots say, computed naively."""
+    s = RootSet()
+    model: dict[bytes, RootKind] = {}
+    for op, path, kind in ops:
+        if op == "add":
+            s.add(path, kind)
+            model.pop(path, None)
+            model[path] = kind
+        else:
+            assert s.remove(path) == model.pop(path, None)
+    assert s.roots == model
+    for p in [*PATHS, b"/a/b/c/d", b"/a/xy", b"/"]:
+        assert s.covers(p) == _reference_covers(model, p), p
+    tops = list(dict.fromkeys((p.rpartition(b"/")[0] or b"/") if k == "file" else p for p, k in model.items()))
+    assert s.top_dirs() == tops
+    for d in tops:
+        assert s.needed(d)
