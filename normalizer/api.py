@@ -16,6 +16,11 @@ consumer gets the ``overflow`` record. Each stops cleanly: rename halves still p
     runner = normalizer.run_in_thread(["/srv/data"], callback)
     ...
     runner.stop()
+
+A root may be a directory tree, a single directory (``recursive=False``) or a file (followed by its path:
+an atomic save is one ``rename`` onto it, flagged ``replaced``); with ``missing_ok=True`` a root that does not
+exist yet is waited for. Roots change while running with ``stream.add(path)`` / ``stream.remove(path)``
+(thread-safe; they return once the watch is in place or gone) and are listed by ``stream.roots``.
 """
 
 from __future__ import annotations
