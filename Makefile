@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_net --quick --json benchmarks/results/net-quick.json
 	$(BIN)/python -m benchmarks.bench_stats --quick
 	$(BIN)/python -m benchmarks.bench_records --quick --json benchmarks/results/records-quick.json
+	$(BIN)/python -m benchmarks.bench_files --siblings 5000 --trials 2
 
 bench-full: $(STAMP)
 	$(BIN)/python -m benchmarks.run --full

@@ -16,6 +16,11 @@ consumer gets the ``overflow`` record. Each stops cleanly: rename halves still p
     runner = normalizer.run_in_thread(["/srv/data"], callback)
     ...
     runner.stop()
+
+A root may be a directory tree, a single directory (``recursive=False``) or a file (followed by its path:
+an atomic save is one ``rename`` onto it, flagged ``replaced``); with ``missing_ok=True`` a root that does not
+exist yet is waited for. Roots change while running with ``stream.add(path)`` / ``stream.remove(path)``
+(thread-safe; they return once the watch is in place or gone) and are listed by ``stream.roots``.
 """
 
 from __future__ import annotations
@@ -80,6 +85,14 @@ class WatchOptions(TypedDict, total=False):
     mark_mode: SourceMarkMode
     #: fanotify only: join renames with FAN_RENAME (default True) rather than by the moved object's handle.
     use_rename: bool
+    #: False: each directory root with its direct entries only -- a subdirectory's creation, deletion and
+    #: renames are reported, its content is not (inotifywait without ``-r``). Default True. File roots are
+    #: always just the file.
+    recursive: bool
+    #: True: a root that does not exist is not an error: its nearest existing ancestor is watched until it
+    #: appears (created or moved into place); then it is reported and watched with its content, and if it
+    #: disappears again, the same in reverse. Default False.
+    missing_ok: bool
 
 
 def mask_for_events(events: Iterable[str]) -> int:
@@ -110,6 +123,8 @@ def make_source(
     capture: str | os.PathLike[str] | None = None,
     mark_mode: SourceMarkMode | None = None,
     use_rename: bool | None = None,
+    recursive: bool = True,
+    missing_ok: bool = False,
 ) -> LiveSource:
     """The live source for the options (see :class:`WatchOptions`). fanotify-only options with
     ``backend="inotify"`` are an error; with ``"auto"`` they apply when fanotify is chosen."""
@@ -126,12 +141,12 @@ def make_source(
             list(paths), mask=None if mask is None else mask_from_inotify(mask, use_rename=rename),
             mark_mode=mark_mode or "auto", use_rename=rename, window_ns=window_ns, max_wait_ns=max_wait_ns,
             max_pending=max_pending, strict_order=strict_order, include=include, exclude=exclude, rescan=rescan,
-            capture=capture)
+            capture=capture, recursive=recursive, missing_ok=missing_ok)
     if backend == "inotify":
         return InotifySource(
             list(paths), mask=raw.DEFAULT_INOTIFY_MASK if mask is None else mask, window_ns=window_ns,
             max_wait_ns=max_wait_ns, max_pending=max_pending, strict_order=strict_order, include=include,
-            exclude=exclude, rescan=rescan, capture=capture)
+            exclude=exclude, rescan=rescan, capture=capture, recursive=recursive, missing_ok=missing_ok)
     raise SourceError(f"unknown backend {backend!r} (use 'inotify', 'fanotify' or 'auto')")
 
 
@@ -187,6 +202,27 @@ class Stream(Generic[R]):
     def stopping(self) -> bool:
         """True once :meth:`stop` (or :meth:`close`) was called."""
         return self._stop.is_set()
+
+    # -- roots that change while running -----------------------------------------------------------------
+
+    @property
+    def roots(self) -> list[bytes]:
+        """The roots watched now (absolute paths, as given or added), in the order they came."""
+        return self.source.watched_roots
+
+    def add(self, path: PathLike, *, recursive: bool = True, scan: bool = False, missing_ok: bool = False) -> None:
+        """Watch ``path`` too: a directory tree, a single directory (``recursive=False``) or a file. Thread-safe;
+        returns once the watch is in place, so nothing that happens there afterwards is missed. ``scan``: report
+        what it holds now as ``synthesized`` creates. ``missing_ok``: if it does not exist, wait for it (see
+        :class:`WatchOptions`). A path inside a root already watched, or watched twice, never gives a record
+        twice. Raises :class:`SourceError` if it cannot be watched."""
+        self.source.add_root(path, recursive=recursive, scan=scan, missing_ok=missing_ok)
+
+    def remove(self, path: PathLike) -> None:
+        """Stop watching the root ``path``. Thread-safe; the stream then gives a ``watch_end`` record for it and
+        no record under it after that (even for events the kernel had queued already), except what another
+        root covers: removing a root inside another keeps the outer one whole."""
+        self.source.remove_root(path)
 
     def stop(self) -> None:
         """Ask the stream to end: the iterator yields what is pending, then stops. Safe from any thread and
@@ -292,6 +328,24 @@ class AsyncStream(Generic[R]):
         if self._wakeup is not None:
             self._wakeup.set()
 
+    @property
+    def roots(self) -> list[bytes]:
+        """The roots watched now (:attr:`Stream.roots`)."""
+        return self._stream.roots
+
+    async def add(self, path: PathLike, *, recursive: bool = True, scan: bool = False) -> None:
+        """:meth:`Stream.add` without blocking the event loop (a scan may take a while)."""
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: self._stream.add(path, recursive=recursive, scan=scan))
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    async def remove(self, path: PathLike) -> None:
+        """:meth:`Stream.remove` without blocking the event loop."""
+        await asyncio.get_running_loop().run_in_executor(None, self._stream.remove, path)
+        if self._wakeup is not None:
+            self._wakeup.set()
+
     async def __aiter__(self) -> AsyncIterator[R]:
         stream = self._stream
         source = stream.source
@@ -364,6 +418,19 @@ class Runner(Generic[R]):
     @property
     def running(self) -> bool:
         return self._thread.is_alive()
+
+    @property
+    def roots(self) -> list[bytes]:
+        """The roots watched now (:attr:`Stream.roots`)."""
+        return self.stream.roots
+
+    def add(self, path: PathLike, *, recursive: bool = True, scan: bool = False) -> None:
+        """:meth:`Stream.add`: returns once the watch is in place; its records go to the callback."""
+        self.stream.add(path, recursive=recursive, scan=scan)
+
+    def remove(self, path: PathLike) -> None:
+        """:meth:`Stream.remove`: returns once the watch is gone; the callback gets the ``watch_end``."""
+        self.stream.remove(path)
 
 
 @overload

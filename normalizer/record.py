@@ -52,6 +52,9 @@ class Flag(StrEnum):
     UNKNOWN_MASK = "unknown_mask"
     #: The event's watch descriptor or directory handle could not be mapped to a path.
     UNRESOLVED = "unresolved"
+    #: A rename landed on a watched file's path while a file was there: the watched file was replaced (an
+    #: editor's or a config tool's atomic save); the watch goes on with the file now at the path.
+    REPLACED = "replaced"
 
 
 #: The kinds of record that carry one ``path``: everything but a rename.
@@ -183,8 +186,8 @@ class Record(NamedTuple, Generic[P]):
       always ``None`` for other kinds.
     * ``reason``: why a rename is one-sided (``unwatched``, ``timeout``, ``overflow``, ``evicted``,
       ``cookie_reused``, ``shutdown``), else ``None``. ``flags``: the qualifiers (:class:`Flag`
-      ``after_overflow``, ``merged``, ``synthesized``, ``unknown_mask``, ``unresolved``); in JSON both are the
-      one ``flags`` list.
+      ``after_overflow``, ``merged``, ``synthesized``, ``unknown_mask``, ``unresolved``,
+      ``replaced``); in JSON both are the one ``flags`` list.
     * ``cookie``: inotify's rename cookie; ``t_ns``: CLOCK_MONOTONIC of the read; ``mask``: the raw kernel
       mask (a joined rename: both halves ORed); ``pid``/``object_id``: fanotify's process and file handle;
       ``message``: the explanation of ``error``/``watch_end``/``rescan`` records.

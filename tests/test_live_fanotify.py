@@ -346,8 +346,10 @@ def test_missing_root_file_root_and_bad_mode_are_clear_errors(tree: Path) -> Non
     with pytest.raises(SourceError, match="no such directory"):
         FanotifySource([tree / "nope"]).open()
     (tree / "file").write_text("x")
-    with pytest.raises(SourceError, match="not a directory"):
-        FanotifySource([tree / "file"]).open()
+    with FanotifySource([tree / "file"]) as src:  # a file root (tests/test_live_files.py)
+        assert src.roots == [bytes(tree)] and src.watched_roots == [bytes(tree / "file")]
+    with pytest.raises(SourceError, match=r"(?i)not a directory"):  # a path through a file
+        FanotifySource([tree / "file" / "sub"]).open()
     with pytest.raises(SourceError, match="unknown mark mode"):
         FanotifySource([tree / "w"], mark_mode="mount")  # type: ignore[arg-type]
 

@@ -189,8 +189,10 @@ def test_missing_root_and_file_root_are_clear_errors(tree: Path) -> None:
     with pytest.raises(SourceError, match="no such directory"):
         InotifySource([tree / "nope"]).open()
     (tree / "file").write_text("x")
-    with pytest.raises(SourceError, match="not a directory"):
-        InotifySource([tree / "file"]).open()
+    with InotifySource([tree / "file"]) as src:  # a file root (tests/test_live_files.py)
+        assert src.roots == [bytes(tree)] and src.watched_roots == [bytes(tree / "file")]
+    with pytest.raises(SourceError, match=r"(?i)not a directory"):  # a path through a file
+        InotifySource([tree / "file" / "sub"]).open()
 
 
 def test_unsearchable_root_says_permission_denied(public_tmp: Path) -> None:

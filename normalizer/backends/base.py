@@ -40,6 +40,7 @@ from ..core.shadow import ShadowTree
 from ..core.tree import join
 from ..errors import CaptureError, SourceError
 from ..records import Flag, Rec
+from .roots import RootControl
 
 PathArg = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
@@ -82,7 +83,7 @@ def matcher_settings(settings: MatcherSettings) -> MatcherSettings:
                            strict_order=settings.get("strict_order", True))
 
 
-class LiveSource:
+class LiveSource(RootControl):
     """The shared machinery of the inotify and fanotify sources (module docstring)."""
 
     source_kind = ""
@@ -92,14 +93,14 @@ class LiveSource:
     MAX_POLL_SECONDS = 1.0
 
     normalizer: _Normalizer
-    #: False: each root alone with its direct entries (only the inotify source offers it so far).
+    #: False: each directory root alone with its direct entries (set before ``__init__`` runs).
     recursive: bool = True
 
     def __init__(self, roots: Sequence[PathArg], *, path_filter: PathFilter,
                  capture: str | os.PathLike[str] | None, rescan: bool = True) -> None:
         if not roots:
             raise SourceError("no directory to watch")
-        self.roots = list(dict.fromkeys(abspath(r) for r in roots))
+        self._init_roots(roots)  # self.scope (the roots as given) and self.roots (directories watched at the top)
         self.rescan = rescan
         #: What the tree holds, kept from the records, for the rescan after an overflow (only with ``rescan``).
         self._shadow: ShadowTree | None = ShadowTree(self.roots) if rescan else None
@@ -107,6 +108,7 @@ class LiveSource:
         #: by a rescan (their events may have been lost).
         self._last_read_wall = time.time()
         self.filter = path_filter
+        path_filter.scope = self.scope
         self._capture_path = capture
         self._capture: CaptureWriter | None = None
         #: Why the capture stopped, if it did (the watch went on without it).
@@ -238,6 +240,14 @@ class LiveSource:
     # -- reading -------------------------------------------------------------------------------------------
 
     def read(self, timeout: float | None = None) -> list[Rec]:
+        """:meth:`_read_unlocked`, between the root changes asked meanwhile (backends/roots.py)."""
+        with self._loop_lock:
+            out = self._take_requests()
+            out.extend(self._read_unlocked(timeout))
+            out.extend(self._take_requests())
+            return out
+
+    def _read_unlocked(self, timeout: float | None = None) -> list[Rec]:
         """Wait up to ``timeout`` seconds (None: until something happens, but at most MAX_POLL_SECONDS) for
         events; return the records that are final now. Returns early, possibly with no records, when a
         one-sided move's deadline passes or :meth:`wake` is called."""
@@ -297,7 +307,7 @@ class LiveSource:
         for action in actions:
             if isinstance(action, Unwatch):
                 self._unwatch(action.key)
-            elif self.recursive:
+            elif self.scope.recursive_at(action.path):
                 items: list[raw.AnyStreamItem] = []
                 self._watch_new(action, items)
                 out.extend(self._feed_all(items))
@@ -425,7 +435,7 @@ class LiveSource:
                             is_dir = entry.is_dir(follow_symlinks=False)
                             current[child] = is_dir
                             if is_dir:
-                                if self.recursive:
+                                if self.scope.recursive_at(child):
                                     stack.append(child)
                             elif self._mtime(entry) >= recent:
                                 modified.append(child)

@@ -309,8 +309,15 @@ class FanotifySource(LiveSource):
         use_rename: bool = True,
         rescan: bool = True,
         read_size: int = DEFAULT_READ_SIZE,
+        recursive: bool = True,
+        missing_ok: bool = False,
         **settings: Unpack[MatcherSettings],
     ) -> None:
+        #: False: each directory root with its direct entries only. Inode marks go on the root alone; under a
+        #: filesystem mark the records below it are dropped by the roots' filter (normalizer.core.roots).
+        self.recursive = recursive
+        #: True: a root that does not exist yet is waited for (backends/roots.py).
+        self.missing_ok = missing_ok
         if mark_mode not in ("auto", "filesystem", "inode"):
             raise SourceError(f"unknown mark mode {mark_mode!r} (use 'auto', 'filesystem' or 'inode')")
         base = DEFAULT_FANOTIFY_MASK if use_rename else NO_RENAME_MASK
@@ -361,6 +368,7 @@ class FanotifySource(LiveSource):
             "use_rename": self.use_rename,
             "rescan": self.rescan,
             "own_pid": os.getpid(),
+            **({} if (scope := self.filter.scope_options()) is None else {"scope": scope}),
         }
 
     @property
@@ -570,7 +578,8 @@ class FanotifySource(LiveSource):
             items.append(raw.HandleResolved(time.monotonic_ns(), *fid, path, "ok"))
             children = self._scan(path, synthesize=synthesize, items=items)
             if children is not None:
-                stack.extend(child for child, is_dir in reversed(children) if is_dir)
+                recursive_at = self.scope.recursive_at
+                stack.extend(child for child, is_dir in reversed(children) if is_dir and recursive_at(child))
 
     def _learn_dir(self, path: bytes, *, is_top: bool, items: list[raw.AnyStreamItem],
                    mark: bool) -> tuple[bytes, int, bytes] | None:
@@ -614,6 +623,27 @@ class FanotifySource(LiveSource):
                 self._error(items, path, f"not watched: {exc.strerror or exc}")
             return None
         return fsid, handle_type, handle
+
+    # -- roots added and removed while running (backends/roots.py) -----------------------------------------
+
+    def _roots_changed(self, top: bytes, *, added: bool) -> None:
+        super()._roots_changed(top, added=added)
+        self._root_prefixes = [r if r.endswith(b"/") else r + b"/" for r in self.roots]
+
+    def _watch_top(self, top: bytes, *, synthesize: bool, items: list[raw.AnyStreamItem]) -> None:
+        self._walk(top, synthesize=synthesize, items=items, is_root=True)
+
+    def _forget_unneeded(self, items: list[raw.AnyStreamItem]) -> None:
+        """Directories no root needs: told to the normalizer as ``outside`` (what is still queued for them is
+        dropped), their inode marks removed where that is allowed (as for a directory that left the tree)."""
+        t = time.monotonic_ns()
+        for key, path in self.normalizer.cache.items():
+            if self.scope.needed(path):
+                continue
+            fsid, handle_type, handle = raw.fid_unpack(key)
+            items.append(raw.HandleResolved(t, fsid, handle_type, handle, None, "outside"))
+            if self.mark_mode == "inode":
+                self._unmark(key)
 
     # -- the rescan after an overflow (the walk and the diff are LiveSource._rescan) ------------------------
 

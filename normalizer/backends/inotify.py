@@ -68,12 +68,18 @@ class InotifySource(LiveSource):
         rescan: bool = True,
         read_size: int = DEFAULT_READ_BUFSIZE,
         recursive: bool = True,
+        missing_ok: bool = False,
         **settings: Unpack[MatcherSettings],
     ) -> None:
         if not MIN_READ_BUFSIZE <= read_size <= 4 << 20:
             raise SourceError(f"read_size must be between {MIN_READ_BUFSIZE} bytes and 4 MiB")
         required = _REQUIRED_MASK | (_SHADOW_MASK if rescan else 0)
         kinds = reported_kinds(mask, required)
+        #: False: watch each directory root alone (its direct entries), never a directory below it
+        #: (watchdog's ``recursive=False``, pyinotify's ``rec=False``, inotifywait without ``-r``).
+        self.recursive = recursive
+        #: True: a root that does not exist yet is waited for (backends/roots.py).
+        self.missing_ok = missing_ok
         super().__init__(roots, path_filter=PathFilter(include, exclude, kinds), capture=capture, rescan=rescan)
         self.mask = (mask | required) & raw.IN_ALL_EVENTS
         self.announce_scans = bool(self.mask & (raw.IN_OPEN | raw.IN_ACCESS | raw.IN_CLOSE_NOWRITE))
@@ -87,14 +93,14 @@ class InotifySource(LiveSource):
             "exclude": self.filter.exclude,
             "rescan": rescan,
         }
+        scope = self.filter.scope_options()
+        if scope is not None:
+            self.options["scope"] = scope
         self.normalizer = InotifyNormalizer(**matcher)
         self._read_size = read_size
         #: wds the current rescan (re-)added: a directory renamed during the overflow keeps its wd.
         self._rescanned_wds: set[int] = set()
         self._displaced_wds: set[int] = set()
-        #: False: watch each root alone (its direct entries), never a directory below it (watchdog's
-        #: ``recursive=False``, pyinotify's ``rec=False``).
-        self.recursive = recursive
         self._fd: InotifyFD | None = None
 
     def fileno(self) -> int:
@@ -196,8 +202,24 @@ class InotifySource(LiveSource):
             children = self._scan(path, synthesize=synthesize, items=items)
             if children is None:
                 continue
-            if self.recursive:
-                stack.extend(child for child, is_dir in reversed(children) if is_dir)
+            recursive_at = self.scope.recursive_at
+            stack.extend(child for child, is_dir in reversed(children) if is_dir and recursive_at(child))
+
+    # -- roots added and removed while running (backends/roots.py) -----------------------------------------
+
+    def _watch_top(self, top: bytes, *, synthesize: bool, items: list[raw.AnyStreamItem]) -> None:
+        self._watch_tree(top, synthesize=synthesize, items=items, is_root=True)
+
+    def _forget_unneeded(self, items: list[raw.AnyStreamItem]) -> None:
+        """Remove the watches no root needs: a WatchRemoved item each (the normalizer then drops what is still
+        queued for them, and their IN_IGNORED)."""
+        fd = self._fd
+        assert fd is not None
+        t = time.monotonic_ns()
+        for wd, path in self.normalizer.table.items():
+            if not self.scope.needed(path):
+                items.append(raw.WatchRemoved(t, wd))
+                fd.rm_watch(wd)
 
     # -- the rescan after an overflow (the walk and the diff are LiveSource._rescan) ------------------------
 

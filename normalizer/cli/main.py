@@ -22,6 +22,7 @@ from ..errors import FsnormError
 from ..records import Rec, json_schema
 from ..sinks.fd import write_all
 from . import nats as nats_cli
+from . import roots as roots_cli
 from . import stats as stats_command
 from .formatting import Output, add_format_options, build_output, capture_context, needs_context
 
@@ -89,6 +90,7 @@ def _source_options(args: argparse.Namespace, capture: str | None = None) -> Wat
         options["max_pending"] = args.max_pending
     if args.events is not None:
         options["events"] = args.events
+    options.update(roots_cli.source_options(args))
     return options
 
 
@@ -195,7 +197,9 @@ def _positive_ms(text: str) -> float:
 def live_options_parser(paths_nargs: str = "+") -> argparse.ArgumentParser:
     """The options of a live watch (roots, window, filters, backend), shared by watch, capture and serve."""
     live_options = argparse.ArgumentParser(add_help=False)
-    live_options.add_argument("paths", nargs=paths_nargs, metavar="PATH", help="directory trees to watch")
+    live_options.add_argument("paths", nargs=paths_nargs, metavar="PATH",
+                              help="directory trees or files to watch (see Roots below)")
+    roots_cli.add_options(live_options)
     live_options.add_argument("--window", type=_positive_ms, metavar="MS",
                               help="how long a lone rename half waits for its partner once the queue is empty "
                               "(default 20)")
@@ -249,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     live_options = live_options_parser()
 
-    p = sub.add_parser("watch", parents=[live_options],
+    p = sub.add_parser("watch", parents=[live_options], epilog=roots_cli.EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
                        help="watch directory trees and print records as JSON Lines until SIGINT/SIGTERM")
     add_format_options(p, default="json")
     p.add_argument("--capture", metavar="FILE", help="also write the raw events to a capture log")

@@ -16,9 +16,11 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ..errors import CaptureError
 from ..records import Rec
 from . import raw
 from .fanotify_abi import FAN_MOVED_FROM, FAN_MOVED_TO, FAN_RENAME
+from .roots import RootKind, RootSet
 
 #: Record kinds about the stream itself, never filtered out.
 _ALWAYS = frozenset({"overflow", "watch_end", "error", "unknown"})
@@ -89,16 +91,30 @@ class PathFilter:
         self._include = _compile(include)
         self._exclude = _compile(exclude)
         self.kinds = None if kinds is None else frozenset(kinds) | _ALWAYS
+        #: The session's roots when some are files or single directories (or change while running): records
+        #: outside them are dropped, renames trimmed to their covered side (normalizer.core.roots).
+        self.scope: RootSet | None = None
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> PathFilter:
         """The filter a session's options (a capture header's ``options``) describe."""
         kinds = options.get("kinds")
-        return cls(options.get("include", ()), options.get("exclude", ()), kinds)
+        out = cls(options.get("include", ()), options.get("exclude", ()), kinds)
+        scope = options.get("scope")
+        if scope:
+            out.scope = RootSet(_scope_entries(scope))
+        return out
 
     @property
     def active(self) -> bool:
-        return self._include is not None or self._exclude is not None or self.kinds is not None
+        return self._include is not None or self._exclude is not None or self.kinds is not None or (
+            self.scope is not None and self.scope.narrow)
+
+    def scope_options(self) -> list[list[str | bool]] | None:
+        """The roots, for a capture header's ``options`` (replay applies them), when they narrow anything."""
+        if self.scope is None or not self.scope.narrow:
+            return None
+        return [[os.fsdecode(p), k, self.scope.present.get(p, True)] for p, k in self.scope.roots.items()]
 
     def _matches(self, pattern: re.Pattern[bytes], path: bytes) -> bool:
         return bool(pattern.match(path) or pattern.match(path.rpartition(b"/")[2]))
@@ -127,4 +143,22 @@ class PathFilter:
     def apply(self, records: Iterable[Rec]) -> list[Rec]:
         if not self.active:
             return records if isinstance(records, list) else list(records)
+        scope = self.scope
+        if scope is not None and scope.narrow:
+            records = scope.apply(records if isinstance(records, list) else list(records))
+            if self._include is None and self._exclude is None and self.kinds is None:
+                return records
         return [r for r in records if self.keep(r)]
+
+
+def _scope_entries(scope: Any) -> list[tuple[bytes, RootKind, bool]]:
+    """The roots of a capture header's ``scope`` option; :class:`CaptureError` if it is not a list of
+    ``[path, "tree" | "dir" | "file", present]``."""
+    out: list[tuple[bytes, RootKind, bool]] = []
+    for entry in scope if isinstance(scope, list) else [scope]:
+        if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
+                and entry[1] in ("tree", "dir", "file")):
+            raise CaptureError(f"bad header: option 'scope' holds {entry!r}, not [path, kind, present]", line=1)
+        kind: RootKind = entry[1]
+        out.append((os.fsencode(entry[0]), kind, bool(entry[2])))
+    return out

@@ -114,6 +114,14 @@ class ShadowTree:
         if found is not None:
             found[0].pop(found[1], None)
 
+    def add_root(self, root: bytes) -> None:
+        """A root added while running (``Stream.add``); its content comes with the walk that watches it."""
+        root = root.rstrip(b"/") or b"/"
+        if all(r != root for _prefix, r, _node in self._roots):
+            self._nodes.clear()
+            self._roots.append((root if root.endswith(b"/") else root + b"/", root, {}))
+            self._roots.sort(key=lambda t: len(t[1]), reverse=True)
+
     def remove_root(self, root: bytes) -> None:
         """A watched root went away: forget everything below it."""
         self._nodes.clear()

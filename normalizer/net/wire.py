@@ -66,7 +66,7 @@ F_MESSAGE: Final = 1 << 5  #: a message follows the sides
 RECORD_FLAG_BITS: Final[dict[str, int]] = {
     Flag.MERGED: 1 << 8, Flag.SYNTHESIZED: 1 << 9, Flag.AFTER_OVERFLOW: 1 << 10, Flag.UNWATCHED: 1 << 11,
     Flag.TIMEOUT: 1 << 12, Flag.OVERFLOW: 1 << 13, Flag.EVICTED: 1 << 14, Flag.COOKIE_REUSED: 1 << 15,
-    Flag.SHUTDOWN: 1 << 16, Flag.UNKNOWN_MASK: 1 << 17, Flag.UNRESOLVED: 1 << 18,
+    Flag.SHUTDOWN: 1 << 16, Flag.UNKNOWN_MASK: 1 << 17, Flag.UNRESOLVED: 1 << 18, Flag.REPLACED: 1 << 19,
 }
 _FLAG_ORDER: Final = tuple((str(f), RECORD_FLAG_BITS[f]) for f in Flag)
 
