@@ -50,7 +50,7 @@ from typing import Any, Literal, Unpack
 from ..capture.log import CaptureHeader
 from ..core import fanotify_abi as abi
 from ..core import raw
-from ..core.actions import Watch
+from ..core.actions import Rescan, Watch
 from ..core.fanotify import FanotifyNormalizer, MarkMode
 from ..core.filters import PathFilter, reported_kinds
 from ..core.matcher import MatcherSettings
@@ -338,6 +338,14 @@ class FanotifySource(LiveSource):
         self._rescanned_keys: set[bytes] = set()
         #: Resolutions of uncertain directories waiting for the next read to confirm them (_place_uncertain).
         self._placements: tuple[list[raw.HandleResolved], int] = ([], 0)
+        #: Wall time just before the first read since the queue was last seen empty (a Rescan reports files
+        #: changed since then as ``modify``: their events were held back), and whether the last read left it
+        #: empty.
+        self._window_wall = time.time()
+        self._drained = True
+        #: During a Rescan: mark every directory listed, known or not (one created below an uncertain
+        #: directory was never marked; marking again is harmless).
+        self._mark_all = False
         #: Besides LiveSource's counters: handles resolved with open_by_handle_at and how many of those
         #: failed. ``normalizer.stats`` has the rest.
         self.stats.update({"resolved": 0, "unresolved": 0})
@@ -431,6 +439,9 @@ class FanotifySource(LiveSource):
             return None
         t = time.monotonic_ns()
         backlog = fa.pending_events()  # FIONREAD counts 24 bytes per queued event
+        if self._drained:
+            self._window_wall = before_read
+        self._drained = backlog == 0
         try:
             events = parse_batch(bytes(memoryview(self._buf)[:n]))
         except ValueError as exc:
@@ -629,16 +640,30 @@ class FanotifySource(LiveSource):
         except OSError:
             key = None  # _learn_dir says why, below
         known = None if key is None else self.normalizer.cache.path(key)
-        if key is not None and known == path:
+        if key is not None and known == path and not (self._mark_all and self.mark_mode == "inode"):
             self._rescanned_keys.add(key)
             return True
-        mark = self.mark_mode == "inode" and known is None
+        mark = self.mark_mode == "inode" and (known is None or self._mark_all)
         fid = self._learn_dir(path, is_top=False, items=items, mark=mark)
         if fid is None:
             return False
         self._rescanned_keys.add(raw.fid_pack(*fid))
         items.append(raw.HandleResolved(time.monotonic_ns(), *fid, path, "ok"))
         return True
+
+    def _rescan_below(self, action: Rescan) -> list[Rec]:
+        """Carry out ``Rescan`` (a directory whose place was uncertain, placed again): with a shadow, the
+        overflow's rescan restricted to that subtree (every directory in it marked, inode mode); without one,
+        the subtree is only marked and learned (the ``rescan`` record already told the consumer)."""
+        self._mark_all = True
+        try:
+            if self._shadow is not None:
+                return self._rescan(min(self._window_wall, self._last_read_wall), (action.path,), action.why)
+            items: list[raw.AnyStreamItem] = []
+            self._walk(action.path, synthesize=False, items=items, is_root=False)
+            return self._feed_all(items)
+        finally:
+            self._mark_all = False
 
     def _rescan_forget(self, gone: Callable[[bytes], bool], items: list[raw.AnyStreamItem]) -> None:
         """Directories the cache holds at a path the walk did not find (and not found elsewhere): deleted or

@@ -67,7 +67,38 @@ class Watch:
         return f"Watch({self.path!r}, moved_in={self.moved_in})"
 
 
-Action = Unwatch | Watch
+class Rescan:
+    """List the subtree at ``path`` (its current path, after the whole read) again and report what differs
+    from what the records said so far, as ``synthesized`` records; mark (inode marks) every directory in it.
+
+    Why an action, not records: the core knows *that* its view of a subtree may be wrong (fanotify merged a
+    directory's renames, so where the directory stood at an event below it could not be known, and those
+    events were held back) but only a listing can say what the subtree holds; so, as for an overflow, the core
+    says what is certain, and asks the source for the listing it cannot do itself (sans-IO). ``why`` is the
+    message the synthesized records carry."""
+
+    __slots__ = ("path", "why")
+    path: bytes
+    why: str
+
+    def __init__(self, path: bytes, why: str) -> None:
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "why", why)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("actions are frozen")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Rescan) and (other.path, other.why) == (self.path, self.why)
+
+    def __hash__(self) -> int:
+        return hash((Rescan, self.path, self.why))
+
+    def __repr__(self) -> str:
+        return f"Rescan({self.path!r}, why={self.why!r})"
+
+
+Action = Unwatch | Watch | Rescan
 
 #: The shared "nothing to do": never mutated, so no feed needs its own.
 NO_ACTIONS: tuple[Action, ...] = ()

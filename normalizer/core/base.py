@@ -7,7 +7,7 @@ from collections.abc import Hashable, Iterable, Iterator
 
 from ..records import Rec
 from . import raw
-from .actions import Action, Fed, Unwatch, Watch
+from .actions import Action, Fed, Rescan, Unwatch, Watch
 from .matcher import Matcher, MatcherSettings
 from .ownscan import OwnScans
 from .tmpfile import TmpfileNames
@@ -18,8 +18,10 @@ class NormalizerBase:
 
     A subclass notes, while feeding, the watches to end (``_retire_requests``: wds or directory fids) and the
     directories that appeared (``_new_dirs``, in its own terms, resolved by :meth:`_watches` when the feed
-    ends); :meth:`_act` turns both into the feed's actions: the unwatches first, then the watches (a watch
-    below a directory that left is not asked for, as its path no longer resolves)."""
+    ends), and the subtrees to list again (``_rescan_requests``: (path, why), fanotify's directories whose
+    place was uncertain); :meth:`_act` turns them into the feed's actions: the unwatches first, then the
+    watches (a watch below a directory that left is not asked for, as its path no longer resolves), then the
+    rescans."""
 
     matcher: Matcher
     _retire_requests: list[int] | list[bytes]
@@ -34,6 +36,8 @@ class NormalizerBase:
         self.tmpfiles = TmpfileNames()
         #: fsnorm's own directory listings, whose open/access/close_nowrite are dropped (core/ownscan.py).
         self.own_scans = OwnScans()
+        #: Subtrees (current path, why) to list again and diff (:class:`~.actions.Rescan`), this feed.
+        self._rescan_requests: list[tuple[bytes, str]] = []
 
     def feed(self, item: raw.AnyStreamItem) -> Fed:
         raise NotImplementedError
@@ -54,11 +58,13 @@ class NormalizerBase:
     def _act(self, out: Fed) -> Fed:
         """Attach the actions this feed produced to its result. The common feed has none and pays two
         truth tests (``out.actions`` stays the shared empty tuple)."""
-        if self._retire_requests or self._new_dirs:
+        if self._retire_requests or self._new_dirs or self._rescan_requests:
             actions: list[Action] = [Unwatch(key) for key in self._retire_requests]
             actions.extend(self._watches())
+            actions.extend(Rescan(path, why) for path, why in self._rescan_requests)
             self._retire_requests.clear()
             self._new_dirs.clear()
+            self._rescan_requests.clear()
             out.actions = tuple(actions)
         return out
 

@@ -261,6 +261,7 @@ class FanotifyNormalizer(NormalizerBase):
             "merged_events": 0,
             "dropped_tmpfile": 0,
             "dropped_fresh": 0,
+            "held_back": 0,
         }
 
     # -- what the source must act on -----------------------------------------------------------------------
@@ -601,18 +602,12 @@ class FanotifyNormalizer(NormalizerBase):
             self._unplaced(kind, d, nm, is_dir, t, mask, pid, obj, merged, out)
             return
         m = self.matcher
-        if self._uncertain and self._is_uncertain(prefix):
-            self._uncertain_record(kind, d, nm, is_dir, t, mask, pid, d.hex() if nm in (b".", b"") else oid,
-                                   merged, out)
-            if bit == FAN_DELETE_SELF and nm in (b".", b""):
-                self.cache.remove(d)
-                self._uncertain.pop(d, None)
-            elif is_dir and obj is not None and nm not in (b".", b""):
-                if bit == FAN_CREATE:
-                    self._dir_arrived(obj, prefix + nm, moved_in=False)
-                elif bit == FAN_DELETE:
-                    self.cache.remove(obj)
-            return
+        if self._uncertain:
+            if self._is_uncertain(prefix):
+                self._held_back(bit, nm, is_dir, obj, prefix)
+                return
+            if obj is not None and obj in self._uncertain and nm not in (b".", b""):
+                self._where_it_was(obj, prefix + nm, t, out)
         if nm in (b".", b""):  # an event on the directory ``d`` itself
             path = prefix[:-1] if len(prefix) > 1 else prefix
             oid = d.hex()
@@ -626,7 +621,11 @@ class FanotifyNormalizer(NormalizerBase):
                 end = FanRec("watch_end", path, True, t, mask, b"", (), pid, oid)
                 end.message = "watch ended: the directory was deleted"
                 m.push(end, out)
-                self.cache.remove(d)
+                if not merged or self.cache.key(_parent(path)) is None:
+                    # Merged (with its MOVE_SELF, say), the event stands where the first of its bits happened,
+                    # and the directory may have been renamed after that: its parent's DELETE, which comes in
+                    # its place, forgets it (forgetting it here left what is below it at a stale path).
+                    self.cache.remove(d)
             else:
                 m.push(FanRec(kind, path, is_dir, t, mask, b"", merged, pid, oid), out)
             return
@@ -644,6 +643,9 @@ class FanotifyNormalizer(NormalizerBase):
                 self._dir_arrived(obj, path, moved_in=False)
             elif bit == FAN_DELETE:
                 self.cache.remove(obj)
+                if obj in self._uncertain:
+                    del self._uncertain[obj]
+                    self.cache.remove_below(path)
 
     def _unplaced(self, kind: str, d: bytes, nm: bytes, is_dir: bool, t: int, mask: int, pid: int,
                   obj: bytes | None, merged: tuple[str, ...], out: list[Rec]) -> None:
@@ -697,12 +699,15 @@ class FanotifyNormalizer(NormalizerBase):
         dst, why_dst = self._side(d2, nm2)
         cached_src, cached_dst = src, dst  # the cache's view, which the upkeep below follows
         if self._uncertain:
-            if src and d is not None and self._is_uncertain(self.cache.prefix_by_key[d]):
-                src, why_src = b"", f"directory {d.hex()} (its place is uncertain: {self._why_uncertain}), " \
-                    f"name {nm!r}"
-            if dst and d2 is not None and self._is_uncertain(self.cache.prefix_by_key[d2]):
-                dst, why_dst = b"", f"directory {d2.hex()} (its place is uncertain: {self._why_uncertain}), " \
-                    f"name {nm2!r}"
+            src_held = bool(src) and d is not None and self._is_uncertain(self.cache.prefix_by_key[d])
+            dst_held = bool(dst) and d2 is not None and self._is_uncertain(self.cache.prefix_by_key[d2])
+            if src_held or dst_held:
+                self._rename_held_back(ev, t, merged, src if not src_held else b"", dst if not dst_held else b"",
+                                       cached_src, cached_dst, out)
+                return
+            if src and obj is not None and obj in self._uncertain:
+                self._where_it_was(obj, src, t, out)
+                cached_src = src
         if is_dir and obj is not None and cached_src and cached_dst and self._cycle(obj, cached_src, cached_dst) \
                 and Flag.MERGED not in merged:
             merged = (*merged, Flag.MERGED)
@@ -746,38 +751,119 @@ class FanotifyNormalizer(NormalizerBase):
         """True if the directory with this cached ``path + "/"`` is, or is below, an uncertain directory."""
         return self._below_any(self._uncertain, prefix)
 
-    def _uncertain_record(self, kind: str, d: bytes, nm: bytes, is_dir: bool, t: int, mask: int, pid: int,
-                          oid: str | None, merged: tuple[str, ...], out: list[Rec]) -> None:
-        name = b"" if nm == b"." else nm
-        rec = FanRec(kind, name, is_dir, t, mask, b"", (*merged, Flag.UNRESOLVED), pid, oid)
-        rec.message = f"directory handle {d.hex()}: its place is uncertain ({self._why_uncertain}); path is " \
-            "the bare name"
-        self.stats["unresolved_records"] += 1
+    def _held_back(self, bit: int, nm: bytes, is_dir: bool, obj: bytes | None, prefix: bytes) -> None:
+        """An event below a directory whose place is uncertain: not reported (where it happened cannot be
+        known; the rescan after the directory is placed says what is there). The cache still follows the
+        directories created and deleted there, so that events below them are known to be held back too; a
+        directory created there gets no ``Watch`` (its path is a guess): the rescan marks and lists it."""
+        self.stats["held_back"] += 1
+        if not is_dir or obj is None or nm in (b".", b""):
+            # The uncertain directory's own DELETE_SELF (or one below it) is not acted on: its parent's DELETE
+            # forgets it in its place (a merged DELETE_SELF stands where an earlier bit happened).
+            return
+        if bit == FAN_CREATE:
+            path = prefix + nm
+            if self._excluded(path):
+                self._mark_outside(obj)
+            else:
+                self._retired.discard(obj)
+                self._outside.pop(obj, None)
+                self.cache.add(obj, path)
+        elif bit == FAN_DELETE:
+            self.cache.remove(obj)
+
+    def _rename_held_back(self, ev: raw.FanotifyEvent, t: int, merged: tuple[str, ...], src: bytes, dst: bytes,
+                          cached_src: bytes, cached_dst: bytes, out: list[Rec]) -> None:
+        """A rename with a side below an uncertain directory (that side is ``b""`` here). Only the certain
+        side is reported, as a one-sided rename (flag ``unwatched``, with a message): moved out of the uncertain
+        subtree, it appears at ``dst`` (a directory is watched and listed there, like one moved in); moved
+        into it, it is gone from ``src`` (the rescan reports it where it is). Both sides uncertain: nothing is
+        reported. The cache follows the move either way."""
+        mask, pid, _d, _nm, _d2, nm2, obj, _ = ev
+        is_dir = bool(mask & FAN_ONDIR)
+        self.stats["held_back"] += 1
+        oid = None if obj is None else obj.hex()
+        if dst:
+            rec = FanRec("rename", b"", is_dir, t, mask, dst, (Flag.UNWATCHED, *merged), pid, oid)
+            rec.message = f"moved out of a directory whose place is uncertain ({self._why_uncertain}): its " \
+                "rescan reports what left"
+            if not is_dir and nm2[:1] == b"#":
+                self.tmpfiles.appeared(dst, nm2)
+            self.matcher.push(rec, out)
+        elif src:
+            if self._synthesized:
+                self._seen_by_scan(FAN_RENAME, src)
+            rec = FanRec("rename", src, is_dir, t, mask, b"", (Flag.UNWATCHED, *merged), pid, oid)
+            rec.message = f"moved into a directory whose place is uncertain ({self._why_uncertain}): its " \
+                "rescan reports it there"
+            self.matcher.push(rec, out)
+        if not is_dir or obj is None:
+            return
+        cache = self.cache
+        if cached_src and cached_dst:
+            if cache.key(cached_src) is not None or obj in cache:
+                cache.move(cached_src, cached_dst, obj)
+            if cache.path(obj) != cached_dst:
+                cache.add(obj, cached_dst)
+            if dst:
+                self._dir_arrived(obj, dst, moved_in=True)  # its content was not reported: list it there
+        elif cached_src:
+            self._retire(cached_src, obj)  # left the tree from below the uncertain directory
+        elif cached_dst and not self._excluded(cached_dst):
+            self._retired.discard(obj)
+            self._outside.pop(obj, None)
+            cache.add(obj, cached_dst)  # moved in from outside: the rescan marks and lists it
+
+    def _where_it_was(self, key: bytes, path: bytes, t: int, out: list[Rec]) -> None:
+        """An event in a certain directory names the uncertain directory ``key`` at ``path``: that is where it
+        was then. If the records so far put it elsewhere (a rename of it merged away), a ``synthesized`` +
+        ``merged`` rename says where it went, before the event's own record."""
+        old = self.cache.path(key)
+        if old is None or old == path:
+            return
+        rec = FanRec("rename", old, True, t, 0, path, (Flag.MERGED, Flag.SYNTHESIZED), None, key.hex())
+        rec.message = "where the directory was at the next event naming it: its renames were merged by the kernel"
         self.matcher.push(rec, out)
+        self.cache.move(old, path, key)
 
     def _placed_again(self, item: raw.HandleResolved, out: list[Rec]) -> None:
         """An uncertain directory resolved while the queue was empty: where it is now is where it was at the
-        last event read. Move its subtree there; say so with a synthesized rename if that is news."""
+        last event read. Move its subtree there (a synthesized rename says so if that is news), then a
+        ``rescan`` record and a :class:`~.actions.Rescan` action: the events held back below it are replaced by
+        what a listing finds, diffed against what the records said (other uncertain directories below it are
+        covered by the same rescan)."""
         key = item.fid
         del self._uncertain[key]
         old = self.cache.path(key)
         new = item.path if item.status == "ok" and item.path is not None and not self._excluded(item.path) \
             else b""
-        if old is None or old == new:
-            if old is None:
-                self._resolved(item)
+        if old is None:
+            self._resolved(item)
             return
         m = self.matcher
         m.begin(item.t_ns)
-        flags = ((Flag.UNWATCHED,) if not new else ()) + (Flag.MERGED, Flag.SYNTHESIZED)
-        rec = FanRec("rename", old, True, item.t_ns, 0, new, flags, None, key.hex())
-        rec.message = f"where the directory is now: its renames were merged by the kernel ({item.status})"
-        m.push(rec, out)
+        if old != new:
+            flags = ((Flag.UNWATCHED,) if not new else ()) + (Flag.MERGED, Flag.SYNTHESIZED)
+            rec = FanRec("rename", old, True, item.t_ns, 0, new, flags, None, key.hex())
+            rec.message = f"where the directory is now: its renames were merged by the kernel ({item.status})"
+            m.push(rec, out)
+            if new:
+                self.cache.move(old, new, key)
+            else:
+                self._retire(old, key)
         if new:
-            self.cache.move(old, new, key)
-        else:
-            self._retire(old, key)
+            below = new + b"/"
+            for other in [k for k, _ in self._uncertain.items()
+                          if (p := self.cache.path(k)) is not None and p.startswith(below)]:
+                del self._uncertain[other]
+            note = Rec.note("rescan", new, True, item.t_ns, 0, flags=(Flag.SYNTHESIZED,),
+                            message=self._why_rescan, source="fanotify")
+            m.push(note, out)
+            self._rescan_requests.append((new, self._why_rescan))
         m.end(item.t_ns, False, out)
+
+    _why_rescan = "rescan of a directory renamed back and forth before fsnorm read (the kernel may have " \
+        "merged its events): what happened below it is reported as found now"
 
     def _dir_moved(self, key: bytes, src: bytes, dst: bytes) -> None:
         """Keep the cache in step with a directory rename (either side may be outside the tree)."""
@@ -814,6 +900,9 @@ class FanotifyNormalizer(NormalizerBase):
         gone = self.cache.remove_below(path)
         if key is not None and key not in gone:
             gone.append(key)
+        if self._uncertain:
+            for k in gone:
+                self._uncertain.pop(k, None)
         self._retired.update(gone)
         self._retire_requests.extend(gone)
 
