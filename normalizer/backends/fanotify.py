@@ -467,7 +467,16 @@ class FanotifySource(LiveSource):
         out.extend(self._recover(overflows, before_read))
         return out
 
-    def _place_uncertain(self) -> list[Rec]:
+    def _read_queued(self) -> list[Rec]:
+        """At close: what was queued, then every directory still uncertain placed where it is now and its
+        subtree rescanned, even if the queue never stood still long enough to confirm it (a filesystem mark
+        on a busy filesystem): the last records then describe the tree as it is at the stop, instead of
+        leaving what was held back below it untold."""
+        out = super()._read_queued()
+        out.extend(self._place_uncertain(final=True))
+        return out
+
+    def _place_uncertain(self, *, final: bool = False) -> list[Rec]:
         """Resolve the directories whose place the normalizer could not follow (renamed back and forth in
         merged events, FanotifyNormalizer's module docstring). An answer must be where the directory was at the
         last event read: it is fed now if the queue is still empty after the resolution (nothing happened
@@ -482,7 +491,7 @@ class FanotifySource(LiveSource):
         assert fa is not None
         items = [self._resolve(key) for key in keys]
         queued = fa.pending_events()
-        if queued:
+        if queued and not final:
             self._placements = (items, queued)
             return []
         self.stats["placed"] = self.stats.get("placed", 0) + 1

@@ -37,13 +37,21 @@ session gave. What it knows about fanotify (DESIGN.md, tests/test_fanotify_sys.p
   the stream shows it. Every event below that directory after that carries its handle, and the path fsnorm
   would give it is the cache's guess. So within a *window* (the events since the queue was last seen empty;
   only those can have merged), a directory renamed back to a place it left is *uncertain*: that rename and
-  its later ones are flagged ``merged`` (each may stand for several), and every record below it gets the
-  bare name, flag ``unresolved`` and a message, instead of a path that may be wrong. Once the queue is seen
-  empty, the source resolves the directory's handle (``open_by_handle_at``: its place now) and, if the queue
-  is still empty after that (so no rename came between), feeds it as a ``HandleResolved``: the cache moves
-  the subtree there, a ``synthesized`` + ``merged`` rename record says where the directory went if that
-  differs from the last record, and records are exact again. The first rename of the cycle (read before the
-  cycle showed) cannot be flagged.
+  its later ones are flagged ``merged`` (each may stand for several), and what happens below it is treated
+  like an overflow of that subtree: held back (``stats["held_back"]``), never given a guessed or bare path;
+  a rename across its edge keeps its certain side only (``unwatched``). An event in a certain directory that
+  names the uncertain one by its handle (its delete, its next rename) says where it was then: a
+  ``synthesized`` + ``merged`` rename first moves it there if the records put it elsewhere. Once the queue is
+  seen empty, the source resolves the directory's handle (``open_by_handle_at``: its place now) and, if the
+  queue is still empty after that (so no rename came between), feeds it as a ``HandleResolved``: the cache
+  moves the subtree there, a ``synthesized`` + ``merged`` rename record says where the directory went if
+  that differs from the last record, a ``rescan`` record names it, and the feed returns a
+  :class:`~normalizer.core.actions.Rescan` action: the source lists the subtree and reports what differs
+  from what the records said (the held-back events' net effect) as synthesized records. Why a rescan and
+  not a better guess: nothing in the stream says which events below the directory vanished into earlier
+  ones, so no ordering of what was read can be trusted; a listing can. The first rename of the cycle (read
+  before the cycle showed) cannot be flagged. A *merged* DELETE_SELF of a directory stands where its first
+  bit (a MOVE_SELF, say) happened: the directory is forgotten at its parent's DELETE, in its place.
 * **Events without a directory.** With a filesystem mark the kernel also reports a file's own MOVE_SELF,
   DELETE_SELF and link-count ATTRIB, with the file's handle only. inotify's directory watches never report
   them, the rename / delete records already say it all, and there is no path to give them: they are dropped
