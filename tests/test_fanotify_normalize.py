@@ -601,3 +601,49 @@ def test_damaged_fanotify_lines_are_reported_and_the_rest_kept() -> None:
     assert "unknown handle status 'weird'" in messages[2]
     assert "path exactly when its status is 'ok'" in messages[3]
     assert len(messages) == 4
+
+
+# --- a directory renamed away and back before fsnorm read (#9 item 3) ----------------------------------------
+
+
+def test_below_a_directory_renamed_back_nothing_is_guessed_and_a_rescan_is_asked() -> None:
+    """a -> ab, a file renamed inside, ab -> a (back to a place it left: the kernel may have merged a later
+    rename into the first one), then events below it: held back, never given a guessed or bare path; a
+    rename out of it keeps its certain side. Placed again (resolved while the queue was empty), the
+    directory moves to where it is, a ``rescan`` record names it and the feed asks for a Rescan."""
+    from normalizer.core.actions import Rescan
+
+    n = norm()
+    out = n.feed(batch(0, ren(W, b"a", W, b"ab", A, True), ren(A, b"f", A, b"g", X),
+                       ren(W, b"ab", W, b"a", A, True), ev(CREATE, A, b"h", Y), ev(DELETE, D, b"x", Z),
+                       ren(A, b"g", B, b"g", X), drained=False))
+    assert brief(out) == [("rename", b"/w/a", b"/w/ab", []), ("rename", b"/w/ab/f", b"/w/ab/g", []),
+                          ("rename", b"/w/ab", b"/w/a", ["merged"]), ("rename", b"", b"/w/b/g", ["unwatched"])]
+    assert n.stats["held_back"] == 3 and n.stats["unresolved_records"] == 0
+    assert n.uncertain_dirs() == [A]
+    out = n.feed(resolved(A, b"/w/ab"))  # where it really is: a later a -> ab vanished into the first
+    assert brief(out) == [("rename", b"/w/a", b"/w/ab", ["merged", "synthesized"]),
+                          ("rescan", b"/w/ab", ["synthesized"])]
+    assert [a for a in out.actions if isinstance(a, Rescan)] == [Rescan(b"/w/ab", n._why_rescan)]
+    assert n.cache.path(D) == b"/w/ab/d" and n.uncertain_dirs() == []
+    assert brief(n.feed(batch(1, ev(CREATE, D, b"y", Y)))) == [("create", b"/w/ab/d/y", [])]  # exact again
+
+
+def test_an_event_naming_the_uncertain_directory_in_a_certain_one_says_where_it_was() -> None:
+    n = norm()
+    n.feed(batch(0, ren(W, b"a", W, b"ab", A, True), ren(W, b"ab", W, b"a", A, True), drained=False))
+    out = n.feed(batch(1, ev(DELETE | ONDIR, W, b"ab", A), drained=False))  # rm -r of it, at ab
+    assert brief(out) == [("rename", b"/w/a", b"/w/ab", ["merged", "synthesized"]), ("delete", b"/w/ab", [])]
+    assert n.uncertain_dirs() == [] and A not in n.cache and D not in n.cache
+
+
+def test_a_merged_delete_self_does_not_forget_a_directory_renamed_after_it() -> None:
+    """The merged MOVE_SELF|DELETE_SELF stands where the MOVE_SELF happened; the directory was renamed again
+    after that and deleted later: what is below it keeps following it (corpus fanotify-3f777dac3deb)."""
+    n = norm()
+    out = n.feed(batch(0, ren(A, b"d", A, b"d2", D, True), ev(MOVE_SELF | DELETE_SELF | ONDIR, D, b"."),
+                       ren(A, b"d2", B, b"d3", D, True), ev(DELETE, E, b"f", X), ev(DELETE | ONDIR, B, b"d3", D)))
+    assert [r for r in brief(out) if r[0] in ("rename", "delete")] == [
+        ("rename", b"/w/a/d", b"/w/a/d2", []), ("rename", b"/w/a/d2", b"/w/b/d3", []),
+        ("delete", b"/w/b/d3/e/f", []), ("delete", b"/w/b/d3", [])]
+    assert D not in n.cache

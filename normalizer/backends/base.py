@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from ..capture.log import CaptureHeader, CaptureWriter
 from ..core import raw
-from ..core.actions import Action, Fed, Rescan, Unwatch, Watch
+from ..core.actions import Action, Fed, Rescan, Unwatch, WakeAt, Watch
 from ..core.filters import PathFilter
 from ..core.matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS, MatcherSettings
 from ..core.shadow import ShadowTree
@@ -121,6 +121,8 @@ class LiveSource:
         #: Announce every listing with a ``scan`` notice (set when open/access/close_nowrite are watched: the
         #: normalizer then drops the events of fsnorm's own listings, normalizer.core.ownscan).
         self.announce_scans = False
+        #: When to feed a Tick if nothing is read (the last WakeAt action; None: no deadline).
+        self._wake_at: int | None = None
 
     # -- for subclasses ------------------------------------------------------------------------------------
 
@@ -249,7 +251,7 @@ class LiveSource:
         out = self._read_once()
         if out is not None:
             return out
-        if self.normalizer.matcher.next_deadline() is not None:
+        if self._wake_at is not None:
             t = time.monotonic_ns()
             if self._queued() == 0:  # the clock advanced with an empty queue
                 return self._feed(raw.Tick(t))
@@ -259,7 +261,7 @@ class LiveSource:
         """How long to poll: the caller's timeout, shortened to the next deadline, and never longer than
         MAX_POLL_SECONDS, so that a stop requested from a Python signal handler that ran late (a signal just
         before poll) is seen within that time even without ``set_wakeup_fd``."""
-        deadline = self.normalizer.matcher.next_deadline()
+        deadline = self._wake_at
         wait = self.MAX_POLL_SECONDS if timeout is None else min(timeout, self.MAX_POLL_SECONDS)
         if deadline is not None:
             wait = min(wait, max(0.0, (deadline - time.monotonic_ns()) / 1e9))
@@ -295,7 +297,9 @@ class LiveSource:
         place a source acts on the normalizer's behalf (normalizer.core.actions)."""
         out: list[Rec] = []
         for action in actions:
-            if isinstance(action, Unwatch):
+            if isinstance(action, WakeAt):
+                self._wake_at = action.t_ns
+            elif isinstance(action, Unwatch):
                 self._unwatch(action.key)
             elif isinstance(action, Rescan):
                 out.extend(self._rescan_below(action))

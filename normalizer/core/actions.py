@@ -98,7 +98,33 @@ class Rescan:
         return f"Rescan({self.path!r}, why={self.why!r})"
 
 
-Action = Unwatch | Watch | Rescan
+class WakeAt:
+    """Feed a ``Tick`` at monotonic time ``t_ns`` if nothing was read by then (a lone rename half's window
+    ends then); ``None``: no deadline any more, wait for the kernel only.
+
+    Returned only when the deadline *changed* (a feed that left it as it was asks for nothing), so the source
+    keeps the last one it was given; this replaces asking the matcher for its next deadline from outside."""
+
+    __slots__ = ("t_ns",)
+    t_ns: int | None
+
+    def __init__(self, t_ns: int | None) -> None:
+        object.__setattr__(self, "t_ns", t_ns)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("actions are frozen")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, WakeAt) and other.t_ns == self.t_ns
+
+    def __hash__(self) -> int:
+        return hash((WakeAt, self.t_ns))
+
+    def __repr__(self) -> str:
+        return f"WakeAt({self.t_ns!r})"
+
+
+Action = Unwatch | Watch | Rescan | WakeAt
 
 #: The shared "nothing to do": never mutated, so no feed needs its own.
 NO_ACTIONS: tuple[Action, ...] = ()

@@ -7,7 +7,7 @@ from collections.abc import Hashable, Iterable, Iterator
 
 from ..records import Rec
 from . import raw
-from .actions import Action, Fed, Rescan, Unwatch, Watch
+from .actions import Action, Fed, Rescan, Unwatch, WakeAt, Watch
 from .matcher import Matcher, MatcherSettings
 from .ownscan import OwnScans
 from .tmpfile import TmpfileNames
@@ -38,6 +38,8 @@ class NormalizerBase:
         self.own_scans = OwnScans()
         #: Subtrees (current path, why) to list again and diff (:class:`~.actions.Rescan`), this feed.
         self._rescan_requests: list[tuple[bytes, str]] = []
+        #: The matcher deadline last announced with a WakeAt action.
+        self._wake_at: int | None = None
 
     def feed(self, item: raw.AnyStreamItem) -> Fed:
         raise NotImplementedError
@@ -66,6 +68,16 @@ class NormalizerBase:
             self._new_dirs.clear()
             self._rescan_requests.clear()
             out.actions = tuple(actions)
+        return out
+
+    def _wake(self, out: Fed) -> Fed:
+        """Append ``WakeAt`` if the matcher's next deadline changed during this feed (the last action: the
+        deadline is the matcher's after everything else). The common feed pays one call that finds no
+        deadline."""
+        deadline = self.matcher.next_deadline()
+        if deadline != self._wake_at:
+            self._wake_at = deadline
+            out.actions = (*out.actions, WakeAt(deadline))
         return out
 
     def _watches(self) -> Iterator[Watch]:

@@ -341,7 +341,7 @@ class FanotifyNormalizer(NormalizerBase):
                             message=item.message or None, source="fanotify"), out)
             m.end(item.t_ns, False, out)
         # inotify items (InotifyBatch, WatchAdded, WatchRemoved) cannot occur in a fanotify stream: ignored.
-        return self._act(out)
+        return self._wake(self._act(out))
 
     def _resolved(self, item: raw.HandleResolved) -> None:
         key = item.fid
@@ -440,7 +440,7 @@ class FanotifyNormalizer(NormalizerBase):
             self.own_scans.clear()
             self._left.clear()
         m.end(t, batch.drained, out, backlog=batch.backlog, consumed=len(batch.events))
-        return self._act(out) if self._new_dirs or self._retire_requests else out
+        return self._wake(self._act(out) if self._new_dirs or self._retire_requests else out)
 
     def _seen_by_scan(self, mask: int, path: bytes) -> bool:
         """True if this is the kernel's CREATE for an entry a scan already reported (drop it); a delete or

@@ -122,7 +122,7 @@ class InotifyNormalizer(NormalizerBase):
             self._synthesized.clear()
             self.own_scans.clear()
             m.advance(item.t_ns, out)
-            return out
+            return self._wake(out)
         elif isinstance(item, raw.SourceNotice):
             if item.kind == "create" and Flag.SYNTHESIZED in item.flags:
                 self._synthesized.add(item.path)
@@ -132,7 +132,7 @@ class InotifyNormalizer(NormalizerBase):
             m.push(Rec.note(item.kind, item.path, item.is_dir, item.t_ns, 0, flags=item.flags,
                             message=item.message or None), out)
         m.end(item.t_ns, False, out)
-        return out
+        return self._wake(out)
 
     def feed_batch(self, batch: raw.InotifyBatch) -> Fed:
         """The hot loop: one read's events. Common cases are inlined; the rest go to ``_slow``.
@@ -238,7 +238,7 @@ class InotifyNormalizer(NormalizerBase):
         if self._unwatched_new:
             self._unwatched_new.clear()
             self._unwatched_displaced.clear()
-        return self._act(out) if self._new_dirs or self._retire_requests else out
+        return self._wake(self._act(out) if self._new_dirs or self._retire_requests else out)
 
     def _note_watch(self, path: bytes) -> None:
         """A watch was added: it is fresh if fsnorm asked for it, or if it lies in a fresh directory (the
