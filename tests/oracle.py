@@ -461,9 +461,6 @@ def run_command(argvs: Sequence[Sequence[str]], backend: str, w: Path, *, cwd: P
 _EXISTING_KINDS = frozenset({"modify", "attrib", "close_write", "close_nowrite", "open", "access"})
 #: Kinds that never appear in a quiet, small run unless something went wrong.
 _FAILURE_KINDS = frozenset({"overflow", "error", "unknown", "unmount"})
-#: Records about a directory itself that say nothing about the tree's shape (but a root's own end, which
-#: never comes between the two renames of an exchange).
-_NOT_SHAPE = frozenset({"move_self", "delete_self", "watch_end"})
 #: How many readings of ambiguous exchanges the rebuilder follows at most.
 MAX_READINGS = 64
 
@@ -581,12 +578,12 @@ class Rebuilder:
 
     @staticmethod
     def _mirror(records: Sequence[Rec], i: int, rec: Rec) -> int | None:
-        """The index of the rename right after ``records[i]`` (past records about a directory itself, which
-        the rebuilder ignores: fanotify may put a merged ``delete_self`` of the moved directory between the
-        two renames of an exchange) if it is its mirror."""
+        """The index of the rename right after ``records[i]`` (past records that do not change the tree's
+        shape: fanotify may put a merged ``attrib``/``move_self``/``delete_self`` of a moved directory between
+        the two renames of an exchange; core/shadow.py pairs them the same way) if it is its mirror."""
         for j in range(i + 1, len(records)):
             nxt = records[j]
-            if nxt.kind in _NOT_SHAPE:
+            if nxt.kind not in ("rename", "create", "delete"):
                 continue
             if nxt.kind == "rename" and nxt.path == rec.dst and nxt.dst == rec.path:
                 return j

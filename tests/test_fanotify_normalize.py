@@ -22,7 +22,7 @@ from normalizer.backends.fanotify import from_fan_event, parse_batch
 from normalizer.capture.log import CaptureHeader, CaptureReader, CaptureWriter, fan_event_from_json, fan_event_to_json
 from normalizer.capture.replay import replay
 from normalizer.core import raw
-from normalizer.core.actions import Unwatch, Watch
+from normalizer.core.actions import Resolve, Unwatch, WakeAt, Watch
 from normalizer.core.fanotify import MERGE_ORDER, FanotifyNormalizer, FanRec
 from normalizer.core.filters import PathFilter
 from normalizer.formats.jsonl import rec_to_json
@@ -324,6 +324,8 @@ def test_unresolvable_directory_gives_an_unresolved_record_not_a_crash() -> None
     n.feed(resolved(gone, None, "stale"))
     out = n.feed(batch(0, ev(CREATE, gone, b"f", X), ren(gone, b"a", B, b"b", Y), ren(A, b"c", never, b"d", Z),
                        ev(MODIFY | CLOSE_WRITE, never, b"g", X)))
+    assert out == [] and out.actions == (Resolve(never),)  # held until answered
+    out = n.close()  # never answered (a capture cut short): processed with what is known
     assert brief(out) == [
         ("create", b"f", ["unresolved"]),
         ("rename", b"", b"/w/b/b", ["unresolved"]),
@@ -345,7 +347,8 @@ def test_unresolvable_directory_under_a_filesystem_mark_is_dropped_and_counted()
     n = norm(mark_mode="filesystem")
     n.feed(resolved(gone, None, "stale"))
     out = n.feed(batch(0, ev(CREATE, gone, b"f", X), ren(gone, b"a", fid(51), b"b", Y)))
-    assert out == []
+    assert out == [] and out.actions == (Resolve(fid(51)),)
+    assert n.feed(resolved(fid(51), None, "stale")) == []
     assert n.stats["dropped_unresolved"] == 2
 
 
@@ -558,7 +561,7 @@ def test_fanotify_items_round_trip_through_a_capture(tmp_path: Path) -> None:
         for item in fan_items():
             w.write(item)
     with CaptureReader(path, strict=True) as reader:
-        assert reader.header.source == "fanotify" and reader.header.version == 2  # version 2 adds F and H
+        assert reader.header.source == "fanotify" and reader.header.version == 3  # 2 adds F and H; 3: H after its batch
         assert list(reader) == fan_items()
     # Handles are hex strings: [type, fsid_hex, handle_type, handle_hex, name].
     encoded = fan_event_to_json(ren(A, b"x", B, b"y", X))
@@ -647,3 +650,27 @@ def test_a_merged_delete_self_does_not_forget_a_directory_renamed_after_it() -> 
         ("rename", b"/w/a/d", b"/w/a/d2", []), ("rename", b"/w/a/d2", b"/w/b/d3", []),
         ("delete", b"/w/b/d3/e/f", []), ("delete", b"/w/b/d3", [])]
     assert D not in n.cache
+
+
+def test_a_batch_naming_an_unknown_directory_asks_for_it_and_is_held_until_answered() -> None:
+    """The core asks (``Resolve``) and holds the batch; the answer's feed returns its records. Answers fed
+    before their batch (capture version 2) give the same records and ask nothing."""
+    new, other = fid(80), fid(81)
+    events = (ev(CREATE, new, b"f", X), ev(CREATE, A, b"x", Y), ren(other, b"a", new, b"b", Z))
+    n = norm()
+    out = n.feed(batch(0, *events))
+    assert out == [] and out.actions == (Resolve(new), Resolve(other))
+    assert n.feed(resolved(new, b"/w/a/new")) == []
+    out = n.feed(resolved(other, b"/w/b/o"))
+    after = brief(out)
+    assert after == [("create", b"/w/a/new/f", []), ("create", b"/w/a/x", []),
+                     ("rename", b"/w/b/o/a", b"/w/a/new/b", [])]
+    n = norm()
+    n.feed(resolved(new, b"/w/a/new"))
+    n.feed(resolved(other, b"/w/b/o"))
+    out = n.feed(batch(0, *events))
+    assert brief(out) == after and not [a for a in out.actions if not isinstance(a, WakeAt)]
+    n = norm()
+    n.feed(batch(0, *events))
+    out = n.feed(raw.Tick(MS))  # anything else first processes the held batch with what is known
+    assert [r.kind for r in out] == ["create", "create", "rename"] and "unresolved" in out[0].flags

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from ..capture.log import CaptureHeader, CaptureWriter
 from ..core import raw
-from ..core.actions import Action, Fed, Rescan, Unwatch, WakeAt, Watch
+from ..core.actions import Action, Fed, Rescan, Resolve, Unwatch, WakeAt, Watch
 from ..core.filters import PathFilter
 from ..core.matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS, MatcherSettings
 from ..core.shadow import ShadowTree
@@ -303,6 +303,8 @@ class LiveSource:
                 self._unwatch(action.key)
             elif isinstance(action, Rescan):
                 out.extend(self._rescan_below(action))
+            elif isinstance(action, Resolve):
+                out.extend(self._feed(self._answer(action)))
             elif self.recursive:
                 items: list[raw.AnyStreamItem] = []
                 self._watch_new(action, items)
@@ -316,6 +318,10 @@ class LiveSource:
     def _watch_new(self, action: Watch, items: list[raw.AnyStreamItem]) -> None:
         """Carry out ``Watch``: watch the new directory and all below it, appending the items that tell
         the normalizer (watches, synthesized creates, errors)."""
+        raise NotImplementedError
+
+    def _answer(self, action: Resolve) -> raw.AnyStreamItem:
+        """Carry out ``Resolve``: the item that answers it (fanotify: a ``HandleResolved``)."""
         raise NotImplementedError
 
     def _rescan_below(self, action: Rescan) -> list[Rec]:

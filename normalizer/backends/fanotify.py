@@ -18,9 +18,10 @@ The interface is :class:`~normalizer.backends.inotify.InotifySource`'s (``open``
 * **Reading**: one ``readv`` into a reused buffer, parsed by :func:`parse_batch` (info records placed by
   type), with the read's monotonic time and whether the queue was empty after it (FIONREAD == 0: fanotify
   counts 24 bytes per queued event).
-* **Handles**: before a batch is fed, every directory handle in it the normalizer does not know is resolved
-  with ``open_by_handle_at`` (:class:`~normalizer.backends._fanotify_sys.HandleResolver`) and fed (and
-  captured) as a ``HandleResolved`` item, so replay needs no I/O. The walk of the tree feeds one per directory.
+* **Handles**: every directory handle of a batch the normalizer does not know comes back from feeding it as a
+  ``Resolve`` action (the batch is held meanwhile); it is resolved with ``open_by_handle_at``
+  (:class:`~normalizer.backends._fanotify_sys.HandleResolver`) and fed (and captured, after the batch) as a
+  ``HandleResolved`` item, so replay needs no I/O. The walk of the tree feeds one per directory.
 * **The tree**: directories that appear get marks (inode mode) and are scanned, what the scan finds is reported
   as ``synthesized`` creates; with a filesystem mark only directories moved in from outside need the scan.
   Marks of directories that left the tree are removed when the process can (``open_by_handle_at``);
@@ -50,7 +51,7 @@ from typing import Any, Literal, Unpack
 from ..capture.log import CaptureHeader
 from ..core import fanotify_abi as abi
 from ..core import raw
-from ..core.actions import Rescan, Watch
+from ..core.actions import Rescan, Resolve, Watch
 from ..core.fanotify import FanotifyNormalizer, MarkMode
 from ..core.filters import PathFilter, reported_kinds
 from ..core.matcher import MatcherSettings
@@ -459,9 +460,8 @@ class FanotifySource(LiveSource):
             # the answer held for all of them (see _place_uncertain).
             self.stats["placed_later"] = self.stats.get("placed_later", 0) + 1
             out.extend(self._feed_all(placed))
-        need = self.normalizer.needed_handles(events)
-        if need:
-            out.extend(self._feed_all([self._resolve(key) for key in need]))
+        # Handles the batch names that the normalizer never saw come back as Resolve actions, answered
+        # (and captured) after the batch, which is then processed (capture format version 3).
         out.extend(self._feed(raw.FanotifyBatch(t, backlog == 0, events, backlog)))
         out.extend(self._place_uncertain())
         out.extend(self._recover(overflows, before_read))
@@ -515,6 +515,9 @@ class FanotifySource(LiveSource):
                             return False
                 return True
         return False
+
+    def _answer(self, action: Resolve) -> raw.AnyStreamItem:
+        return self._resolve(action.key)
 
     def _resolve(self, key: bytes) -> raw.HandleResolved:
         fsid, handle_type, handle = raw.fid_unpack(key)

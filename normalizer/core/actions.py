@@ -124,7 +124,31 @@ class WakeAt:
         return f"WakeAt({self.t_ns!r})"
 
 
-Action = Unwatch | Watch | Rescan | WakeAt
+class Resolve:
+    """Find where the directory with handle ``key`` is now (fanotify: ``open_by_handle_at``) and feed the
+    answer as a ``HandleResolved`` item. The batch that named the handle is held until every handle it asked
+    about was answered (answers come after their batch: capture format version 3)."""
+
+    __slots__ = ("key",)
+    key: bytes
+
+    def __init__(self, key: bytes) -> None:
+        object.__setattr__(self, "key", key)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("actions are frozen")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Resolve) and other.key == self.key
+
+    def __hash__(self) -> int:
+        return hash((Resolve, self.key))
+
+    def __repr__(self) -> str:
+        return f"Resolve({self.key!r})"
+
+
+Action = Unwatch | Watch | Rescan | WakeAt | Resolve
 
 #: The shared "nothing to do": never mutated, so no feed needs its own.
 NO_ACTIONS: tuple[Action, ...] = ()

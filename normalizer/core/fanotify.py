@@ -8,8 +8,9 @@ session gave. What it knows about fanotify (DESIGN.md, tests/test_fanotify_sys.p
   see :func:`normalizer.core.raw.fid_pack`). A cache maps the fid of every directory in the watched tree to its
   path. It is filled by the source's walk (``HandleResolved`` items), by the events themselves (a created or
   moved-in directory's own fid comes with the event, thanks to FAN_REPORT_TARGET_FID) and, for a handle it
-  has never seen, by a ``HandleResolved`` item the live source produced with ``open_by_handle_at`` *before*
-  feeding the batch (:meth:`FanotifyNormalizer.needed_handles` lists them). It is kept current by the rename
+  has never seen, by a ``HandleResolved`` item the live source produced with ``open_by_handle_at`` when the
+  feed of the batch asked for it with a ``Resolve`` action (the batch is held until answered; answers fed
+  before their batch, as capture version 2 has them, leave nothing to ask). It is kept current by the rename
   records themselves: a directory renamed inside the tree moves its whole subtree in the cache.
 * **FAN_RENAME is the record.** One FAN_RENAME event becomes one ``rename`` record: old and new directory +
   name, either omitted when its directory is not watched (flag ``unwatched``, path ``""``). No cookie, no
@@ -74,7 +75,7 @@ from typing import Literal, Unpack
 
 from ..records import Flag, Rec
 from . import raw
-from .actions import Fed, Watch
+from .actions import Fed, Resolve, Watch
 from .base import NormalizerBase
 from .fanotify_abi import (
     FAN_ACCESS,
@@ -258,6 +259,10 @@ class FanotifyNormalizer(NormalizerBase):
         #: directories whose place is uncertain until resolved again.
         self._left: dict[bytes, set[bytes]] = {}
         self._uncertain: dict[bytes, None] = {}
+        #: A batch that named directory handles never seen, held until each was answered (``Resolve``), and
+        #: the handles still unanswered.
+        self._held: raw.FanotifyBatch | None = None
+        self._awaiting: dict[bytes, None] = {}
         #: Counters a caller may report (all dropped on purpose; see the module docstring).
         self.stats: dict[str, int] = {
             "dropped_moves": 0,
@@ -275,8 +280,8 @@ class FanotifyNormalizer(NormalizerBase):
     # -- what the source must act on -----------------------------------------------------------------------
 
     def needed_handles(self, events: Iterable[raw.FanotifyEvent]) -> list[bytes]:
-        """Directory fids in ``events`` the normalizer knows nothing about, in order of first use: the live
-        source resolves them (``open_by_handle_at``) and feeds a ``HandleResolved`` for each before the batch.
+        """Directory fids in ``events`` the normalizer knows nothing about, in order of first use: a batch
+        naming any is held and each is asked for with a ``Resolve`` action (:meth:`feed`).
 
         A directory created or moved in earlier in the same batch is not listed: the event that brought it
         gives its path as it was then (resolving it now would give its *current* path)."""
@@ -313,16 +318,27 @@ class FanotifyNormalizer(NormalizerBase):
 
     def feed(self, item: raw.AnyStreamItem) -> Fed:
         """Feed one stream item; return the records that are final now, in order, with the actions the source
-        must carry out (:mod:`.actions`)."""
+        must carry out (:mod:`.actions`).
+
+        A batch naming directory handles the normalizer never saw returns no records and a ``Resolve`` per
+        handle; it is processed when the last answer (``HandleResolved``) is fed, and its records come with
+        that feed. Anything else fed meanwhile (a capture cut short, a source that does not resolve) first
+        processes it with what is known. Answers fed *before* their batch (capture version 2) leave nothing
+        to ask: the same records either way."""
+        if self._held is not None:
+            if isinstance(item, raw.HandleResolved) and item.fid in self._awaiting:
+                out = Fed()
+                self._answer(item, out)
+                del self._awaiting[item.fid]
+                self._act(out)
+                return self._joined(out, self._release()) if not self._awaiting else out
+            return self._joined(self._release(), self.feed(item))
         if isinstance(item, raw.FanotifyBatch):
             return self.feed_batch(item)
         out = Fed()
         m = self.matcher
         if isinstance(item, raw.HandleResolved):
-            if item.fid in self._uncertain:
-                self._placed_again(item, out)
-            else:
-                self._resolved(item)
+            self._answer(item, out)
         elif isinstance(item, raw.SourceNotice) and item.kind == "scan":
             if self.own_pid is not None:
                 self.own_scans.expect(item.path)
@@ -342,6 +358,29 @@ class FanotifyNormalizer(NormalizerBase):
             m.end(item.t_ns, False, out)
         # inotify items (InotifyBatch, WatchAdded, WatchRemoved) cannot occur in a fanotify stream: ignored.
         return self._wake(self._act(out))
+
+    def _answer(self, item: raw.HandleResolved, out: Fed) -> None:
+        if item.fid in self._uncertain:
+            self._placed_again(item, out)
+        else:
+            self._resolved(item)
+
+    def _release(self) -> Fed:
+        """Process the held batch with what is known now (an unanswered handle stays unknown)."""
+        batch, self._held = self._held, None
+        self._awaiting.clear()
+        return Fed() if batch is None else self._process(batch)
+
+    @staticmethod
+    def _joined(first: Fed, then: Fed) -> Fed:
+        first.extend(then)
+        if then.actions:
+            first.actions = first.actions + then.actions
+        return first
+
+    def close(self) -> list[Rec]:
+        out: list[Rec] = list(self._release()) if self._held is not None else []
+        return out + super().close()
 
     def _resolved(self, item: raw.HandleResolved) -> None:
         key = item.fid
@@ -368,6 +407,18 @@ class FanotifyNormalizer(NormalizerBase):
         return self.filter.excluded(path)
 
     def feed_batch(self, batch: raw.FanotifyBatch) -> Fed:
+        """One read's events: held, with a ``Resolve`` per directory handle never seen (see :meth:`feed`), or
+        processed now."""
+        need = self.needed_handles(batch.events)
+        if not need:
+            return self._process(batch)
+        self._held = batch
+        self._awaiting = dict.fromkeys(need)
+        out = Fed()
+        out.actions = tuple(Resolve(key) for key in need)
+        return out
+
+    def _process(self, batch: raw.FanotifyBatch) -> Fed:
         """The hot loop: one read's events. Plain file renames and single-bit file events are inlined;
         everything else (directories, merged masks, unknown handles, overflow) goes to ``_slow``."""
         out = Fed()
@@ -440,7 +491,8 @@ class FanotifyNormalizer(NormalizerBase):
             self.own_scans.clear()
             self._left.clear()
         m.end(t, batch.drained, out, backlog=batch.backlog, consumed=len(batch.events))
-        return self._wake(self._act(out) if self._new_dirs or self._retire_requests else out)
+        return self._wake(self._act(out) if self._new_dirs or self._retire_requests or self._rescan_requests
+                          else out)
 
     def _seen_by_scan(self, mask: int, path: bytes) -> bool:
         """True if this is the kernel's CREATE for an entry a scan already reported (drop it); a delete or

@@ -11,8 +11,9 @@ exactly what the consumer's tree lacks.
 
 A ``RENAME_EXCHANGE`` is two renames, ``a -> b`` then ``b -> a``; read as two moves they would leave ``a`` as
 it was and ``b`` gone. When both carry object ids (fanotify) and the ids differ, the second rename is the other
-half of an exchange (the same object moved back would carry the same id): what the first rename displaced at
-``b`` goes to ``a`` (tests/oracle.py reads them the same way). inotify has no object ids and cannot tell an
+half of an exchange (the same object moved back would carry the same id; only records that do not change the
+tree's shape may come between): what the first rename displaced at ``b`` goes to ``a`` (tests/oracle.py reads
+them the same way). inotify has no object ids and cannot tell an
 exchange of two files from ``mv a b; mv b a`` (README, "Limits").
 
 Layout, chosen for memory (it is kept for every watched file, all the time): one dict per directory, name ->
@@ -184,8 +185,11 @@ class ShadowTree:
             kind = rec.kind
             if kind not in _FOLLOWED:
                 continue
-            if kind == "rename" and rec.object_id is not None and rec.path and rec.dst and self._exchanged(rec):
-                continue
+            if kind == "rename":
+                if rec.object_id is not None and rec.path and rec.dst and self._exchanged(rec):
+                    continue
+            elif self._landing is not None and kind != "watch_end":
+                self._landing = None  # a create or delete between two renames: they are no exchange
             if rec.is_dir or kind == "watch_end":
                 nodes.clear()
                 self._apply_dir(rec)
