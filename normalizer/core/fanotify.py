@@ -70,7 +70,8 @@ session gave. What it knows about fanotify (DESIGN.md, tests/test_fanotify_sys.p
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from operator import itemgetter
 from typing import Literal, Unpack
 
 from ..records import Flag, Rec
@@ -100,6 +101,8 @@ from .ownscan import SCAN_BITS
 from .tree import DirCache
 
 MarkMode = Literal["inode", "filesystem"]
+_DIR = itemgetter(2)
+_DIR2 = itemgetter(4)
 
 #: Event bit -> record kind for the bits that are one-path records.
 _KIND_BY_BIT: dict[int, str] = {
@@ -279,13 +282,17 @@ class FanotifyNormalizer(NormalizerBase):
 
     # -- what the source must act on -----------------------------------------------------------------------
 
-    def needed_handles(self, events: Iterable[raw.FanotifyEvent]) -> list[bytes]:
+    def needed_handles(self, events: Sequence[raw.FanotifyEvent]) -> list[bytes]:
         """Directory fids in ``events`` the normalizer knows nothing about, in order of first use: a batch
         naming any is held and each is asked for with a ``Resolve`` action (:meth:`feed`).
 
         A directory created or moved in earlier in the same batch is not listed: the event that brought it
         gives its path as it was then (resolving it now would give its *current* path)."""
         known = self.cache.prefix_by_key
+        # The common batch names only known directories: found in C (two set differences, about 40 ns per
+        # event) before the per-event walk below (about 250 ns per event).
+        if not ((set(map(_DIR, events)) | set(map(_DIR2, events))) - known.keys() - {None}):
+            return []
         outside, retired, unresolved = self._outside, self._retired, self._unresolved
         learned: set[bytes] = set()
         need: dict[bytes, None] = {}
