@@ -582,6 +582,7 @@ class FanotifySource(LiveSource):
         its mark exists). Appends HandleResolved items, synthesized creates (if ``synthesize``) and error
         notices to ``items``."""
         stack = [top]
+        uncertain = set(self.normalizer.uncertain_dirs())
         while stack:
             path = stack.pop()
             is_top = is_root and path == top
@@ -590,6 +591,8 @@ class FanotifySource(LiveSource):
             fid = self._learn_dir(path, is_top=is_top, items=items, mark=self.mark_mode == "inode")
             if fid is None:
                 continue
+            if uncertain and raw.fid_pack(*fid) in uncertain:
+                continue  # placed (and its subtree rescanned) once the queue was seen empty, not by this walk
             items.append(raw.HandleResolved(time.monotonic_ns(), *fid, path, "ok"))
             children = self._scan(path, synthesize=synthesize, items=items)
             if children is not None:

@@ -311,10 +311,13 @@ class FanotifyNormalizer(NormalizerBase):
         """Directories that appeared during the feed, as current paths: created (``moved_in`` False: empty
         when created; inode marks must mark them, then scan what was created before the mark) or moved in from
         outside (True: their content must be scanned either way). Unlike inotify's (parent wd, name), a
-        directory is known by its own fid, so its path is looked up directly."""
+        directory is known by its own fid, so its path is looked up directly. None is asked for at or below a
+        directory whose place is uncertain: its path is a guess, and its Rescan lists (and marks) it all."""
         path_of = self.cache.path
+        uncertain = self._uncertain
         return self._unique((path, moved_in) for key, moved_in in self._new_dirs
-                            if (path := path_of(key)) is not None)
+                            if (path := path_of(key)) is not None
+                            and not (uncertain and self._is_uncertain(path + b"/")))
 
     def uncertain_dirs(self) -> list[bytes]:
         """Directory fids whose place is uncertain (module docstring): once the queue was seen empty, the
@@ -904,7 +907,9 @@ class FanotifyNormalizer(NormalizerBase):
         old = self.cache.path(key)
         new = item.path if item.status == "ok" and item.path is not None and not self._excluded(item.path) \
             else b""
-        if old is None:
+        if old is None or item.status not in ("ok", "outside"):
+            # Gone (stale, deleted): a directory is deleted empty, by an rmdir or a rename onto it, and the
+            # record of either was given in its place (the parent's DELETE, the rename that replaced it).
             self._resolved(item)
             return
         m = self.matcher
