@@ -674,3 +674,22 @@ def test_a_batch_naming_an_unknown_directory_asks_for_it_and_is_held_until_answe
     n.feed(batch(0, *events))
     out = n.feed(raw.Tick(MS))  # anything else first processes the held batch with what is known
     assert [r.kind for r in out] == ["create", "create", "rename"] and "unresolved" in out[0].flags
+
+
+def test_events_queued_before_a_rescan_do_not_repeat_what_it_said() -> None:
+    """A Rescan below an uncertain directory ran while events below it were still queued (the placement was
+    confirmed late, on a busy filesystem mark): those events happened before its listing. A delete (or any
+    event) of a path it reported deleted repeats it and is dropped; a create there is new; a rename from
+    there keeps its destination only. Until the queue was seen empty."""
+    n = norm()
+    n.feed(batch(0, ren(W, b"a", W, b"ab", A, True), ren(W, b"ab", W, b"a", A, True), drained=False))
+    n.feed(resolved(A, b"/w/a"))
+    why = n._why_rescan
+    for path in (b"/w/a/f", b"/w/a/g"):
+        n.feed(raw.SourceNotice(1, "delete", path, False, ("synthesized",), why))
+    out = n.feed(batch(2, ev(MODIFY, A, b"f", X), ev(DELETE, A, b"f", X), ren(A, b"g", B, b"g", Y),
+                       ev(CREATE, A, b"f", Z), drained=False))
+    assert brief(out) == [("rename", b"", b"/w/b/g", ["unwatched"]), ("create", b"/w/a/f", [])]
+    assert n.stats["dropped_rescanned"] == 3
+    out = n.feed(batch(3, ev(DELETE, A, b"f", Z)))  # after the create: reported; the queue was seen empty
+    assert brief(out) == [("delete", b"/w/a/f", [])] and n._gone == set()

@@ -266,6 +266,9 @@ class FanotifyNormalizer(NormalizerBase):
         #: the handles still unanswered.
         self._held: raw.FanotifyBatch | None = None
         self._awaiting: dict[bytes, None] = {}
+        #: Paths a Rescan below an uncertain directory reported deleted: until the queue was seen empty, the
+        #: kernel's events on them (or below them) were queued before the listing and repeat what it said.
+        self._gone: set[bytes] = set()
         #: Counters a caller may report (all dropped on purpose; see the module docstring).
         self.stats: dict[str, int] = {
             "dropped_moves": 0,
@@ -278,6 +281,7 @@ class FanotifyNormalizer(NormalizerBase):
             "dropped_tmpfile": 0,
             "dropped_fresh": 0,
             "held_back": 0,
+            "dropped_rescanned": 0,
         }
 
     # -- what the source must act on -----------------------------------------------------------------------
@@ -354,6 +358,7 @@ class FanotifyNormalizer(NormalizerBase):
                 self.own_scans.expect(item.path)
         elif isinstance(item, raw.Tick):
             self._synthesized.clear()
+            self._gone.clear()
             self.own_scans.clear()
             self._left.clear()
             m.begin(item.t_ns)
@@ -363,6 +368,8 @@ class FanotifyNormalizer(NormalizerBase):
             if item.kind == "create" and Flag.SYNTHESIZED in item.flags:
                 self._synthesized.add(item.path)
                 self.tmpfiles.appeared(item.path, item.path.rpartition(b"/")[2])
+            elif item.kind == "delete" and item.message == self._why_rescan:
+                self._gone.add(item.path)
             m.push(Rec.note(item.kind, item.path, item.is_dir, item.t_ns, 0, flags=item.flags,
                             message=item.message or None, source="fanotify"), out)
             m.end(item.t_ns, False, out)
@@ -452,11 +459,12 @@ class FanotifyNormalizer(NormalizerBase):
         stats = self.stats
         fresh = self._fresh
         uncertain = self._uncertain
+        gone = self._gone
         for ev in batch.events:
             if fresh and self._in_fresh(ev, t, out):
                 continue
             mask, pid, d, nm, d2, nm2, obj, _extra = ev
-            if uncertain:
+            if uncertain or gone:
                 slow(ev, t, out)
                 continue
             if mask == rename_bit:
@@ -498,11 +506,26 @@ class FanotifyNormalizer(NormalizerBase):
             slow(ev, t, out)
         if batch.drained:
             synthesized.clear()
+            gone.clear()
             self.own_scans.clear()
             self._left.clear()
         m.end(t, batch.drained, out, backlog=batch.backlog, consumed=len(batch.events))
         return self._wake(self._act(out) if self._new_dirs or self._retire_requests or self._rescan_requests
                           else out)
+
+    def _is_gone(self, path: bytes) -> bool:
+        return path in self._gone or any(path.startswith(g + b"/") for g in self._gone)
+
+    def _repeats_rescan(self, bit: int, path: bytes) -> bool:
+        """True if this event is on a path (or below one) a rescan reported deleted after it was queued: it
+        repeats what the rescan said (drop it). A create there is new: the path is no longer gone."""
+        if bit == FAN_CREATE:
+            self._gone.discard(path)
+            return False
+        if not self._is_gone(path):
+            return False
+        self.stats["dropped_rescanned"] += 1
+        return True
 
     def _seen_by_scan(self, mask: int, path: bytes) -> bool:
         """True if this is the kernel's CREATE for an entry a scan already reported (drop it); a delete or
@@ -611,7 +634,10 @@ class FanotifyNormalizer(NormalizerBase):
             out.insert(len(out) - 1, rec)
         else:
             self.matcher.push(rec, out)
-        if known and dst is not None:
+        if known and dst is not None and (obj is None or self.cache.key(src) == obj):
+            # Only if what the cache holds at ``src`` is what moved: after the first half of an exchange
+            # across the edge, ``src`` names the directory that came out (corpus fanotify-bbee3941fc44); the
+            # one that went in is learned by the fresh directory's walk.
             self.cache.move(src, dst)
         return True
 
@@ -702,6 +728,8 @@ class FanotifyNormalizer(NormalizerBase):
         path = prefix + nm
         if not is_dir and nm[:1] == b"#" and self._tmpfile(bit, path, nm):
             return
+        if self._gone and self._repeats_rescan(bit, path):
+            return
         if bit == FAN_CREATE:
             if self._synthesized and self._seen_by_scan(FAN_CREATE, path):
                 return
@@ -778,6 +806,18 @@ class FanotifyNormalizer(NormalizerBase):
             if src and obj is not None and obj in self._uncertain:
                 self._where_it_was(obj, src, t, out)
                 cached_src = src
+        arrived = False
+        if self._gone and src and self._is_gone(src):
+            # Its source was reported deleted by a rescan that came after this rename: what it says about the
+            # source is said; its destination too if the rescan reported it (or it left the tree). Else it
+            # arrives at its destination (a directory is listed there, as one moved in).
+            self.stats["dropped_rescanned"] += 1
+            src = b""
+            if not dst or dst in self._synthesized:
+                if is_dir and obj is not None:
+                    self._dir_moved(obj, cached_src, cached_dst)
+                return
+            arrived = True
         if is_dir and obj is not None and cached_src and cached_dst and self._cycle(obj, cached_src, cached_dst) \
                 and Flag.MERGED not in merged:
             merged = (*merged, Flag.MERGED)
@@ -801,6 +841,8 @@ class FanotifyNormalizer(NormalizerBase):
         self.matcher.push(rec, out)
         if is_dir and obj is not None:
             self._dir_moved(obj, cached_src, cached_dst)
+            if arrived and dst:
+                self._dir_arrived(obj, dst, moved_in=True)
 
     # -- directories renamed back and forth (module docstring) --------------------------------------------
 
