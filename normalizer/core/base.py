@@ -3,7 +3,7 @@ directories that appeared or left during a feed into the actions returned with i
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from ..records import Rec
 from . import raw
@@ -86,8 +86,10 @@ class NormalizerBase:
 
     @staticmethod
     def _unique(paths: Iterable[tuple[bytes, bool]]) -> Iterator[Watch]:
-        seen: set[Hashable] = set()
+        """One Watch per path, in first-seen order; ``moved_in`` if any of its entries says so (a directory
+        created, then moved out of a directory whose events were held back and in again, in one read: its
+        content must be listed; corpus fanotify-d2fa7cf49377)."""
+        seen: dict[bytes, bool] = {}
         for path, moved_in in paths:
-            if path not in seen:
-                seen.add(path)
-                yield Watch(path, moved_in)
+            seen[path] = seen.get(path, False) or moved_in
+        return (Watch(path, moved_in) for path, moved_in in seen.items())
