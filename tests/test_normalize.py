@@ -247,3 +247,18 @@ def test_a_lone_half_asks_to_be_woken_at_its_deadline_and_then_not() -> None:
     out = n.feed(raw.Tick(window + MS))
     assert brief(out) == [("rename", b"/w/f", b"", ["timeout"]), ("create", b"/w/g", [])]  # held behind it
     assert out.actions == (WakeAt(None),)
+
+
+def test_a_move_away_of_an_entry_gone_between_the_watch_and_the_scan_is_a_move_in_or_nothing() -> None:
+    """The MOVED_FROM of an entry of a new directory that its scan never reported (moved away between the
+    watch and the listing) names a ``src`` nobody was told about: it is dropped, so a move within the tree is
+    reported as arriving at its destination (``unwatched``), and a move out of the tree as nothing."""
+    n = norm_with((1, b"/w"))
+    n.feed(batch(0, ev(1, raw.IN_CREATE | raw.IN_ISDIR, b"xx"), drained=False))
+    n.feed(raw.WatchAdded(1, 2, b"/w/xx"))
+    n.feed(raw.SourceNotice(2, "create", b"/w/xx/obj", False, ("synthesized",)))
+    out = n.feed(batch(3, frm(2, 7, b"tmp"), to(1, 7, b"pack"), frm(2, 8, b"gone"), frm(2, 9, b"obj"),
+                       to(1, 9, b"obj2"), drained=False))
+    assert brief(out) == [("rename", b"", b"/w/pack", ["unwatched"]), ("rename", b"/w/xx/obj", b"/w/obj2", [])]
+    assert n.dropped_prescan == 2
+    assert n.close() == []  # nothing waits for "gone"

@@ -72,8 +72,9 @@ class InotifyNormalizer(NormalizerBase):
         #: Directories fsnorm asked to watch (Watch actions) and, once watched, *fresh* ones (as prefixes, with
         #: the trailing "/"): watched and scanned while the queue may still hold events from between the watch
         #: and the listing. An entry that was there at the watch and gone at the listing was never reported, so
-        #: its events (a delete, a close) are dropped (``dropped_prescan``): the scan is what the consumer was
-        #: told. Names the scan reported or the kernel created since are ``_fresh_known``. Cleared when the
+        #: its events (a delete, a close, a move away: its MOVED_TO, if any, is then a move in) are dropped
+        #: (``dropped_prescan``): the scan is what the consumer was told. Names the scan reported or the kernel
+        #: created since are ``_fresh_known``. Cleared when the
         #: queue was seen empty. (Found by tests/test_oracle_tools.py: git writes tmp_obj_* in a new objects/xx
         #: directory and unlinks it right away.)
         self._watch_asked: set[bytes] = set()
@@ -184,6 +185,8 @@ class InotifyNormalizer(NormalizerBase):
                 self._slow(wd, mask, cookie, name, t, out)
                 continue
             if bit == moved_from:
+                if fresh and prefix in fresh and self._vanished_before_scan(bit, prefix + name):
+                    continue  # never reported: its MOVED_TO, if any, is a move in (one-sided)
                 if synthesized:
                     synthesized.discard(prefix + name)
                 if name[0] == 35:
