@@ -578,10 +578,12 @@ class Rebuilder:
 
     @staticmethod
     def _mirror(records: Sequence[Rec], i: int, rec: Rec) -> int | None:
-        """The index of the rename right after ``records[i]`` (past move_self records) if it is its mirror."""
+        """The index of the rename right after ``records[i]`` (past records that do not change the tree's
+        shape: fanotify may put a merged ``attrib``/``move_self``/``delete_self`` of a moved directory between
+        the two renames of an exchange; core/shadow.py pairs them the same way) if it is its mirror."""
         for j in range(i + 1, len(records)):
             nxt = records[j]
-            if nxt.kind == "move_self":
+            if nxt.kind not in ("rename", "create", "delete"):
                 continue
             if nxt.kind == "rename" and nxt.path == rec.dst and nxt.dst == rec.path:
                 return j

@@ -22,7 +22,7 @@ from normalizer.backends.fanotify import from_fan_event, parse_batch
 from normalizer.capture.log import CaptureHeader, CaptureReader, CaptureWriter, fan_event_from_json, fan_event_to_json
 from normalizer.capture.replay import replay
 from normalizer.core import raw
-from normalizer.core.actions import Unwatch, Watch
+from normalizer.core.actions import Resolve, Unwatch, WakeAt, Watch
 from normalizer.core.fanotify import MERGE_ORDER, FanotifyNormalizer, FanRec
 from normalizer.core.filters import PathFilter
 from normalizer.formats.jsonl import rec_to_json
@@ -324,6 +324,8 @@ def test_unresolvable_directory_gives_an_unresolved_record_not_a_crash() -> None
     n.feed(resolved(gone, None, "stale"))
     out = n.feed(batch(0, ev(CREATE, gone, b"f", X), ren(gone, b"a", B, b"b", Y), ren(A, b"c", never, b"d", Z),
                        ev(MODIFY | CLOSE_WRITE, never, b"g", X)))
+    assert out == [] and out.actions == (Resolve(never),)  # held until answered
+    out = n.close()  # never answered (a capture cut short): processed with what is known
     assert brief(out) == [
         ("create", b"f", ["unresolved"]),
         ("rename", b"", b"/w/b/b", ["unresolved"]),
@@ -345,7 +347,8 @@ def test_unresolvable_directory_under_a_filesystem_mark_is_dropped_and_counted()
     n = norm(mark_mode="filesystem")
     n.feed(resolved(gone, None, "stale"))
     out = n.feed(batch(0, ev(CREATE, gone, b"f", X), ren(gone, b"a", fid(51), b"b", Y)))
-    assert out == []
+    assert out == [] and out.actions == (Resolve(fid(51)),)
+    assert n.feed(resolved(fid(51), None, "stale")) == []
     assert n.stats["dropped_unresolved"] == 2
 
 
@@ -558,7 +561,7 @@ def test_fanotify_items_round_trip_through_a_capture(tmp_path: Path) -> None:
         for item in fan_items():
             w.write(item)
     with CaptureReader(path, strict=True) as reader:
-        assert reader.header.source == "fanotify" and reader.header.version == 2  # version 2 adds F and H
+        assert reader.header.source == "fanotify" and reader.header.version == 3  # 2 adds F and H; 3: H after its batch
         assert list(reader) == fan_items()
     # Handles are hex strings: [type, fsid_hex, handle_type, handle_hex, name].
     encoded = fan_event_to_json(ren(A, b"x", B, b"y", X))
@@ -601,3 +604,92 @@ def test_damaged_fanotify_lines_are_reported_and_the_rest_kept() -> None:
     assert "unknown handle status 'weird'" in messages[2]
     assert "path exactly when its status is 'ok'" in messages[3]
     assert len(messages) == 4
+
+
+# --- a directory renamed away and back before fsnorm read (#9 item 3) ----------------------------------------
+
+
+def test_below_a_directory_renamed_back_nothing_is_guessed_and_a_rescan_is_asked() -> None:
+    """a -> ab, a file renamed inside, ab -> a (back to a place it left: the kernel may have merged a later
+    rename into the first one), then events below it: held back, never given a guessed or bare path; a
+    rename out of it keeps its certain side. Placed again (resolved while the queue was empty), the
+    directory moves to where it is, a ``rescan`` record names it and the feed asks for a Rescan."""
+    from normalizer.core.actions import Rescan
+
+    n = norm()
+    out = n.feed(batch(0, ren(W, b"a", W, b"ab", A, True), ren(A, b"f", A, b"g", X),
+                       ren(W, b"ab", W, b"a", A, True), ev(CREATE, A, b"h", Y), ev(DELETE, D, b"x", Z),
+                       ren(A, b"g", B, b"g", X), drained=False))
+    assert brief(out) == [("rename", b"/w/a", b"/w/ab", []), ("rename", b"/w/ab/f", b"/w/ab/g", []),
+                          ("rename", b"/w/ab", b"/w/a", ["merged"]), ("rename", b"", b"/w/b/g", ["unwatched"])]
+    assert n.stats["held_back"] == 3 and n.stats["unresolved_records"] == 0
+    assert n.uncertain_dirs() == [A]
+    out = n.feed(resolved(A, b"/w/ab"))  # where it really is: a later a -> ab vanished into the first
+    assert brief(out) == [("rename", b"/w/a", b"/w/ab", ["merged", "synthesized"]),
+                          ("rescan", b"/w/ab", ["synthesized"])]
+    assert [a for a in out.actions if isinstance(a, Rescan)] == [Rescan(b"/w/ab", n._why_rescan)]
+    assert n.cache.path(D) == b"/w/ab/d" and n.uncertain_dirs() == []
+    assert brief(n.feed(batch(1, ev(CREATE, D, b"y", Y)))) == [("create", b"/w/ab/d/y", [])]  # exact again
+
+
+def test_an_event_naming_the_uncertain_directory_in_a_certain_one_says_where_it_was() -> None:
+    n = norm()
+    n.feed(batch(0, ren(W, b"a", W, b"ab", A, True), ren(W, b"ab", W, b"a", A, True), drained=False))
+    out = n.feed(batch(1, ev(DELETE | ONDIR, W, b"ab", A), drained=False))  # rm -r of it, at ab
+    assert brief(out) == [("rename", b"/w/a", b"/w/ab", ["merged", "synthesized"]), ("delete", b"/w/ab", [])]
+    assert n.uncertain_dirs() == [] and A not in n.cache and D not in n.cache
+
+
+def test_a_merged_delete_self_does_not_forget_a_directory_renamed_after_it() -> None:
+    """The merged MOVE_SELF|DELETE_SELF stands where the MOVE_SELF happened; the directory was renamed again
+    after that and deleted later: what is below it keeps following it (corpus fanotify-3f777dac3deb)."""
+    n = norm()
+    out = n.feed(batch(0, ren(A, b"d", A, b"d2", D, True), ev(MOVE_SELF | DELETE_SELF | ONDIR, D, b"."),
+                       ren(A, b"d2", B, b"d3", D, True), ev(DELETE, E, b"f", X), ev(DELETE | ONDIR, B, b"d3", D)))
+    assert [r for r in brief(out) if r[0] in ("rename", "delete")] == [
+        ("rename", b"/w/a/d", b"/w/a/d2", []), ("rename", b"/w/a/d2", b"/w/b/d3", []),
+        ("delete", b"/w/b/d3/e/f", []), ("delete", b"/w/b/d3", [])]
+    assert D not in n.cache
+
+
+def test_a_batch_naming_an_unknown_directory_asks_for_it_and_is_held_until_answered() -> None:
+    """The core asks (``Resolve``) and holds the batch; the answer's feed returns its records. Answers fed
+    before their batch (capture version 2) give the same records and ask nothing."""
+    new, other = fid(80), fid(81)
+    events = (ev(CREATE, new, b"f", X), ev(CREATE, A, b"x", Y), ren(other, b"a", new, b"b", Z))
+    n = norm()
+    out = n.feed(batch(0, *events))
+    assert out == [] and out.actions == (Resolve(new), Resolve(other))
+    assert n.feed(resolved(new, b"/w/a/new")) == []
+    out = n.feed(resolved(other, b"/w/b/o"))
+    after = brief(out)
+    assert after == [("create", b"/w/a/new/f", []), ("create", b"/w/a/x", []),
+                     ("rename", b"/w/b/o/a", b"/w/a/new/b", [])]
+    n = norm()
+    n.feed(resolved(new, b"/w/a/new"))
+    n.feed(resolved(other, b"/w/b/o"))
+    out = n.feed(batch(0, *events))
+    assert brief(out) == after and not [a for a in out.actions if not isinstance(a, WakeAt)]
+    n = norm()
+    n.feed(batch(0, *events))
+    out = n.feed(raw.Tick(MS))  # anything else first processes the held batch with what is known
+    assert [r.kind for r in out] == ["create", "create", "rename"] and "unresolved" in out[0].flags
+
+
+def test_events_queued_before_a_rescan_do_not_repeat_what_it_said() -> None:
+    """A Rescan below an uncertain directory ran while events below it were still queued (the placement was
+    confirmed late, on a busy filesystem mark): those events happened before its listing. A delete (or any
+    event) of a path it reported deleted repeats it and is dropped; a create there is new; a rename from
+    there keeps its destination only. Until the queue was seen empty."""
+    n = norm()
+    n.feed(batch(0, ren(W, b"a", W, b"ab", A, True), ren(W, b"ab", W, b"a", A, True), drained=False))
+    n.feed(resolved(A, b"/w/a"))
+    why = n._why_rescan
+    for path in (b"/w/a/f", b"/w/a/g"):
+        n.feed(raw.SourceNotice(1, "delete", path, False, ("synthesized",), why))
+    out = n.feed(batch(2, ev(MODIFY, A, b"f", X), ev(DELETE, A, b"f", X), ren(A, b"g", B, b"g", Y),
+                       ev(CREATE, A, b"f", Z), drained=False))
+    assert brief(out) == [("rename", b"", b"/w/b/g", ["unwatched"]), ("create", b"/w/a/f", [])]
+    assert n.stats["dropped_rescanned"] == 3
+    out = n.feed(batch(3, ev(DELETE, A, b"f", Z)))  # after the create: reported; the queue was seen empty
+    assert brief(out) == [("delete", b"/w/a/f", [])] and n._gone == set()

@@ -387,7 +387,7 @@ def test_capture_of_a_live_session_replays_to_the_same_records(tree: Path, mode:
     assert any("merged" in r.flags for r in live)
     with open(cap, "rb") as f:
         header = json.loads(f.readline())
-    assert (header["source"], header["version"], header["options"]["mark_mode"]) == ("fanotify", 2, mode)
+    assert (header["source"], header["version"], header["options"]["mark_mode"]) == ("fanotify", 3, mode)
     assert any(line.startswith(b'["H"') for line in cap.read_bytes().splitlines())
     # The capture file's own writes are not events (ignore mark): under a filesystem mark they would be read,
     # captured, written: a loop. Only its creation (before the mark could exist) may be there.

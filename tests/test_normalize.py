@@ -230,3 +230,35 @@ def test_an_entry_gone_between_the_watch_and_the_scan_of_a_new_directory_is_neve
     # A directory present at start (no Watch asked) is never fresh.
     m = norm_with((1, b"/w"), (3, b"/w/old"))
     assert brief(m.feed(batch(0, ev(3, raw.IN_DELETE, b"f"), drained=False))) == [("delete", b"/w/old/f", [])]
+
+
+def test_a_lone_half_asks_to_be_woken_at_its_deadline_and_then_not() -> None:
+    """``WakeAt`` comes when the matcher's next deadline changes: a lone MOVED_FROM sets it (read time +
+    window), the Tick that ends it clears it (None); feeds that leave it as it was ask nothing."""
+    from helpers import MS
+
+    from normalizer.core.actions import WakeAt
+
+    n = tree()
+    window = n.matcher.window_ns
+    out = n.feed(batch(0, frm(1, 7, b"f")))
+    assert out == [] and out.actions == (WakeAt(window),)
+    assert n.feed(batch(1, ev(1, raw.IN_CREATE, b"g"))).actions == ()  # same deadline: nothing asked
+    out = n.feed(raw.Tick(window + MS))
+    assert brief(out) == [("rename", b"/w/f", b"", ["timeout"]), ("create", b"/w/g", [])]  # held behind it
+    assert out.actions == (WakeAt(None),)
+
+
+def test_a_move_away_of_an_entry_gone_between_the_watch_and_the_scan_is_a_move_in_or_nothing() -> None:
+    """The MOVED_FROM of an entry of a new directory that its scan never reported (moved away between the
+    watch and the listing) names a ``src`` nobody was told about: it is dropped, so a move within the tree is
+    reported as arriving at its destination (``unwatched``), and a move out of the tree as nothing."""
+    n = norm_with((1, b"/w"))
+    n.feed(batch(0, ev(1, raw.IN_CREATE | raw.IN_ISDIR, b"xx"), drained=False))
+    n.feed(raw.WatchAdded(1, 2, b"/w/xx"))
+    n.feed(raw.SourceNotice(2, "create", b"/w/xx/obj", False, ("synthesized",)))
+    out = n.feed(batch(3, frm(2, 7, b"tmp"), to(1, 7, b"pack"), frm(2, 8, b"gone"), frm(2, 9, b"obj"),
+                       to(1, 9, b"obj2"), drained=False))
+    assert brief(out) == [("rename", b"", b"/w/pack", ["unwatched"]), ("rename", b"/w/xx/obj", b"/w/obj2", [])]
+    assert n.dropped_prescan == 2
+    assert n.close() == []  # nothing waits for "gone"

@@ -9,8 +9,9 @@ watches, the tree rebuilt from the records equals the real tree, and every recor
 * ``test_oracle_corpus``: every program that ever failed (tests/corpus/oracle/*.json), replayed on its backend.
   A program whose failure is a reported bug being fixed elsewhere is ``xfail(strict=True)`` while its operation
   (or a gate the file names under ``"gates"``) is gated in :data:`KNOWN_BROKEN`; a bug found here and not
-  fixed yet is an ``"xfail": "<reason>"`` key in its file (none today: the two non-#9 bugs the oracle found
-  are fixed, see each file's ``note``).
+  fixed yet is an ``"xfail": "<reason>"`` key in its file (two today: a fanotify merge that puts a file's
+  delete before its renames, fanotify-778437a1bfd0 and fanotify-c4a4b3fdf974; the others are fixed, see each
+  file's ``note``).
 
 A failing hypothesis example is shrunk to a minimal program and saved to the corpus before the test fails.
 """
@@ -59,22 +60,13 @@ BACKENDS = ["inotify", "fanotify"]
 
 #: Operations that hit bugs of issue #9 being fixed on other branches: still generated on the backends not
 #: listed, and kept out of the generator on these, so the property stays green meanwhile. Corpus programs using
-#: them are strict xfails. Empty these sets after merging the fixes (branch ``truth``: items 1-5, 7).
+#: them are strict xfails. Empty these sets after merging the fixes.
 KNOWN_BROKEN: dict[str, dict[str, str]] = {
-    # #9 items 1, 2 and 7 (exchanges, O_TMPFILE names) are fixed: nothing is gated for them any more.
+    # #9 items 1, 2 and 7 (exchanges, O_TMPFILE names) and item 3 (fanotify: a directory renamed away and
+    # back, or twice, before a read) are fixed: nothing is gated. A gate's name is an operation's kind (or
+    # "dir_renamed_twice_unread": no read is forced after a rename of a directory).
     "inotify": {},
-    "fanotify": {
-        # #9 item 3, fixed only in part: a directory renamed away and back (or twice) before fsnorm read now
-        # gives no wrong rename path, but records below it are `unresolved` (bare name, true but not
-        # placeable) until fsnorm resolved where the directory is, and a delete below it can still carry the
-        # name from another moment (corpus fanotify-4d8862c191b5): the rebuilt tree then differs.
-        "away_back": "#9 item 3 (partly fixed): fanotify, a directory renamed away and back before a read: "
-                     "records below it are unresolved, a delete below it can carry a stale name",
-        # The same with plain renames (d2 -> a -> b before a read; merged MOVE_SELF/DELETE_SELF). While gated,
-        # the generator reads after every rename of a directory on this backend.
-        "dir_renamed_twice_unread": "#9 item 3 (partly fixed): fanotify, a directory renamed twice before a "
-                                    "read: records below it are unresolved or stale",
-    },
+    "fanotify": {},
 }
 
 #: How often each operation is drawn (pump: a read between operations).

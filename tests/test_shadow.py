@@ -85,3 +85,28 @@ def test_a_root_moved_away_forgets_everything_below_it() -> None:
     shadow.apply([end])
     assert shadow.snapshot() == {b"/srv/other/g": False}
     assert len(shadow) == 1
+
+
+def _moved(src: bytes, dst: bytes, is_dir: bool, object_id: str | None) -> Rec:
+    rec = Rec("rename", src, is_dir, 0, 0, None, dst)
+    if object_id is not None:
+        rec.object_id = object_id
+    return rec
+
+
+def test_an_exchange_with_object_ids_swaps_and_a_move_back_does_not() -> None:
+    """fanotify's RENAME_EXCHANGE of a directory and a file: two renames with different object ids; the same
+    object moved away and back carries one id; without ids (inotify) the two renames are two moves."""
+    start = [_rec("create", ROOT + b"/d", True), _rec("create", ROOT + b"/d/x", False),
+             _rec("create", ROOT + b"/f", False)]
+    swap = [_moved(ROOT + b"/d", ROOT + b"/f", True, "aa"), _moved(ROOT + b"/f", ROOT + b"/d", False, "bb")]
+    for recs, after in (
+            (swap, {b"/f": True, b"/f/x": False, b"/d": False}),
+            ([_moved(ROOT + b"/d", ROOT + b"/f", True, "aa"), _moved(ROOT + b"/f", ROOT + b"/d", True, "aa")],
+             {b"/d": True, b"/d/x": False}),
+            ([_moved(ROOT + b"/d", ROOT + b"/f", True, None), _moved(ROOT + b"/f", ROOT + b"/d", False, None)],
+             {b"/d": False})):
+        shadow = ShadowTree([ROOT])
+        shadow.apply(start)
+        shadow.apply(recs)
+        assert shadow.snapshot() == {ROOT + p: d for p, d in after.items()}, recs

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from ..capture.log import CaptureHeader, CaptureWriter
 from ..core import raw
-from ..core.actions import Action, Fed, Unwatch, Watch
+from ..core.actions import Action, Fed, Rescan, Resolve, Unwatch, WakeAt, Watch
 from ..core.filters import PathFilter
 from ..core.matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS, MatcherSettings
 from ..core.shadow import ShadowTree
@@ -123,6 +123,8 @@ class LiveSource(RootControl):
         #: Announce every listing with a ``scan`` notice (set when open/access/close_nowrite are watched: the
         #: normalizer then drops the events of fsnorm's own listings, normalizer.core.ownscan).
         self.announce_scans = False
+        #: When to feed a Tick if nothing is read (the last WakeAt action; None: no deadline).
+        self._wake_at: int | None = None
 
     # -- for subclasses ------------------------------------------------------------------------------------
 
@@ -259,7 +261,7 @@ class LiveSource(RootControl):
         out = self._read_once()
         if out is not None:
             return out
-        if self.normalizer.matcher.next_deadline() is not None:
+        if self._wake_at is not None:
             t = time.monotonic_ns()
             if self._queued() == 0:  # the clock advanced with an empty queue
                 return self._feed(raw.Tick(t))
@@ -269,7 +271,7 @@ class LiveSource(RootControl):
         """How long to poll: the caller's timeout, shortened to the next deadline, and never longer than
         MAX_POLL_SECONDS, so that a stop requested from a Python signal handler that ran late (a signal just
         before poll) is seen within that time even without ``set_wakeup_fd``."""
-        deadline = self.normalizer.matcher.next_deadline()
+        deadline = self._wake_at
         wait = self.MAX_POLL_SECONDS if timeout is None else min(timeout, self.MAX_POLL_SECONDS)
         if deadline is not None:
             wait = min(wait, max(0.0, (deadline - time.monotonic_ns()) / 1e9))
@@ -305,8 +307,14 @@ class LiveSource(RootControl):
         place a source acts on the normalizer's behalf (normalizer.core.actions)."""
         out: list[Rec] = []
         for action in actions:
-            if isinstance(action, Unwatch):
+            if isinstance(action, WakeAt):
+                self._wake_at = action.t_ns
+            elif isinstance(action, Unwatch):
                 self._unwatch(action.key)
+            elif isinstance(action, Rescan):
+                out.extend(self._rescan_below(action))
+            elif isinstance(action, Resolve):
+                out.extend(self._feed(self._answer(action)))
             elif self.scope.recursive_at(action.path):
                 items: list[raw.AnyStreamItem] = []
                 self._watch_new(action, items)
@@ -320,6 +328,16 @@ class LiveSource(RootControl):
     def _watch_new(self, action: Watch, items: list[raw.AnyStreamItem]) -> None:
         """Carry out ``Watch``: watch the new directory and all below it, appending the items that tell
         the normalizer (watches, synthesized creates, errors)."""
+        raise NotImplementedError
+
+    def _answer(self, action: Resolve) -> raw.AnyStreamItem:
+        """Carry out ``Resolve``: the item that answers it (fanotify: a ``HandleResolved``)."""
+        raise NotImplementedError
+
+    def _rescan_below(self, action: Rescan) -> list[Rec]:
+        """Carry out ``Rescan``: list the subtree again and report what differs from the shadow (only the
+        fanotify source is ever asked; without a shadow, ``rescan=False``, the ``rescan`` record that came
+        with the action is all the consumer gets)."""
         raise NotImplementedError
 
     def _observe(self, recs: list[Rec]) -> None:
@@ -404,19 +422,24 @@ class LiveSource(RootControl):
         items that tell it."""
         raise NotImplementedError
 
-    def _rescan(self, since_wall: float) -> list[Rec]:
+    def _rescan(self, since_wall: float, tops: Sequence[bytes] | None = None,
+                why: str = "rescan after overflow") -> list[Rec]:
         """After an overflow: walk the tree, watch what appeared, forget what left, and report what differs
         from the shadow tree as ``synthesized`` records: deletes (deepest first), creates (parents first), then
         ``modify`` for files whose mtime is not older than ``since_wall`` (the last read before the overflow;
-        1 s of slack for coarse timestamps). The shadow then holds what the walk found."""
+        1 s of slack for coarse timestamps). The shadow then holds what the walk found.
+
+        ``tops``: only what is below these directories (a :class:`~normalizer.core.actions.Rescan`), the
+        records carrying ``why``."""
         assert self._shadow is not None
+        below = None if tops is None else tuple(top + b"/" for top in tops)
         items: list[raw.AnyStreamItem] = []
         current: dict[bytes, bool] = {}
         dirs: set[bytes] = set(self.roots)
         unlisted: list[bytes] = []
         modified: list[bytes] = []
         recent = since_wall - 1.0
-        for root in self.roots:
+        for root in self.roots if tops is None else tops:
             stack = [root]
             while stack:
                 path = stack.pop()
@@ -448,15 +471,17 @@ class LiveSource(RootControl):
         unknown = tuple(top + b"/" for top in unlisted)
 
         def gone(path: bytes) -> bool:
-            return path not in dirs and path not in unlisted and not path.startswith(unknown)
+            return path not in dirs and path not in unlisted and not path.startswith(unknown) and \
+                (below is None or path.startswith(below))
 
         self._rescan_forget(gone, items)
         old = self._shadow.snapshot()
+        if below is not None:
+            old = {p: d for p, d in old.items() if p.startswith(below)}
         if unknown:  # keep what the shadow knew below a directory that could not be listed
             current.update((p, d) for p, d in old.items() if p.startswith(unknown))
         t = time.monotonic_ns()
         flags = (Flag.SYNTHESIZED.value,)
-        why = "rescan after overflow"
         changed = {p for p in old.keys() & current.keys() if old[p] != current[p]}
         for path in sorted((old.keys() - current.keys()) | changed, reverse=True):
             items.append(raw.SourceNotice(t, "delete", path, old[path], flags, why))
@@ -465,7 +490,8 @@ class LiveSource(RootControl):
         for path in sorted(modified):
             if path in old and path not in changed:
                 items.append(raw.SourceNotice(t, "modify", path, False, flags, why))
-        self.stats["rescans"] = self.stats.get("rescans", 0) + 1
+        counter = "rescans" if tops is None else "rescans_below"
+        self.stats[counter] = self.stats.get(counter, 0) + 1
         # The synthesized records are observed like any other: applied to the shadow, they make it what the
         # walk found (and a consumer's tree, rebuilt from the records, too).
         return self._feed_all(items)

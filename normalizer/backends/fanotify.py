@@ -18,9 +18,10 @@ The interface is :class:`~normalizer.backends.inotify.InotifySource`'s (``open``
 * **Reading**: one ``readv`` into a reused buffer, parsed by :func:`parse_batch` (info records placed by
   type), with the read's monotonic time and whether the queue was empty after it (FIONREAD == 0: fanotify
   counts 24 bytes per queued event).
-* **Handles**: before a batch is fed, every directory handle in it the normalizer does not know is resolved
-  with ``open_by_handle_at`` (:class:`~normalizer.backends._fanotify_sys.HandleResolver`) and fed (and
-  captured) as a ``HandleResolved`` item, so replay needs no I/O. The walk of the tree feeds one per directory.
+* **Handles**: every directory handle of a batch the normalizer does not know comes back from feeding it as a
+  ``Resolve`` action (the batch is held meanwhile); it is resolved with ``open_by_handle_at``
+  (:class:`~normalizer.backends._fanotify_sys.HandleResolver`) and fed (and captured, after the batch) as a
+  ``HandleResolved`` item, so replay needs no I/O. The walk of the tree feeds one per directory.
 * **The tree**: directories that appear get marks (inode mode) and are scanned, what the scan finds is reported
   as ``synthesized`` creates; with a filesystem mark only directories moved in from outside need the scan.
   Marks of directories that left the tree are removed when the process can (``open_by_handle_at``);
@@ -50,7 +51,7 @@ from typing import Any, Literal, Unpack
 from ..capture.log import CaptureHeader
 from ..core import fanotify_abi as abi
 from ..core import raw
-from ..core.actions import Watch
+from ..core.actions import Rescan, Resolve, Watch
 from ..core.fanotify import FanotifyNormalizer, MarkMode
 from ..core.filters import PathFilter, reported_kinds
 from ..core.matcher import MatcherSettings
@@ -345,6 +346,14 @@ class FanotifySource(LiveSource):
         self._rescanned_keys: set[bytes] = set()
         #: Resolutions of uncertain directories waiting for the next read to confirm them (_place_uncertain).
         self._placements: tuple[list[raw.HandleResolved], int] = ([], 0)
+        #: Wall time just before the first read since the queue was last seen empty (a Rescan reports files
+        #: changed since then as ``modify``: their events were held back), and whether the last read left it
+        #: empty.
+        self._window_wall = time.time()
+        self._drained = True
+        #: During a Rescan: mark every directory listed, known or not (one created below an uncertain
+        #: directory was never marked; marking again is harmless).
+        self._mark_all = False
         #: Besides LiveSource's counters: handles resolved with open_by_handle_at and how many of those
         #: failed. ``normalizer.stats`` has the rest.
         self.stats.update({"resolved": 0, "unresolved": 0})
@@ -439,6 +448,9 @@ class FanotifySource(LiveSource):
             return None
         t = time.monotonic_ns()
         backlog = fa.pending_events()  # FIONREAD counts 24 bytes per queued event
+        if self._drained:
+            self._window_wall = before_read
+        self._drained = backlog == 0
         try:
             events = parse_batch(bytes(memoryview(self._buf)[:n]))
         except ValueError as exc:
@@ -456,15 +468,23 @@ class FanotifySource(LiveSource):
             # the answer held for all of them (see _place_uncertain).
             self.stats["placed_later"] = self.stats.get("placed_later", 0) + 1
             out.extend(self._feed_all(placed))
-        need = self.normalizer.needed_handles(events)
-        if need:
-            out.extend(self._feed_all([self._resolve(key) for key in need]))
+        # Handles the batch names that the normalizer never saw come back as Resolve actions, answered
+        # (and captured) after the batch, which is then processed (capture format version 3).
         out.extend(self._feed(raw.FanotifyBatch(t, backlog == 0, events, backlog)))
         out.extend(self._place_uncertain())
         out.extend(self._recover(overflows, before_read))
         return out
 
-    def _place_uncertain(self) -> list[Rec]:
+    def _read_queued(self) -> list[Rec]:
+        """At close: what was queued, then every directory still uncertain placed where it is now and its
+        subtree rescanned, even if the queue never stood still long enough to confirm it (a filesystem mark
+        on a busy filesystem): the last records then describe the tree as it is at the stop, instead of
+        leaving what was held back below it untold."""
+        out = super()._read_queued()
+        out.extend(self._place_uncertain(final=True))
+        return out
+
+    def _place_uncertain(self, *, final: bool = False) -> list[Rec]:
         """Resolve the directories whose place the normalizer could not follow (renamed back and forth in
         merged events, FanotifyNormalizer's module docstring). An answer must be where the directory was at the
         last event read: it is fed now if the queue is still empty after the resolution (nothing happened
@@ -479,7 +499,7 @@ class FanotifySource(LiveSource):
         assert fa is not None
         items = [self._resolve(key) for key in keys]
         queued = fa.pending_events()
-        if queued:
+        if queued and not final:
             self._placements = (items, queued)
             return []
         self.stats["placed"] = self.stats.get("placed", 0) + 1
@@ -503,6 +523,9 @@ class FanotifySource(LiveSource):
                             return False
                 return True
         return False
+
+    def _answer(self, action: Resolve) -> raw.AnyStreamItem:
+        return self._resolve(action.key)
 
     def _resolve(self, key: bytes) -> raw.HandleResolved:
         fsid, handle_type, handle = raw.fid_unpack(key)
@@ -567,6 +590,7 @@ class FanotifySource(LiveSource):
         its mark exists). Appends HandleResolved items, synthesized creates (if ``synthesize``) and error
         notices to ``items``."""
         stack = [top]
+        uncertain = set(self.normalizer.uncertain_dirs())
         while stack:
             path = stack.pop()
             is_top = is_root and path == top
@@ -575,6 +599,8 @@ class FanotifySource(LiveSource):
             fid = self._learn_dir(path, is_top=is_top, items=items, mark=self.mark_mode == "inode")
             if fid is None:
                 continue
+            if uncertain and raw.fid_pack(*fid) in uncertain:
+                continue  # placed (and its subtree rescanned) once the queue was seen empty, not by this walk
             items.append(raw.HandleResolved(time.monotonic_ns(), *fid, path, "ok"))
             children = self._scan(path, synthesize=synthesize, items=items)
             if children is not None:
@@ -659,16 +685,30 @@ class FanotifySource(LiveSource):
         except OSError:
             key = None  # _learn_dir says why, below
         known = None if key is None else self.normalizer.cache.path(key)
-        if key is not None and known == path:
+        if key is not None and known == path and not (self._mark_all and self.mark_mode == "inode"):
             self._rescanned_keys.add(key)
             return True
-        mark = self.mark_mode == "inode" and known is None
+        mark = self.mark_mode == "inode" and (known is None or self._mark_all)
         fid = self._learn_dir(path, is_top=False, items=items, mark=mark)
         if fid is None:
             return False
         self._rescanned_keys.add(raw.fid_pack(*fid))
         items.append(raw.HandleResolved(time.monotonic_ns(), *fid, path, "ok"))
         return True
+
+    def _rescan_below(self, action: Rescan) -> list[Rec]:
+        """Carry out ``Rescan`` (a directory whose place was uncertain, placed again): with a shadow, the
+        overflow's rescan restricted to that subtree (every directory in it marked, inode mode); without one,
+        the subtree is only marked and learned (the ``rescan`` record already told the consumer)."""
+        self._mark_all = True
+        try:
+            if self._shadow is not None:
+                return self._rescan(min(self._window_wall, self._last_read_wall), (action.path,), action.why)
+            items: list[raw.AnyStreamItem] = []
+            self._walk(action.path, synthesize=False, items=items, is_root=False)
+            return self._feed_all(items)
+        finally:
+            self._mark_all = False
 
     def _rescan_forget(self, gone: Callable[[bytes], bool], items: list[raw.AnyStreamItem]) -> None:
         """Directories the cache holds at a path the walk did not find (and not found elsewhere): deleted or

@@ -35,11 +35,13 @@ from ..errors import CaptureError
 FORMAT_NAME = "fsnorm-capture"
 FORMAT_VERSION = 1
 #: Version 2 adds the fanotify items (``F``, ``H``): fanotify captures are version 2, inotify ones stay
-#: version 1 (unchanged, so older readers still read them).
-FANOTIFY_FORMAT_VERSION = 2
+#: version 1 (unchanged, so older readers still read them). Version 3 (fanotify only): the ``H`` answers to
+#: the handles a batch names come *after* that batch (the normalizer asks for them with ``Resolve``
+#: actions); a version-2 reader would process the batch before its answers, so it must refuse these.
+FANOTIFY_FORMAT_VERSION = 3
 #: Versions this reader understands, by source.
 SUPPORTED_VERSIONS_BY_SOURCE: dict[str, frozenset[int]] = {"inotify": frozenset({1}),
-                                                          "fanotify": frozenset({FANOTIFY_FORMAT_VERSION})}
+                                                          "fanotify": frozenset({2, FANOTIFY_FORMAT_VERSION})}
 #: Versions this reader understands (of any source).
 SUPPORTED_VERSIONS = frozenset().union(*SUPPORTED_VERSIONS_BY_SOURCE.values())
 
@@ -124,7 +126,7 @@ class CaptureHeader:
     wall_offset_ns: int | None = field(default_factory=sample_offset_ns)
 
     def __post_init__(self) -> None:
-        if self.source == "fanotify" and self.version < FANOTIFY_FORMAT_VERSION:
+        if self.source == "fanotify" and self.version < 2:  # a new fanotify capture (a read one keeps its own)
             self.version = FANOTIFY_FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:

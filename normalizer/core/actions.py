@@ -67,7 +67,88 @@ class Watch:
         return f"Watch({self.path!r}, moved_in={self.moved_in})"
 
 
-Action = Unwatch | Watch
+class Rescan:
+    """List the subtree at ``path`` (its current path, after the whole read) again and report what differs
+    from what the records said so far, as ``synthesized`` records; mark (inode marks) every directory in it.
+
+    Why an action, not records: the core knows *that* its view of a subtree may be wrong (fanotify merged a
+    directory's renames, so where the directory stood at an event below it could not be known, and those
+    events were held back) but only a listing can say what the subtree holds; so, as for an overflow, the core
+    says what is certain, and asks the source for the listing it cannot do itself (sans-IO). ``why`` is the
+    message the synthesized records carry."""
+
+    __slots__ = ("path", "why")
+    path: bytes
+    why: str
+
+    def __init__(self, path: bytes, why: str) -> None:
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "why", why)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("actions are frozen")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Rescan) and (other.path, other.why) == (self.path, self.why)
+
+    def __hash__(self) -> int:
+        return hash((Rescan, self.path, self.why))
+
+    def __repr__(self) -> str:
+        return f"Rescan({self.path!r}, why={self.why!r})"
+
+
+class WakeAt:
+    """Feed a ``Tick`` at monotonic time ``t_ns`` if nothing was read by then (a lone rename half's window
+    ends then); ``None``: no deadline any more, wait for the kernel only.
+
+    Returned only when the deadline *changed* (a feed that left it as it was asks for nothing), so the source
+    keeps the last one it was given; this replaces asking the matcher for its next deadline from outside."""
+
+    __slots__ = ("t_ns",)
+    t_ns: int | None
+
+    def __init__(self, t_ns: int | None) -> None:
+        object.__setattr__(self, "t_ns", t_ns)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("actions are frozen")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, WakeAt) and other.t_ns == self.t_ns
+
+    def __hash__(self) -> int:
+        return hash((WakeAt, self.t_ns))
+
+    def __repr__(self) -> str:
+        return f"WakeAt({self.t_ns!r})"
+
+
+class Resolve:
+    """Find where the directory with handle ``key`` is now (fanotify: ``open_by_handle_at``) and feed the
+    answer as a ``HandleResolved`` item. The batch that named the handle is held until every handle it asked
+    about was answered (answers come after their batch: capture format version 3)."""
+
+    __slots__ = ("key",)
+    key: bytes
+
+    def __init__(self, key: bytes) -> None:
+        object.__setattr__(self, "key", key)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("actions are frozen")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Resolve) and other.key == self.key
+
+    def __hash__(self) -> int:
+        return hash((Resolve, self.key))
+
+    def __repr__(self) -> str:
+        return f"Resolve({self.key!r})"
+
+
+Action = Unwatch | Watch | Rescan | WakeAt | Resolve
 
 #: The shared "nothing to do": never mutated, so no feed needs its own.
 NO_ACTIONS: tuple[Action, ...] = ()

@@ -8,8 +8,9 @@ session gave. What it knows about fanotify (DESIGN.md, tests/test_fanotify_sys.p
   see :func:`normalizer.core.raw.fid_pack`). A cache maps the fid of every directory in the watched tree to its
   path. It is filled by the source's walk (``HandleResolved`` items), by the events themselves (a created or
   moved-in directory's own fid comes with the event, thanks to FAN_REPORT_TARGET_FID) and, for a handle it
-  has never seen, by a ``HandleResolved`` item the live source produced with ``open_by_handle_at`` *before*
-  feeding the batch (:meth:`FanotifyNormalizer.needed_handles` lists them). It is kept current by the rename
+  has never seen, by a ``HandleResolved`` item the live source produced with ``open_by_handle_at`` when the
+  feed of the batch asked for it with a ``Resolve`` action (the batch is held until answered; answers fed
+  before their batch, as capture version 2 has them, leave nothing to ask). It is kept current by the rename
   records themselves: a directory renamed inside the tree moves its whole subtree in the cache.
 * **FAN_RENAME is the record.** One FAN_RENAME event becomes one ``rename`` record: old and new directory +
   name, either omitted when its directory is not watched (flag ``unwatched``, path ``""``). No cookie, no
@@ -37,13 +38,21 @@ session gave. What it knows about fanotify (DESIGN.md, tests/test_fanotify_sys.p
   the stream shows it. Every event below that directory after that carries its handle, and the path fsnorm
   would give it is the cache's guess. So within a *window* (the events since the queue was last seen empty;
   only those can have merged), a directory renamed back to a place it left is *uncertain*: that rename and
-  its later ones are flagged ``merged`` (each may stand for several), and every record below it gets the
-  bare name, flag ``unresolved`` and a message, instead of a path that may be wrong. Once the queue is seen
-  empty, the source resolves the directory's handle (``open_by_handle_at``: its place now) and, if the queue
-  is still empty after that (so no rename came between), feeds it as a ``HandleResolved``: the cache moves
-  the subtree there, a ``synthesized`` + ``merged`` rename record says where the directory went if that
-  differs from the last record, and records are exact again. The first rename of the cycle (read before the
-  cycle showed) cannot be flagged.
+  its later ones are flagged ``merged`` (each may stand for several), and what happens below it is treated
+  like an overflow of that subtree: held back (``stats["held_back"]``), never given a guessed or bare path;
+  a rename across its edge keeps its certain side only (``unwatched``). An event in a certain directory that
+  names the uncertain one by its handle (its delete, its next rename) says where it was then: a
+  ``synthesized`` + ``merged`` rename first moves it there if the records put it elsewhere. Once the queue is
+  seen empty, the source resolves the directory's handle (``open_by_handle_at``: its place now) and, if the
+  queue is still empty after that (so no rename came between), feeds it as a ``HandleResolved``: the cache
+  moves the subtree there, a ``synthesized`` + ``merged`` rename record says where the directory went if
+  that differs from the last record, a ``rescan`` record names it, and the feed returns a
+  :class:`~normalizer.core.actions.Rescan` action: the source lists the subtree and reports what differs
+  from what the records said (the held-back events' net effect) as synthesized records. Why a rescan and
+  not a better guess: nothing in the stream says which events below the directory vanished into earlier
+  ones, so no ordering of what was read can be trusted; a listing can. The first rename of the cycle (read
+  before the cycle showed) cannot be flagged. A *merged* DELETE_SELF of a directory stands where its first
+  bit (a MOVE_SELF, say) happened: the directory is forgotten at its parent's DELETE, in its place.
 * **Events without a directory.** With a filesystem mark the kernel also reports a file's own MOVE_SELF,
   DELETE_SELF and link-count ATTRIB, with the file's handle only. inotify's directory watches never report
   them, the rename / delete records already say it all, and there is no path to give them: they are dropped
@@ -61,12 +70,13 @@ session gave. What it knows about fanotify (DESIGN.md, tests/test_fanotify_sys.p
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from operator import itemgetter
 from typing import Literal, Unpack
 
 from ..records import Flag, Rec
 from . import raw
-from .actions import Fed, Watch
+from .actions import Fed, Resolve, Watch
 from .base import NormalizerBase
 from .fanotify_abi import (
     FAN_ACCESS,
@@ -91,6 +101,8 @@ from .ownscan import SCAN_BITS
 from .tree import DirCache
 
 MarkMode = Literal["inode", "filesystem"]
+_DIR = itemgetter(2)
+_DIR2 = itemgetter(4)
 
 #: Event bit -> record kind for the bits that are one-path records.
 _KIND_BY_BIT: dict[int, str] = {
@@ -250,6 +262,13 @@ class FanotifyNormalizer(NormalizerBase):
         #: directories whose place is uncertain until resolved again.
         self._left: dict[bytes, set[bytes]] = {}
         self._uncertain: dict[bytes, None] = {}
+        #: A batch that named directory handles never seen, held until each was answered (``Resolve``), and
+        #: the handles still unanswered.
+        self._held: raw.FanotifyBatch | None = None
+        self._awaiting: dict[bytes, None] = {}
+        #: Paths a Rescan below an uncertain directory reported deleted: until the queue was seen empty, the
+        #: kernel's events on them (or below them) were queued before the listing and repeat what it said.
+        self._gone: set[bytes] = set()
         #: Counters a caller may report (all dropped on purpose; see the module docstring).
         self.stats: dict[str, int] = {
             "dropped_moves": 0,
@@ -261,17 +280,23 @@ class FanotifyNormalizer(NormalizerBase):
             "merged_events": 0,
             "dropped_tmpfile": 0,
             "dropped_fresh": 0,
+            "held_back": 0,
+            "dropped_rescanned": 0,
         }
 
     # -- what the source must act on -----------------------------------------------------------------------
 
-    def needed_handles(self, events: Iterable[raw.FanotifyEvent]) -> list[bytes]:
-        """Directory fids in ``events`` the normalizer knows nothing about, in order of first use: the live
-        source resolves them (``open_by_handle_at``) and feeds a ``HandleResolved`` for each before the batch.
+    def needed_handles(self, events: Sequence[raw.FanotifyEvent]) -> list[bytes]:
+        """Directory fids in ``events`` the normalizer knows nothing about, in order of first use: a batch
+        naming any is held and each is asked for with a ``Resolve`` action (:meth:`feed`).
 
         A directory created or moved in earlier in the same batch is not listed: the event that brought it
         gives its path as it was then (resolving it now would give its *current* path)."""
         known = self.cache.prefix_by_key
+        # The common batch names only known directories: found in C (two set differences, about 40 ns per
+        # event) before the per-event walk below (about 250 ns per event).
+        if not ((set(map(_DIR, events)) | set(map(_DIR2, events))) - known.keys() - {None}):
+            return []
         outside, retired, unresolved = self._outside, self._retired, self._unresolved
         learned: set[bytes] = set()
         need: dict[bytes, None] = {}
@@ -290,10 +315,13 @@ class FanotifyNormalizer(NormalizerBase):
         """Directories that appeared during the feed, as current paths: created (``moved_in`` False: empty
         when created; inode marks must mark them, then scan what was created before the mark) or moved in from
         outside (True: their content must be scanned either way). Unlike inotify's (parent wd, name), a
-        directory is known by its own fid, so its path is looked up directly."""
+        directory is known by its own fid, so its path is looked up directly. None is asked for at or below a
+        directory whose place is uncertain: its path is a guess, and its Rescan lists (and marks) it all."""
         path_of = self.cache.path
+        uncertain = self._uncertain
         return self._unique((path, moved_in) for key, moved_in in self._new_dirs
-                            if (path := path_of(key)) is not None)
+                            if (path := path_of(key)) is not None
+                            and not (uncertain and self._is_uncertain(path + b"/")))
 
     def uncertain_dirs(self) -> list[bytes]:
         """Directory fids whose place is uncertain (module docstring): once the queue was seen empty, the
@@ -304,21 +332,33 @@ class FanotifyNormalizer(NormalizerBase):
 
     def feed(self, item: raw.AnyStreamItem) -> Fed:
         """Feed one stream item; return the records that are final now, in order, with the actions the source
-        must carry out (:mod:`.actions`)."""
+        must carry out (:mod:`.actions`).
+
+        A batch naming directory handles the normalizer never saw returns no records and a ``Resolve`` per
+        handle; it is processed when the last answer (``HandleResolved``) is fed, and its records come with
+        that feed. Anything else fed meanwhile (a capture cut short, a source that does not resolve) first
+        processes it with what is known. Answers fed *before* their batch (capture version 2) leave nothing
+        to ask: the same records either way."""
+        if self._held is not None:
+            if isinstance(item, raw.HandleResolved) and item.fid in self._awaiting:
+                out = Fed()
+                self._answer(item, out)
+                del self._awaiting[item.fid]
+                self._act(out)
+                return self._joined(out, self._release()) if not self._awaiting else out
+            return self._joined(self._release(), self.feed(item))
         if isinstance(item, raw.FanotifyBatch):
             return self.feed_batch(item)
         out = Fed()
         m = self.matcher
         if isinstance(item, raw.HandleResolved):
-            if item.fid in self._uncertain:
-                self._placed_again(item, out)
-            else:
-                self._resolved(item)
+            self._answer(item, out)
         elif isinstance(item, raw.SourceNotice) and item.kind == "scan":
             if self.own_pid is not None:
                 self.own_scans.expect(item.path)
         elif isinstance(item, raw.Tick):
             self._synthesized.clear()
+            self._gone.clear()
             self.own_scans.clear()
             self._left.clear()
             m.begin(item.t_ns)
@@ -328,11 +368,36 @@ class FanotifyNormalizer(NormalizerBase):
             if item.kind == "create" and Flag.SYNTHESIZED in item.flags:
                 self._synthesized.add(item.path)
                 self.tmpfiles.appeared(item.path, item.path.rpartition(b"/")[2])
+            elif item.kind == "delete" and item.message == self._why_rescan:
+                self._gone.add(item.path)
             m.push(Rec.note(item.kind, item.path, item.is_dir, item.t_ns, 0, flags=item.flags,
                             message=item.message or None, source="fanotify"), out)
             m.end(item.t_ns, False, out)
         # inotify items (InotifyBatch, WatchAdded, WatchRemoved) cannot occur in a fanotify stream: ignored.
-        return self._act(out)
+        return self._wake(self._act(out))
+
+    def _answer(self, item: raw.HandleResolved, out: Fed) -> None:
+        if item.fid in self._uncertain:
+            self._placed_again(item, out)
+        else:
+            self._resolved(item)
+
+    def _release(self) -> Fed:
+        """Process the held batch with what is known now (an unanswered handle stays unknown)."""
+        batch, self._held = self._held, None
+        self._awaiting.clear()
+        return Fed() if batch is None else self._process(batch)
+
+    @staticmethod
+    def _joined(first: Fed, then: Fed) -> Fed:
+        first.extend(then)
+        if then.actions:
+            first.actions = first.actions + then.actions
+        return first
+
+    def close(self) -> list[Rec]:
+        out: list[Rec] = list(self._release()) if self._held is not None else []
+        return out + super().close()
 
     def _resolved(self, item: raw.HandleResolved) -> None:
         key = item.fid
@@ -359,6 +424,18 @@ class FanotifyNormalizer(NormalizerBase):
         return self.filter.excluded(path)
 
     def feed_batch(self, batch: raw.FanotifyBatch) -> Fed:
+        """One read's events: held, with a ``Resolve`` per directory handle never seen (see :meth:`feed`), or
+        processed now."""
+        need = self.needed_handles(batch.events)
+        if not need:
+            return self._process(batch)
+        self._held = batch
+        self._awaiting = dict.fromkeys(need)
+        out = Fed()
+        out.actions = tuple(Resolve(key) for key in need)
+        return out
+
+    def _process(self, batch: raw.FanotifyBatch) -> Fed:
         """The hot loop: one read's events. Plain file renames and single-bit file events are inlined;
         everything else (directories, merged masks, unknown handles, overflow) goes to ``_slow``."""
         out = Fed()
@@ -382,11 +459,12 @@ class FanotifyNormalizer(NormalizerBase):
         stats = self.stats
         fresh = self._fresh
         uncertain = self._uncertain
+        gone = self._gone
         for ev in batch.events:
             if fresh and self._in_fresh(ev, t, out):
                 continue
             mask, pid, d, nm, d2, nm2, obj, _extra = ev
-            if uncertain:
+            if uncertain or gone:
                 slow(ev, t, out)
                 continue
             if mask == rename_bit:
@@ -428,10 +506,26 @@ class FanotifyNormalizer(NormalizerBase):
             slow(ev, t, out)
         if batch.drained:
             synthesized.clear()
+            gone.clear()
             self.own_scans.clear()
             self._left.clear()
         m.end(t, batch.drained, out, backlog=batch.backlog, consumed=len(batch.events))
-        return self._act(out) if self._new_dirs or self._retire_requests else out
+        return self._wake(self._act(out) if self._new_dirs or self._retire_requests or self._rescan_requests
+                          else out)
+
+    def _is_gone(self, path: bytes) -> bool:
+        return path in self._gone or any(path.startswith(g + b"/") for g in self._gone)
+
+    def _repeats_rescan(self, bit: int, path: bytes) -> bool:
+        """True if this event is on a path (or below one) a rescan reported deleted after it was queued: it
+        repeats what the rescan said (drop it). A create there is new: the path is no longer gone."""
+        if bit == FAN_CREATE:
+            self._gone.discard(path)
+            return False
+        if not self._is_gone(path):
+            return False
+        self.stats["dropped_rescanned"] += 1
+        return True
 
     def _seen_by_scan(self, mask: int, path: bytes) -> bool:
         """True if this is the kernel's CREATE for an entry a scan already reported (drop it); a delete or
@@ -540,7 +634,10 @@ class FanotifyNormalizer(NormalizerBase):
             out.insert(len(out) - 1, rec)
         else:
             self.matcher.push(rec, out)
-        if known and dst is not None:
+        if known and dst is not None and (obj is None or self.cache.key(src) == obj):
+            # Only if what the cache holds at ``src`` is what moved: after the first half of an exchange
+            # across the edge, ``src`` names the directory that came out (corpus fanotify-bbee3941fc44); the
+            # one that went in is learned by the fresh directory's walk.
             self.cache.move(src, dst)
         return True
 
@@ -601,18 +698,12 @@ class FanotifyNormalizer(NormalizerBase):
             self._unplaced(kind, d, nm, is_dir, t, mask, pid, obj, merged, out)
             return
         m = self.matcher
-        if self._uncertain and self._is_uncertain(prefix):
-            self._uncertain_record(kind, d, nm, is_dir, t, mask, pid, d.hex() if nm in (b".", b"") else oid,
-                                   merged, out)
-            if bit == FAN_DELETE_SELF and nm in (b".", b""):
-                self.cache.remove(d)
-                self._uncertain.pop(d, None)
-            elif is_dir and obj is not None and nm not in (b".", b""):
-                if bit == FAN_CREATE:
-                    self._dir_arrived(obj, prefix + nm, moved_in=False)
-                elif bit == FAN_DELETE:
-                    self.cache.remove(obj)
-            return
+        if self._uncertain:
+            if self._is_uncertain(prefix):
+                self._held_back(bit, nm, is_dir, obj, prefix)
+                return
+            if obj is not None and obj in self._uncertain and nm not in (b".", b""):
+                self._where_it_was(obj, prefix + nm, t, out)
         if nm in (b".", b""):  # an event on the directory ``d`` itself
             path = prefix[:-1] if len(prefix) > 1 else prefix
             oid = d.hex()
@@ -626,12 +717,18 @@ class FanotifyNormalizer(NormalizerBase):
                 end = FanRec("watch_end", path, True, t, mask, b"", (), pid, oid)
                 end.message = "watch ended: the directory was deleted"
                 m.push(end, out)
-                self.cache.remove(d)
+                if not merged or self.cache.key(_parent(path)) is None:
+                    # Merged (with its MOVE_SELF, say), the event stands where the first of its bits happened,
+                    # and the directory may have been renamed after that: its parent's DELETE, which comes in
+                    # its place, forgets it (forgetting it here left what is below it at a stale path).
+                    self.cache.remove(d)
             else:
                 m.push(FanRec(kind, path, is_dir, t, mask, b"", merged, pid, oid), out)
             return
         path = prefix + nm
         if not is_dir and nm[:1] == b"#" and self._tmpfile(bit, path, nm):
+            return
+        if self._gone and self._repeats_rescan(bit, path):
             return
         if bit == FAN_CREATE:
             if self._synthesized and self._seen_by_scan(FAN_CREATE, path):
@@ -644,6 +741,9 @@ class FanotifyNormalizer(NormalizerBase):
                 self._dir_arrived(obj, path, moved_in=False)
             elif bit == FAN_DELETE:
                 self.cache.remove(obj)
+                if obj in self._uncertain:
+                    del self._uncertain[obj]
+                    self.cache.remove_below(path)
 
     def _unplaced(self, kind: str, d: bytes, nm: bytes, is_dir: bool, t: int, mask: int, pid: int,
                   obj: bytes | None, merged: tuple[str, ...], out: list[Rec]) -> None:
@@ -697,12 +797,27 @@ class FanotifyNormalizer(NormalizerBase):
         dst, why_dst = self._side(d2, nm2)
         cached_src, cached_dst = src, dst  # the cache's view, which the upkeep below follows
         if self._uncertain:
-            if src and d is not None and self._is_uncertain(self.cache.prefix_by_key[d]):
-                src, why_src = b"", f"directory {d.hex()} (its place is uncertain: {self._why_uncertain}), " \
-                    f"name {nm!r}"
-            if dst and d2 is not None and self._is_uncertain(self.cache.prefix_by_key[d2]):
-                dst, why_dst = b"", f"directory {d2.hex()} (its place is uncertain: {self._why_uncertain}), " \
-                    f"name {nm2!r}"
+            src_held = bool(src) and d is not None and self._is_uncertain(self.cache.prefix_by_key[d])
+            dst_held = bool(dst) and d2 is not None and self._is_uncertain(self.cache.prefix_by_key[d2])
+            if src_held or dst_held:
+                self._rename_held_back(ev, t, merged, src if not src_held else b"", dst if not dst_held else b"",
+                                       cached_src, cached_dst, out)
+                return
+            if src and obj is not None and obj in self._uncertain:
+                self._where_it_was(obj, src, t, out)
+                cached_src = src
+        arrived = False
+        if self._gone and src and self._is_gone(src):
+            # Its source was reported deleted by a rescan that came after this rename: what it says about the
+            # source is said; its destination too if the rescan reported it (or it left the tree). Else it
+            # arrives at its destination (a directory is listed there, as one moved in).
+            self.stats["dropped_rescanned"] += 1
+            src = b""
+            if not dst or dst in self._synthesized:
+                if is_dir and obj is not None:
+                    self._dir_moved(obj, cached_src, cached_dst)
+                return
+            arrived = True
         if is_dir and obj is not None and cached_src and cached_dst and self._cycle(obj, cached_src, cached_dst) \
                 and Flag.MERGED not in merged:
             merged = (*merged, Flag.MERGED)
@@ -726,6 +841,8 @@ class FanotifyNormalizer(NormalizerBase):
         self.matcher.push(rec, out)
         if is_dir and obj is not None:
             self._dir_moved(obj, cached_src, cached_dst)
+            if arrived and dst:
+                self._dir_arrived(obj, dst, moved_in=True)
 
     # -- directories renamed back and forth (module docstring) --------------------------------------------
 
@@ -746,38 +863,121 @@ class FanotifyNormalizer(NormalizerBase):
         """True if the directory with this cached ``path + "/"`` is, or is below, an uncertain directory."""
         return self._below_any(self._uncertain, prefix)
 
-    def _uncertain_record(self, kind: str, d: bytes, nm: bytes, is_dir: bool, t: int, mask: int, pid: int,
-                          oid: str | None, merged: tuple[str, ...], out: list[Rec]) -> None:
-        name = b"" if nm == b"." else nm
-        rec = FanRec(kind, name, is_dir, t, mask, b"", (*merged, Flag.UNRESOLVED), pid, oid)
-        rec.message = f"directory handle {d.hex()}: its place is uncertain ({self._why_uncertain}); path is " \
-            "the bare name"
-        self.stats["unresolved_records"] += 1
+    def _held_back(self, bit: int, nm: bytes, is_dir: bool, obj: bytes | None, prefix: bytes) -> None:
+        """An event below a directory whose place is uncertain: not reported (where it happened cannot be
+        known; the rescan after the directory is placed says what is there). The cache still follows the
+        directories created and deleted there, so that events below them are known to be held back too; a
+        directory created there gets no ``Watch`` (its path is a guess): the rescan marks and lists it."""
+        self.stats["held_back"] += 1
+        if not is_dir or obj is None or nm in (b".", b""):
+            # The uncertain directory's own DELETE_SELF (or one below it) is not acted on: its parent's DELETE
+            # forgets it in its place (a merged DELETE_SELF stands where an earlier bit happened).
+            return
+        if bit == FAN_CREATE:
+            path = prefix + nm
+            if self._excluded(path):
+                self._mark_outside(obj)
+            else:
+                self._retired.discard(obj)
+                self._outside.pop(obj, None)
+                self.cache.add(obj, path)
+        elif bit == FAN_DELETE:
+            self.cache.remove(obj)
+
+    def _rename_held_back(self, ev: raw.FanotifyEvent, t: int, merged: tuple[str, ...], src: bytes, dst: bytes,
+                          cached_src: bytes, cached_dst: bytes, out: list[Rec]) -> None:
+        """A rename with a side below an uncertain directory (that side is ``b""`` here). Only the certain
+        side is reported, as a one-sided rename (flag ``unwatched``, with a message): moved out of the uncertain
+        subtree, it appears at ``dst`` (a directory is watched and listed there, like one moved in); moved
+        into it, it is gone from ``src`` (the rescan reports it where it is). Both sides uncertain: nothing is
+        reported. The cache follows the move either way."""
+        mask, pid, _d, _nm, _d2, nm2, obj, _ = ev
+        is_dir = bool(mask & FAN_ONDIR)
+        self.stats["held_back"] += 1
+        oid = None if obj is None else obj.hex()
+        if dst:
+            rec = FanRec("rename", b"", is_dir, t, mask, dst, (Flag.UNWATCHED, *merged), pid, oid)
+            rec.message = f"moved out of a directory whose place is uncertain ({self._why_uncertain}): its " \
+                "rescan reports what left"
+            if not is_dir and nm2[:1] == b"#":
+                self.tmpfiles.appeared(dst, nm2)
+            self.matcher.push(rec, out)
+        elif src:
+            if self._synthesized:
+                self._seen_by_scan(FAN_RENAME, src)
+            rec = FanRec("rename", src, is_dir, t, mask, b"", (Flag.UNWATCHED, *merged), pid, oid)
+            rec.message = f"moved into a directory whose place is uncertain ({self._why_uncertain}): its " \
+                "rescan reports it there"
+            self.matcher.push(rec, out)
+        if not is_dir or obj is None:
+            return
+        cache = self.cache
+        if cached_src and cached_dst:
+            if cache.key(cached_src) is not None or obj in cache:
+                cache.move(cached_src, cached_dst, obj)
+            if cache.path(obj) != cached_dst:
+                cache.add(obj, cached_dst)
+            if dst:
+                self._dir_arrived(obj, dst, moved_in=True)  # its content was not reported: list it there
+        elif cached_src:
+            self._retire(cached_src, obj)  # left the tree from below the uncertain directory
+        elif cached_dst and not self._excluded(cached_dst):
+            self._retired.discard(obj)
+            self._outside.pop(obj, None)
+            cache.add(obj, cached_dst)  # moved in from outside: the rescan marks and lists it
+
+    def _where_it_was(self, key: bytes, path: bytes, t: int, out: list[Rec]) -> None:
+        """An event in a certain directory names the uncertain directory ``key`` at ``path``: that is where it
+        was then. If the records so far put it elsewhere (a rename of it merged away), a ``synthesized`` +
+        ``merged`` rename says where it went, before the event's own record."""
+        old = self.cache.path(key)
+        if old is None or old == path:
+            return
+        rec = FanRec("rename", old, True, t, 0, path, (Flag.MERGED, Flag.SYNTHESIZED), None, key.hex())
+        rec.message = "where the directory was at the next event naming it: its renames were merged by the kernel"
         self.matcher.push(rec, out)
+        self.cache.move(old, path, key)
 
     def _placed_again(self, item: raw.HandleResolved, out: list[Rec]) -> None:
         """An uncertain directory resolved while the queue was empty: where it is now is where it was at the
-        last event read. Move its subtree there; say so with a synthesized rename if that is news."""
+        last event read. Move its subtree there (a synthesized rename says so if that is news), then a
+        ``rescan`` record and a :class:`~.actions.Rescan` action: the events held back below it are replaced by
+        what a listing finds, diffed against what the records said (other uncertain directories below it are
+        covered by the same rescan)."""
         key = item.fid
         del self._uncertain[key]
         old = self.cache.path(key)
         new = item.path if item.status == "ok" and item.path is not None and not self._excluded(item.path) \
             else b""
-        if old is None or old == new:
-            if old is None:
-                self._resolved(item)
+        if old is None or item.status not in ("ok", "outside"):
+            # Gone (stale, deleted): a directory is deleted empty, by an rmdir or a rename onto it, and the
+            # record of either was given in its place (the parent's DELETE, the rename that replaced it).
+            self._resolved(item)
             return
         m = self.matcher
         m.begin(item.t_ns)
-        flags = ((Flag.UNWATCHED,) if not new else ()) + (Flag.MERGED, Flag.SYNTHESIZED)
-        rec = FanRec("rename", old, True, item.t_ns, 0, new, flags, None, key.hex())
-        rec.message = f"where the directory is now: its renames were merged by the kernel ({item.status})"
-        m.push(rec, out)
+        if old != new:
+            flags = ((Flag.UNWATCHED,) if not new else ()) + (Flag.MERGED, Flag.SYNTHESIZED)
+            rec = FanRec("rename", old, True, item.t_ns, 0, new, flags, None, key.hex())
+            rec.message = f"where the directory is now: its renames were merged by the kernel ({item.status})"
+            m.push(rec, out)
+            if new:
+                self.cache.move(old, new, key)
+            else:
+                self._retire(old, key)
         if new:
-            self.cache.move(old, new, key)
-        else:
-            self._retire(old, key)
+            below = new + b"/"
+            for other in [k for k, _ in self._uncertain.items()
+                          if (p := self.cache.path(k)) is not None and p.startswith(below)]:
+                del self._uncertain[other]
+            note = Rec.note("rescan", new, True, item.t_ns, 0, flags=(Flag.SYNTHESIZED,),
+                            message=self._why_rescan, source="fanotify")
+            m.push(note, out)
+            self._rescan_requests.append((new, self._why_rescan))
         m.end(item.t_ns, False, out)
+
+    _why_rescan = "rescan of a directory renamed back and forth before fsnorm read (the kernel may have " \
+        "merged its events): what happened below it is reported as found now"
 
     def _dir_moved(self, key: bytes, src: bytes, dst: bytes) -> None:
         """Keep the cache in step with a directory rename (either side may be outside the tree)."""
@@ -814,6 +1014,9 @@ class FanotifyNormalizer(NormalizerBase):
         gone = self.cache.remove_below(path)
         if key is not None and key not in gone:
             gone.append(key)
+        if self._uncertain:
+            for k in gone:
+                self._uncertain.pop(k, None)
         self._retired.update(gone)
         self._retire_requests.extend(gone)
 

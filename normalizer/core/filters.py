@@ -23,7 +23,7 @@ from .fanotify_abi import FAN_MOVED_FROM, FAN_MOVED_TO, FAN_RENAME
 from .roots import RootKind, RootSet
 
 #: Record kinds about the stream itself, never filtered out.
-_ALWAYS = frozenset({"overflow", "watch_end", "error", "unknown"})
+_ALWAYS = frozenset({"overflow", "watch_end", "error", "unknown", "rescan"})
 
 #: Event kinds a user can ask for (``--events``), and their inotify bits. ``rename`` asks for both halves.
 #: fanotify's event bits are the same numbers, except that its single rename event is FAN_RENAME.

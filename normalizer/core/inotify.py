@@ -72,8 +72,9 @@ class InotifyNormalizer(NormalizerBase):
         #: Directories fsnorm asked to watch (Watch actions) and, once watched, *fresh* ones (as prefixes, with
         #: the trailing "/"): watched and scanned while the queue may still hold events from between the watch
         #: and the listing. An entry that was there at the watch and gone at the listing was never reported, so
-        #: its events (a delete, a close) are dropped (``dropped_prescan``): the scan is what the consumer was
-        #: told. Names the scan reported or the kernel created since are ``_fresh_known``. Cleared when the
+        #: its events (a delete, a close, a move away: its MOVED_TO, if any, is then a move in) are dropped
+        #: (``dropped_prescan``): the scan is what the consumer was told. Names the scan reported or the kernel
+        #: created since are ``_fresh_known``. Cleared when the
         #: queue was seen empty. (Found by tests/test_oracle_tools.py: git writes tmp_obj_* in a new objects/xx
         #: directory and unlinks it right away.)
         self._watch_asked: set[bytes] = set()
@@ -122,7 +123,7 @@ class InotifyNormalizer(NormalizerBase):
             self._synthesized.clear()
             self.own_scans.clear()
             m.advance(item.t_ns, out)
-            return out
+            return self._wake(out)
         elif isinstance(item, raw.SourceNotice):
             if item.kind == "create" and Flag.SYNTHESIZED in item.flags:
                 self._synthesized.add(item.path)
@@ -132,7 +133,7 @@ class InotifyNormalizer(NormalizerBase):
             m.push(Rec.note(item.kind, item.path, item.is_dir, item.t_ns, 0, flags=item.flags,
                             message=item.message or None), out)
         m.end(item.t_ns, False, out)
-        return out
+        return self._wake(out)
 
     def feed_batch(self, batch: raw.InotifyBatch) -> Fed:
         """The hot loop: one read's events. Common cases are inlined; the rest go to ``_slow``.
@@ -184,6 +185,8 @@ class InotifyNormalizer(NormalizerBase):
                 self._slow(wd, mask, cookie, name, t, out)
                 continue
             if bit == moved_from:
+                if fresh and prefix in fresh and self._vanished_before_scan(bit, prefix + name):
+                    continue  # never reported: its MOVED_TO, if any, is a move in (one-sided)
                 if synthesized:
                     synthesized.discard(prefix + name)
                 if name[0] == 35:
@@ -238,7 +241,7 @@ class InotifyNormalizer(NormalizerBase):
         if self._unwatched_new:
             self._unwatched_new.clear()
             self._unwatched_displaced.clear()
-        return self._act(out) if self._new_dirs or self._retire_requests else out
+        return self._wake(self._act(out) if self._new_dirs or self._retire_requests else out)
 
     def _note_watch(self, path: bytes) -> None:
         """A watch was added: it is fresh if fsnorm asked for it, or if it lies in a fresh directory (the

@@ -9,6 +9,13 @@ the destination like a destination-only rename), a source-only rename removes, a
 consumer's tree and the shadow follow the same records the same way, the differences the rescan reports are
 exactly what the consumer's tree lacks.
 
+A ``RENAME_EXCHANGE`` is two renames, ``a -> b`` then ``b -> a``; read as two moves they would leave ``a`` as
+it was and ``b`` gone. When both carry object ids (fanotify) and the ids differ, the second rename is the other
+half of an exchange (the same object moved back would carry the same id; only records that do not change the
+tree's shape may come between): what the first rename displaced at ``b`` goes to ``a`` (tests/oracle.py reads
+them the same way). inotify has no object ids and cannot tell an
+exchange of two files from ``mv a b; mv b a`` (README, "Limits").
+
 Layout, chosen for memory (it is kept for every watched file, all the time): one dict per directory, name ->
 child dict (a directory) or None (anything else). A file costs its name (a bytes object) and one dict slot;
 paths are never stored whole, and a directory rename moves a subtree by relinking one dict. Measured:
@@ -43,6 +50,9 @@ class ShadowTree:
             self._roots.append((root if root.endswith(b"/") else root + b"/", root, {}))
         #: Directory path -> its node, for the hot path of :meth:`apply`; cleared whenever a directory changes.
         self._nodes: dict[bytes, Node] = {}
+        #: The last two-sided rename with an object id that landed on an existing entry: (dst, src, its object
+        #: id, the entry it displaced), until the next rename (module docstring: exchanges).
+        self._landing: tuple[bytes, bytes, str, Node | None] | None = None
 
     # -- lookups -------------------------------------------------------------------------------------------
 
@@ -183,6 +193,11 @@ class ShadowTree:
             kind = rec.kind
             if kind not in _FOLLOWED:
                 continue
+            if kind == "rename":
+                if rec.object_id is not None and rec.path and rec.dst and self._exchanged(rec):
+                    continue
+            elif self._landing is not None and kind != "watch_end":
+                self._landing = None  # a create or delete between two renames: they are no exchange
             if rec.is_dir or kind == "watch_end":
                 nodes.clear()
                 self._apply_dir(rec)
@@ -210,6 +225,22 @@ class ShadowTree:
                 node.pop(name, None)
             else:
                 node[name] = None
+
+    def _exchanged(self, rec: Rec) -> bool:
+        """Exchanges (module docstring): True if ``rec`` is the second half of one (applied here); else note
+        what ``rec`` is about to displace, if anything."""
+        landing, self._landing = self._landing, None
+        if landing is not None and rec.path == landing[0] and rec.dst == landing[1] and rec.object_id != landing[2]:
+            self._nodes.clear()
+            found = self._parent(rec.dst, create=True)
+            if found is not None:
+                found[0][found[1]] = landing[3]
+            return True
+        found = self._parent(rec.dst, create=False)
+        if found is not None and found[1] in found[0]:
+            assert rec.object_id is not None
+            self._landing = (rec.dst, rec.path, rec.object_id, found[0][found[1]])
+        return False
 
     def _apply_dir(self, rec: Rec) -> None:
         kind = rec.kind
