@@ -8,6 +8,8 @@ PYTHON ?= $(shell for p in /usr/bin/python3 python3; do \
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# The modules setup.py compiles with mypyc: an edit to one of them reinstalls (recompiles) before the next target.
+COMPILED_SRCS := $(shell grep -o '"normalizer/[a-z_/]*\.py"' setup.py | tr -d '"')
 
 .PHONY: demo test lint typecheck unit bench bench-full soak fuzz clean
 FUZZ_SECONDS ?= 300
@@ -21,11 +23,12 @@ SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 PIP_FILTER := 2>&1 | { grep -v "^WARNING: Location 'file:.*' is ignored" || true; }
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py $(COMPILED_SRCS)
 	@test -n "$(PYTHON)" || { echo "need Python >= 3.11 with venv/ensurepip (apt-get install python3-venv)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip $(PIP_FILTER)
 	PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install -q -e '.[dev,bench]' $(PIP_FILTER)
+	@$(BIN)/python -c 'from normalizer import _compiled; _compiled.install_note()'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
