@@ -45,9 +45,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict normalizer
 
-## unit: the tests, with a line-coverage report of normalizer/ (CLI subprocesses included; see pyproject)
+## unit: the tests against the compiled hot path (where it was built), then the core, replay and golden tests
+## against the pure-Python one (FSNORM_PURE=1); one line-coverage report of normalizer/ for both runs (CLI
+## subprocesses included; see pyproject). tests/test_compiled.py compares the two paths record for record.
+PURE_TESTS := tests/test_matcher.py tests/test_normalize.py tests/test_properties.py tests/test_golden.py \
+	tests/test_capture.py tests/test_records.py tests/test_fanotify_normalize.py tests/test_fuzz_corpus.py \
+	tests/test_compiled.py
 unit: $(STAMP)
-	$(BIN)/pytest -q --cov=normalizer --cov-report=term
+	$(BIN)/pytest -q --cov=normalizer --cov-report=
+	FSNORM_PURE=1 $(BIN)/pytest -q --cov=normalizer --cov-append --cov-report=term $(PURE_TESTS)
 
 ## bench: quick benchmark configuration (a few minutes); bench-full: the full one. Both end with fsnorm stats'
 ## read speed beside replay's and its peak memory on millions of events (benchmarks/bench_stats.py)
@@ -74,4 +80,5 @@ fuzz: $(STAMP)
 	  tests/test_oracle.py -k test_oracle_programs
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis .coverage .coverage.*
+	rm -rf $(VENV) build dist *.egg-info normalizer/_build_info.json .mypy_cache .ruff_cache .pytest_cache .hypothesis .coverage .coverage.*
+	find normalizer -name '*.so' -delete

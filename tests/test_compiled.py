@@ -89,14 +89,17 @@ def test_this_install_loads_the_compiled_modules() -> None:
     assert str(STATUS) == f"compiled hot path (mypyc: {len(STATUS.modules)} modules)"
 
 
-def test_version_says_which_path_runs() -> None:
-    for env, expect in (({"FSNORM_PURE": "1"}, "pure-Python hot path (FSNORM_PURE=1)"), ({}, str(STATUS))):
+def test_version_says_which_path_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FSNORM_PURE", raising=False)
+    default = str(_compiled._decide(_compiled._read_info()))  # what a process without FSNORM_PURE runs
+    for env, expect in (({"FSNORM_PURE": "1"}, "pure-Python hot path (FSNORM_PURE=1)"), ({}, default)):
         out = subprocess.run([sys.executable, "-m", "normalizer", "--version"], check=True, capture_output=True,
                              text=True, env={**{k: v for k, v in os.environ.items() if k != "FSNORM_PURE"}, **env})
         assert out.stdout.strip() == f"fsnorm {normalizer.__version__}, {expect}"
 
 
-def test_stale_source_falls_back_to_pure() -> None:
+def test_stale_source_falls_back_to_pure(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FSNORM_PURE", raising=False)
     info = {"compiled": ["normalizer/core/matcher.py"], "group": "", "note": "",
             "sources": {"normalizer/core/matcher.py": "0" * 64}}
     status = _compiled._decide(info)
