@@ -25,9 +25,9 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
-#: The compiled hot path: stream items, the record, the matcher, the inotify normalizer, the JSON writer and the
-#: capture reader. A small, stable set: every other module (fanotify's normalizer included) stays Python and
-#: works with these compiled or not.
+#: The compiled hot path: stream items, the record, the matcher, the inotify normalizer, the JSON writer, the
+#: capture reader and replay. A small, stable set: every other module (fanotify's normalizer included) stays
+#: Python and works with these compiled or not.
 COMPILED = [
     "normalizer/core/raw.py",
     "normalizer/core/rec.py",
@@ -35,6 +35,7 @@ COMPILED = [
     "normalizer/core/inotify.py",
     "normalizer/formats/jsonl.py",
     "normalizer/capture/log.py",
+    "normalizer/capture/replay.py",
 ]
 #: The mypyc runtime shared by the compiled modules, one extension inside the package.
 GROUP = "normalizer._hotpath"
