@@ -12,7 +12,11 @@ which a busy neighbour disturbs much less than wall time; the wall-clock rates a
 
 Targets (issue #12): replay end to end >= 3,000,000 events/s, matcher alone >= 5,000,000 events/s.
 
-    python -m benchmarks.bench_hotpath [--events N] [--rounds K] [--json FILE]
+With ``--instructions`` it also counts the CPU instructions per event of each measure and path under
+valgrind's callgrind (when valgrind is installed): a count that does not depend on the machine's load, the
+difference between a run with the measure and one without it, on 50,000 events.
+
+    python -m benchmarks.bench_hotpath [--events N] [--rounds K] [--json FILE] [--instructions]
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -72,6 +78,47 @@ def _run_child(pure: bool, events: int, repeat: int) -> dict[str, Any]:
     return result
 
 
+def _work(what: str, events: int) -> None:
+    """Child of :func:`instructions`: build the inputs, then run ``what`` (or nothing: the baseline) once."""
+    from benchmarks.bench_matcher import _write_capture, run_matcher, run_matcher_json, run_replay_json
+    from benchmarks.synthetic import batches
+
+    stream = batches(events)
+    with tempfile.TemporaryDirectory() as tmp:
+        capture = Path(tmp) / "s.fsncap"
+        _write_capture(stream, capture)
+        if what == "matcher":
+            run_matcher(stream)
+        elif what == "matcher+json":
+            run_matcher_json(stream)
+        elif what == "replay e2e":
+            run_replay_json(capture)
+
+
+def instructions(events: int = 50_000) -> dict[str, dict[str, int]] | None:
+    """Instructions per event, per path and measure (callgrind), or None without valgrind."""
+    if shutil.which("valgrind") is None:
+        return None
+    out: dict[str, dict[str, int]] = {}
+    for path in ("compiled", "pure"):
+        env = {k: v for k, v in os.environ.items() if k != "FSNORM_PURE"}
+        if path == "pure":
+            env["FSNORM_PURE"] = "1"
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+
+        def count(what: str, env: dict[str, str] = env) -> int:
+            code = f"from benchmarks.bench_hotpath import _work\n_work({what!r}, {events})"
+            res = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+                                  "-c", code], cwd=REPO, env=env, check=True, capture_output=True, text=True)
+            match = re.search(r"refs:\s+([\d,]+)", res.stderr)
+            assert match is not None, res.stderr[-500:]
+            return int(match.group(1).replace(",", ""))
+
+        base = count("")
+        out[path] = {name: (count(name) - base) // events for name in MEASURES}
+    return out
+
+
 def compare(events: int = 300_000, rounds: int = 2, repeat: int = 3) -> dict[str, Any]:
     """Both paths, alternating, best per path; ``ratio`` = compiled / pure."""
     best: dict[str, dict[str, Any]] = {}
@@ -103,6 +150,11 @@ def render(results: dict[str, Any]) -> str:
         lines.append(f"{name:<14} {c:>14,.0f} {p:>12,.0f} {c / p:>13.2f}x "
                      f"{'' if target is None else f'{target:,}':>11} "
                      f"{'' if target is None else f'{c / target:.2f}x':>16}")
+    counts = results.get("instructions")
+    if counts:
+        lines.append("CPU instructions per event (callgrind, load-independent): " + "; ".join(
+            f"{name} {counts['compiled'][name]:,} compiled / {counts['pure'][name]:,} pure "
+            f"({counts['pure'][name] / counts['compiled'][name]:.2f}x fewer)" for name in MEASURES))
     if not paths["compiled"]["compiled"]:
         lines.append("note: no compiled path in this install; both columns measure the pure path")
     return "\n".join(lines)
@@ -114,8 +166,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--rounds", type=int, default=2, help="compiled/pure child pairs, alternating (default 2)")
     p.add_argument("--repeat", type=int, default=3, help="runs of each measure per child, best kept (default 3)")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this file")
+    p.add_argument("--instructions", action="store_true",
+                   help="also count instructions per event under valgrind's callgrind (about 2 minutes)")
     a = p.parse_args(argv)
     results = compare(a.events, a.rounds, a.repeat)
+    if a.instructions:
+        results["instructions"] = instructions()
     print(render(results))
     if a.json is not None:
         a.json.write_text(json.dumps(results, indent=1) + "\n")
