@@ -55,8 +55,8 @@ def _write_info(compiled: list[str], note: str) -> None:
 
 def _missing_toolchain() -> str | None:
     """Why C extensions cannot be built here, or None."""
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    if shutil.which(os.environ.get("CC", "").split()[0] if os.environ.get("CC") else cc) is None:
+    cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(cc) is None:
         return f"no C compiler ({cc} not found)"
     include = sysconfig.get_paths()["include"]
     if not (Path(include) / "Python.h").exists():
