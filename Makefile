@@ -8,6 +8,8 @@ PYTHON ?= $(shell for p in /usr/bin/python3 python3; do \
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# The modules setup.py compiles with mypyc: an edit to one of them reinstalls (recompiles) before the next target.
+COMPILED_SRCS := $(shell grep -o '"normalizer/[a-z_/]*\.py"' setup.py | tr -d '"')
 
 .PHONY: demo test lint typecheck unit bench bench-full soak fuzz clean
 FUZZ_SECONDS ?= 300
@@ -21,11 +23,12 @@ SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 PIP_FILTER := 2>&1 | { grep -v "^WARNING: Location 'file:.*' is ignored" || true; }
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py $(COMPILED_SRCS)
 	@test -n "$(PYTHON)" || { echo "need Python >= 3.11 with venv/ensurepip (apt-get install python3-venv)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip $(PIP_FILTER)
 	PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install -q -e '.[dev,bench]' $(PIP_FILTER)
+	@$(BIN)/python -c 'from normalizer import _compiled; _compiled.install_note()'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -42,9 +45,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict normalizer
 
-## unit: the tests, with a line-coverage report of normalizer/ (CLI subprocesses included; see pyproject)
+## unit: the tests against the compiled hot path (where it was built), then the core, replay and golden tests
+## against the pure-Python one (FSNORM_PURE=1); one line-coverage report of normalizer/ for both runs (CLI
+## subprocesses included; see pyproject). tests/test_compiled.py compares the two paths record for record.
+PURE_TESTS := tests/test_matcher.py tests/test_normalize.py tests/test_properties.py tests/test_golden.py \
+	tests/test_capture.py tests/test_records.py tests/test_fanotify_normalize.py tests/test_fuzz_corpus.py \
+	tests/test_compiled.py
 unit: $(STAMP)
-	$(BIN)/pytest -q --cov=normalizer --cov-report=term
+	$(BIN)/pytest -q --cov=normalizer --cov-report=
+	FSNORM_PURE=1 $(BIN)/pytest -q --cov=normalizer --cov-append --cov-report=term $(PURE_TESTS)
 
 ## bench: quick benchmark configuration (a few minutes); bench-full: the full one. Both end with fsnorm stats'
 ## read speed beside replay's and its peak memory on millions of events (benchmarks/bench_stats.py)
@@ -74,4 +83,5 @@ fuzz: $(STAMP)
 	  tests/test_oracle.py -k test_oracle_programs
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis .coverage .coverage.*
+	rm -rf $(VENV) build dist *.egg-info normalizer/_build_info.json .mypy_cache .ruff_cache .pytest_cache .hypothesis .coverage .coverage.*
+	find normalizer -name '*.so' -delete

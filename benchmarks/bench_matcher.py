@@ -182,7 +182,17 @@ def main(quick: bool = True, events: int | None = None, repeat: int | None = Non
             results.setdefault("peer_errors", {})[name] = repr(exc)
     results["events_per_s"] = rates
     _print(results)
+    results["hot_path"] = _hot_path(n_events, quick)
     return results
+
+
+def _hot_path(n_events: int, quick: bool) -> dict[str, Any]:
+    """The compiled hot path against the pure-Python one, same run (benchmarks/bench_hotpath.py)."""
+    from benchmarks.bench_hotpath import compare, render
+
+    hot = compare(min(n_events, 300_000), rounds=1 if quick else 2)
+    print(render(hot))
+    return hot
 
 
 def _print(results: dict[str, Any]) -> None:

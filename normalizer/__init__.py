@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from . import _compiled as _compiled  # first: decides which hot path is imported
 from .errors import CaptureError, FsnormError, SourceError, WatchLimitError
 from .record import Flag, Record, Side
 from .records import json_schema, record_from_json, record_to_json

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from typing import Any, overload
 
+from .core.rec import Rec  # the core's record, compiled with the hot path (docs/compiled.md)
 from .record import (
     REASONS,
     Flag,
@@ -62,77 +63,6 @@ __all__ = [
     "to_model",
     "to_record",
 ]
-
-
-# --------------------------------------------------------------------------------------------------------
-# The light internal record (hot path).
-
-
-class Rec:
-    """A record as the matcher builds it: a slotted plain object, cheap to create and to fill in later.
-
-    ``path`` is the single path, or the *source* side of a rename; ``dst`` is the rename's destination.
-    ``flags`` is a tuple (shared empty default; a flag is added by building a new tuple, which is rare).
-
-    Hot path note: only the fields every record sets are slots assigned in ``__init__``; ``source``, ``pid``,
-    ``object_id`` and ``message`` are class-level defaults that an instance overrides in its ``__dict__`` only
-    when it has them. That saves a third of the construction cost (benchmarks/bench_matcher.py).
-    """
-
-    __slots__ = ("__dict__", "cookie", "dst", "flags", "is_dir", "kind", "mask", "path", "t_ns")
-
-    source: str = "inotify"
-    #: True only for a rename half still waiting for its partner (matcher.Half overrides it per instance).
-    waiting: bool = False
-    pid: int | None = None
-    object_id: str | None = None
-    message: str | None = None
-
-    def __init__(
-        self,
-        kind: str,
-        path: bytes,
-        is_dir: bool,
-        t_ns: int,
-        mask: int,
-        cookie: int | None = None,
-        dst: bytes = b"",
-        flags: tuple[str, ...] = (),
-    ) -> None:
-        self.kind = kind
-        self.path = path
-        self.dst = dst
-        self.is_dir = is_dir
-        self.t_ns = t_ns
-        self.mask = mask
-        self.cookie = cookie
-        self.flags = flags
-
-    @classmethod
-    def note(cls, kind: str, path: bytes, is_dir: bool, t_ns: int, mask: int, *, flags: tuple[str, ...] = (),
-             message: str | None = None, cookie: int | None = None, source: str | None = None,
-             pid: int | None = None, object_id: str | None = None) -> Rec:
-        """A record with the rarely set fields too (source notices, errors, fanotify records)."""
-        rec = cls(kind, path, is_dir, t_ns, mask, cookie, b"", flags)
-        if message is not None:
-            rec.message = message
-        if source is not None:
-            rec.source = source
-        if pid is not None:
-            rec.pid = pid
-        if object_id is not None:
-            rec.object_id = object_id
-        return rec
-
-    def __repr__(self) -> str:
-        where = f"{self.path!r} -> {self.dst!r}" if self.kind == "rename" else repr(self.path)
-        flags = f" {self.flags}" if self.flags else ""
-        return f"<Rec {self.kind} {where}{' dir' if self.is_dir else ''} cookie={self.cookie}{flags}>"
-
-    def identity(self) -> tuple[Any, ...]:
-        """Everything but the clock: what must agree between two runs over the same kernel events."""
-        return (self.kind, self.path, self.dst, self.is_dir, self.cookie, self.mask, tuple(self.flags),
-                self.source, self.pid, self.object_id, self.message)
 
 
 #: The public record of a final :class:`Rec`, paths as bytes (:func:`normalizer.record.from_rec`).

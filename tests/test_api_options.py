@@ -110,7 +110,7 @@ def test_mypy_sees_the_record_types_and_rejects_a_typo(tmp_path: Path) -> None:
         'note: Revealed type is "normalizer.record.Record[str]"',
         'note: Revealed type is "normalizer.api.Runner[normalizer.record.Record[bytes]]"',
         'note: Revealed type is "normalizer.record.Record[bytes]"',
-        'note: Revealed type is "normalizer.records.Rec"',
+        'note: Revealed type is "normalizer.core.rec.Rec"',
     ], text
     assert 'Unexpected keyword argument "window"' in text, text
     assert 'List item 1 has incompatible type "bytes"; expected "str | PathLike[str]"' in text, text

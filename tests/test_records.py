@@ -208,9 +208,11 @@ def test_remote_fields_and_the_subscribe_json() -> None:
     line = to_json(record)
     assert line == rec_to_json(rec)[:-1] + ',"seq":7,"epoch":3}'
     from normalizer.cli.serve import format_remote
+    from normalizer.net.wire import WireRec
 
-    rec.seq, rec.epoch = 7, 3  # type: ignore[attr-defined]  # as the client session sets them
-    assert format_remote("json")(rec) == line  # what `fsnorm subscribe` prints
+    got = WireRec("create", b"data/x", False, 1, 0x100)
+    got.seq, got.epoch = 7, 3  # type: ignore[attr-defined]  # as the client session sets them
+    assert format_remote("json")(got) == line  # what `fsnorm subscribe` prints
     assert record_from_json(line) == record
     with pytest.raises(ValueError, match="seq"):
         record_from_json(rec_to_json(rec)[:-1] + ',"seq":"7"}')

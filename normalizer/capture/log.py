@@ -26,7 +26,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal, cast
+from typing import IO, Any, Final, Literal, cast
 
 from ..clock import sample_offset_ns
 from ..core import raw
@@ -71,6 +71,9 @@ _OPTION_CHECKS: dict[str, tuple[str, Any]] = {
 }
 _INT32 = (-(2**31), 2**31 - 1)
 _UINT32 = (0, 2**32 - 1)
+#: The bounds the batch loop checks per event, as constants (compiled: C constants, not dict lookups).
+_INT32_MAX: Final = 2**31 - 1
+_UINT32_MAX: Final = 2**32 - 1
 _UINT64 = (0, 2**64 - 1)
 
 # fanotify info record types and the FAN_RENAME bit (include/uapi/linux/fanotify.h), as captured.
@@ -509,19 +512,20 @@ class CaptureReader:
             raise ValueError(f"drained flag must be 0 or 1, got {drained!r}")
         events: list[raw.InotifyEvent] = []
         append = events.append
-        known = raw.IN_DELIVERED_BITS
+        unknown_bits: int = ~raw.IN_DELIVERED_BITS
         for i, ev in enumerate(_list(obj[3])):
             try:
                 wd, mask, cookie, name = ev
                 if (type(wd) is int and type(mask) is int and type(cookie) is int and type(name) is str
-                        and -1 <= wd <= _INT32[1] and 0 <= mask <= _UINT32[1] and 0 <= cookie <= _UINT32[1]
+                        and -1 <= wd <= _INT32_MAX and 0 <= mask <= _UINT32_MAX and 0 <= cookie <= _UINT32_MAX
                         and "/" not in name and "\0" not in name and name != "." and name != ".."):
+                    bits: int = mask
                     append((wd, mask, cookie, name.encode("utf-8", "surrogateescape")))
                 else:
-                    append((_int(wd, "wd", _INT32), _int(mask, "mask", _UINT32), _int(cookie, "cookie", _UINT32),
-                            _entry_name(name)))
-                if mask & ~known:
-                    self._issue(lineno, start, f"event {i}: unknown mask bits {mask & ~known:#x} "
+                    append((_int(wd, "wd", _INT32), (bits := _int(mask, "mask", _UINT32)),
+                            _int(cookie, "cookie", _UINT32), _entry_name(name)))
+                if bits & unknown_bits:
+                    self._issue(lineno, start, f"event {i}: unknown mask bits {bits & unknown_bits:#x} "
                                 "(kept; it becomes an 'unknown' record)")
             except (ValueError, TypeError) as exc:
                 self._issue(lineno, start, f"event {i} skipped: {exc}")

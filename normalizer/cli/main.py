@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 
-from .. import __version__
+from .. import __version__, _compiled
 from ..capture.log import CaptureIssue
 from ..errors import FsnormError
 from ..records import Rec, json_schema
@@ -232,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fsnorm", description="Clean, ordered records from Linux inotify/fanotify: one record per rename."
     )
-    parser.add_argument("--version", action="version", version=f"fsnorm {__version__}")
+    parser.add_argument("--version", action="version", version=f"fsnorm {__version__}, {_compiled.status()}",
+                        help="print the version and which hot path runs (compiled or pure Python, and why)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("replay", help="print the records of a capture log as JSON Lines")

@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Hashable
 from typing import TypedDict
 
+from mypy_extensions import mypyc_attr
 from sortedcontainers import SortedList
 
 from ..records import Flag, Rec
@@ -43,8 +44,18 @@ DEFAULT_MAX_PENDING = 65_536
 DEFAULT_MAX_HELD = 262_144
 #: Read barriers kept at most (one per read with a backlog; they are consumed within a few reads).
 _MAX_BARRIERS = 4096
+#: Flags are kept in :class:`Flag` order (a fanotify half may carry ``merged`` before its reason comes).
+_FLAG_RANK = {str(flag): i for i, flag in enumerate(Flag)}
 
 
+def ordered_flags(flags: tuple[str, ...]) -> tuple[str, ...]:
+    """``flags`` in :class:`~normalizer.records.Flag` order (unknown ones last, in their order)."""
+    if len(flags) < 2:
+        return flags
+    return tuple(sorted(flags, key=lambda f: _FLAG_RANK.get(str(f), len(_FLAG_RANK))))
+
+
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Half(Rec):
     """A rename record still missing a side. ``waiting`` turns False once it is final."""
 
@@ -60,6 +71,10 @@ class Half(Rec):
         self.mask = mask
         self.cookie = cookie
         self.flags = ()
+        self.source = "inotify"
+        self.pid = None
+        self.object_id = None
+        self.message = None
         self.key = key
         self.waiting = True
 
@@ -244,7 +259,7 @@ class Matcher:
         """Make a waiting half final as a one-sided rename (dst empty)."""
         del self._pending[half.key]
         half.waiting = False
-        half.flags = (*half.flags, reason)
+        half.flags = ordered_flags((*half.flags, reason)) if half.flags else (reason,)
         if self.strict_order:
             self._flush_head(out)
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json.encoder
 from collections.abc import Callable
+from typing import Final
 
 from ..records import Rec, path_to_json
 
@@ -12,9 +13,10 @@ from ..records import Rec, path_to_json
 # so the common case is one decode and one C-level string escape per path, flags come from a small cache, and
 # the rarely set fields cost one check; this is 7x cheaper than building the pydantic model
 # (benchmarks/bench_matcher.py prints both).
-_quote: Callable[[str], str] = json.encoder.encode_basestring
-_FLAGS_JSON: dict[tuple[str, ...], str] = {(): "[]"}
-_RARE_NONE = ',"pid":null,"object_id":null,"message":null'
+# Final: compiled (setup.py), these are C statics rather than lookups in the module's dict.
+_quote: Final[Callable[[str], str]] = json.encoder.encode_basestring
+_FLAGS_JSON: Final[dict[tuple[str, ...], str]] = {(): "[]"}
+_RARE_NONE: Final = ',"pid":null,"object_id":null,"message":null'
 
 
 def _flags_json(flags: tuple[str, ...]) -> str:

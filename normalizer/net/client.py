@@ -103,7 +103,7 @@ class _Session:
         if isinstance(frame, wire.Rescan):
             lost = f"; records {frame.lost_from}..{frame.lost_to} lost" if frame.lost_to else ""
             reason = wire.RESCAN_REASONS.get(frame.reason, f"reason {frame.reason}")
-            rec = Rec.note("rescan", b"", True, 0, 0, message=f"{reason}{lost}: {frame.message}")
+            rec = wire.WireRec.note("rescan", b"", True, 0, 0, message=f"{reason}{lost}: {frame.message}")
             if frame.lost_to:
                 self.last_seq = max(self.last_seq, frame.lost_to)
             rec.seq = self.last_seq  # type: ignore[attr-defined]

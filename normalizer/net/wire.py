@@ -547,11 +547,16 @@ def from_rec(rec: Rec, seq: int, a: bytes, b: bytes = b"", *, message: str | Non
                   object_id=oid, message=rec.message if message is None else message)
 
 
+class WireRec(Rec):
+    """A received record: like :class:`Rec`, plus an instance dict for what the client session adds (``seq``,
+    ``epoch``); Rec itself has slots only (its fields are C struct members in the compiled hot path)."""
+
+
 def to_rec(r: Record) -> Rec:
     """The light record of a wire record (paths stay export-relative); ``seq`` is kept as an attribute."""
     path = r.a.path if r.a is not None else b""
     dst = r.b.path if r.b is not None else b""
-    rec = Rec.note(r.kind, path, r.is_dir, r.t_ns, r.mask, flags=r.flags, message=r.message, cookie=r.cookie,
+    rec = WireRec.note(r.kind, path, r.is_dir, r.t_ns, r.mask, flags=r.flags, message=r.message, cookie=r.cookie,
                    source=r.source if r.source != "inotify" else None, pid=r.pid,
                    object_id=r.object_id.hex() if r.object_id else None)
     rec.dst = dst

@@ -1,0 +1,156 @@
+"""The compiled hot path (mypyc, setup.py) against the pure-Python reference: the same records, byte for byte.
+
+A worker process runs the same code with ``FSNORM_PURE=1`` (tests/differential.py); hypothesis feeds both
+random structured streams (fuzz/checks.py's decoder: any wd, mask, cookie and name, watch changes, ticks,
+notices, time going back) and random captures, valid and damaged (cut, a byte flipped, a line replaced by
+garbage, gzip), and every record's JSON, every action, issue and item read must be identical. The corpus of
+captures (tests/corpus/) is compared too. Where no compiled path is active (no compiler at install, or this
+run itself is the pure one) the comparison would hold trivially: those tests skip, saying why.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from differential import outcome
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import normalizer
+from fuzz.checks import decode_stream, stream_to_capture
+from normalizer import _compiled
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "tests" / "corpus"
+STATUS = _compiled.status()
+needs_compiled = pytest.mark.skipif(not STATUS.compiled, reason=f"no compiled path to compare: {STATUS}")
+
+
+class Worker:
+    """The pure-Python reference, in its own process."""
+
+    def __init__(self) -> None:
+        path = os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
+        env = {**os.environ, "FSNORM_PURE": "1", "PYTHONPATH": path}
+        self.proc = subprocess.Popen([sys.executable, "-m", "differential"], cwd=ROOT / "tests", env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.status = json.loads(self.proc.stdout.readline())
+
+    def outcome(self, mode: str, data: bytes) -> str:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(f"{mode} {base64.b64encode(data).decode()}\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().rstrip("\n")
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def pure() -> Iterator[Worker]:
+    worker = Worker()
+    assert worker.status.startswith("pure-Python hot path (FSNORM_PURE=1)"), worker.status
+    yield worker
+    worker.close()
+
+
+def _same(pure: Worker, mode: str, data: bytes) -> None:
+    mine = outcome(mode, data)
+    assert pure.outcome(mode, data) == mine, f"compiled and pure differ on {mode} input {data!r}"
+
+
+def test_pure_flag_selects_the_sources() -> None:
+    code = ("import normalizer.core.matcher as m, normalizer.formats.jsonl as j, normalizer._compiled as c\n"
+            "print(m.__file__, j.__file__, c.status().compiled)")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "FSNORM_PURE": "1"}, check=True,
+                         capture_output=True, text=True).stdout.split()
+    assert out[0].endswith("matcher.py") and out[1].endswith("jsonl.py") and out[2] == "False"
+
+
+@needs_compiled
+def test_this_install_loads_the_compiled_modules() -> None:
+    """The editable install built the extensions in place and Python imports them, not the .py files."""
+    import importlib
+
+    for name in STATUS.modules:
+        module = importlib.import_module(name)
+        assert module.__file__ is not None and module.__file__.endswith(".so"), (name, module.__file__)
+    assert str(STATUS) == f"compiled hot path (mypyc: {len(STATUS.modules)} modules)"
+
+
+def test_version_says_which_path_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FSNORM_PURE", raising=False)
+    default = str(_compiled._decide(_compiled._read_info()))  # what a process without FSNORM_PURE runs
+    for env, expect in (({"FSNORM_PURE": "1"}, "pure-Python hot path (FSNORM_PURE=1)"), ({}, default)):
+        out = subprocess.run([sys.executable, "-m", "normalizer", "--version"], check=True, capture_output=True,
+                             text=True, env={**{k: v for k, v in os.environ.items() if k != "FSNORM_PURE"}, **env})
+        assert out.stdout.strip() == f"fsnorm {normalizer.__version__}, {expect}"
+
+
+def test_stale_source_falls_back_to_pure(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FSNORM_PURE", raising=False)
+    info = {"compiled": ["normalizer/core/matcher.py"], "group": "", "note": "",
+            "sources": {"normalizer/core/matcher.py": "0" * 64}}
+    status = _compiled._decide(info)
+    assert not status.compiled and "changed since it was compiled" in status.reason
+    assert not _compiled._decide(None).compiled
+    assert "no compiler" in _compiled._decide({"compiled": [], "note": "no compiler"}).reason
+
+
+@needs_compiled
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.binary(max_size=600))
+def test_streams_give_identical_records(pure: Worker, data: bytes) -> None:
+    _same(pure, "stream", data)
+
+
+@st.composite
+def damaged_captures(draw: st.DrawFn) -> bytes:
+    head, _, body = stream_to_capture(decode_stream(draw(st.binary(max_size=300)))).partition(b"\n")
+    # The header's clock offset and the end marker's time would make the draws vary: fixed values instead.
+    header = {**json.loads(head), "wall_offset_ns": 0}
+    body = body[:body.rindex(b'["E",')] + b'["E",0,"closed"]\n'
+    capture = json.dumps(header).encode() + b"\n" + body
+    how = draw(st.sampled_from(["intact", "cut", "flip", "garbage-line", "gzip-cut", "gzip"]))
+    if how in ("gzip", "gzip-cut"):
+        capture = gzip.compress(capture, mtime=0)
+    if how in ("cut", "gzip-cut"):
+        capture = capture[: draw(st.integers(0, len(capture)))]
+    elif how == "flip" and capture:
+        pos = draw(st.integers(0, len(capture) - 1))
+        capture = capture[:pos] + bytes([capture[pos] ^ draw(st.integers(1, 255))]) + capture[pos + 1:]
+    elif how == "garbage-line":
+        lines = capture.splitlines(keepends=True)
+        lines[draw(st.integers(0, len(lines) - 1))] = draw(st.binary(max_size=80)) + b"\n"
+        capture = b"".join(lines)
+    return capture
+
+
+@needs_compiled
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=damaged_captures())
+def test_captures_give_identical_items_issues_and_records(pure: Worker, data: bytes) -> None:
+    _same(pure, "capture", data)
+
+
+@needs_compiled
+@pytest.mark.parametrize("path", sorted(p for p in CORPUS.iterdir() if p.is_file()), ids=lambda p: p.name)
+def test_corpus_gives_identical_results(pure: Worker, path: Path) -> None:
+    _same(pure, "capture", path.read_bytes())
+
+
+@needs_compiled
+@pytest.mark.parametrize("name", ["demo.fsncap"])
+def test_golden_capture_gives_identical_results(pure: Worker, name: str) -> None:
+    _same(pure, "capture", (ROOT / "tests" / "data" / name).read_bytes())
