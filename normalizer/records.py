@@ -246,18 +246,26 @@ def json_schema() -> dict[str, Any]:
 # The light internal record (hot path).
 
 
+#: A directory as a normalizer knows it: an inotify watch descriptor or a fanotify directory fid (bytes).
+DirKey = int | bytes | None
+
+
 class Rec:
     """A record as the matcher builds it: a slotted plain object, cheap to create and to fill in later.
 
     ``path`` is the single path, or the *source* side of a rename; ``dst`` is the rename's destination.
     ``flags`` is a tuple (shared empty default; a flag is added by building a new tuple, which is rare).
+    ``dir_key`` / ``dst_dir_key`` name the directory of ``path`` / ``dst`` as the normalizer knew it at the event
+    (an inotify wd, a fanotify directory fid; None when unknown): internal, never printed; ``fsnorm serve`` turns
+    them into opaque directory ids (normalizer/net/ids.py), which stay the same when the directory is renamed.
 
     Hot path note: only the fields every record sets are slots assigned in ``__init__``; ``source``, ``pid``,
     ``object_id`` and ``message`` are class-level defaults that an instance overrides in its ``__dict__`` only
     when it has them. That saves a third of the construction cost (benchmarks/bench_matcher.py).
     """
 
-    __slots__ = ("__dict__", "cookie", "dst", "flags", "is_dir", "kind", "mask", "path", "t_ns")
+    __slots__ = ("__dict__", "cookie", "dir_key", "dst", "dst_dir_key", "flags", "is_dir", "kind", "mask", "path",
+                 "t_ns")
 
     source: str = "inotify"
     #: True only for a rename half still waiting for its partner (matcher.Half overrides it per instance).
@@ -276,6 +284,8 @@ class Rec:
         cookie: int | None = None,
         dst: bytes = b"",
         flags: tuple[str, ...] = (),
+        dir_key: DirKey = None,
+        dst_dir_key: DirKey = None,
     ) -> None:
         self.kind = kind
         self.path = path
@@ -285,6 +295,8 @@ class Rec:
         self.mask = mask
         self.cookie = cookie
         self.flags = flags
+        self.dir_key = dir_key
+        self.dst_dir_key = dst_dir_key
 
     @classmethod
     def note(cls, kind: str, path: bytes, is_dir: bool, t_ns: int, mask: int, *, flags: tuple[str, ...] = (),

@@ -64,7 +64,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from typing import Literal, Unpack
 
-from ..records import Flag, Rec
+from ..records import DirKey, Flag, Rec
 from . import raw
 from .actions import Fed, Watch
 from .base import NormalizerBase
@@ -160,7 +160,11 @@ class FanRec(Rec):
         flags: tuple[str, ...] = (),
         pid: int | None = None,
         object_id: str | None = None,
+        dir_key: DirKey = None,
+        dst_dir_key: DirKey = None,
     ) -> None:
+        self.dir_key = dir_key
+        self.dst_dir_key = dst_dir_key
         self.kind = kind
         self.path = path
         self.dst = dst
@@ -328,8 +332,10 @@ class FanotifyNormalizer(NormalizerBase):
             if item.kind == "create" and Flag.SYNTHESIZED in item.flags:
                 self._synthesized.add(item.path)
                 self.tmpfiles.appeared(item.path, item.path.rpartition(b"/")[2])
-            m.push(Rec.note(item.kind, item.path, item.is_dir, item.t_ns, 0, flags=item.flags,
-                            message=item.message or None, source="fanotify"), out)
+            rec = Rec.note(item.kind, item.path, item.is_dir, item.t_ns, 0, flags=item.flags,
+                           message=item.message or None, source="fanotify")
+            rec.dir_key = self.cache.key(_parent(item.path))
+            m.push(rec, out)
             m.end(item.t_ns, False, out)
         # inotify items (InotifyBatch, WatchAdded, WatchRemoved) cannot occur in a fanotify stream: ignored.
         return self._act(out)
@@ -395,6 +401,7 @@ class FanotifyNormalizer(NormalizerBase):
                     p2 = prefixes.get(d2)
                     if p1 is not None and p2 is not None and obj is not None:
                         rec = FanRec("rename", p1 + nm, False, t, mask, p2 + nm2, (), pid, obj.hex())
+                        rec.dir_key, rec.dst_dir_key = d, d2
                         if nm2[:1] == b"#":  # a real "#<digits>" name (a src one stays known: harmless)
                             self.tmpfiles.appeared(rec.dst, nm2)
                         if held:
@@ -417,6 +424,7 @@ class FanotifyNormalizer(NormalizerBase):
                         if nm[0] == 35 and self._tmpfile(mask, path, nm):  # b"#"
                             continue
                         rec = FanRec(kind, path, False, t, mask, b"", (), pid, None if obj is None else obj.hex())
+                        rec.dir_key = d
                         if held:
                             push(rec, out)
                         else:
@@ -517,6 +525,7 @@ class FanotifyNormalizer(NormalizerBase):
         oid = None if obj is None else obj.hex()
         if src_in:  # out of the fresh directory into a known one: it appears at dst
             rec = FanRec("rename", b"", is_dir, t, mask, dst or b"", (Flag.UNWATCHED,), pid, oid)
+            rec.dst_dir_key = d2
             rec.message = "moved out of a directory that came into the tree in the same read (not reported yet)"
             self.matcher.push(rec, out)
             self._fresh_out = rec
@@ -532,6 +541,7 @@ class FanotifyNormalizer(NormalizerBase):
         if self._synthesized:
             self._seen_by_scan(FAN_RENAME, src)
         rec = FanRec("rename", src, is_dir, t, mask, b"", (Flag.UNWATCHED,), pid, oid)
+        rec.dir_key = d
         rec.message = "moved into a directory that came into the tree in the same read: its scan reports it"
         last = self._fresh_out
         if last is not None and out and out[-1] is last and last.dst == src:
@@ -638,7 +648,9 @@ class FanotifyNormalizer(NormalizerBase):
                 return
         elif bit == FAN_DELETE and self._synthesized:
             self._seen_by_scan(FAN_DELETE, path)
-        m.push(FanRec(kind, path, is_dir, t, mask, b"", merged, pid, oid), out)
+        rec = FanRec(kind, path, is_dir, t, mask, b"", merged, pid, oid)
+        rec.dir_key = d
+        m.push(rec, out)
         if is_dir and obj is not None:
             if bit == FAN_CREATE:
                 self._dir_arrived(obj, path, moved_in=False)
@@ -715,6 +727,7 @@ class FanotifyNormalizer(NormalizerBase):
         unresolved = why_src is not None or why_dst is not None
         flags = ((Flag.UNWATCHED,) if unwatched else ()) + merged + ((Flag.UNRESOLVED,) if unresolved else ())
         rec = FanRec("rename", src, is_dir, t, mask, dst, flags, pid, None if obj is None else obj.hex())
+        rec.dir_key, rec.dst_dir_key = (d if src else None), (d2 if dst else None)
         if unresolved:
             rec.message = "could not resolve " + "; ".join(
                 f"{side} {why}" for side, why in (("source", why_src), ("destination", why_dst)) if why)
@@ -856,6 +869,7 @@ class FanotifyNormalizer(NormalizerBase):
             # No handle to join by (a kernel without FAN_REPORT_TARGET_FID): one-sided when the window ends.
             obj = b"nokey:%d:%d" % (t, id(ev))
         half = FanHalf(path, is_dir, t, mask, obj, pid, obj.hex())
+        half.dir_key = d
         if merged:
             half.flags = merged
         self.matcher.push_from(half, out)
@@ -879,6 +893,7 @@ class FanotifyNormalizer(NormalizerBase):
         path = prefix + nm
         oid = None if obj is None else obj.hex()
         rec = m.push_to(obj, path, is_dir, t, mask, None, out)
+        rec.dst_dir_key = d
         if not isinstance(rec, FanHalf):  # not joined: a new record from the matcher, one-sided
             rec.source = "fanotify"
             rec.pid = pid
