@@ -15,8 +15,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -24,8 +26,9 @@ from hypothesis import strategies as st
 from live import Lines, wait_for_watches
 from nats_fixtures import NatsNode, free_port, nats_cluster, nats_server
 
+from normalizer.formats.jsonl import rec_to_json
 from normalizer.records import Rec
-from normalizer.sinks.nats import NatsSink, NatsSinkConfig, Spool
+from normalizer.sinks.nats import PREV_HEADER, NatsSink, NatsSinkConfig, Spool
 
 __all__ = ["nats_cluster", "nats_server"]  # fixtures, used by name
 
@@ -390,3 +393,160 @@ def test_spool_in_use_and_bad_url_are_clear_errors(tmp_path: Path) -> None:
     absent = subprocess.run([*FSNORM, "subscribe", f"nats://127.0.0.1:{port}", "--idle-exit", "0"],
                             capture_output=True, text=True, cwd=REPO, timeout=60)
     assert absent.returncode == 1 and "cannot connect" in absent.stderr and "Traceback" not in absent.stderr
+
+
+# -- order per host while the stream's leader is killed again and again -------------------------------------
+async def _leader(urls: list[str]) -> str:
+    import nats
+
+    nc = await nats.connect(servers=urls)
+    try:
+        info = await nc.jetstream().stream_info("FSNORM")
+        return str(info.cluster.leader if info.cluster is not None else "")
+    finally:
+        await nc.close()
+
+
+def stored_inversions(stored: list[tuple[str, str, str]]) -> int:
+    """How many records the stream holds after a later record of the same host (the disorder a consumer must
+    repair): pairs (host, epoch) whose seq goes down."""
+    last: dict[tuple[str, str], int] = {}
+    inversions = 0
+    for _, msg_id, _ in stored:
+        host, _boot, epoch, seq = msg_id.split(":")
+        key = (host, epoch)
+        if int(seq) < last.get(key, 0):
+            inversions += 1
+        last[key] = max(last.get(key, 0), int(seq))
+    return inversions
+
+
+def test_cluster_leader_killed_repeatedly_consumer_gets_each_host_in_order_exactly_once(
+        nats_cluster: list[NatsNode], tmp_path: Path) -> None:
+    """Two hosts publish to a replicas=3 stream while its leader is SIGKILLed three times (and brought back, so
+    a quorum stays). ``fsnorm subscribe`` prints exactly what each host printed, in each host's order, each
+    record once; the stream's own order is reported (it may or may not have been disturbed in this run)."""
+    url = "nats://" + ",".join(f"127.0.0.1:{n.port}" for n in nats_cluster)
+    hosts = {}
+    for name in ("hostA", "hostB"):
+        root = tmp_path / name
+        root.mkdir()
+        proc = subprocess.Popen([*FSNORM, "watch", str(root), "--sink", url, "--spool", str(tmp_path / f"sp{name}"),
+                                 "--sink-host", name, "--sink-replicas", "3"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        assert proc.stdout is not None
+        lines = Lines(proc.stdout)
+        wait_for_watches(proc.pid, 1)
+        hosts[name] = (root, proc, lines)
+    by_name = {n.name: n for n in nats_cluster}
+    busy = threading.Event()
+    busy.set()
+
+    def keep_writing(root: Path) -> None:  # records in flight whenever a leader dies
+        i = 0
+        while busy.is_set():
+            workload(root, 10, f"w{i}")
+            i += 1
+            time.sleep(0.05)
+
+    writers = [threading.Thread(target=keep_writing, args=(root,)) for root, _, _ in hosts.values()]
+    for w in writers:
+        w.start()
+    try:
+        for _ in range(3):
+            assert wait_count(nats_cluster[0].url, 1) >= 1
+            time.sleep(1.0)
+            victim = by_name[asyncio.run(_leader([n.url for n in nats_cluster]))]
+            victim.stop(kill=True)
+            time.sleep(1.0)
+            victim.start()
+    finally:
+        busy.clear()
+        for w in writers:
+            w.join()
+    printed: dict[str, list[str]] = {}
+    for name, (_, proc, lines) in hosts.items():
+        wait_spool_empty(tmp_path / f"sp{name}")
+        printed[name], err = stop_watch(proc, lines)
+        print(f"\n{name}: {err.strip()}")
+        resume_leftovers(tmp_path / f"sp{name}", [n.url for n in nats_cluster], err)
+    stored = stream_messages(nats_cluster[0].url)
+    ids = [m for _, m, _ in stored]
+    assert len(ids) == len(set(ids)) == sum(len(p) for p in printed.values())
+    print(f"\nstream order: {stored_inversions(stored)} records stored after a later one of their host")
+    sub = subprocess.run([*FSNORM, "subscribe", url, "--idle-exit", "2"], capture_output=True, text=True, cwd=REPO,
+                         timeout=120)
+    assert sub.returncode == 0, sub.stderr
+    got = sub.stdout.splitlines()
+    assert not [ln for ln in got if json.loads(ln)["kind"] == "rescan"], sub.stderr
+    for name, lines_printed in printed.items():
+        root = str(tmp_path / name)
+        mine = [ln for ln in got if root + "/" in ln]
+        assert mine == lines_printed, f"{name}: not exactly its records in its order"
+    assert len(got) == sum(len(p) for p in printed.values())
+
+
+class _OneLostPublish(NatsSink):
+    """A real sink whose first pipelined batch loses one publish (the second message is not sent and reported
+    failed) while the messages after it are stored: what a leader change does to a batch in flight, made to
+    happen on demand. Everything else (the retry from the first unacknowledged record, the server, the
+    consumer) is the real thing."""
+
+    lost_once = False
+
+    async def _publish(self, js: object, lines: list[Any], prev: str) -> int:
+        if self.lost_once or len(lines) < 4:
+            return await super()._publish(js, lines, prev)  # type: ignore[arg-type]
+        self.lost_once = True
+        prevs = [prev, *(ln.msg_id for ln in lines[:-1])]
+        for i, (ln, p) in enumerate(zip(lines, prevs, strict=True)):
+            if i != 1:
+                await js.publish(ln.subject, ln.payload, stream="FSNORM",  # type: ignore[attr-defined]
+                                 headers={"Nats-Msg-Id": ln.msg_id, PREV_HEADER: p})
+        return 1
+
+
+def test_a_publish_lost_mid_batch_is_stored_late_and_subscribe_restores_the_host_order(nats_server: NatsNode,
+                                                                                       tmp_path: Path) -> None:
+    recs = [Rec("create", f"/x/{i}".encode(), False, i, 256) for i in range(20)]
+    sink = _OneLostPublish(NatsSinkConfig(servers=[nats_server.url], spool_dir=tmp_path / "spool", host="hostA"))
+    sink.put(recs)
+    assert sink.close(30) == 0 and sink.lost_once and sink.retries == 1
+    stored = stream_messages(nats_server.url)
+    assert len(stored) == 20 and stored_inversions(stored) == 1  # record 2 was stored after 3..20
+    expected = [rec_to_json(r) for r in recs]
+    in_order = subprocess.run([*FSNORM, "subscribe", nats_server.url, "--idle-exit", "1"], capture_output=True,
+                              text=True, cwd=REPO, timeout=60)
+    assert in_order.returncode == 0, in_order.stderr
+    assert in_order.stdout.splitlines() == expected
+    as_stored = subprocess.run([*FSNORM, "subscribe", nats_server.url, "--idle-exit", "1", "--durable", "raw",
+                                "--order-wait", "0"], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert as_stored.stdout.splitlines() == [p for _, _, p in stored] != expected
+
+
+def test_a_record_that_never_comes_is_reported_as_a_gap(nats_server: NatsNode, tmp_path: Path) -> None:
+    """A record is missing from the stream for good (deleted here; in real life: past the retention, or
+    purged): the subscriber holds its successors for --order-wait, then says so with a rescan record and goes
+    on in order."""
+    recs = [Rec("create", f"/x/{i}".encode(), False, i, 256) for i in range(6)]
+    sink = NatsSink(NatsSinkConfig(servers=[nats_server.url], spool_dir=tmp_path / "spool", host="hostA"))
+    sink.put(recs)
+    assert sink.close(30) == 0
+
+    async def delete_third() -> None:
+        import nats
+
+        nc = await nats.connect(nats_server.url)
+        try:
+            await nc.jetstream().delete_msg("FSNORM", 3)
+        finally:
+            await nc.close()
+
+    asyncio.run(delete_third())
+    sub = subprocess.run([*FSNORM, "subscribe", nats_server.url, "--idle-exit", "1", "--order-wait", "1"],
+                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert sub.returncode == 0, sub.stderr
+    got = [json.loads(ln) for ln in sub.stdout.splitlines()]
+    assert [g["kind"] for g in got] == ["create", "create", "rescan", "create", "create", "create"]
+    assert [g["path"] for g in got if g["kind"] == "create"] == ["/x/0", "/x/1", "/x/3", "/x/4", "/x/5"]
+    assert "did not arrive" in got[2]["message"] and "did not arrive" in sub.stderr

@@ -105,7 +105,8 @@ def run_watch(args: argparse.Namespace, run_live: RunLive) -> int:
         left = sink.close(5.0)
         lost = f", {sink.lost} records lost to a full spool" if sink.lost else ""
         where = f" ({left} left in {config.spool_dir} for the next run)" if left else ""
-        _warn(f"nats: {sink.published} records acknowledged{where}{lost}"
+        _warn(f"nats: {sink.published} records acknowledged{where}{lost}, {sink.spool.syncs} spool syncs "
+              f"(--sink-fsync {config.fsync}), {sink.retries} batches re-published"
               + (f"; last error {sink.last_error}" if left and sink.last_error else ""))
     return code
 
