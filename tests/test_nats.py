@@ -447,7 +447,7 @@ def test_cluster_leader_killed_repeatedly_consumer_gets_each_host_in_order_exact
         while busy.is_set():
             workload(root, 10, f"w{i}")
             i += 1
-            time.sleep(0.05)
+            time.sleep(0.1)
 
     writers = [threading.Thread(target=keep_writing, args=(root,)) for root, _, _ in hosts.values()]
     for w in writers:
@@ -550,3 +550,110 @@ def test_a_record_that_never_comes_is_reported_as_a_gap(nats_server: NatsNode, t
     assert [g["kind"] for g in got] == ["create", "create", "rescan", "create", "create", "create"]
     assert [g["path"] for g in got if g["kind"] == "create"] == ["/x/0", "/x/1", "/x/3", "/x/4", "/x/5"]
     assert "did not arrive" in got[2]["message"] and "did not arrive" in sub.stderr
+
+
+# -- subscriber output formats ------------------------------------------------------------------------------
+def test_subscribe_formats_are_watchs_with_the_publishing_host(nats_server: NatsNode, tmp_path: Path) -> None:
+    from normalizer.formats import FormatContext, make_formatter
+
+    recs = [Rec("create", b"/w/a", False, 10, 256), Rec("rename", b"/w/a", False, 11, 192, 5, b"/w/caf\xe9"),
+            Rec.note("delete", b"/w/d", True, 12, 512, pid=42, object_id="0a0b", source="fanotify",
+                     flags=("merged",))]
+    sink = NatsSink(NatsSinkConfig(servers=[nats_server.url], spool_dir=tmp_path / "spool", host="hostA"))
+    sink.put(recs)
+    assert sink.close(30) == 0
+
+    def sub(*args: str) -> list[str]:
+        done = subprocess.run([*FSNORM, "subscribe", nats_server.url, "--idle-exit", "1", *args],
+                              capture_output=True, cwd=REPO, timeout=60)
+        assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr
+        return done.stdout.decode("utf-8", "surrogateescape").splitlines()
+
+    ctx = FormatContext(host="hostA")
+    assert sub("--durable", "j") == [rec_to_json(r) for r in recs]
+    assert sub("--durable", "t", "--format", "text") == [make_formatter("text", ctx)(r) for r in recs]
+    template = "%w|%f|%e|%c"
+    assert sub("--durable", "p", "--format", template) == [make_formatter(template, ctx)(r) for r in recs]
+    ecs = [json.loads(ln) for ln in sub("--durable", "e", "--format", "ecs")]
+    want = [json.loads(make_formatter("ecs", ctx)(r)) for r in recs]
+    for doc in [*ecs, *want]:
+        doc.pop("@timestamp")  # the wall clock: the publisher's, estimated from the stream (HostFormats)
+    assert ecs == want and {d["host"]["name"] for d in ecs} == {"hostA"}
+    ocsf = [json.loads(ln) for ln in sub("--durable", "o", "--format", "ocsf", "--kind", "rename")]
+    assert [o["file"]["name"] for o in ocsf] == ["a"] and ocsf[0]["device"]["hostname"] == "hostA"
+    bad = subprocess.run([*FSNORM, "subscribe", nats_server.url, "--format", "nope"], capture_output=True, text=True,
+                         cwd=REPO, timeout=60)
+    assert bad.returncode == 2 and "unknown format 'nope'" in bad.stderr
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(["create", "rename", "delete", "overflow", "rescan"]), st.binary(max_size=30),
+       st.binary(max_size=30), st.booleans(), st.integers(0, 2**40), st.integers(0, 2**32 - 1),
+       st.none() | st.integers(0, 2**31), st.lists(st.sampled_from(["merged", "unwatched", "synthesized"]),
+                                                  unique=True).map(tuple),
+       st.none() | st.integers(1, 2**22), st.none() | st.text(max_size=20), st.sampled_from(["inotify", "fanotify"]))
+def test_a_published_line_reads_back_as_the_same_record(kind: str, path: bytes, dst: bytes, is_dir: bool, t_ns: int,
+                                                        mask: int, cookie: int | None, flags: tuple[str, ...],
+                                                        pid: int | None, message: str | None, source: str) -> None:
+    from normalizer.cli.nats import rec_from_json
+
+    rec = Rec.note(kind, path, is_dir, t_ns, mask, flags=flags, cookie=cookie, pid=pid, message=message,
+                   source=source, object_id=None if pid is None else "abcd")
+    if kind == "rename":
+        rec.dst = dst
+    back = rec_from_json(rec_to_json(rec).encode())
+    assert back.identity() == rec.identity()
+    assert rec_from_json(b"{not json").kind == "error"
+
+
+# -- spool durability ---------------------------------------------------------------------------------------
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+@pytest.mark.parametrize("policy", ["always", "batch", "never"])
+def test_kill_9_right_after_a_read_loses_nothing_the_spool_took(nats_server: NatsNode, tmp_path: Path,
+                                                                 policy: str) -> None:
+    """fsnorm runs under strace (counting its fdatasync calls) and is SIGKILLed as soon as it has printed the
+    first records of a burst (it spools before it prints). The next run publishes what the first left: every
+    record run 1 printed is in the stream, once. The fdatasync count is what the policy says: none for
+    ``never``, at most one per record for ``batch`` (one per read), at least one per record for ``always``."""
+    if shutil.which("strace") is None:
+        pytest.fail("strace is needed (apt-get install strace; .ci/run installs it)")
+    root = tmp_path / "w"
+    root.mkdir()
+    spool = tmp_path / "spool"
+    trace = tmp_path / "trace"
+    proc = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=fdatasync", "-o", str(trace), *FSNORM, "watch",
+                             str(root), "--sink", nats_server.url, "--spool", str(spool), "--sink-host", "hostA",
+                             "--sink-fsync", policy], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=REPO)
+    assert proc.stdout is not None
+    end = time.monotonic() + 30
+    while not (kids := _children(proc.pid)) and time.monotonic() < end:
+        time.sleep(0.02)
+    (fsnorm,) = kids
+    wait_for_watches(fsnorm, 1, timeout=90)  # python under strace starts slowly on a loaded machine
+    lines = Lines(proc.stdout)
+    for i in range(200):
+        (root / f"f{i}").write_bytes(b"x")
+    first = lines.next()
+    os.kill(fsnorm, signal.SIGKILL)
+    proc.wait(30)
+    printed1 = [ln.rstrip("\n") for ln in [first, *lines.rest(30)]]
+    syncs = trace.read_text().count("fdatasync(")
+    if policy == "never":
+        assert syncs == 0
+    elif policy == "batch":
+        assert 1 <= syncs <= len(printed1) + 200
+    else:
+        assert syncs >= len(printed1)
+    proc2, lines2 = start_watch(root, nats_server.url, spool)
+    wait_spool_empty(spool)
+    _, err = stop_watch(proc2, lines2)
+    resume_leftovers(spool, [nats_server.url], err)
+    stored = [p for _, m, p in stream_messages(nats_server.url) if m.split(":")[2] == "1"]
+    assert stored[:len(printed1)] == printed1 and len(set(stored)) == len(stored)
