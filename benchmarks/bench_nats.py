@@ -161,13 +161,14 @@ def latency_stdout(tmp: Path, count: int) -> list[float]:
     return [(got[k] - sent[k]) / 1e6 for k in sent if k in got]
 
 
-def latency_nats(nodes: list[NatsNode], tmp: Path, count: int) -> list[float]:
-    root = tmp / f"lat-nats-{len(nodes)}"
+def latency_nats(nodes: list[NatsNode], tmp: Path, count: int, fsync: str = "batch") -> list[float]:
+    root = tmp / f"lat-nats-{len(nodes)}-{fsync}"
     root.mkdir()
-    stream, prefix = f"LAT{len(nodes)}", f"lat{len(nodes)}"
+    stream, prefix = f"LAT{len(nodes)}{fsync.upper()}", f"lat{len(nodes)}{fsync}"
     proc = subprocess.Popen([*FSNORM, "watch", str(root), "--events", "rename", "--quiet", "--sink", url_of(nodes),
                              "--sink-stream", stream, "--sink-subject", prefix, "--sink-replicas", str(len(nodes)),
-                             "--spool", str(tmp / f"spool-lat-{len(nodes)}"), "--sink-host", "bench"],
+                             "--spool", str(tmp / f"spool-lat-{len(nodes)}-{fsync}"), "--sink-host", "bench",
+                             "--sink-fsync", fsync],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
     _wait_watch(proc)
     sent: dict[str, int] = {}
@@ -234,6 +235,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                 rate = publish_rate(nodes, tmp, args.records)
                 lat = latency_nats(nodes, tmp, args.renames)
                 if count == 1:
+                    never = latency_nats(nodes, tmp, args.renames, "never")
+                    result["nats1never"] = {"rate": rate, "p50_ms": pct(never, 50), "p95_ms": pct(never, 95),
+                                            "n": len(never)}
                     for policy in ("never", "batch", "always"):
                         result[f"spool_{policy}"] = spool_rate(nodes[0], tmp, min(args.records, 5000), policy)
                     result["sub_ordered"] = subscribe_rate(nodes[0], args.records + 1)
@@ -251,6 +255,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     base = result["stdout"]
     assert isinstance(base, dict)
     for name, label in (("stdout", "fsnorm watch > stdout"), ("nats1", "--sink, 1 node"),
+                        ("nats1never", "--sink, 1 node, --sink-fsync never (latency; rate as above)"),
                         ("nats3", "--sink, 3 nodes, replicas=3")):
         r = result[name]
         assert isinstance(r, dict)

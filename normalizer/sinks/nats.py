@@ -20,8 +20,9 @@ Why this shape:
 - Durability (``fsync``): ``batch`` (default) fdatasyncs the spool once per ``put`` — one group commit per
   kernel read, before its records are printed or published; ``always`` once per record; ``never`` leaves it to
   the page cache (a killed fsnorm loses nothing either way; a power loss may lose the records of the last
-  seconds with ``never``). The ``acked`` and ``epoch`` files are replaced atomically and, unless ``never``,
-  fsynced.
+  seconds with ``never``). The ``acked`` and ``epoch`` files are replaced atomically; ``epoch`` is fsynced
+  unless ``never``, ``acked`` only with ``always`` (an older ``acked`` after a machine crash only re-sends
+  records JetStream drops as duplicates).
 
 Spool directory layout: ``spool.log`` (append-only, one ``<msg id>\\t<subject>\\t<json>\\n`` line per record),
 ``acked`` (the byte offset up to which every line is acknowledged, then the msg id of the last line
@@ -239,7 +240,10 @@ class Spool:
                 self._log.truncate(0)
                 self._log.seek(0)
                 self.size = self.acked = 0
-            _replace(self.dir / "acked", f"{self.acked}\n{last_id}\n", sync=self.fsync != "never")
+            # Only ``always`` flushes the acked offset to disk each time (two more flushes per published batch):
+            # one lost in a machine crash only makes the next run re-send acknowledged records, which JetStream
+            # drops as duplicates by msg id (within its duplicate window).
+            _replace(self.dir / "acked", f"{self.acked}\n{last_id}\n", sync=self.fsync == "always")
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
