@@ -7,7 +7,11 @@
   ``fsnorm watch`` writes stdout (the ratio baseline);
 * latency: paced renames in a watched directory; for ``fsnorm watch`` (stdout, read by this process) and for
   ``fsnorm watch --sink`` (this process consuming the stream through a JetStream ordered push consumer), the
-  time from just before each rename(2) to the record's arrival (CLOCK_MONOTONIC, shared by the processes).
+  time from just before each rename(2) to the record's arrival (CLOCK_MONOTONIC, shared by the processes);
+* the watcher's cost of the spool per ``--sink-fsync`` policy: records/s that ``NatsSink.put`` takes in reads of
+  64 records (what the watcher thread pays per read: JSON, spool append, fdatasync), beside the stdout write;
+* the consumer: records/s that ``fsnorm subscribe nats://`` prints, with the per-host order (default) and in
+  stream order (``--order-wait 0``), timed from its start (Python start-up included) to the last line.
 
 Servers are real ``nats-server -js`` processes on 127.0.0.1 (tests/nats_fixtures.py). Numbers are
 measurements, never assertions.
@@ -71,6 +75,37 @@ def publish_rate(nodes: list[NatsNode], tmp: Path, n: int) -> float:
     return n / elapsed
 
 
+def spool_rate(node: NatsNode, tmp: Path, n: int, policy: str) -> float:
+    recs = [Rec("create", f"/data/d{i % 50}/file-{i}".encode(), False, i, 256) for i in range(n)]
+    sink = NatsSink(NatsSinkConfig(servers=[node.url], spool_dir=tmp / f"spool-fsync-{policy}", host="bench",
+                                   stream=f"SYNC{policy.upper()}", prefix=f"sync{policy}",
+                                   fsync=policy))  # type: ignore[arg-type]
+    t0 = time.perf_counter()
+    for start in range(0, n, 64):
+        sink.put(recs[start:start + 64])
+    elapsed = time.perf_counter() - t0
+    sink.close(30)
+    return n / elapsed
+
+
+def subscribe_rate(node: NatsNode, n: int, *extra: str) -> float:
+    """``fsnorm subscribe`` over the RATE1 stream (``n`` records): records/s from its start to its n-th line."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([*FSNORM, "subscribe", node.url, "--stream", "RATE1", "--subject", "rate1", "--idle-exit",
+                             "1", "--durable", f"d{len(extra)}", *extra], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, cwd=REPO)
+    assert proc.stdout is not None
+    seen = 0
+    for _ in proc.stdout:
+        seen += 1
+        if seen >= n:
+            break
+    elapsed = time.perf_counter() - t0
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
+    return seen / elapsed
+
+
 def stdout_rate(n: int) -> float:
     recs = [Rec("rename", f"/data/d{i % 50}/file-{i}".encode(), False, i, 192, cookie=i,
                 dst=f"/data/d{i % 50}/file-{i}.done".encode()) for i in range(n)]
@@ -126,13 +161,14 @@ def latency_stdout(tmp: Path, count: int) -> list[float]:
     return [(got[k] - sent[k]) / 1e6 for k in sent if k in got]
 
 
-def latency_nats(nodes: list[NatsNode], tmp: Path, count: int) -> list[float]:
-    root = tmp / f"lat-nats-{len(nodes)}"
+def latency_nats(nodes: list[NatsNode], tmp: Path, count: int, fsync: str = "batch") -> list[float]:
+    root = tmp / f"lat-nats-{len(nodes)}-{fsync}"
     root.mkdir()
-    stream, prefix = f"LAT{len(nodes)}", f"lat{len(nodes)}"
+    stream, prefix = f"LAT{len(nodes)}{fsync.upper()}", f"lat{len(nodes)}{fsync}"
     proc = subprocess.Popen([*FSNORM, "watch", str(root), "--events", "rename", "--quiet", "--sink", url_of(nodes),
                              "--sink-stream", stream, "--sink-subject", prefix, "--sink-replicas", str(len(nodes)),
-                             "--spool", str(tmp / f"spool-lat-{len(nodes)}"), "--sink-host", "bench"],
+                             "--spool", str(tmp / f"spool-lat-{len(nodes)}-{fsync}"), "--sink-host", "bench",
+                             "--sink-fsync", fsync],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
     _wait_watch(proc)
     sent: dict[str, int] = {}
@@ -198,6 +234,14 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             try:
                 rate = publish_rate(nodes, tmp, args.records)
                 lat = latency_nats(nodes, tmp, args.renames)
+                if count == 1:
+                    never = latency_nats(nodes, tmp, args.renames, "never")
+                    result["nats1never"] = {"rate": rate, "p50_ms": pct(never, 50), "p95_ms": pct(never, 95),
+                                            "n": len(never)}
+                    for policy in ("never", "batch", "always"):
+                        result[f"spool_{policy}"] = spool_rate(nodes[0], tmp, min(args.records, 5000), policy)
+                    result["sub_ordered"] = subscribe_rate(nodes[0], args.records + 1)
+                    result["sub_stream"] = subscribe_rate(nodes[0], args.records + 1, "--order-wait", "0")
             finally:
                 for node in nodes:
                     node.stop()
@@ -211,11 +255,24 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     base = result["stdout"]
     assert isinstance(base, dict)
     for name, label in (("stdout", "fsnorm watch > stdout"), ("nats1", "--sink, 1 node"),
+                        ("nats1never", "--sink, 1 node, --sink-fsync never (latency; rate as above)"),
                         ("nats3", "--sink, 3 nodes, replicas=3")):
         r = result[name]
         assert isinstance(r, dict)
         print(f"| {label} | {r['rate']:,.0f} | {r['rate'] / base['rate']:.3f} | {r['p50_ms']:.2f} | "
               f"{r['p95_ms']:.2f} | {r['p50_ms'] / base['p50_ms']:.1f} | {r['n']}/{args.renames} |")
+    print()
+    print(f"the watcher's cost of the spool (NatsSink.put in reads of 64 records; {min(args.records, 5000)} records) "
+          "and the consumer (fsnorm subscribe nats://, start-up included)")
+    print("| what | records/s | / stdout write |")
+    print("|---|---|---|")
+    for key, label in (("spool_never", "spool, --sink-fsync never"), ("spool_batch", "spool, --sink-fsync batch "
+                       "(default: one fdatasync per read)"), ("spool_always", "spool, --sink-fsync always"),
+                       ("sub_ordered", "fsnorm subscribe, per-host order (default)"),
+                       ("sub_stream", "fsnorm subscribe --order-wait 0 (stream order)")):
+        v = result[key]
+        assert isinstance(v, float)
+        print(f"| {label} | {v:,.0f} | {v / base['rate']:.3f} |")
     return result
 
 

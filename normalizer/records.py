@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from typing import Any, overload
 
-from .core.rec import Rec  # the core's record, compiled with the hot path (docs/compiled.md)
+from .core.rec import DirKey, Rec  # the core's record, compiled with the hot path (docs/compiled.md)
 from .record import (
     REASONS,
     Flag,
@@ -44,6 +44,7 @@ from .record import (
 
 __all__ = [
     "REASONS",
+    "DirKey",
     "Flag",
     "FlagSet",
     "PathKind",

@@ -48,7 +48,31 @@ def test_vector_record_is_the_fsnorm_record() -> None:
     assert isinstance(frame, wire.Record)
     rec = wire.to_rec(frame)
     assert (rec.kind, rec.path, rec.source, rec.pid, rec.object_id) == (
-        "create", b"data/n\xe9w", "fanotify", 4242, "0a0b0c0d")
+        "create", b"data/n\xe9w", "fanotify", 4242, frame.object_id.hex())
+    assert rec.dir_key == frame.a.dir_id if frame.a is not None else False
+
+
+def test_vector_ids_are_what_a_server_with_that_secret_sends() -> None:
+    """The spec's vectors carry the ids :class:`IdMinter` makes with the all-zero secret (the spec says which
+    keys): an id in a vector is a digest, never the handle or wd it stands for."""
+    from normalizer.net.ids import IdMinter
+
+    minter = IdMinter(bytes(32))
+    data = {v[0]: v[1] for v in vectors()}
+    for name in ("record-rename", "record-trailing-fields"):
+        (frame,) = wire.decode_all(data[name])
+        assert isinstance(frame, wire.Record) and frame.a is not None and frame.b is not None
+        assert (frame.a.dir_id, frame.b.dir_id) == (minter.dir_id(2), minter.dir_id(3))
+    (frame,) = wire.decode_all(data["record-rename-from-only"])
+    assert isinstance(frame, wire.Record) and frame.a is not None
+    assert frame.a.dir_id == minter.dir_id(2)
+    (frame,) = wire.decode_all(data["record-fanotify-create"])
+    assert isinstance(frame, wire.Record) and frame.a is not None
+    assert frame.object_id == minter.object_id("0a0b0c0d") and frame.a.dir_id == minter.dir_id(b"\x01\x02")
+    rec = Rec("rename", b"/r/src/a.txt", False, 1, 192, 7, b"/r/dst/b.txt", (), 2, 3)
+    again = wire.from_rec(rec, 42, b"data/src/a.txt", b"data/dst/b.txt", ids=minter)
+    assert again.a is not None and again.b is not None
+    assert (again.a.dir_id, again.b.dir_id, again.object_id) == (minter.dir_id(2), minter.dir_id(3), b"")
 
 
 def test_a_stream_of_vectors_in_any_split_gives_the_same_frames() -> None:

@@ -97,7 +97,14 @@ def add_parsers(sub: Any) -> None:
                    help="resume after record SEQ (of EPOCH; a bare SEQ cannot be checked, so a rescan comes "
                    "first unless --epoch is given)")
     p.add_argument("--epoch", type=int, default=None, help="the epoch --since SEQ belongs to")
-    p.add_argument("--format", choices=["json", "text"], default="json")
+    from .formatting import FORMAT_HELP, _format_spec
+
+    p.add_argument("--format", type=_format_spec, default="json", metavar="FORMAT",
+                   help=f"{FORMAT_HELP} (default json). json adds seq and epoch to each line (fsnorm serve); text "
+                   "starts it with the seq; with nats:// json is each line exactly as fsnorm watch printed it, and "
+                   "the other formats name the publishing host")
+    p.add_argument("--timefmt", metavar="STRFTIME",
+                   help="strftime(3) format of a template's %%T, in local time (e.g. '%%F %%T')")
     p.add_argument("--frames", action="store_true",
                    help="debug: print every protocol frame received as JSON (handshake included) instead of records")
     from . import nats as nats_cli
@@ -153,13 +160,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_remote(fmt: str) -> Callable[[Rec], str]:
-    """The line formatter for a received record: ``fsnorm watch``'s, plus ``seq`` and ``epoch``."""
-    base = make_formatter(fmt)
+def format_remote(fmt: str, timefmt: str | None = None) -> Callable[[Rec], str]:
+    """The line formatter for a received record: ``fsnorm watch``'s, plus ``seq`` and ``epoch`` (json), or the
+    seq in front (text); the other formats as ``fsnorm watch`` writes them (their context: this host, clock)."""
+    from ..formats.context import FormatContext
+
+    base = make_formatter(fmt, FormatContext(timefmt=timefmt))
     if fmt == "json":
         def line(rec: Rec) -> str:
             return f'{base(rec)[:-1]},"seq":{rec.seq},"epoch":{rec.epoch}}}'  # type: ignore[attr-defined]
         return line
+    if fmt != "text":
+        return base
 
     def text(rec: Rec) -> str:
         return f"{rec.seq:>8} {base(rec)}"  # type: ignore[attr-defined]
@@ -176,7 +188,7 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     epoch, since = (0, None) if args.since is None else args.since
     if args.epoch is not None:
         epoch = args.epoch
-    fmt = format_remote(args.format)
+    fmt = format_remote(args.format, args.timefmt)
     on_frame = None
     if args.frames:
         import json
@@ -196,7 +208,7 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
         out = sys.stdout.fileno()
         for batch in sub.batches():
             if not args.frames:
-                write_all(out, "".join(fmt(rec) + "\n" for rec in batch).encode())
+                write_all(out, "".join(fmt(rec) + "\n" for rec in batch).encode("utf-8", "surrogateescape"))
     except SubscriptionError as exc:
         if sub.closed:
             return 0

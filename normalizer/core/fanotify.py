@@ -98,6 +98,7 @@ from .fanotify_abi import (
 from .filters import PathFilter
 from .matcher import Half, MatcherSettings
 from .ownscan import SCAN_BITS
+from .rec import DirKey
 from .tree import DirCache
 
 MarkMode = Literal["inode", "filesystem"]
@@ -169,7 +170,11 @@ class FanRec(Rec):
         flags: tuple[str, ...] = (),
         pid: int | None = None,
         object_id: str | None = None,
+        dir_key: DirKey = None,
+        dst_dir_key: DirKey = None,
     ) -> None:
+        self.dir_key = dir_key
+        self.dst_dir_key = dst_dir_key
         self.kind = kind
         self.path = path
         self.dst = dst
@@ -357,8 +362,10 @@ class FanotifyNormalizer(NormalizerBase):
                 self.tmpfiles.appeared(item.path, item.path.rpartition(b"/")[2])
             elif item.kind == "delete" and item.message == self._why_rescan:
                 self._gone.add(item.path)
-            m.push(Rec.note(item.kind, item.path, item.is_dir, item.t_ns, 0, flags=item.flags,
-                            message=item.message or None, source="fanotify"), out)
+            rec = Rec.note(item.kind, item.path, item.is_dir, item.t_ns, 0, flags=item.flags,
+                           message=item.message or None, source="fanotify")
+            rec.dir_key = self.cache.key(_parent(item.path))
+            m.push(rec, out)
             m.end(item.t_ns, False, out)
         # inotify items (InotifyBatch, WatchAdded, WatchRemoved) cannot occur in a fanotify stream: ignored.
         return self._wake(self._act(out))
@@ -460,6 +467,7 @@ class FanotifyNormalizer(NormalizerBase):
                     p2 = prefixes.get(d2)
                     if p1 is not None and p2 is not None and obj is not None:
                         rec = FanRec("rename", p1 + nm, False, t, mask, p2 + nm2, (), pid, obj.hex())
+                        rec.dir_key, rec.dst_dir_key = d, d2
                         if nm2[:1] == b"#":  # a real "#<digits>" name (a src one stays known: harmless)
                             self.tmpfiles.appeared(rec.dst, nm2)
                         if held:
@@ -482,6 +490,7 @@ class FanotifyNormalizer(NormalizerBase):
                         if nm[0] == 35 and self._tmpfile(mask, path, nm):  # b"#"
                             continue
                         rec = FanRec(kind, path, False, t, mask, b"", (), pid, None if obj is None else obj.hex())
+                        rec.dir_key = d
                         if held:
                             push(rec, out)
                         else:
@@ -598,6 +607,7 @@ class FanotifyNormalizer(NormalizerBase):
         oid = None if obj is None else obj.hex()
         if src_in:  # out of the fresh directory into a known one: it appears at dst
             rec = FanRec("rename", b"", is_dir, t, mask, dst or b"", (Flag.UNWATCHED,), pid, oid)
+            rec.dst_dir_key = d2
             rec.message = "moved out of a directory that came into the tree in the same read (not reported yet)"
             self.matcher.push(rec, out)
             self._fresh_out = rec
@@ -613,6 +623,7 @@ class FanotifyNormalizer(NormalizerBase):
         if self._synthesized:
             self._seen_by_scan(FAN_RENAME, src)
         rec = FanRec("rename", src, is_dir, t, mask, b"", (Flag.UNWATCHED,), pid, oid)
+        rec.dir_key = d
         rec.message = "moved into a directory that came into the tree in the same read: its scan reports it"
         last = self._fresh_out
         if last is not None and out and out[-1] is last and last.dst == src:
@@ -722,7 +733,9 @@ class FanotifyNormalizer(NormalizerBase):
                 return
         elif bit == FAN_DELETE and self._synthesized:
             self._seen_by_scan(FAN_DELETE, path)
-        m.push(FanRec(kind, path, is_dir, t, mask, b"", merged, pid, oid), out)
+        rec = FanRec(kind, path, is_dir, t, mask, b"", merged, pid, oid)
+        rec.dir_key = d
+        m.push(rec, out)
         if is_dir and obj is not None:
             if bit == FAN_CREATE:
                 self._dir_arrived(obj, path, moved_in=False)
@@ -817,6 +830,7 @@ class FanotifyNormalizer(NormalizerBase):
         unresolved = why_src is not None or why_dst is not None
         flags = ((Flag.UNWATCHED,) if unwatched else ()) + merged + ((Flag.UNRESOLVED,) if unresolved else ())
         rec = FanRec("rename", src, is_dir, t, mask, dst, flags, pid, None if obj is None else obj.hex())
+        rec.dir_key, rec.dst_dir_key = (d if src else None), (d2 if dst else None)
         if unresolved:
             rec.message = "could not resolve " + "; ".join(
                 f"{side} {why}" for side, why in (("source", why_src), ("destination", why_dst)) if why)
@@ -1046,6 +1060,7 @@ class FanotifyNormalizer(NormalizerBase):
             # No handle to join by (a kernel without FAN_REPORT_TARGET_FID): one-sided when the window ends.
             obj = b"nokey:%d:%d" % (t, id(ev))
         half = FanHalf(path, is_dir, t, mask, obj, pid, obj.hex())
+        half.dir_key = d
         if merged:
             half.flags = merged
         self.matcher.push_from(half, out)
@@ -1069,6 +1084,7 @@ class FanotifyNormalizer(NormalizerBase):
         path = prefix + nm
         oid = None if obj is None else obj.hex()
         rec = m.push_to(obj, path, is_dir, t, mask, None, out)
+        rec.dst_dir_key = d
         if not isinstance(rec, FanHalf):  # not joined: a new record from the matcher, one-sided
             rec.source = "fanotify"
             rec.pid = pid

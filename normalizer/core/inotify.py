@@ -130,8 +130,10 @@ class InotifyNormalizer(NormalizerBase):
                 if self._fresh:
                     self._fresh_known.add(item.path)
                 self.tmpfiles.appeared(item.path, item.path.rpartition(b"/")[2])
-            m.push(Rec.note(item.kind, item.path, item.is_dir, item.t_ns, 0, flags=item.flags,
-                            message=item.message or None), out)
+            rec = Rec.note(item.kind, item.path, item.is_dir, item.t_ns, 0, flags=item.flags,
+                           message=item.message or None)
+            rec.dir_key = self.table.key(item.path.rstrip(b"/").rpartition(b"/")[0] or b"/")
+            m.push(rec, out)
         m.end(item.t_ns, False, out)
         return self._wake(out)
 
@@ -162,13 +164,13 @@ class InotifyNormalizer(NormalizerBase):
         tmpfiles = self.tmpfiles
         own = self.own_scans.expected
         pf_path: bytes | None = None  # the lookahead slot: a file MOVED_FROM not yet given to the matcher
-        pf_mask = pf_cookie = 0
+        pf_mask = pf_cookie = pf_wd = 0
         for wd, mask, cookie, name in batch.events:
             prefix = prefixes.get(wd)
             bit = mask & ~isdir_bit
             if pf_path is not None:
                 if bit == moved_to and cookie == pf_cookie and prefix is not None and name and mask == bit:
-                    rec = Rec("rename", pf_path, False, t, pf_mask | mask, cookie, prefix + name)
+                    rec = Rec("rename", pf_path, False, t, pf_mask | mask, cookie, prefix + name, (), pf_wd, wd)
                     if fresh and prefix in fresh:
                         self._fresh_known.add(prefix + name)
                     if name[0] == 35:  # b"#"
@@ -179,7 +181,7 @@ class InotifyNormalizer(NormalizerBase):
                         append(rec)
                     pf_path = None
                     continue
-                m.push_from(Half(pf_path, False, t, pf_mask, pf_cookie, pf_cookie), out)
+                m.push_from(Half(pf_path, False, t, pf_mask, pf_cookie, pf_cookie, pf_wd), out)
                 pf_path = None
             if prefix is None or not name:
                 self._slow(wd, mask, cookie, name, t, out)
@@ -192,10 +194,10 @@ class InotifyNormalizer(NormalizerBase):
                 if name[0] == 35:
                     tmpfiles.gone(prefix + name)
                 if mask == bit and cookie not in pending:
-                    pf_path, pf_mask, pf_cookie = prefix + name, mask, cookie
+                    pf_path, pf_mask, pf_cookie, pf_wd = prefix + name, mask, cookie, wd
                     continue
                 is_dir = mask & isdir_bit != 0
-                m.push_from(Half(prefix + name, is_dir, t, mask, cookie, cookie), out)
+                m.push_from(Half(prefix + name, is_dir, t, mask, cookie, cookie, wd), out)
                 if is_dir:
                     self._dir_left(cookie, prefix + name)
             elif bit == moved_to:
@@ -203,6 +205,7 @@ class InotifyNormalizer(NormalizerBase):
                 if fresh and prefix in fresh:
                     self._fresh_known.add(prefix + name)
                 rec = m.push_to(cookie, prefix + name, is_dir, t, mask, cookie, out)
+                rec.dst_dir_key = wd
                 if is_dir:
                     self._dir_arrived(rec, wd, name)
                 elif name[0] == 35:
@@ -221,14 +224,14 @@ class InotifyNormalizer(NormalizerBase):
                 if own and bit & SCAN_BITS and self.own_scans.own(bit, prefix + name):
                     continue
                 if held:
-                    push(Rec(kind, prefix + name, is_dir, t, mask), out)
+                    push(Rec(kind, prefix + name, is_dir, t, mask, None, b"", (), wd), out)
                 else:
-                    append(Rec(kind, prefix + name, is_dir, t, mask))
+                    append(Rec(kind, prefix + name, is_dir, t, mask, None, b"", (), wd))
                 if is_dir and bit == raw.IN_CREATE:
                     self._new_dirs.append((wd, name))
                     self._unwatched_new.add(prefix + name)
         if pf_path is not None:
-            m.push_from(Half(pf_path, False, t, pf_mask, pf_cookie, pf_cookie), out)
+            m.push_from(Half(pf_path, False, t, pf_mask, pf_cookie, pf_cookie, pf_wd), out)
         if batch.drained:
             self._synthesized.clear()
             if fresh:
@@ -348,7 +351,7 @@ class InotifyNormalizer(NormalizerBase):
         is_dir = mask & raw.IN_ISDIR != 0
         full = join(path, name)
         if bits == raw.IN_MOVED_FROM:
-            m.push_from(Half(full, is_dir, t, mask, cookie, cookie), out)
+            m.push_from(Half(full, is_dir, t, mask, cookie, cookie, wd), out)
             self.tmpfiles.gone(full)
             if is_dir:
                 self._dir_left(cookie, full)
@@ -356,6 +359,7 @@ class InotifyNormalizer(NormalizerBase):
             if self._fresh and path.rstrip(b"/") + b"/" in self._fresh:
                 self._fresh_known.add(full)
             rec = m.push_to(cookie, full, is_dir, t, mask, cookie, out)
+            rec.dst_dir_key = wd
             if is_dir:
                 self._dir_arrived(rec, wd, name)
             else:
@@ -370,7 +374,7 @@ class InotifyNormalizer(NormalizerBase):
             m.push(Rec.note("unknown", full, is_dir, t, mask, cookie=cookie or None,
                             message="event with no event bit"), out)
         elif not self._dropped(bits, full, name, is_dir):
-            m.push(Rec(_KIND_BY_BIT[bits], full, is_dir, t, mask), out)
+            m.push(Rec(_KIND_BY_BIT[bits], full, is_dir, t, mask, None, b"", (), wd), out)
 
     def _move_self(self, wd: int, path: bytes, mask: int, t: int, out: list[Rec]) -> None:
         """MOVE_SELF of a watched directory. If its MOVED_FROM is still waiting, it left the watched set."""

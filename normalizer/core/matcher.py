@@ -30,7 +30,7 @@ from typing import TypedDict
 from mypy_extensions import mypyc_attr
 from sortedcontainers import SortedList
 
-from ..records import Flag, Rec
+from ..records import DirKey, Flag, Rec
 
 #: Default window for a one-sided move, in ns. See README "Choosing the window": the worst split gap measured
 #: between halves of one rename under storm is 3.7 ms; 20 ms is 5x that and 25x below watchdog's 0.5 s.
@@ -61,8 +61,11 @@ class Half(Rec):
 
     __slots__ = ("key", "waiting")
 
-    def __init__(self, path: bytes, is_dir: bool, t_ns: int, mask: int, cookie: int | None, key: Hashable) -> None:
+    def __init__(self, path: bytes, is_dir: bool, t_ns: int, mask: int, cookie: int | None, key: Hashable,
+                 dir_key: DirKey = None) -> None:
         # Spelled out instead of calling Rec.__init__: this runs once per rename in the hot loop.
+        self.dir_key = dir_key
+        self.dst_dir_key = None
         self.kind = "rename"
         self.path = path
         self.dst = b""

@@ -12,6 +12,9 @@ from typing import Any
 
 from mypy_extensions import mypyc_attr
 
+#: A directory as a normalizer knows it: an inotify watch descriptor or a fanotify directory fid (bytes).
+DirKey = int | bytes | None
+
 
 @mypyc_attr(allow_interpreted_subclasses=True)
 class Rec:
@@ -19,6 +22,9 @@ class Rec:
 
     ``path`` is the single path, or the *source* side of a rename; ``dst`` is the rename's destination.
     ``flags`` is a tuple (shared empty default; a flag is added by building a new tuple, which is rare).
+    ``dir_key`` / ``dst_dir_key`` name the directory of ``path`` / ``dst`` as the normalizer knew it at the event
+    (an inotify wd, a fanotify directory fid; None when unknown): internal, never printed; ``fsnorm serve`` turns
+    them into opaque directory ids (normalizer/net/ids.py), which stay the same when the directory is renamed.
 
     Every field is a slot (a struct member once compiled). A subclass (fanotify's) adds no slot of its own
     and sets the inherited ones, so that compiled code, which reads the struct, and Python code, which reads
@@ -26,8 +32,8 @@ class Rec:
     (matcher.Half) sets per instance.
     """
 
-    __slots__ = ("cookie", "dst", "flags", "is_dir", "kind", "mask", "message", "object_id", "path", "pid",
-                 "source", "t_ns")
+    __slots__ = ("cookie", "dir_key", "dst", "dst_dir_key", "flags", "is_dir", "kind", "mask", "message",
+                 "object_id", "path", "pid", "source", "t_ns")
 
     #: True only for a rename half still waiting for its partner (matcher.Half overrides it per instance).
     waiting: bool = False
@@ -42,6 +48,8 @@ class Rec:
         cookie: int | None = None,
         dst: bytes = b"",
         flags: tuple[str, ...] = (),
+        dir_key: DirKey = None,
+        dst_dir_key: DirKey = None,
     ) -> None:
         self.kind = kind
         self.path = path
@@ -51,6 +59,8 @@ class Rec:
         self.mask = mask
         self.cookie = cookie
         self.flags = flags
+        self.dir_key = dir_key
+        self.dst_dir_key = dst_dir_key
         self.source: str = "inotify"
         self.pid: int | None = None
         self.object_id: str | None = None

@@ -35,6 +35,7 @@ from ..errors import ProtocolError, SourceError
 from ..records import Rec
 from . import wire
 from .exports import Export, PathMap, check_subscription_path
+from .ids import IdMinter
 from .journal import Journal, plan_resume
 
 SlowPolicy = Literal["rescan", "drop"]
@@ -122,6 +123,8 @@ class Server:
         self.exports = list(exports)
         self.paths = PathMap(self.exports)
         self.options = options
+        #: Opaque object/directory ids, with a secret of this run (epoch): :mod:`.ids`.
+        self.ids = IdMinter()
         self.journal = Journal(max_records=options.journal_records, max_bytes=options.journal_bytes,
                                max_age_ns=int(options.journal_age * 1e9))
         kinds = getattr(getattr(source, "filter", None), "kinds", None)
@@ -161,7 +164,7 @@ class Server:
 
         def encode(seq: int) -> bytes:
             try:
-                return wire.encode(wire.from_rec(rec, seq, a, b, message=message))
+                return wire.encode(wire.from_rec(rec, seq, a, b, message=message, ids=self.ids))
             except ProtocolError as exc:
                 note = Rec.note("error", b"", False, rec.t_ns, 0, message=f"record not sendable: {exc}")
                 return wire.encode(wire.from_rec(note, seq, b""))

@@ -22,6 +22,7 @@ from typing import Final, TypeAlias
 
 from ..errors import ProtocolError
 from ..records import Flag, Rec
+from .ids import IdMinter
 
 #: Protocol versions this implementation speaks.
 VERSIONS: Final = (1,)
@@ -531,18 +532,26 @@ def _side_of(path: bytes, dir_id: bytes = b"") -> Side:
     return Side(path, path.rpartition(b"/")[2], dir_id)
 
 
-def from_rec(rec: Rec, seq: int, a: bytes, b: bytes = b"", *, message: str | None = None) -> Record:
+def from_rec(rec: Rec, seq: int, a: bytes, b: bytes = b"", *, message: str | None = None,
+             ids: IdMinter | None = None) -> Record:
     """The wire record of ``rec`` with its paths already made export-relative (``a``, ``b``); ``message``
-    replaces ``rec.message`` when given (the server scrubs absolute paths out of it)."""
-    oid = b""
-    if rec.object_id:
+    replaces ``rec.message`` when given (the server scrubs absolute paths out of it). With ``ids`` (what a
+    server passes) the object and directory ids are its opaque digests (:mod:`.ids`); without, the object id is
+    ``rec.object_id`` as is and the directory ids stay empty (tests and tools that build frames by hand)."""
+    da = db = b""
+    if ids is not None:
+        oid = ids.object_id(rec.object_id)
+        da, db = ids.dir_id(rec.dir_key), ids.dir_id(rec.dst_dir_key)
+    elif rec.object_id:
         try:
             oid = bytes.fromhex(rec.object_id)
         except ValueError:
             oid = rec.object_id.encode("utf-8", "replace")[:255]
+    else:
+        oid = b""
     flags = tuple(f for f in rec.flags if f in RECORD_FLAG_BITS)
-    return Record(seq=seq, kind=rec.kind, a=_side_of(a) if a else None,
-                  b=_side_of(b) if b and rec.kind == "rename" else None, is_dir=rec.is_dir, flags=flags,
+    return Record(seq=seq, kind=rec.kind, a=_side_of(a, da) if a else None,
+                  b=_side_of(b, db) if b and rec.kind == "rename" else None, is_dir=rec.is_dir, flags=flags,
                   cookie=rec.cookie, pid=rec.pid, mask=rec.mask & 0xFFFFFFFF, t_ns=rec.t_ns, source=rec.source,
                   object_id=oid, message=rec.message if message is None else message)
 
@@ -560,6 +569,8 @@ def to_rec(r: Record) -> Rec:
                    source=r.source if r.source != "inotify" else None, pid=r.pid,
                    object_id=r.object_id.hex() if r.object_id else None)
     rec.dst = dst
+    rec.dir_key = r.a.dir_id or None if r.a is not None else None
+    rec.dst_dir_key = r.b.dir_id or None if r.b is not None else None
     return rec
 
 

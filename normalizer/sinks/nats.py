@@ -8,12 +8,25 @@ Why this shape:
   publish retried after a lost acknowledgement, or re-sent by the next run of fsnorm from the spool, has the
   same id, so JetStream's duplicate window stores it once.
 - The spool is bounded. Records that do not fit are counted, and the first record that fits again is preceded
-  by an explicit ``overflow`` record whose message says how many records (which seq range, which kinds) were
-  lost — never silence.
+  by an explicit ``overflow`` record whose message says how many records (after which seq, which kinds) were
+  lost — never silence. Only spooled records get a seq, so a host's seqs have no gaps within an epoch.
+- Order per host: every message also carries ``Fsnorm-Prev: <msg id of the record before it>`` (the spool's
+  previous line; across runs, the last one acknowledged). A publish that fails in the middle of a pipelined
+  batch while the stream's leader changes can leave a later record stored before an earlier one; the publisher
+  then re-publishes in spool order from the first unacknowledged record (one at a time until one succeeds), and a
+  consumer (``fsnorm subscribe nats://``, :mod:`normalizer.net.order`) follows the ``Fsnorm-Prev`` chain to give
+  each host's records in order, holding a record back until its predecessor came (bounded), saying so when one
+  never does.
+- Durability (``fsync``): ``batch`` (default) fdatasyncs the spool once per ``put`` — one group commit per
+  kernel read, before its records are printed or published; ``always`` once per record; ``never`` leaves it to
+  the page cache (a killed fsnorm loses nothing either way; a power loss may lose the records of the last
+  seconds with ``never``). The ``acked`` and ``epoch`` files are replaced atomically; ``epoch`` is fsynced
+  unless ``never``, ``acked`` only with ``always`` (an older ``acked`` after a machine crash only re-sends
+  records JetStream drops as duplicates).
 
 Spool directory layout: ``spool.log`` (append-only, one ``<msg id>\\t<subject>\\t<json>\\n`` line per record),
-``acked`` (the byte offset up to which every line is acknowledged, replaced atomically), ``epoch`` (the run
-counter), ``lock`` (an flock: one fsnorm per spool).
+``acked`` (the byte offset up to which every line is acknowledged, then the msg id of the last line
+acknowledged, replaced atomically), ``epoch`` (the run counter), ``lock`` (an flock: one fsnorm per spool).
 """
 
 from __future__ import annotations
@@ -29,7 +42,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from ..errors import FsnormError
 from ..formats.jsonl import rec_to_json
@@ -46,6 +59,10 @@ DEFAULT_SPOOL_BYTES = 256 * 1024 * 1024
 STREAM_MAX_AGE_S = 7 * 24 * 3600
 STREAM_DUPLICATE_WINDOW_S = 120
 _TOKEN_BAD = re.compile(r"[^A-Za-z0-9_-]")
+#: The header that links a host's records: the msg id of the record before this one ("" for a spool's first).
+PREV_HEADER = "Fsnorm-Prev"
+FsyncPolicy = Literal["always", "batch", "never"]
+FSYNC_POLICIES: tuple[FsyncPolicy, ...] = ("always", "batch", "never")
 
 
 class SinkError(FsnormError):
@@ -92,9 +109,12 @@ class SpoolLine:
 class Spool:
     """The bounded on-disk queue between the watcher (``append``) and the publisher (``read``/``ack``)."""
 
-    def __init__(self, directory: Path, *, max_bytes: int) -> None:
+    def __init__(self, directory: Path, *, max_bytes: int, fsync: FsyncPolicy = "batch") -> None:
         self.dir = directory
         self.max_bytes = max_bytes
+        self.fsync = fsync
+        #: fdatasync calls on spool.log (for the exit summary and the tests).
+        self.syncs = 0
         try:
             directory.mkdir(parents=True, exist_ok=True)
             self._lock_fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -110,7 +130,8 @@ class Spool:
         self._log = open(directory / "spool.log", "ab")  # noqa: SIM115 - lives as long as the spool
         self.size = self._log.tell()
         self.torn = self._drop_torn_tail()
-        self.acked = min(self._read_acked(), self.size)
+        acked, self.last_acked_id = self._read_acked()
+        self.acked = min(acked, self.size)
         self.resumed = self.size - self.acked  # bytes left unacknowledged by an earlier run
 
     def _drop_torn_tail(self) -> int:
@@ -135,14 +156,17 @@ class Spool:
             epoch = int(path.read_text().strip()) + 1
         except (OSError, ValueError):
             epoch = 1
-        _replace(path, f"{epoch}\n")
+        _replace(path, f"{epoch}\n", sync=self.fsync != "never")
         return epoch
 
-    def _read_acked(self) -> int:
+    def _read_acked(self) -> tuple[int, str]:
+        """(offset, msg id of the last line acknowledged); a file from before the id was kept has the offset
+        only (the id is then "": the next record starts a new chain)."""
         try:
-            return int((self.dir / "acked").read_text().strip())
+            lines = (self.dir / "acked").read_text().split("\n")
+            return int(lines[0].strip()), (lines[1].strip() if len(lines) > 1 else "")
         except (OSError, ValueError):
-            return 0
+            return 0, ""
 
     def pending_bytes(self) -> int:
         return self.size - self.acked
@@ -158,11 +182,22 @@ class Spool:
                 room -= len(line)
                 taken += 1
             if taken:
-                data = b"".join(lines[:taken])
-                self._log.write(data)
-                self._log.flush()
-                self.size += len(data)
+                if self.fsync == "always":
+                    for line in lines[:taken]:
+                        self._log.write(line)
+                        self._log.flush()
+                        self._sync()
+                else:
+                    self._log.write(b"".join(lines[:taken]))
+                    self._log.flush()
+                    if self.fsync == "batch":
+                        self._sync()
+                self.size += sum(len(line) for line in lines[:taken])
             return taken
+
+    def _sync(self) -> None:
+        os.fdatasync(self._log.fileno())
+        self.syncs += 1
 
     def read(self, start: int, limit: int) -> list[SpoolLine]:
         """Up to ``limit`` complete lines from byte ``start``."""
@@ -195,15 +230,20 @@ class Spool:
             f.seek(start)
             return f.read(end - start).count(b"\n")
 
-    def ack(self, offset: int) -> None:
-        """Everything before ``offset`` is stored in JetStream; an empty spool starts over at byte 0."""
+    def ack(self, offset: int, last_id: str = "") -> None:
+        """Everything before ``offset`` is stored in JetStream, the last of it ``last_id``; an empty spool starts
+        over at byte 0."""
         with self._mutex:
             self.acked = offset
+            self.last_acked_id = last_id
             if offset == self.size:
                 self._log.truncate(0)
                 self._log.seek(0)
                 self.size = self.acked = 0
-            _replace(self.dir / "acked", f"{self.acked}\n")
+            # Only ``always`` flushes the acked offset to disk each time (two more flushes per published batch):
+            # one lost in a machine crash only makes the next run re-send acknowledged records, which JetStream
+            # drops as duplicates by msg id (within its duplicate window).
+            _replace(self.dir / "acked", f"{self.acked}\n{last_id}\n", sync=self.fsync == "always")
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -212,10 +252,21 @@ class Spool:
         os.close(self._lock_fd)
 
 
-def _replace(path: Path, text: str) -> None:
+def _replace(path: Path, text: str, *, sync: bool = False) -> None:
+    """Write ``path`` atomically (a temp file renamed over it); with ``sync``, durably (file and directory)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    with open(tmp, "w") as f:
+        f.write(text)
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
+    if sync:
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -228,6 +279,7 @@ class NatsSinkConfig:
     replicas: int = 1
     host: str = ""
     batch: int = 256
+    fsync: FsyncPolicy = "batch"
 
 
 class NatsSink:
@@ -236,14 +288,16 @@ class NatsSink:
     def __init__(self, config: NatsSinkConfig) -> None:
         self.config = config
         self.host = subject_token(config.host or socket.gethostname())
-        self.spool = Spool(config.spool_dir, max_bytes=config.spool_bytes)
+        self.spool = Spool(config.spool_dir, max_bytes=config.spool_bytes, fsync=config.fsync)
         self._id_head = f"{self.host}:{boot_id()}:{self.spool.epoch}:"
         self._subject_head = f"{config.prefix}.{self.host}."
         self.seq = 0
         self.lost = 0
-        self._lost_first = 0
+        self._lost_after = 0
         self._lost_kinds: dict[str, int] = {}
         self.published = 0
+        #: Batches that failed part-way (each is re-published from its first unacknowledged record).
+        self.retries = 0
         self.last_error: str | None = None
         self._stop = threading.Event()
         self._drain_until = 0.0
@@ -275,21 +329,18 @@ class NatsSink:
                 self.seq -= 1  # the overflow line was not written: its seq is reused
         lines = [self._line(r, t) for r, t in zip(records, texts, strict=True)]
         taken = 0 if self.lost else self.spool.append(lines)
-        for line, rec in zip(lines[taken:], records[taken:], strict=True):
+        self.seq -= len(lines) - taken  # only spooled records are numbered: no gaps in a host's seqs
+        for rec in records[taken:]:
             if not self.lost:
-                self._lost_first = self._seq_of(line)
+                self._lost_after = self.seq
             self.lost += 1
             self._lost_kinds[rec.kind] = self._lost_kinds.get(rec.kind, 0) + 1
         self._poke()
 
-    @staticmethod
-    def _seq_of(line: bytes) -> int:
-        return int(line.split(b"\t", 1)[0].rsplit(b":", 1)[1])
-
     def _overflow_line(self, t_ns: int) -> bytes:
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(self._lost_kinds.items()))
-        msg = (f"nats sink: spool full ({self.spool.max_bytes} bytes unacknowledged): {self.lost} records lost, "
-               f"seq {self._lost_first}..{self._lost_first + self.lost - 1} ({kinds})")
+        msg = (f"nats sink: spool full ({self.spool.max_bytes} bytes unacknowledged): {self.lost} records lost "
+               f"after seq {self._lost_after} ({kinds})")
         rec = Rec.note("overflow", b"", False, t_ns, 0, message=msg)
         return self._line(rec, rec_to_json(rec))
 
@@ -346,8 +397,10 @@ class NatsSink:
                               max_age=STREAM_MAX_AGE_S, duplicate_window=STREAM_DUPLICATE_WINDOW_S,
                               num_replicas=self.config.replicas)
         sent = self.spool.acked
+        prev = self.spool.last_acked_id
         have_stream = False
         backoff = 0.05
+        batch = self.config.batch
         try:
             while not (self._stop.is_set()
                        and (not self.spool.pending_bytes() or time.monotonic() >= self._drain_until)):
@@ -357,16 +410,24 @@ class NatsSink:
                         await self._sleep(backoff)
                         backoff = min(backoff * 2, 2.0)
                         continue
-                lines = self.spool.read(sent, self.config.batch)
+                lines = self.spool.read(sent, batch)
                 if not lines:
                     await self._sleep(1.0)
                     continue
-                if await self._publish(js, lines):
-                    self.spool.ack(lines[-1].end)
-                    sent = self.spool.acked
-                    self.published += len(lines)
+                done = await self._publish(js, lines, prev)
+                if done:
+                    last = lines[done - 1]
+                    self.spool.ack(last.end, last.msg_id)
+                    sent, prev = self.spool.acked, last.msg_id
+                    self.published += done
+                if done == len(lines):
                     backoff = 0.05
+                    batch = self.config.batch
                 else:
+                    # Re-publish in spool order from the first unacknowledged record, one at a time until one is
+                    # acknowledged: a pipelined retry during a leader change could store later records first.
+                    self.retries += 1
+                    batch = 1
                     await self._sleep(backoff)
                     backoff = min(backoff * 2, 2.0)
         finally:
@@ -387,19 +448,23 @@ class NatsSink:
             self.last_error = f"stream: {exc!r}"
             return False
 
-    async def _publish(self, js: JetStreamContext, lines: list[SpoolLine]) -> bool:
-        """Publish a batch in order, pipelined; True when every message is acknowledged (stored or duplicate).
+    async def _publish(self, js: JetStreamContext, lines: list[SpoolLine], prev: str) -> int:
+        """Publish a batch in order, pipelined; return how many lines from the first are acknowledged (stored or
+        duplicate) without a failure before them.
 
-        On any failure the whole batch is retried from its first line: the ones already stored are
-        duplicates by msg id and JetStream drops them."""
+        The caller retries from the first line not counted: lines after it that were stored anyway are
+        duplicates by msg id and JetStream drops them (they keep their place; the consumer reorders by the
+        ``Fsnorm-Prev`` chain)."""
+        prevs = [prev, *(ln.msg_id for ln in lines[:-1])]
         futures = [js.publish(ln.subject, ln.payload, timeout=2.0, stream=self.config.stream,
-                              headers={"Nats-Msg-Id": ln.msg_id}) for ln in lines]
+                              headers={"Nats-Msg-Id": ln.msg_id, PREV_HEADER: p})
+                   for ln, p in zip(lines, prevs, strict=True)]
         results = await asyncio.gather(*futures, return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            self.last_error = f"publish: {errors[0]!r}"
-            return False
-        return True
+        for i, result in enumerate(results):
+            if isinstance(result, BaseException):
+                self.last_error = f"publish: {result!r}"
+                return i
+        return len(results)
 
     async def _on_error(self, exc: Exception) -> None:
         """Connection errors while the log is down are expected: kept for the exit summary, not logged each."""
