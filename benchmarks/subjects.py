@@ -27,7 +27,9 @@ import io
 import json
 import logging
 import os
+import resource
 import select
+import shutil
 import signal
 import struct
 import subprocess
@@ -163,6 +165,8 @@ class Subject:
     #: How long the subject holds events by design (watchdog: a lone MOVED_FROM, and everything behind it);
     #: the throughput trials do not count it as backlog.
     hold_s: ClassVar[float] = 0.05
+    #: The watcher is a child process (its CPU time is RUSAGE_CHILDREN's, not the subject process's own).
+    in_child: ClassVar[bool] = False
 
     def __init__(self, window_ms: float | None = None) -> None:
         self.window_ms = window_ms
@@ -229,6 +233,7 @@ class FsnormCli(Subject):
     name = "fsnorm"
     description = "fsnorm (inotify): `fsnorm watch` subprocess, JSON Lines read from its stdout"
     fmt = "jsonl"
+    in_child = True
     extra: ClassVar[list[str]] = []
 
     def command(self, root: str) -> list[str]:
@@ -317,6 +322,7 @@ class FsnormFanotify(FsnormCli):
             stats["via"] = "cli"
             return stats
         stats = _run_source(ctl, out_path, self.window_ms)
+        stats["in_child"] = False
         stats["via"] = "FanotifySource"
         stats["fmt"] = "tsv"
         return stats
@@ -520,8 +526,72 @@ class Pyinotify(Subject):
         return {"records": n}
 
 
+_INOTIFYWAIT_EVENTS = "modify,attrib,close_write,moved_from,moved_to,create,delete,delete_self,move_self"
+
+
+class Inotifywait(Subject):
+    """The C reference: ``inotifywait -m -r`` (inotify-tools) with fsnorm's default events, one line per event
+    read from its stdout. It does not pair renames (its halves count as ``from`` / ``to``): it is in the tables
+    for its CPU time per event, what a C reader with a printf per event costs."""
+
+    name = "inotifywait"
+    description = "inotifywait -m -r (inotify-tools, C): raw events, no pairing (CPU reference)"
+    in_child = True
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        return None if shutil.which("inotifywait") else "inotifywait is not installed (apt-get install inotify-tools)"
+
+    def run(self, ctl: Control, out_path: Path) -> dict[str, Any]:
+        cmd = ["inotifywait", "-m", "-r", "-q", "-e", _INOTIFYWAIT_EVENTS, "--format", "%e|%w%f", ctl.root]
+        with open(f"{out_path}.stderr", "wb") as err:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, bufsize=0,
+                                    preexec_fn=_unblock_stop_signals)
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        tail = b""
+        n = 0
+        child_hwm: int | None = None
+        signalled = False
+        with open(out_path, "w", buffering=1 << 20, errors="surrogateescape") as out:
+            emit = _tsv_writer(out)
+            while True:
+                if ctl.stopping and not signalled:
+                    child_hwm = vm_hwm_kib(proc.pid)
+                    proc.send_signal(signal.SIGTERM)
+                    signalled = True
+                if not poller.poll(50):
+                    if proc.poll() is not None:
+                        break
+                    continue
+                data = os.read(fd, 1 << 20)
+                if not data:
+                    break
+                data = tail + data
+                lines = data.split(b"\n")
+                tail = lines.pop()
+                for line in lines:
+                    n += 1
+                    events, _, path = line.partition(b"|")
+                    p = os.fsdecode(path)
+                    first = events.split(b",")[0].decode()
+                    kind = {"MOVED_FROM": "from", "MOVED_TO": "to", "Q_OVERFLOW": "overflow"}.get(first, first.lower())
+                    if kind == "from":
+                        emit("from", p, "", "")
+                    elif kind == "to":
+                        emit("to", "", p, "")
+                    else:
+                        emit(kind, p, "", "")
+                        if kind == "create":
+                            ctl.saw_create(p)
+        code = proc.wait()
+        return {"records": n, "child_rss_kib": child_hwm, "child_exit": code}
+
+
 SUBJECTS: dict[str, type[Subject]] = {cls.name: cls for cls in (
-    FsnormCli, FsnormApi, FsnormFanotify, Watchdog, WatchdogFull, Pyinotify, RawSubject)}
+    FsnormCli, FsnormApi, FsnormFanotify, Watchdog, WatchdogFull, Pyinotify, RawSubject, Inotifywait)}
 
 
 def availability() -> dict[str, str | None]:
@@ -556,6 +626,11 @@ def main(argv: list[str] | None = None) -> int:
         ctl.say(f"error {type(exc).__name__}: {exc}")
         raise
     stats.setdefault("fmt", cls.fmt)
+    # CPU seconds of the watcher: the child (fsnorm watch, inotifywait) or this process (in-process subjects,
+    # their writing of the TSV output included).
+    in_child = stats.pop("in_child", cls.in_child)
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN if in_child else resource.RUSAGE_SELF)
+    stats["cpu_s"] = ru.ru_utime + ru.ru_stime
     stats.update(subject=cls.name, rss_kib=vm_hwm_kib(), max_queued_events=queued, wall_s=time.monotonic() - t0,
                  ready=ctl.ready.is_set(), ended=ctl.ended.is_set())
     ctl.say("stats " + json.dumps(stats))
