@@ -31,6 +31,7 @@ from typing import Generic, Literal, TypedDict, TypeVar, Unpack, overload
 
 from .backends.fanotify import FanotifySource, SourceMarkMode, mask_from_inotify, unavailable_reason
 from .backends.inotify import EVENT_BITS, InotifySource
+from .backends.reader import DEFAULT_READ_BUFFER
 from .core import raw
 from .core.matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS
 from .errors import SourceError
@@ -76,6 +77,9 @@ class WatchOptions(TypedDict, total=False):
     mark_mode: SourceMarkMode
     #: fanotify only: join renames with FAN_RENAME (default True) rather than by the moved object's handle.
     use_rename: bool
+    #: Bytes of raw events a reader thread may hold while the consumer is busy (default 16 MiB; at least
+    #: 64 KiB); 0: no reader thread, the consumer reads the kernel fd itself (README "The reader thread").
+    read_buffer: int
 
 
 def mask_for_events(events: Iterable[str]) -> int:
@@ -106,6 +110,7 @@ def make_source(
     capture: str | os.PathLike[str] | None = None,
     mark_mode: SourceMarkMode | None = None,
     use_rename: bool | None = None,
+    read_buffer: int = DEFAULT_READ_BUFFER,
 ) -> LiveSource:
     """The live source for the options (see :class:`WatchOptions`). fanotify-only options with
     ``backend="inotify"`` are an error; with ``"auto"`` they apply when fanotify is chosen."""
@@ -122,12 +127,12 @@ def make_source(
             list(paths), mask=None if mask is None else mask_from_inotify(mask, use_rename=rename),
             mark_mode=mark_mode or "auto", use_rename=rename, window_ns=window_ns, max_wait_ns=max_wait_ns,
             max_pending=max_pending, strict_order=strict_order, include=include, exclude=exclude, rescan=rescan,
-            capture=capture)
+            capture=capture, read_buffer=read_buffer)
     if backend == "inotify":
         return InotifySource(
             list(paths), mask=raw.DEFAULT_INOTIFY_MASK if mask is None else mask, window_ns=window_ns,
             max_wait_ns=max_wait_ns, max_pending=max_pending, strict_order=strict_order, include=include,
-            exclude=exclude, rescan=rescan, capture=capture)
+            exclude=exclude, rescan=rescan, capture=capture, read_buffer=read_buffer)
     raise SourceError(f"unknown backend {backend!r} (use 'inotify', 'fanotify' or 'auto')")
 
 
@@ -233,8 +238,9 @@ def watch(paths: PathLike | Sequence[PathLike], *, raw_records: bool = False,
 
 
 class AsyncStream(Generic[R]):
-    """The asyncio form of :class:`Stream`: the inotify fd is registered with the event loop (``add_reader``),
-    so no thread is used; deadlines of one-sided moves are honoured with loop timers."""
+    """The asyncio form of :class:`Stream`: the source's ready fd (the reader thread's buffer, or the kernel
+    fd with ``read_buffer=0``) is registered with the event loop (``add_reader``), so no thread of its own is
+    used; deadlines of one-sided moves are honoured with loop timers."""
 
     def __init__(self, stream: Stream[R]) -> None:
         self._stream: Stream[R] = stream
@@ -275,8 +281,9 @@ class AsyncStream(Generic[R]):
         loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
         wakeup = self._wakeup
-        loop.add_reader(source.fileno(), wakeup.set)
-        self._reader = (loop, source.fileno())
+        ready = source.ready_fd()  # the reader thread's buffer, or the kernel fd without it
+        loop.add_reader(ready, wakeup.set)
+        self._reader = (loop, ready)
         try:
             while True:
                 for rec in stream.read(0):

@@ -7,6 +7,9 @@ the kernel interface itself:
   capture, feed what the walk produced;
 * ``read``: wait (poll) until the fd is readable, a one-sided move's deadline passes, or :meth:`wake` is called;
   let the subclass read once; if nothing was queued, advance the clock (a ``Tick``);
+* the reader thread (``read_buffer`` > 0, the default; :mod:`.reader`): a thread drains the kernel fd into a
+  bounded buffer of chunks while Python is busy; ``read`` then polls the buffer and the subclass takes its
+  read from it (:meth:`_next_chunk`), exactly the bytes, times and FIONREAD a direct read would have seen;
 * feeding: every stream item goes to the normalizer and, if capturing, to the capture. A capture that cannot be
   written (disk full, file-size limit) is stopped with an ``error`` record; watching goes on;
 * ``close``: read what the kernel had queued when asked to stop (nothing that happened before the stop is
@@ -40,6 +43,7 @@ from ..core.shadow import ShadowTree
 from ..core.tree import join
 from ..errors import CaptureError, SourceError
 from ..records import Flag, Rec
+from .reader import DEFAULT_READ_BUFFER, MIN_READ_BUFFER, BufferedReader, Chunk, fionread, read_chunk
 
 PathArg = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
@@ -72,6 +76,13 @@ class _Normalizer(Protocol):
     def close(self) -> list[Rec]: ...
 
 
+def check_read_buffer(size: int) -> None:
+    """SourceError unless ``size`` is 0 (no reader thread) or at least MIN_READ_BUFFER bytes."""
+    if size != 0 and size < MIN_READ_BUFFER:
+        raise SourceError(f"read_buffer must be 0 (no reader thread) or at least {MIN_READ_BUFFER} bytes "
+                          f"({MIN_READ_BUFFER // 1024} KiB), got {size}")
+
+
 def matcher_settings(settings: MatcherSettings) -> MatcherSettings:
     """All four matcher settings, defaults filled in and ``max_wait_ns`` raised to ``window_ns`` if below it
     (the one place this is clamped): what a source passes to its normalizer and records in its capture."""
@@ -96,9 +107,15 @@ class LiveSource:
     recursive: bool = True
 
     def __init__(self, roots: Sequence[PathArg], *, path_filter: PathFilter,
-                 capture: str | os.PathLike[str] | None, rescan: bool = True) -> None:
+                 capture: str | os.PathLike[str] | None, rescan: bool = True,
+                 read_buffer: int = DEFAULT_READ_BUFFER) -> None:
         if not roots:
             raise SourceError("no directory to watch")
+        check_read_buffer(read_buffer)
+        #: Bytes the reader thread may hold (0: no thread, the consumer reads the fd itself).
+        self.read_buffer = read_buffer
+        self._reader: BufferedReader | None = None
+        self._direct_view: memoryview | None = None
         self.roots = list(dict.fromkeys(abspath(r) for r in roots))
         self.rescan = rescan
         #: What the tree holds, kept from the records, for the rescan after an overflow (only with ``rescan``).
@@ -123,6 +140,13 @@ class LiveSource:
         self.announce_scans = False
 
     # -- for subclasses ------------------------------------------------------------------------------------
+
+    def fileno(self) -> int:
+        """The kernel fd (ValueError if the source is not open)."""
+        raise NotImplementedError
+
+    #: Bytes one read takes at most (subclasses set it).
+    _read_size: int
 
     def _open_kernel(self) -> list[raw.AnyStreamItem]:
         """Create the kernel fd, register it with ``self._poll``, mark/watch the roots. Returns the items the
@@ -171,7 +195,9 @@ class LiveSource:
             raise
         self._opened = True
         self._last_consumed = 0
-        return self._feed_all(items)
+        out = self._feed_all(items)
+        self._start_reader()
+        return out
 
     def __enter__(self) -> LiveSource:
         self.open()
@@ -179,6 +205,11 @@ class LiveSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def ready_fd(self) -> int:
+        """The fd to poll (or give to an event loop) for "a read may have records": the reader thread's
+        eventfd, readable while it holds a chunk; the kernel fd when there is no reader thread."""
+        return self._reader.fileno() if self._reader is not None else self.fileno()
 
     def wakeup_fd(self) -> int:
         """The write end of the wake pipe, for ``signal.set_wakeup_fd``: a signal then interrupts a blocked
@@ -217,9 +248,18 @@ class LiveSource:
     def _read_queued(self) -> list[Rec]:
         """Read everything that is queued now (and only that: a busy queue does not keep close waiting)."""
         out: list[Rec] = []
+        end = time.monotonic() + self.CLOSE_DRAIN_SECONDS
+        reader = self._reader
+        if reader is not None:  # what the thread read before the stop, then the kernel's queue directly
+            reader.stop()
+            while reader.buffered and time.monotonic() < end:
+                got = self._read_once()
+                if got is None:
+                    break
+                out.extend(got)
+            self._drop_reader()
         target = self._queued()
         consumed = 0
-        end = time.monotonic() + self.CLOSE_DRAIN_SECONDS
         while consumed < target and time.monotonic() < end:
             got = self._read_once()
             if got is None:
@@ -229,6 +269,7 @@ class LiveSource:
         return out
 
     def _close_fds(self) -> None:
+        self._drop_reader()  # the thread reads the kernel fd: it goes first
         self._close_kernel()
         for fd in (self._wake_r, self._wake_w):
             if fd >= 0:
@@ -250,10 +291,66 @@ class LiveSource:
         if out is not None:
             return out
         if self.normalizer.matcher.next_deadline() is not None:
-            t = time.monotonic_ns()
-            if self._queued() == 0:  # the clock advanced with an empty queue
+            t = self._idle_at()
+            if t is not None:  # the clock advanced with an empty queue
                 return self._feed(raw.Tick(t))
         return []
+
+    # -- the reader thread and the reads (module docstring; normalizer.backends.reader) -------------------
+
+    def _start_reader(self) -> None:
+        """Start the reader thread (with ``read_buffer``): ``read`` polls its buffer instead of the fd."""
+        if not self.read_buffer:
+            return
+        fd = self.fileno()
+        reader = BufferedReader(fd, capacity=self.read_buffer, read_size=self._read_size,
+                                name=f"fsnorm-{self.source_kind}-reader")
+        self._poll.unregister(fd)
+        self._poll.register(reader.fileno(), select.POLLIN)
+        self._reader = reader
+        reader.start()
+
+    def _drop_reader(self) -> None:
+        """Stop the thread and release its buffer; the fd is polled and read directly again."""
+        reader, self._reader = self._reader, None
+        if reader is None:
+            return
+        self.stats["read_buffer_peak"] = reader.peak
+        self.stats["read_buffer_full"] = reader.full
+        self._poll.unregister(reader.fileno())
+        reader.close()
+        with contextlib.suppress(ValueError):  # closed meanwhile
+            self._poll.register(self.fileno(), select.POLLIN)
+
+    def _next_chunk(self) -> Chunk | None:
+        """The next read, ``(t_ns, wall_before, backlog, data)``: from the reader thread's buffer, or one
+        non-blocking read of the fd without it. None if nothing is there. SourceError if reading failed."""
+        reader = self._reader
+        try:
+            if reader is not None:
+                chunk = reader.take()
+                if reader.peak > self.stats.get("read_buffer_peak", 0):
+                    self.stats["read_buffer_peak"] = reader.peak
+                    self.stats["read_buffer_full"] = reader.full
+                return chunk
+            view = self._direct_view
+            if view is None or len(view) != self._read_size:
+                view = self._direct_view = memoryview(bytearray(self._read_size))
+            return read_chunk(self.fileno(), view)
+        except OSError as exc:
+            raise SourceError(f"reading the {self.source_kind} fd failed: {exc.strerror or exc}") from exc
+
+    def _buffered_data(self) -> list[bytes]:
+        """The chunks the reader thread holds and nobody took yet (for ``_queued``)."""
+        return [] if self._reader is None else self._reader.buffered_data()
+
+    def _idle_at(self) -> int | None:
+        """The time now if everything queued so far has been consumed (the kernel queue and the reader's
+        buffer are empty), else None: what a ``Tick`` may say."""
+        if self._reader is not None:
+            return self._reader.idle_at()
+        t = time.monotonic_ns()
+        return t if fionread(self.fileno()) == 0 else None
 
     def _wait_ms(self, timeout: float | None) -> int:
         """How long to poll: the caller's timeout, shortened to the next deadline, and never longer than

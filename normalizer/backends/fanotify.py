@@ -59,6 +59,7 @@ from ..errors import CapabilityError, FsnormError, SourceError, WatchLimitError
 from ..records import Rec
 from . import _fanotify_sys as fs
 from .base import LiveSource, PathArg, matcher_settings
+from .reader import DEFAULT_READ_BUFFER
 
 #: The events fsnorm subscribes to with FAN_RENAME (MOVED_FROM / MOVED_TO would only repeat it).
 DEFAULT_FANOTIFY_MASK = (
@@ -169,6 +170,19 @@ def _parse_fast(data: bytes) -> list[raw.FanotifyEvent]:
         append((mask, pid, d, nm, d2, nm2, obj, extra))
         off = end
     return out
+
+
+def count_events(data: bytes) -> int:
+    """How many events a read() buffer holds (each starts with its u32 ``event_len``)."""
+    n = off = 0
+    end = len(data)
+    while off + 4 <= end:
+        size = int.from_bytes(data[off:off + 4], sys.byteorder)
+        if size < abi.FAN_EVENT_METADATA_LEN:
+            break
+        off += size
+        n += 1
+    return n
 
 
 def from_fan_event(ev: fs.FanEvent) -> raw.FanotifyEvent:
@@ -309,6 +323,7 @@ class FanotifySource(LiveSource):
         use_rename: bool = True,
         rescan: bool = True,
         read_size: int = DEFAULT_READ_SIZE,
+        read_buffer: int = DEFAULT_READ_BUFFER,
         **settings: Unpack[MatcherSettings],
     ) -> None:
         if mark_mode not in ("auto", "filesystem", "inode"):
@@ -318,7 +333,7 @@ class FanotifySource(LiveSource):
                     | (_SHADOW if rescan else 0))
         self.kinds = None if mask is None else reported_kinds(mask, required, fanotify=True)
         super().__init__(roots, path_filter=PathFilter(include, exclude, self.kinds), capture=capture,
-                         rescan=rescan)
+                         rescan=rescan, read_buffer=read_buffer)
         self._root_prefixes = [r if r.endswith(b"/") else r + b"/" for r in self.roots]
         self.mask = (base if mask is None else mask) | required
         self.announce_scans = bool(self.mask & (abi.FAN_OPEN | abi.FAN_ACCESS | abi.FAN_CLOSE_NOWRITE))
@@ -330,7 +345,6 @@ class FanotifySource(LiveSource):
         self.matcher_settings = matcher_settings(settings)
         self.normalizer = self._make_normalizer()
         self._read_size = read_size
-        self._buf = bytearray(read_size)
         self._fa: fs.FanotifyFD | None = None
         self._resolver = fs.HandleResolver()
         self._marked_fsids: set[bytes] = set()
@@ -406,7 +420,10 @@ class FanotifySource(LiveSource):
         return CaptureHeader(source="fanotify", options=self.options)
 
     def _queued(self) -> int:
-        return 0 if self._fa is None or self._fa.closed else self._fa.pending_events()
+        """Events not consumed yet: in the kernel queue and in the reader thread's buffer."""
+        if self._fa is None or self._fa.closed:
+            return 0
+        return self._fa.pending_events() + sum(map(count_events, self._buffered_data()))
 
     def _close_kernel(self) -> None:
         if self._fa is not None:
@@ -418,21 +435,13 @@ class FanotifySource(LiveSource):
         self._resolver.close()
 
     def _read_once(self) -> list[Rec] | None:
-        fa = self._fa
-        assert fa is not None
-        before_read = time.time()
-        try:
-            n = os.readv(fa.fileno(), [self._buf])
-        except BlockingIOError:
+        chunk = self._next_chunk()  # from the reader thread's buffer, or a direct read (LiveSource)
+        if chunk is None:
             return None
-        except OSError as exc:
-            raise SourceError(f"reading the fanotify group failed: {exc.strerror or exc}") from exc
-        if not n:
-            return None
-        t = time.monotonic_ns()
-        backlog = fa.pending_events()  # FIONREAD counts 24 bytes per queued event
+        t, before_read, backlog, data = chunk
+        backlog //= abi.FAN_EVENT_METADATA_LEN  # FIONREAD counts 24 bytes per queued event
         try:
-            events = parse_batch(bytes(memoryview(self._buf)[:n]))
+            events = parse_batch(data)
         except ValueError as exc:
             raise SourceError(f"corrupt fanotify event buffer: {exc}") from exc
         self._last_consumed = len(events)
@@ -470,7 +479,7 @@ class FanotifySource(LiveSource):
         fa = self._fa
         assert fa is not None
         items = [self._resolve(key) for key in keys]
-        queued = fa.pending_events()
+        queued = self._queued()  # the kernel's queue and the reader's buffer
         if queued:
             self._placements = (items, queued)
             return []
