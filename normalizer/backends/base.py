@@ -43,7 +43,7 @@ from ..core.shadow import ShadowTree
 from ..core.tree import join
 from ..errors import CaptureError, SourceError
 from ..records import Flag, Rec
-from .reader import DEFAULT_READ_BUFFER, MIN_READ_BUFFER, BufferedReader, Chunk, fionread, read_chunk
+from .reader import DEFAULT_READ_BUFFER, MIN_READ_BUFFER, Chunk, Reader, fionread, make_reader, read_chunk
 
 PathArg = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
@@ -114,7 +114,7 @@ class LiveSource:
         check_read_buffer(read_buffer)
         #: Bytes the reader thread may hold (0: no thread, the consumer reads the fd itself).
         self.read_buffer = read_buffer
-        self._reader: BufferedReader | None = None
+        self._reader: Reader | None = None
         self._direct_view: memoryview | None = None
         self.roots = list(dict.fromkeys(abspath(r) for r in roots))
         self.rescan = rescan
@@ -303,8 +303,8 @@ class LiveSource:
         if not self.read_buffer:
             return
         fd = self.fileno()
-        reader = BufferedReader(fd, capacity=self.read_buffer, read_size=self._read_size,
-                                name=f"fsnorm-{self.source_kind}-reader")
+        reader = make_reader(fd, capacity=self.read_buffer, read_size=self._read_size,
+                             name=f"fsnorm-{self.source_kind}-reader")
         self._poll.unregister(fd)
         self._poll.register(reader.fileno(), select.POLLIN)
         self._reader = reader

@@ -26,9 +26,14 @@ the thread holds from its ``read()`` to the append, so a read cannot hide betwee
 on an error): set by the thread when it appends to an empty buffer, cleared by the consumer when it takes the
 last chunk, both under the lock.
 
-The thread needs the GIL only between two reads (to append a chunk); ``os.readv`` and ``poll`` release it.
-A chunk is one read of up to ``read_size`` bytes (thousands of events), so a thread that gets the GIL once per
-switch interval (5 ms) still drains far faster than a storm fills the queue.
+Two implementations of one protocol, chosen by :func:`make_reader`:
+
+* :class:`CBufferedReader`, the C extension ``_ringreader`` (built by ``pip install`` from
+  ``_ringreader.c`` where a compiler is present; setup.py): a pthread that never takes the GIL, so the kernel
+  queue is drained even during a garbage-collection pause or while the consumer computes;
+* :class:`BufferedReader`, a Python thread, the fallback where the extension is not built: ``poll``,
+  ``readv`` and FIONREAD release the GIL, but after each the thread waits for it again (up to the switch
+  interval, 5 ms, while the consumer computes; the whole of a GC pause). ``FSNORM_READER=python`` forces it.
 """
 
 from __future__ import annotations
@@ -42,7 +47,12 @@ import threading
 import time
 from array import array
 from collections import deque
-from typing import TypeAlias
+from typing import Literal, Protocol, TypeAlias
+
+try:
+    from . import _ringreader
+except ImportError:  # not built (no compiler at install time): the Python thread
+    _ringreader = None  # type: ignore[assignment]
 
 #: One read: ``(t_ns, wall_before, backlog, data)``: CLOCK_MONOTONIC right after the read, wall time just
 #: before it, FIONREAD right after it (the fd's own unit: bytes for inotify, 24 per event for fanotify) and the
@@ -80,6 +90,84 @@ def read_chunk(fd: int, view: memoryview) -> Chunk | None:
     return (t, wall, fionread(fd), bytes(view[:n]))
 
 
+class Reader(Protocol):
+    """What LiveSource needs of a reader thread (both implementations)."""
+
+    @property
+    def buffered(self) -> int: ...
+    @property
+    def peak(self) -> int: ...
+    @property
+    def full(self) -> int: ...
+    @property
+    def running(self) -> bool: ...
+    def start(self) -> None: ...
+    def fileno(self) -> int: ...
+    def take(self) -> Chunk | None: ...
+    def idle_at(self) -> int | None: ...
+    def stop(self) -> None: ...
+    def close(self) -> None: ...
+    def buffered_data(self) -> list[bytes]: ...
+
+
+ReaderKind = Literal["c", "python"]
+
+
+def reader_kind() -> ReaderKind:
+    """``"c"`` when the C reader thread is built (and ``FSNORM_READER`` does not say ``python``)."""
+    if _ringreader is None or os.environ.get("FSNORM_READER", "").lower() == "python":
+        return "python"
+    return "c"
+
+
+def make_reader(fd: int, *, capacity: int = DEFAULT_READ_BUFFER, read_size: int = 256 << 10,
+                name: str = "fsnorm-reader") -> Reader:
+    """The reader thread for ``fd``: the C one where built, else the Python one (:func:`reader_kind`)."""
+    if reader_kind() == "c":
+        return CBufferedReader(fd, capacity=capacity, read_size=read_size)
+    return BufferedReader(fd, capacity=capacity, read_size=read_size, name=name)
+
+
+def _check_capacity(capacity: int) -> None:
+    if capacity < MIN_READ_BUFFER:
+        raise ValueError(f"read buffer of {capacity} bytes is below the minimum of {MIN_READ_BUFFER}")
+
+
+class CBufferedReader:
+    """The C reader thread (``_ringreader.Reader``, a pthread without the GIL), same protocol as
+    :class:`BufferedReader`; the read error is raised by :meth:`take` as OSError."""
+
+    def __init__(self, fd: int, *, capacity: int = DEFAULT_READ_BUFFER, read_size: int = 256 << 10) -> None:
+        _check_capacity(capacity)
+        if _ringreader is None:
+            raise ImportError("the C reader thread (normalizer.backends._ringreader) is not built")
+        self.fd = fd
+        self._r = _ringreader.Reader(fd, capacity, max(_MIN_ROOM, min(read_size, capacity)))
+        self.start, self.stop, self.close = self._r.start, self._r.stop, self._r.close
+        self.take, self.idle_at, self.fileno = self._r.take, self._r.idle_at, self._r.fileno
+        self.buffered_data = self._r.buffered_data
+
+    @property
+    def buffered(self) -> int:
+        return self._r.stats()[0]
+
+    @property
+    def peak(self) -> int:
+        return self._r.stats()[1]
+
+    @property
+    def reads(self) -> int:
+        return self._r.stats()[2]
+
+    @property
+    def full(self) -> int:
+        return self._r.stats()[3]
+
+    @property
+    def running(self) -> bool:
+        return bool(self._r.stats()[4])
+
+
 class BufferedReader:
     """One thread reading ``fd`` into a buffer of at most ``capacity`` bytes (module docstring).
 
@@ -89,8 +177,7 @@ class BufferedReader:
 
     def __init__(self, fd: int, *, capacity: int = DEFAULT_READ_BUFFER, read_size: int = 256 << 10,
                  name: str = "fsnorm-reader") -> None:
-        if capacity < MIN_READ_BUFFER:
-            raise ValueError(f"read buffer of {capacity} bytes is below the minimum of {MIN_READ_BUFFER}")
+        _check_capacity(capacity)
         self.fd = fd
         self.capacity = capacity
         self.read_size = min(read_size, capacity)
