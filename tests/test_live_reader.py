@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from live import brief, drain, sysctl
 
 from benchmarks.workloads import dirs, expected_renames
@@ -344,3 +346,51 @@ def test_buffered_reader_error_comes_after_the_chunks_before_it(kind: str) -> No
     finally:
         reader.close()
         os.close(fd)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(writes=st.lists(st.integers(1, 20_000), min_size=1, max_size=40),
+       takes=st.lists(st.booleans(), min_size=1, max_size=40),
+       capacity=st.sampled_from([MIN_READ_BUFFER, MIN_READ_BUFFER + 4097, 1 << 20]),
+       read_size=st.sampled_from([4096, 5000, 256 << 10]))
+def test_buffered_reader_every_byte_once_in_order_within_the_bound(
+        kind: str, writes: list[int], takes: list[bool], capacity: int, read_size: int) -> None:
+    """Whatever the write sizes, the read size, the bound and when the consumer takes: the chunks are the
+    bytes written, once, in order, and the buffer never held more than the bound."""
+    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    reader = new_reader(kind, r, capacity, read_size)
+    sent = bytearray()
+    got = bytearray()
+    try:
+        reader.start()
+        for i, size in enumerate(writes):
+            data = bytes([i % 251]) * size
+            view = memoryview(data)
+            off = 0
+            while off < size:
+                try:
+                    off += os.write(w, view[off:])
+                except BlockingIOError:  # the pipe is full: the buffer is full too, or the thread is behind
+                    chunk = reader.take()
+                    if chunk is not None:
+                        got += chunk[3]
+                    else:
+                        time.sleep(0.001)
+            sent += data
+            if takes[i % len(takes)]:
+                chunk = reader.take()
+                if chunk is not None:
+                    got += chunk[3]
+        end = time.monotonic() + 10
+        while len(got) < len(sent) and time.monotonic() < end:
+            chunk = reader.take()
+            if chunk is None:
+                time.sleep(0.001)
+            else:
+                got += chunk[3]
+        assert bytes(got) == bytes(sent)
+        assert reader.peak <= capacity and reader.buffered == 0
+    finally:
+        reader.close()
+        os.close(r)
+        os.close(w)
