@@ -170,6 +170,22 @@ class Subject:
 
     def __init__(self, window_ms: float | None = None) -> None:
         self.window_ms = window_ms
+        #: The watcher's pid when it is a child; its CPU seconds when the session ended (before the stop).
+        self.child_pid: int | None = None
+        self.cpu_end: float | None = None
+
+    def cpu_now(self) -> float | None:
+        """CPU seconds (user + system) the watcher has used so far: the child's (/proc) or this process's."""
+        if not self.in_child:
+            ru = resource.getrusage(resource.RUSAGE_SELF)
+            return ru.ru_utime + ru.ru_stime
+        if self.child_pid is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.child_pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     @classmethod
     def unavailable(cls) -> str | None:
@@ -246,6 +262,7 @@ class FsnormCli(Subject):
         with open(f"{out_path}.stderr", "wb") as err:
             proc = subprocess.Popen(self.command(ctl.root), stdout=subprocess.PIPE, stderr=err, bufsize=0,
                                     preexec_fn=_unblock_stop_signals)
+        self.child_pid = proc.pid
         assert proc.stdout is not None
         fd = proc.stdout.fileno()
         poller = select.poll()
@@ -259,6 +276,7 @@ class FsnormCli(Subject):
             while True:
                 if ctl.stopping and not signalled:
                     child_hwm = vm_hwm_kib(proc.pid)
+                    self.cpu_end = self.cpu_now()
                     proc.send_signal(signal.SIGTERM)
                     signalled = True
                 if not poller.poll(50):
@@ -547,6 +565,7 @@ class Inotifywait(Subject):
         with open(f"{out_path}.stderr", "wb") as err:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, bufsize=0,
                                     preexec_fn=_unblock_stop_signals)
+        self.child_pid = proc.pid
         assert proc.stdout is not None
         fd = proc.stdout.fileno()
         poller = select.poll()
@@ -560,6 +579,7 @@ class Inotifywait(Subject):
             while True:
                 if ctl.stopping and not signalled:
                     child_hwm = vm_hwm_kib(proc.pid)
+                    self.cpu_end = self.cpu_now()
                     proc.send_signal(signal.SIGTERM)
                     signalled = True
                 if not poller.poll(50):
@@ -620,17 +640,29 @@ def main(argv: list[str] | None = None) -> int:
     queued = max_queued_events()
     threading.Thread(target=_control, args=(ctl,), daemon=True, name="control").start()
     t0 = time.monotonic()
+    subject = cls(a.window_ms)
+    cpu_ready: list[float | None] = []
+
+    def at_ready() -> None:  # the CPU the watcher had used when it was ready (start-up, the initial walk)
+        ctl.ready.wait()
+        cpu_ready.append(subject.cpu_now())
+
+    threading.Thread(target=at_ready, daemon=True, name="cpu-at-ready").start()
     try:
-        stats = cls(a.window_ms).run(ctl, a.out)
+        stats = subject.run(ctl, a.out)
     except Exception as exc:
         ctl.say(f"error {type(exc).__name__}: {exc}")
         raise
     stats.setdefault("fmt", cls.fmt)
     # CPU seconds of the watcher: the child (fsnorm watch, inotifywait) or this process (in-process subjects,
-    # their writing of the TSV output included).
+    # their writing of the TSV output included). ``cpu_s``: from ready (start-up and the initial walk left
+    # out) to the end of the session; ``cpu_total_s``: the whole process, start-up and shutdown included.
     in_child = stats.pop("in_child", cls.in_child)
     ru = resource.getrusage(resource.RUSAGE_CHILDREN if in_child else resource.RUSAGE_SELF)
-    stats["cpu_s"] = ru.ru_utime + ru.ru_stime
+    stats["cpu_total_s"] = ru.ru_utime + ru.ru_stime
+    end = subject.cpu_end if subject.cpu_end is not None else subject.cpu_now()
+    start = cpu_ready[0] if cpu_ready else None
+    stats["cpu_s"] = end - start if end is not None and start is not None else None
     stats.update(subject=cls.name, rss_kib=vm_hwm_kib(), max_queued_events=queued, wall_s=time.monotonic() - t0,
                  ready=ctl.ready.is_set(), ended=ctl.ended.is_set())
     ctl.say("stats " + json.dumps(stats))

@@ -126,7 +126,7 @@ class InotifySource(LiveSource):
         """Bytes not consumed yet: in the kernel queue and in the reader thread's buffer."""
         if self._fd is None or self._fd.closed:
             return 0
-        return self._fd.pending_bytes() + sum(map(len, self._buffered_data()))
+        return self._fd.pending_bytes() + (0 if self._reader is None else self._reader.buffered)
 
     def _close_kernel(self) -> None:
         if self._fd is not None:
