@@ -27,6 +27,7 @@ Subclasses implement :meth:`_open_kernel`, :meth:`_read_once`, :meth:`_queued`, 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import select
 import stat
@@ -115,6 +116,8 @@ class LiveSource:
         #: Bytes the reader thread may hold (0: no thread, the consumer reads the fd itself).
         self.read_buffer = read_buffer
         self._reader: Reader | None = None
+        #: The time of the last read (or Tick) fed: the stream's clock (_in_stream_order).
+        self._stream_t = 0
         self._direct_view: memoryview | None = None
         self.roots = list(dict.fromkeys(abspath(r) for r in roots))
         self.rescan = rescan
@@ -370,6 +373,8 @@ class LiveSource:
     # -- feeding (every item goes to the capture, then to the normalizer) ----------------------------------
 
     def _feed(self, item: raw.AnyStreamItem) -> list[Rec]:
+        if self._reader is not None:
+            item = self._in_stream_order(item)
         failed: Rec | None = None
         if self._capture is not None:
             try:
@@ -386,6 +391,19 @@ class LiveSource:
         if recs.actions:
             out.extend(self._carry_out(recs.actions))
         return out
+
+    def _in_stream_order(self, item: raw.AnyStreamItem) -> raw.AnyStreamItem:
+        """With the reader thread, the source's own items (watches, resolved handles, notices) are made while
+        later reads already wait in the buffer, stamped before the source made them. Such an item takes the time
+        of the read it follows, so the stream's times never go back (a capture's reader checks that). Never
+        later than its own time: a read's time stays what it was (its barrier claims "everything queued
+        before t was read", which a later stamp would overstate)."""
+        if isinstance(item, raw.InotifyBatch | raw.FanotifyBatch | raw.Tick):
+            self._stream_t = item.t_ns
+            return item
+        if item.t_ns > self._stream_t > 0:
+            return dataclasses.replace(item, t_ns=self._stream_t)
+        return item
 
     def _carry_out(self, actions: tuple[Action, ...]) -> list[Rec]:
         """Do what a feed asked, in its order; the records of the walks of new directories. This is the only
