@@ -34,7 +34,7 @@ typedef struct chunk {
     int64_t t_ns;
     double wall;
     int backlog;
-    size_t n;
+    size_t n, cap;
     char data[];
 } chunk;
 
@@ -46,6 +46,7 @@ typedef struct {
     size_t capacity, read_size, buffered, peak;
     unsigned long long reads, full;
     chunk *head, *tail;
+    chunk **tail_link; /* the pointer that points at tail: &head or &(tail's predecessor)->next */
     pthread_mutex_t mu;
     pthread_cond_t room;
     pthread_t thread;
@@ -141,25 +142,54 @@ static void *run(void *arg) {
         int backlog = 0;
         if (ioctl(r->fd, FIONREAD, &backlog) < 0)
             backlog = 0;
-        chunk *c = malloc(sizeof(chunk) + (size_t)n);
-        if (c == NULL) {
-            r->err = ENOMEM;
-            notify_set(r);
-            pthread_mutex_unlock(&r->mu);
-            break;
-        }
-        c->next = NULL;
-        c->t_ns = t;
-        c->wall = wall;
-        c->backlog = backlog;
-        c->n = (size_t)n;
-        memcpy(c->data, buf, (size_t)n);
-        if (r->tail == NULL) {
-            r->head = r->tail = c;
-            notify_set(r);
+        chunk *c = r->tail;
+        if (c != NULL && c->n + (size_t)n <= r->read_size) {
+            /* The consumer has not taken the last chunk yet: this read joins it (one batch of up to read_size
+             * bytes, with this read's time and FIONREAD, the first read's wall time). */
+            if (c->n + (size_t)n > c->cap) {
+                size_t cap = c->cap * 2;
+                if (cap < c->n + (size_t)n)
+                    cap = c->n + (size_t)n;
+                if (cap > r->read_size)
+                    cap = r->read_size;
+                chunk *g = realloc(c, sizeof(chunk) + cap);
+                if (g == NULL) {
+                    r->err = ENOMEM;
+                    notify_set(r);
+                    pthread_mutex_unlock(&r->mu);
+                    break;
+                }
+                *r->tail_link = g;
+                r->tail = c = g;
+                c->cap = cap;
+            }
+            memcpy(c->data + c->n, buf, (size_t)n);
+            c->n += (size_t)n;
+            c->t_ns = t;
+            c->backlog = backlog;
         } else {
-            r->tail->next = c;
-            r->tail = c;
+            c = malloc(sizeof(chunk) + (size_t)n);
+            if (c == NULL) {
+                r->err = ENOMEM;
+                notify_set(r);
+                pthread_mutex_unlock(&r->mu);
+                break;
+            }
+            c->next = NULL;
+            c->t_ns = t;
+            c->wall = wall;
+            c->backlog = backlog;
+            c->n = c->cap = (size_t)n;
+            memcpy(c->data, buf, (size_t)n);
+            if (r->tail == NULL) {
+                r->head = r->tail = c;
+                r->tail_link = &r->head;
+                notify_set(r);
+            } else {
+                r->tail->next = c;
+                r->tail_link = &r->tail->next;
+                r->tail = c;
+            }
         }
         r->buffered += (size_t)n;
         r->reads++;
@@ -277,6 +307,7 @@ static void free_chunks(Reader *self) {
         c = next;
     }
     self->head = self->tail = NULL;
+    self->tail_link = NULL;
     self->buffered = 0;
 }
 
@@ -299,8 +330,11 @@ static PyObject *Reader_take(Reader *self, PyObject *unused) {
         self->head = c->next;
         if (self->head == NULL) {
             self->tail = NULL;
+            self->tail_link = NULL;
             if (self->err == 0)
                 notify_clear(self);
+        } else if (self->tail_link == &c->next) {
+            self->tail_link = &self->head; /* the tail is the head now */
         }
         self->buffered -= c->n;
         pthread_cond_signal(&self->room);

@@ -22,6 +22,12 @@ capture still holds exactly what the kernel gave.
 *and* the buffer empty with no read in flight: :meth:`BufferedReader.idle_at` checks all three under the lock
 the thread holds from its ``read()`` to the append, so a read cannot hide between the two.
 
+**Batches**: a read that finds the previous chunk still in the buffer joins it, up to ``read_size`` bytes,
+with its own time and FIONREAD (the first one's wall time). So the consumer gets big batches when it is
+behind (its cost per batch spread over thousands of events) and small ones, at once, when it keeps up. The
+joined chunk is what one read at its time would have given, less precisely: its halves' windows start at the
+later time (they wait a little longer, never less) and its barrier is the later read's.
+
 **Waking the consumer**: an eventfd, readable exactly while the buffer holds a chunk (or the thread stopped
 on an error): set by the thread when it appends to an empty buffer, cleared by the consumer when it takes the
 last chunk, both under the lock.
@@ -313,7 +319,12 @@ class BufferedReader:
                     continue
                 if not chunks:
                     os.eventfd_write(self._notify, 1)
-                chunks.append(chunk)
+                    chunks.append(chunk)
+                elif len(chunks[-1][3]) + len(chunk[3]) <= self.read_size:  # joins the last one (docstring)
+                    last = chunks[-1]
+                    chunks[-1] = (chunk[0], last[1], chunk[2], last[3] + chunk[3])
+                else:
+                    chunks.append(chunk)
                 self.buffered += len(chunk[3])
                 self.reads += 1
                 if self.buffered > self.peak:
