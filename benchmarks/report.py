@@ -326,7 +326,7 @@ def _header(results: dict[str, Any]) -> str:
         f"{m.get('os')}; work dir on {m.get('work_fs')}; fs.inotify.max_queued_events={m.get('max_queued_events')}; "
         f"load average {', '.join(f'{x:.2f}' for x in m.get('loadavg_start', []))} at start.",
         f"Versions: Python {v.get('python')}, fsnorm {v.get('fsnorm')}, watchdog {v.get('watchdog')}, "
-        f"pyinotify {v.get('pyinotify')}, {v.get('gcc')}.",
+        f"pyinotify {v.get('pyinotify')}, {v.get('gcc')}; fsnorm's reader: {v.get('fsnorm_reader', 'none')}.",
     ]
     if skipped:
         lines.append("Skipped subjects: " + "; ".join(skipped) + ".")

@@ -523,7 +523,17 @@ def versions() -> dict[str, str | None]:
 
     return {"python": platform.python_version(), "python_impl": platform.python_implementation(),
             "python_executable": sys.executable, "fsnorm": v("fsnorm"), "watchdog": v("watchdog"),
-            "pyinotify": v("pyinotify"), "pydantic": v("pydantic"), "gcc": crenamer.gcc_version()}
+            "pyinotify": v("pyinotify"), "pydantic": v("pydantic"), "gcc": crenamer.gcc_version(),
+            "fsnorm_reader": _reader_kind()}
+
+
+def _reader_kind() -> str:
+    """Which reader thread fsnorm's subjects run with (FSNORM_READER is inherited by the subjects)."""
+    try:
+        from normalizer.backends.reader import reader_kind
+    except ImportError:
+        return "none (this fsnorm has no reader thread)"
+    return f"{reader_kind()} thread"
 
 
 def availability() -> dict[str, str | None]:
