@@ -303,6 +303,23 @@ class FsnormCli(Subject):
                 "child_exit": code, "child_stderr": stderr[-500:]}
 
 
+class FsnormDirect(FsnormCli):
+    """``fsnorm watch --read-buffer 0``: no reader thread, the consumer reads the kernel fd itself (fsnorm
+    before the reader thread), for an A/B of the reader thread in one run."""
+
+    name = "fsnorm-direct"
+    description = "fsnorm (inotify), no reader thread: `fsnorm watch --read-buffer 0`"
+    extra: ClassVar[list[str]] = ["--read-buffer", "0"]
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        try:
+            from normalizer.backends import reader  # noqa: F401
+        except ImportError:
+            return "this fsnorm has no reader thread (nor --read-buffer)"
+        return None
+
+
 def _has_fanotify() -> str | None:
     try:
         import normalizer.backends.fanotify  # noqa: F401
@@ -611,7 +628,8 @@ class Inotifywait(Subject):
 
 
 SUBJECTS: dict[str, type[Subject]] = {cls.name: cls for cls in (
-    FsnormCli, FsnormApi, FsnormFanotify, Watchdog, WatchdogFull, Pyinotify, RawSubject, Inotifywait)}
+    FsnormCli, FsnormDirect, FsnormApi, FsnormFanotify, Watchdog, WatchdogFull, Pyinotify, RawSubject,
+    Inotifywait)}
 
 
 def availability() -> dict[str, str | None]:
