@@ -238,15 +238,15 @@ def watch(paths: PathLike | Sequence[PathLike], *, raw_records: bool = False,
 
 
 class AsyncStream(Generic[R]):
-    """The asyncio form of :class:`Stream`: the source's ready fd (the reader thread's buffer, or the kernel
-    fd with ``read_buffer=0``) is registered with the event loop (``add_reader``), so no thread of its own is
-    used; deadlines of one-sided moves are honoured with loop timers."""
+    """The asyncio form of :class:`Stream`: the source's ready fds (the kernel fd, and the reader thread's
+    buffer) are registered with the event loop (``add_reader``), so no thread of its own is used; deadlines of
+    one-sided moves are honoured with loop timers."""
 
     def __init__(self, stream: Stream[R]) -> None:
         self._stream: Stream[R] = stream
         self._wakeup: asyncio.Event | None = None
         #: The fd registered with the loop while an iteration runs (removed before the fd is closed).
-        self._reader: tuple[asyncio.AbstractEventLoop, int] | None = None
+        self._reader: tuple[asyncio.AbstractEventLoop, tuple[int, ...]] | None = None
 
     async def __aenter__(self) -> AsyncStream[R]:
         self._stream.open()
@@ -265,9 +265,10 @@ class AsyncStream(Generic[R]):
 
     def _remove_reader(self) -> None:
         if self._reader is not None:
-            loop, fd = self._reader
+            loop, fds = self._reader
             self._reader = None
-            loop.remove_reader(fd)
+            for fd in fds:
+                loop.remove_reader(fd)
 
     def stop(self) -> None:
         self._stream.stop()
@@ -281,8 +282,9 @@ class AsyncStream(Generic[R]):
         loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
         wakeup = self._wakeup
-        ready = source.ready_fd()  # the reader thread's buffer, or the kernel fd without it
-        loop.add_reader(ready, wakeup.set)
+        ready = source.ready_fds()  # the kernel fd, and the reader thread's buffer
+        for fd in ready:
+            loop.add_reader(fd, wakeup.set)
         self._reader = (loop, ready)
         try:
             while True:

@@ -95,8 +95,7 @@ def test_stalled_consumer_with_a_tiny_buffer_gets_the_overflow_at_its_place(tree
     """A 64 KiB buffer and a kernel queue of 1024 events; 4096 renames while the consumer reads nothing. The
     thread fills the buffer and stops (never more than the bound); the kernel queue fills and overflows. Every
     rename is exact and in each thread's order, nothing is reported twice, nothing is missing except at an
-    overflow record, lone halves say why, the create made afterwards comes last. More renames come before the
-    first overflow than the kernel queue alone could hold: the buffer held them."""
+    overflow record, lone halves say why, the create made afterwards comes last."""
     root = tree / "w"
     for d in dirs(root, 4):
         d.mkdir()
@@ -151,8 +150,6 @@ def test_stalled_consumer_with_a_tiny_buffer_gets_the_overflow_at_its_place(tree
             else:
                 assert r.flags in (("overflow",), ("timeout",)), r
     assert all(r.flags == () for r in recs if r.kind == "rename" and r.path and r.dst)
-    events_per_rename = 2 if backend == "inotify" else 1
-    assert events_per_rename * len(pairs(recs[:cuts[0]])) > 1024, "the buffer held more than the kernel queue"
     assert src.stats["read_buffer_full"] >= 1 and 0 < src.stats["read_buffer_peak"] <= MIN_READ_BUFFER
 
 
@@ -209,7 +206,7 @@ def test_lone_half_expires_by_its_window_with_the_buffer(tree: Path, backend: st
     else:
         src = FanotifySource([tree / "w"], mark_mode="inode", use_rename=False, **options)  # type: ignore[arg-type]
     with src:
-        assert src._reader is not None and src.ready_fd() == src._reader.fileno()
+        assert src._reader is not None and src.ready_fds() == (src.fileno(), src._reader.fileno())
         os.rename(tree / "w/a/x", tree / "out/x")
         recs: list[Rec] = []
         end = time.monotonic() + 20
@@ -263,7 +260,7 @@ def test_read_buffer_below_the_minimum_is_a_source_error(tree: Path, size: int) 
 
 def test_read_buffer_zero_reads_the_kernel_fd_directly(tree: Path) -> None:
     with InotifySource([tree / "w"], read_buffer=0) as src:
-        assert src._reader is None and src.ready_fd() == src.fileno()
+        assert src._reader is None and src.ready_fds() == (src.fileno(),)
         (tree / "w/a/f").write_text("x")
         recs = drain(src)
     assert ("create", "w/a/f", ()) in brief(tree, recs)

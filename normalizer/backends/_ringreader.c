@@ -28,6 +28,11 @@
 #include <fcntl.h>
 
 #define MIN_ROOM 4096
+/* The thread leaves queued events to a consumer that keeps up (take() reads the fd itself when nothing is
+ * buffered): it reads only once the consumer is behind (a chunk is still buffered), the kernel holds at least
+ * `backstop` (FIONREAD's unit; the caller passes a quarter of a full queue), or events have waited
+ * BACKSTOP_NS. */
+#define BACKSTOP_NS (100 * 1000000LL)
 
 typedef struct chunk {
     struct chunk *next;
@@ -44,6 +49,7 @@ typedef struct {
     int notify_fd;
     int stop_r, stop_w;
     size_t capacity, read_size, buffered, peak;
+    int backstop;
     unsigned long long reads, full;
     chunk *head, *tail;
     chunk **tail_link; /* the pointer that points at tail: &head or &(tail's predecessor)->next */
@@ -51,6 +57,7 @@ typedef struct {
     pthread_cond_t room;
     pthread_t thread;
     int started, joined, stopping, running, err;
+    char *ibuf; /* the consumer's own reads (take() with nothing buffered) */
 } Reader;
 
 static int64_t now_ns(clockid_t clock) {
@@ -69,6 +76,33 @@ static void notify_clear(Reader *r) {
     uint64_t v;
     ssize_t ignored = read(r->notify_fd, &v, sizeof v);
     (void)ignored;
+}
+
+/* Events are queued: wait while the consumer can still take them itself. 1: read now; 0: they were taken (or
+ * the thread is stopping: the main loop sees it). */
+static int backstop(Reader *r) {
+    int64_t first = now_ns(CLOCK_MONOTONIC);
+    struct pollfd sp;
+    sp.fd = r->stop_r;
+    sp.events = POLLIN;
+    for (;;) {
+        int q = 0, behind;
+        pthread_mutex_lock(&r->mu);
+        behind = r->head != NULL;
+        if (r->stopping) {
+            pthread_mutex_unlock(&r->mu);
+            return 0;
+        }
+        pthread_mutex_unlock(&r->mu);
+        if (behind || ioctl(r->fd, FIONREAD, &q) < 0)
+            return 1; /* (an fd without FIONREAD: read, and report what read says) */
+        if (q == 0)
+            return 0;
+        if (q >= r->backstop || now_ns(CLOCK_MONOTONIC) - first >= BACKSTOP_NS)
+            return 1;
+        if (poll(&sp, 1, 1) > 0)
+            return 0;
+    }
 }
 
 static void *run(void *arg) {
@@ -115,6 +149,8 @@ static void *run(void *arg) {
         }
         if (p[1].revents)
             break;
+        if (!backstop(r))
+            continue;
 
         pthread_mutex_lock(&r->mu);
         if (r->stopping) {
@@ -143,9 +179,11 @@ static void *run(void *arg) {
         if (ioctl(r->fd, FIONREAD, &backlog) < 0)
             backlog = 0;
         chunk *c = r->tail;
-        if (c != NULL && c->n + (size_t)n <= r->read_size) {
-            /* The consumer has not taken the last chunk yet: this read joins it (one batch of up to read_size
-             * bytes, with this read's time and FIONREAD, the first read's wall time). */
+        if (c != NULL && c->backlog != 0 && c->n + (size_t)n <= r->read_size) {
+            /* The consumer has not taken the last chunk yet, and the kernel queue was not empty after it: this
+             * read joins it (one batch of up to read_size bytes, with this read's time and FIONREAD, the first
+             * read's wall time). A read that left the queue empty ends its chunk: "the queue was seen empty
+             * here" is information the normalizers use (windows, fanotify's merge windows). */
             if (c->n + (size_t)n > c->cap) {
                 size_t cap = c->cap * 2;
                 if (cap < c->n + (size_t)n)
@@ -207,12 +245,13 @@ static void *run(void *arg) {
 /* -- the consumer's side ------------------------------------------------------------------------------- */
 
 static int Reader_init(Reader *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"fd", "capacity", "read_size", NULL};
-    int fd;
+    static char *kwlist[] = {"fd", "capacity", "read_size", "backstop", NULL};
+    int fd, backstop = 65536;
     Py_ssize_t capacity, read_size;
     int fds[2];
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "inn", kwlist, &fd, &capacity, &read_size))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "inn|i", kwlist, &fd, &capacity, &read_size, &backstop))
         return -1;
+    self->backstop = backstop < 1 ? 1 : backstop;
     if (capacity < MIN_ROOM || read_size < MIN_ROOM) {
         PyErr_SetString(PyExc_ValueError, "capacity and read_size must be at least 4096 bytes");
         return -1;
@@ -314,6 +353,8 @@ static void free_chunks(Reader *self) {
 static PyObject *Reader_close(Reader *self, PyObject *unused) {
     stop_thread(self);
     free_chunks(self);
+    free(self->ibuf);
+    self->ibuf = NULL;
     if (self->notify_fd >= 0) {
         close(self->notify_fd);
         self->notify_fd = -1;
@@ -326,6 +367,32 @@ static PyObject *Reader_take(Reader *self, PyObject *unused) {
     int err;
     pthread_mutex_lock(&self->mu);
     c = self->head;
+    if (c == NULL && self->err == 0) {
+        /* Nothing buffered: read the fd here, under the lock (so in order), rather than wait for the thread to
+         * wake up: a consumer that keeps up reads as fresh as without the thread. */
+        if (self->ibuf == NULL)
+            self->ibuf = malloc(self->read_size);
+        if (self->ibuf != NULL) {
+            double wall = (double)now_ns(CLOCK_REALTIME) / 1e9;
+            ssize_t n = read(self->fd, self->ibuf, self->read_size);
+            int e = errno;
+            if (n > 0) {
+                int64_t t = now_ns(CLOCK_MONOTONIC);
+                int backlog = 0;
+                if (ioctl(self->fd, FIONREAD, &backlog) < 0)
+                    backlog = 0;
+                self->reads++;
+                pthread_mutex_unlock(&self->mu);
+                return Py_BuildValue("(LdiN)", (long long)t, wall, backlog,
+                                     PyBytes_FromStringAndSize(self->ibuf, (Py_ssize_t)n));
+            }
+            if (n < 0 && e != EAGAIN && e != EWOULDBLOCK && e != EINTR) {
+                pthread_mutex_unlock(&self->mu);
+                errno = e;
+                return PyErr_SetFromErrno(PyExc_OSError);
+            }
+        }
+    }
     if (c != NULL) {
         self->head = c->next;
         if (self->head == NULL) {
@@ -415,6 +482,7 @@ static void Reader_dealloc(Reader *self) {
         if (self->notify_fd >= 0)
             close(self->notify_fd);
     }
+    free(self->ibuf);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 

@@ -118,6 +118,8 @@ class LiveSource:
         self._reader: Reader | None = None
         #: The time of the last read (or Tick) fed: the stream's clock (_in_stream_order).
         self._stream_t = 0
+        #: The time of the source's last own item (watch, notice, resolution): reads before it are not drained.
+        self._action_t = 0
         self._direct_view: memoryview | None = None
         self.roots = list(dict.fromkeys(abspath(r) for r in roots))
         self.rescan = rescan
@@ -209,10 +211,10 @@ class LiveSource:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def ready_fd(self) -> int:
-        """The fd to poll (or give to an event loop) for "a read may have records": the reader thread's
-        eventfd, readable while it holds a chunk; the kernel fd when there is no reader thread."""
-        return self._reader.fileno() if self._reader is not None else self.fileno()
+    def ready_fds(self) -> tuple[int, ...]:
+        """The fds to poll (or give to an event loop) for "a read may have records": the kernel fd, and the
+        reader thread's eventfd (readable while it holds a chunk) when there is one."""
+        return (self.fileno(),) if self._reader is None else (self.fileno(), self._reader.fileno())
 
     def wakeup_fd(self) -> int:
         """The write end of the wake pipe, for ``signal.set_wakeup_fd``: a signal then interrupts a blocked
@@ -306,12 +308,23 @@ class LiveSource:
         if not self.read_buffer:
             return
         fd = self.fileno()
-        reader = make_reader(fd, capacity=self.read_buffer, read_size=self._read_size,
+        reader = make_reader(fd, capacity=self.read_buffer, read_size=self._read_size, backstop=self._backstop(),
                              name=f"fsnorm-{self.source_kind}-reader")
-        self._poll.unregister(fd)
+        # Both stay polled: the kernel fd (a consumer that keeps up reads it itself) and the thread's buffer.
         self._poll.register(reader.fileno(), select.POLLIN)
         self._reader = reader
         reader.start()
+
+    def _backstop(self) -> int:
+        """A quarter of a full kernel queue in FIONREAD's unit (inotify: bytes, at least 16 an event; fanotify:
+        24 an event), from the queue limit this fd got at its creation: the reader thread reads once that much
+        waits (the consumer is behind), long before the queue overflows."""
+        try:
+            with open(f"/proc/sys/fs/{self.source_kind}/max_queued_events") as f:
+                limit = int(f.read())
+        except (OSError, ValueError):
+            limit = 16384
+        return max(1, limit * (16 if self.source_kind == "inotify" else 24) // 4)
 
     def _drop_reader(self) -> None:
         """Stop the thread and release its buffer; the fd is polled and read directly again."""
@@ -322,8 +335,6 @@ class LiveSource:
         self.stats["read_buffer_full"] = reader.full
         self._poll.unregister(reader.fileno())
         reader.close()
-        with contextlib.suppress(ValueError):  # closed meanwhile
-            self._poll.register(self.fileno(), select.POLLIN)
 
     def _next_chunk(self) -> Chunk | None:
         """The next read, ``(t_ns, wall_before, backlog, data)``: from the reader thread's buffer, or one
@@ -342,10 +353,6 @@ class LiveSource:
             return read_chunk(self.fileno(), view)
         except OSError as exc:
             raise SourceError(f"reading the {self.source_kind} fd failed: {exc.strerror or exc}") from exc
-
-    def _buffered_data(self) -> list[bytes]:
-        """The chunks the reader thread holds and nobody took yet (for ``_queued``)."""
-        return [] if self._reader is None else self._reader.buffered_data()
 
     def _idle_at(self) -> int | None:
         """The time now if everything queued so far has been consumed (the kernel queue and the reader's
@@ -398,9 +405,19 @@ class LiveSource:
         of the read it follows, so the stream's times never go back (a capture's reader checks that). Never
         later than its own time: a read's time stays what it was (its barrier claims "everything queued
         before t was read", which a later stamp would overstate)."""
-        if isinstance(item, raw.InotifyBatch | raw.FanotifyBatch | raw.Tick):
+        if isinstance(item, raw.InotifyBatch | raw.FanotifyBatch):
+            self._stream_t = item.t_ns
+            if item.drained and item.t_ns < self._action_t:
+                # Read before the source's last own action (a scan, a watch, a resolution) was made: "the queue
+                # was empty at t" says nothing about what that action caused, which the normalizers take a
+                # drained read to say (own scans seen, merge windows closed). The barrier (backlog 0) still
+                # tells the matcher everything queued before t was read.
+                item.drained = False
+            return item
+        if isinstance(item, raw.Tick):
             self._stream_t = item.t_ns
             return item
+        self._action_t = max(self._action_t, item.t_ns)
         if item.t_ns > self._stream_t > 0:
             return dataclasses.replace(item, t_ns=self._stream_t)
         return item

@@ -172,19 +172,6 @@ def _parse_fast(data: bytes) -> list[raw.FanotifyEvent]:
     return out
 
 
-def count_events(data: bytes) -> int:
-    """How many events a read() buffer holds (each starts with its u32 ``event_len``)."""
-    n = off = 0
-    end = len(data)
-    while off + 4 <= end:
-        size = int.from_bytes(data[off:off + 4], sys.byteorder)
-        if size < abi.FAN_EVENT_METADATA_LEN:
-            break
-        off += size
-        n += 1
-    return n
-
-
 def from_fan_event(ev: fs.FanEvent) -> raw.FanotifyEvent:
     """The stream tuple of a :class:`~normalizer.backends._fanotify_sys.FanEvent` (the checked parser's
     output): the first record of each type in its slot, the rest in ``extra``."""
@@ -420,10 +407,12 @@ class FanotifySource(LiveSource):
         return CaptureHeader(source="fanotify", options=self.options)
 
     def _queued(self) -> int:
-        """Events not consumed yet: in the kernel queue and in the reader thread's buffer."""
+        """Events not consumed yet: in the kernel queue, and at most ``bytes // 24`` in the reader thread's
+        buffer (an upper bound: every event has its 24-byte header; counting exactly would parse the buffer)."""
         if self._fa is None or self._fa.closed:
             return 0
-        return self._fa.pending_events() + sum(map(count_events, self._buffered_data()))
+        buffered = 0 if self._reader is None else self._reader.buffered
+        return self._fa.pending_events() + buffered // abi.FAN_EVENT_METADATA_LEN
 
     def _close_kernel(self) -> None:
         if self._fa is not None:

@@ -18,15 +18,27 @@ overflow event, at its exact place in the stream, which becomes the ``overflow``
 flagged) as without the buffer. Nothing is dropped in user space, memory never grows past the bound, and a
 capture still holds exactly what the kernel gave.
 
+**A backstop, not a middleman.** A consumer that keeps up reads the fd itself: ``take`` with nothing buffered
+reads it right there (under the lock, so in order), and the thread leaves queued events alone while the
+consumer can still take them. It reads once the consumer is behind: a chunk of its own still waits, a quarter
+of a full kernel queue is queued, or events have waited 100 ms. So when fsnorm keeps up it reads exactly as
+without the thread (fresh reads, the kernel's own batches, nothing that changes what a drained read means);
+when Python stalls, the queue is drained long before it can overflow.
+
+**The source's own actions** (a watch added, a directory scanned, a handle resolved) happen when the consumer
+gets to them, while later reads may already wait in the buffer: LiveSource gives such items the time of the
+read they follow and feeds a read made before its last action as not drained (``_in_stream_order``).
+
 **"The queue was seen empty at T"** (a ``Tick``, what lets a lone half's window expire) needs the kernel queue
 *and* the buffer empty with no read in flight: :meth:`BufferedReader.idle_at` checks all three under the lock
 the thread holds from its ``read()`` to the append, so a read cannot hide between the two.
 
-**Batches**: a read that finds the previous chunk still in the buffer joins it, up to ``read_size`` bytes,
-with its own time and FIONREAD (the first one's wall time). So the consumer gets big batches when it is
-behind (its cost per batch spread over thousands of events) and small ones, at once, when it keeps up. The
-joined chunk is what one read at its time would have given, less precisely: its halves' windows start at the
-later time (they wait a little longer, never less) and its barrier is the later read's.
+**Batches**: a read that finds the previous chunk still in the buffer, and the kernel queue not empty after
+that chunk's read, joins it, up to ``read_size`` bytes, with its own time and FIONREAD (the first one's wall
+time). The joined chunk is what one read at its time would have given, less precisely: its halves' windows
+start at the later time (they wait a little longer, never less) and its barrier is the later read's. A read
+that left the kernel queue empty always ends its chunk: "the queue was seen empty at t" is what expires lone
+halves and bounds fanotify's merge windows (core/fanotify.py), and joining across it would lose it.
 
 **Waking the consumer**: an eventfd, readable exactly while the buffer holds a chunk (or the thread stopped
 on an error): set by the thread when it appends to an empty buffer, cleared by the consumer when it takes the
@@ -73,6 +85,12 @@ MIN_READ_BUFFER = 64 << 10
 #: The thread reads only when at least this much room is left (a fanotify read needs room for a whole event
 #: with two handles and two names, an inotify read 272 bytes).
 _MIN_ROOM = 4096
+#: The thread leaves queued events to a consumer that keeps up (``take`` reads the fd itself when nothing is
+#: buffered) and reads only once the consumer is behind: a chunk still buffered, at least ``backstop`` queued
+#: in the kernel (FIONREAD's unit; LiveSource passes a quarter of a full queue), or events waiting for
+#: _BACKSTOP_S.
+DEFAULT_BACKSTOP = 64 * 1024
+_BACKSTOP_S = 0.1
 
 
 def fionread(fd: int) -> int:
@@ -127,11 +145,11 @@ def reader_kind() -> ReaderKind:
 
 
 def make_reader(fd: int, *, capacity: int = DEFAULT_READ_BUFFER, read_size: int = 256 << 10,
-                name: str = "fsnorm-reader") -> Reader:
+                backstop: int = DEFAULT_BACKSTOP, name: str = "fsnorm-reader") -> Reader:
     """The reader thread for ``fd``: the C one where built, else the Python one (:func:`reader_kind`)."""
     if reader_kind() == "c":
-        return CBufferedReader(fd, capacity=capacity, read_size=read_size)
-    return BufferedReader(fd, capacity=capacity, read_size=read_size, name=name)
+        return CBufferedReader(fd, capacity=capacity, read_size=read_size, backstop=backstop)
+    return BufferedReader(fd, capacity=capacity, read_size=read_size, backstop=backstop, name=name)
 
 
 def _check_capacity(capacity: int) -> None:
@@ -143,12 +161,13 @@ class CBufferedReader:
     """The C reader thread (``_ringreader.Reader``, a pthread without the GIL), same protocol as
     :class:`BufferedReader`; the read error is raised by :meth:`take` as OSError."""
 
-    def __init__(self, fd: int, *, capacity: int = DEFAULT_READ_BUFFER, read_size: int = 256 << 10) -> None:
+    def __init__(self, fd: int, *, capacity: int = DEFAULT_READ_BUFFER, read_size: int = 256 << 10,
+                 backstop: int = DEFAULT_BACKSTOP) -> None:
         _check_capacity(capacity)
         if _ringreader is None:
             raise ImportError("the C reader thread (normalizer.backends._ringreader) is not built")
         self.fd = fd
-        self._r = _ringreader.Reader(fd, capacity, max(_MIN_ROOM, min(read_size, capacity)))
+        self._r = _ringreader.Reader(fd, capacity, max(_MIN_ROOM, min(read_size, capacity)), backstop)
         self.start, self.stop, self.close = self._r.start, self._r.stop, self._r.close
         self.take, self.idle_at, self.fileno = self._r.take, self._r.idle_at, self._r.fileno
         self.buffered_data = self._r.buffered_data
@@ -182,11 +201,12 @@ class BufferedReader:
     The fd stays the caller's: it is never closed here, and must stay open until :meth:`stop` returned."""
 
     def __init__(self, fd: int, *, capacity: int = DEFAULT_READ_BUFFER, read_size: int = 256 << 10,
-                 name: str = "fsnorm-reader") -> None:
+                 backstop: int = DEFAULT_BACKSTOP, name: str = "fsnorm-reader") -> None:
         _check_capacity(capacity)
         self.fd = fd
         self.capacity = capacity
         self.read_size = min(read_size, capacity)
+        self.backstop = max(1, backstop)
         self._chunks: deque[Chunk] = deque()
         self._lock = threading.Lock()
         #: Signalled when the consumer took a chunk (room) or stop was asked.
@@ -196,6 +216,7 @@ class BufferedReader:
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._started = False
+        self._inline: memoryview | None = None
         #: Why the thread stopped reading, raised by take() once the chunks before it are taken.
         self.error: OSError | None = None
         #: Bytes buffered now, the most ever buffered, chunks read, and how often the thread found the buffer
@@ -221,10 +242,18 @@ class BufferedReader:
         return self._thread.is_alive()
 
     def take(self) -> Chunk | None:
-        """The oldest chunk, or None if none is buffered. Raises the thread's OSError once every chunk read
-        before it was taken."""
+        """The oldest chunk; with nothing buffered, a read of the fd made here (under the lock, so in order: a
+        consumer that keeps up reads as fresh as without the thread); None if nothing is queued. Raises the
+        thread's OSError once every chunk read before it was taken."""
         with self._lock:
             chunks = self._chunks
+            if not chunks and self.error is None:
+                if self._inline is None:
+                    self._inline = memoryview(bytearray(self.read_size))
+                got = read_chunk(self.fd, self._inline)
+                if got is not None:
+                    self.reads += 1
+                return got
             if chunks:
                 chunk = chunks.popleft()
                 self.buffered -= len(chunk[3])
@@ -279,6 +308,28 @@ class BufferedReader:
 
     # -- the thread ------------------------------------------------------------------------------------------
 
+    def _backstop(self) -> bool:
+        """Events are queued: wait while the consumer can still take them itself. True: read now."""
+        first = time.monotonic()
+        stop = select.poll()
+        stop.register(self._stop_r, select.POLLIN)
+        while True:
+            with self._lock:
+                if self._stopping:
+                    return False
+                if self._chunks:
+                    return True
+            try:
+                queued = fionread(self.fd)
+            except OSError:
+                return True  # an fd without FIONREAD: read, and report what read says
+            if not queued:
+                return False
+            if queued >= self.backstop or time.monotonic() - first >= _BACKSTOP_S:
+                return True
+            if stop.poll(1):
+                return False
+
     def _clear_notify(self) -> None:
         with contextlib.suppress(BlockingIOError):
             os.eventfd_read(self._notify)
@@ -306,6 +357,8 @@ class BufferedReader:
                 continue
             if any(fd == self._stop_r for fd, _ in ready):
                 return
+            if not self._backstop():
+                continue
             with lock:
                 if self._stopping:
                     return
@@ -320,7 +373,7 @@ class BufferedReader:
                 if not chunks:
                     os.eventfd_write(self._notify, 1)
                     chunks.append(chunk)
-                elif len(chunks[-1][3]) + len(chunk[3]) <= self.read_size:  # joins the last one (docstring)
+                elif chunks[-1][2] and len(chunks[-1][3]) + len(chunk[3]) <= self.read_size:  # (docstring)
                     last = chunks[-1]
                     chunks[-1] = (chunk[0], last[1], chunk[2], last[3] + chunk[3])
                 else:

@@ -496,7 +496,7 @@ class Notifier:
                 return True
         deadline: int | None = None
         for watch in watches:
-            poller.register(watch.source.ready_fd(), select.POLLIN)
+            poller.register(watch.source.fileno(), select.POLLIN)
             d = watch.source.normalizer.matcher.next_deadline()
             if d is not None and (deadline is None or d < deadline):
                 deadline = d
