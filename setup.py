@@ -6,6 +6,9 @@ before a ``.py`` of the same name, and :mod:`normalizer._compiled` decides at im
 (``FSNORM_PURE=1`` forces the ``.py``; docs/compiled.md). The build writes ``normalizer/_build_info.json``
 (what was compiled, from which sources, or why nothing was), which ``fsnorm --version`` reports.
 
+Beside it, one plain C extension: the reader thread (``normalizer/backends/_ringreader.c``, ``optional=True``:
+where it cannot be built fsnorm uses the Python reader thread, normalizer.backends.reader).
+
 No compiler, no Python headers, no mypyc, or a compile error: the install still succeeds, pure Python, and says
 so in one line (``FSNORM_PURE_BUILD=1`` skips the compilation on purpose).
 """
@@ -21,7 +24,7 @@ import sysconfig
 from pathlib import Path
 from typing import Any
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
@@ -106,4 +109,14 @@ class BuildExtOrPure(build_ext):
         _pure(f"compiling failed ({str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r})")
 
 
-setup(ext_modules=ext_modules(), cmdclass={"build_ext": BuildExtOrPure})
+READER = Extension("normalizer.backends._ringreader", ["normalizer/backends/_ringreader.c"], optional=True,
+                   extra_compile_args=["-O2", "-Wall", "-std=gnu11"])
+
+
+def all_ext_modules() -> list[Any]:
+    """The hot path (or nothing) and, wherever a toolchain is, the reader thread."""
+    exts = ext_modules()
+    return exts + ([READER] if _missing_toolchain() is None else [])
+
+
+setup(ext_modules=all_ext_modules(), cmdclass={"build_ext": BuildExtOrPure})

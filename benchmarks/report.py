@@ -152,6 +152,29 @@ def storm_table(results: dict[str, Any]) -> str:
                   "overflows logged", "joined p50/p99/max ms", "stall ms", "catch-up s", "RSS MiB"], out)
 
 
+def storm_cpu_table(results: dict[str, Any]) -> str:
+    """CPU seconds per million storm events (2 per rename + the noise's, benchmarks/workloads.py) and peak RSS,
+    with ratios to inotifywait (the C reference) and to fsnorm, per thread count."""
+    good = [r for r in _ok(results.get("storm", {}).get("rows", [])) if r.get("cpu_s") is not None and r.get("events")]
+
+    def per_m(r: dict[str, Any]) -> float:
+        return 1e6 * float(r["cpu_s"]) / float(r["events"])
+
+    out = []
+    for threads in sorted({r["threads"] for r in good}):
+        rows = [r for r in good if r["threads"] == threads]
+        c_ref = next((per_m(r) for r in rows if r["subject"] == "inotifywait"), None)
+        f_ref = next((per_m(r) for r in rows if r["subject"] == REFERENCE), None)
+        for r in rows:
+            v = per_m(r)
+            out.append([str(threads), r["subject"], f"{r['events']:,}", _num(r["cpu_s"]), _num(v),
+                        _ratio(v, c_ref).strip() or "—", _ratio(v, f_ref).strip() or "—",
+                        _pct(r.get("joined"), r.get("issued")), str(r.get("overflow_records", 0)),
+                        _mib(r.get("rss_kib"))])
+    return table(["threads", "subject", "events", "CPU s", "CPU s / 1M events", "vs inotifywait", "vs fsnorm",
+                  "joined", "overflow records", "peak RSS MiB"], out)
+
+
 def burst_table(results: dict[str, Any]) -> str:
     rows = _ok(results.get("burst", {}).get("rows", []))
     out = []
@@ -303,7 +326,7 @@ def _header(results: dict[str, Any]) -> str:
         f"{m.get('os')}; work dir on {m.get('work_fs')}; fs.inotify.max_queued_events={m.get('max_queued_events')}; "
         f"load average {', '.join(f'{x:.2f}' for x in m.get('loadavg_start', []))} at start.",
         f"Versions: Python {v.get('python')}, fsnorm {v.get('fsnorm')}, watchdog {v.get('watchdog')}, "
-        f"pyinotify {v.get('pyinotify')}, {v.get('gcc')}.",
+        f"pyinotify {v.get('pyinotify')}, {v.get('gcc')}; fsnorm's reader: {v.get('fsnorm_reader', 'none')}.",
     ]
     if skipped:
         lines.append("Skipped subjects: " + "; ".join(skipped) + ".")
@@ -318,6 +341,8 @@ def sections(results: dict[str, Any]) -> list[tuple[str, str]]:
     if "storm" in results:
         s = results["storm"]
         out.append((f"Storm ({s['seconds']} s, {s['noise']} noise threads)", storm_table(results)))
+        out.append((f"Storm CPU per million events ({s['seconds']} s, {s['noise']} noise threads)",
+                    storm_cpu_table(results)))
     if "burst" in results:
         b = results["burst"]
         out.append((f"Burst: reader stopped {b.get('cycles', 1)}x {b['stall_s']} s during a {b['seconds']} s flood of "

@@ -56,7 +56,11 @@ from benchmarks.scoring import race_stats, rename_units, score
 from benchmarks.subjects import SUBJECTS, max_queued_events
 from benchmarks.workloads import SCENARIOS, dirs, load_truth
 
-ALL_SUBJECTS = ("fsnorm", "fsnorm-api", "fsnorm-fanotify", "watchdog", "watchdog-full", "pyinotify", "raw")
+ALL_SUBJECTS = ("fsnorm", "fsnorm-api", "fsnorm-fanotify", "watchdog", "watchdog-full", "pyinotify", "raw",
+                "inotifywait")
+#: The storm's subjects (#12 targets): fsnorm's three ways in, the peers, the raw reader and the C reference.
+STORM_SUBJECTS = ("fsnorm", "fsnorm-direct", "fsnorm-fanotify", "fsnorm-api", "watchdog", "pyinotify", "raw",
+                  "inotifywait")
 PEERS = ("fsnorm", "fsnorm-fanotify", "watchdog", "watchdog-full", "pyinotify", "raw")
 SECTIONS = ("scenarios", "storm", "races", "burst", "throughput", "matcher", "nats")
 DEFAULT_OUT = REPO / "benchmarks" / "results"
@@ -71,10 +75,10 @@ class Config:
     #: Longer than watchdog's 0.5 s hold of a lone MOVED_FROM, so one scenario's stalls do not leak into the next.
     scenario_pause_ms: float = 600.0
     scenario_subjects: tuple[str, ...] = ALL_SUBJECTS
-    storm_threads: tuple[int, ...] = (1, 4)
+    storm_threads: tuple[int, ...] = (4, 8)
     storm_noise: int = 2
-    storm_seconds: float = 1.0
-    storm_subjects: tuple[str, ...] = PEERS
+    storm_seconds: float = 3.0
+    storm_subjects: tuple[str, ...] = STORM_SUBJECTS
     race_threads: tuple[int, ...] = (1, 2, 4, 8)
     race_noise: tuple[int, ...] = (0, 2)
     race_seconds: float = 0.8
@@ -236,7 +240,8 @@ def storm_session(ctx: Context, subject: str, threads: int, noise: int, seconds:
     truth = load_truth(gt)
     sc = score(truth, records(out, stats["fmt"]))
     row = {"subject": subject, "workload": "storm", "threads": threads, "noise": noise, "seconds": seconds,
-           "workload_seconds": wl.get("seconds"), "noise_ops": wl.get("noise_ops"),
+           "workload_seconds": wl.get("seconds"), "noise_ops": wl.get("noise_ops"), "events": wl.get("events"),
+           "cpu_s": stats.get("cpu_s"),
            **sc["workloads"].get("storm", {}), **_session_fields(stats, sc["session"])}
     race = None
     if stats["fmt"] == "rawdump":
@@ -519,7 +524,17 @@ def versions() -> dict[str, str | None]:
 
     return {"python": platform.python_version(), "python_impl": platform.python_implementation(),
             "python_executable": sys.executable, "fsnorm": v("fsnorm"), "watchdog": v("watchdog"),
-            "pyinotify": v("pyinotify"), "pydantic": v("pydantic"), "gcc": crenamer.gcc_version()}
+            "pyinotify": v("pyinotify"), "pydantic": v("pydantic"), "gcc": crenamer.gcc_version(),
+            "fsnorm_reader": _reader_kind()}
+
+
+def _reader_kind() -> str:
+    """Which reader thread fsnorm's subjects run with (FSNORM_READER is inherited by the subjects)."""
+    try:
+        from normalizer.backends.reader import reader_kind
+    except ImportError:
+        return "none (this fsnorm has no reader thread)"
+    return f"{reader_kind()} thread"
 
 
 def availability() -> dict[str, str | None]:

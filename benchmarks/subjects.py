@@ -27,7 +27,9 @@ import io
 import json
 import logging
 import os
+import resource
 import select
+import shutil
 import signal
 import struct
 import subprocess
@@ -163,9 +165,27 @@ class Subject:
     #: How long the subject holds events by design (watchdog: a lone MOVED_FROM, and everything behind it);
     #: the throughput trials do not count it as backlog.
     hold_s: ClassVar[float] = 0.05
+    #: The watcher is a child process (its CPU time is RUSAGE_CHILDREN's, not the subject process's own).
+    in_child: ClassVar[bool] = False
 
     def __init__(self, window_ms: float | None = None) -> None:
         self.window_ms = window_ms
+        #: The watcher's pid when it is a child; its CPU seconds when the session ended (before the stop).
+        self.child_pid: int | None = None
+        self.cpu_end: float | None = None
+
+    def cpu_now(self) -> float | None:
+        """CPU seconds (user + system) the watcher has used so far: the child's (/proc) or this process's."""
+        if not self.in_child:
+            ru = resource.getrusage(resource.RUSAGE_SELF)
+            return ru.ru_utime + ru.ru_stime
+        if self.child_pid is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.child_pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     @classmethod
     def unavailable(cls) -> str | None:
@@ -229,6 +249,7 @@ class FsnormCli(Subject):
     name = "fsnorm"
     description = "fsnorm (inotify): `fsnorm watch` subprocess, JSON Lines read from its stdout"
     fmt = "jsonl"
+    in_child = True
     extra: ClassVar[list[str]] = []
 
     def command(self, root: str) -> list[str]:
@@ -241,6 +262,7 @@ class FsnormCli(Subject):
         with open(f"{out_path}.stderr", "wb") as err:
             proc = subprocess.Popen(self.command(ctl.root), stdout=subprocess.PIPE, stderr=err, bufsize=0,
                                     preexec_fn=_unblock_stop_signals)
+        self.child_pid = proc.pid
         assert proc.stdout is not None
         fd = proc.stdout.fileno()
         poller = select.poll()
@@ -254,6 +276,7 @@ class FsnormCli(Subject):
             while True:
                 if ctl.stopping and not signalled:
                     child_hwm = vm_hwm_kib(proc.pid)
+                    self.cpu_end = self.cpu_now()
                     proc.send_signal(signal.SIGTERM)
                     signalled = True
                 if not poller.poll(50):
@@ -278,6 +301,23 @@ class FsnormCli(Subject):
         stderr = Path(f"{out_path}.stderr").read_text(errors="replace").strip()
         return {"chunks": chunks, "bytes": nbytes, "child_rss_kib": child_hwm,
                 "child_exit": code, "child_stderr": stderr[-500:]}
+
+
+class FsnormDirect(FsnormCli):
+    """``fsnorm watch --read-buffer 0``: no reader thread, the consumer reads the kernel fd itself (fsnorm
+    before the reader thread), for an A/B of the reader thread in one run."""
+
+    name = "fsnorm-direct"
+    description = "fsnorm (inotify), no reader thread: `fsnorm watch --read-buffer 0`"
+    extra: ClassVar[list[str]] = ["--read-buffer", "0"]
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        try:
+            from normalizer.backends import reader  # noqa: F401
+        except ImportError:
+            return "this fsnorm has no reader thread (nor --read-buffer)"
+        return None
 
 
 def _has_fanotify() -> str | None:
@@ -317,6 +357,7 @@ class FsnormFanotify(FsnormCli):
             stats["via"] = "cli"
             return stats
         stats = _run_source(ctl, out_path, self.window_ms)
+        stats["in_child"] = False
         stats["via"] = "FanotifySource"
         stats["fmt"] = "tsv"
         return stats
@@ -521,8 +562,75 @@ class Pyinotify(Subject):
         return {"records": n}
 
 
+_INOTIFYWAIT_EVENTS = "modify,attrib,close_write,moved_from,moved_to,create,delete,delete_self,move_self"
+
+
+class Inotifywait(Subject):
+    """The C reference: ``inotifywait -m -r`` (inotify-tools) with fsnorm's default events, one line per event
+    read from its stdout. It does not pair renames (its halves count as ``from`` / ``to``): it is in the tables
+    for its CPU time per event, what a C reader with a printf per event costs."""
+
+    name = "inotifywait"
+    description = "inotifywait -m -r (inotify-tools, C): raw events, no pairing (CPU reference)"
+    in_child = True
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        return None if shutil.which("inotifywait") else "inotifywait is not installed (apt-get install inotify-tools)"
+
+    def run(self, ctl: Control, out_path: Path) -> dict[str, Any]:
+        cmd = ["inotifywait", "-m", "-r", "-q", "-e", _INOTIFYWAIT_EVENTS, "--format", "%e|%w%f", ctl.root]
+        with open(f"{out_path}.stderr", "wb") as err:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, bufsize=0,
+                                    preexec_fn=_unblock_stop_signals)
+        self.child_pid = proc.pid
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        tail = b""
+        n = 0
+        child_hwm: int | None = None
+        signalled = False
+        with open(out_path, "w", buffering=1 << 20, errors="surrogateescape") as out:
+            emit = _tsv_writer(out)
+            while True:
+                if ctl.stopping and not signalled:
+                    child_hwm = vm_hwm_kib(proc.pid)
+                    self.cpu_end = self.cpu_now()
+                    proc.send_signal(signal.SIGTERM)
+                    signalled = True
+                if not poller.poll(50):
+                    if proc.poll() is not None:
+                        break
+                    continue
+                data = os.read(fd, 1 << 20)
+                if not data:
+                    break
+                data = tail + data
+                lines = data.split(b"\n")
+                tail = lines.pop()
+                for line in lines:
+                    n += 1
+                    events, _, path = line.partition(b"|")
+                    p = os.fsdecode(path)
+                    first = events.split(b",")[0].decode()
+                    kind = {"MOVED_FROM": "from", "MOVED_TO": "to", "Q_OVERFLOW": "overflow"}.get(first, first.lower())
+                    if kind == "from":
+                        emit("from", p, "", "")
+                    elif kind == "to":
+                        emit("to", "", p, "")
+                    else:
+                        emit(kind, p, "", "")
+                        if kind == "create":
+                            ctl.saw_create(p)
+        code = proc.wait()
+        return {"records": n, "child_rss_kib": child_hwm, "child_exit": code}
+
+
 SUBJECTS: dict[str, type[Subject]] = {cls.name: cls for cls in (
-    FsnormCli, FsnormApi, FsnormFanotify, Watchdog, WatchdogFull, Pyinotify, RawSubject)}
+    FsnormCli, FsnormDirect, FsnormApi, FsnormFanotify, Watchdog, WatchdogFull, Pyinotify, RawSubject,
+    Inotifywait)}
 
 
 def availability() -> dict[str, str | None]:
@@ -551,12 +659,29 @@ def main(argv: list[str] | None = None) -> int:
     queued = max_queued_events()
     threading.Thread(target=_control, args=(ctl,), daemon=True, name="control").start()
     t0 = time.monotonic()
+    subject = cls(a.window_ms)
+    cpu_ready: list[float | None] = []
+
+    def at_ready() -> None:  # the CPU the watcher had used when it was ready (start-up, the initial walk)
+        ctl.ready.wait()
+        cpu_ready.append(subject.cpu_now())
+
+    threading.Thread(target=at_ready, daemon=True, name="cpu-at-ready").start()
     try:
-        stats = cls(a.window_ms).run(ctl, a.out)
+        stats = subject.run(ctl, a.out)
     except Exception as exc:
         ctl.say(f"error {type(exc).__name__}: {exc}")
         raise
     stats.setdefault("fmt", cls.fmt)
+    # CPU seconds of the watcher: the child (fsnorm watch, inotifywait) or this process (in-process subjects,
+    # their writing of the TSV output included). ``cpu_s``: from ready (start-up and the initial walk left
+    # out) to the end of the session; ``cpu_total_s``: the whole process, start-up and shutdown included.
+    in_child = stats.pop("in_child", cls.in_child)
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN if in_child else resource.RUSAGE_SELF)
+    stats["cpu_total_s"] = ru.ru_utime + ru.ru_stime
+    end = subject.cpu_end if subject.cpu_end is not None else subject.cpu_now()
+    start = cpu_ready[0] if cpu_ready else None
+    stats["cpu_s"] = end - start if end is not None and start is not None else None
     stats.update(subject=cls.name, rss_kib=vm_hwm_kib(), max_queued_events=queued, wall_s=time.monotonic() - t0,
                  ready=ctl.ready.is_set(), ended=ctl.ended.is_set())
     ctl.say("stats " + json.dumps(stats))

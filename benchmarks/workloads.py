@@ -83,10 +83,16 @@ def _renamer(i: int, ds: list[Path], stop: threading.Event, limit: int | None, c
     counts[i] = k
 
 
+#: inotify events (fsnorm's default mask) each noise operation makes: create + modify + close_write + delete,
+#: attrib, modify + close_write. What the CPU-per-million-events tables divide by (with 2 per rename).
+NOISE_EVENTS = (4, 1, 2)
+
+
 def _noise(j: int, ds: list[Path], stop: threading.Event, counter: list[int], seed: int,
-           creates: list[array[int]] | None) -> None:
+           creates: list[array[int]] | None, events: list[int] | None = None) -> None:
     """Seeded mix: 70% create + write + close + delete of a fresh name, 15% chmod and 15% append on a file of
-    this thread's own. With ``creates``, log (k, CLOCK_MONOTONIC) of every create."""
+    this thread's own. With ``creates``, log (k, CLOCK_MONOTONIC) of every create. ``events[j]`` gets the
+    inotify events the thread's operations make (NOISE_EVENTS)."""
     rng = random.Random(f"{seed}/noise/{j}")
     nd = len(ds)
     own = ds[j % nd] / f"p{j}"
@@ -94,9 +100,10 @@ def _noise(j: int, ds: list[Path], stop: threading.Event, counter: list[int], se
     log: array[int] = array("q")
     mono = time.monotonic_ns
     payload = b"x" * 256
-    k = 0
+    k = made = 0
     while not stop.is_set():
         r = rng.random()
+        made += NOISE_EVENTS[0] if r < 0.7 else NOISE_EVENTS[1] if r < 0.85 else NOISE_EVENTS[2]
         if r < 0.7:
             path = ds[k % nd] / f"n{j}_{k}"
             if creates is not None:
@@ -112,6 +119,8 @@ def _noise(j: int, ds: list[Path], stop: threading.Event, counter: list[int], se
                 f.write(b"y")
         k += 1
     counter[j] = k
+    if events is not None:
+        events[j] = made
     if creates is not None:
         creates[j] = log
 
@@ -125,11 +134,12 @@ def run(root: Path, *, seconds: float, threads: int, noise: int, ndirs: int = 4,
     stop = threading.Event()
     counts = [0] * threads
     noise_counts = [0] * noise
+    noise_events = [0] * noise
     stamps: list[array[int]] | None = [array("q") for _ in range(threads)] if gt else None
     creates: list[array[int]] | None = [array("q") for _ in range(noise)] if gt else None
     workers = [threading.Thread(target=_renamer, args=(i, ds, stop, renames_per_thread, counts, stamps))
                for i in range(threads)]
-    workers += [threading.Thread(target=_noise, args=(j, ds, stop, noise_counts, seed, creates))
+    workers += [threading.Thread(target=_noise, args=(j, ds, stop, noise_counts, seed, creates, noise_events))
                 for j in range(noise)]
     t0 = time.monotonic()
     t0_ns = time.monotonic_ns()
@@ -147,7 +157,7 @@ def run(root: Path, *, seconds: float, threads: int, noise: int, ndirs: int = 4,
     for w in workers:
         w.join()
     result: dict[str, object] = {"renames": counts, "noise_ops": sum(noise_counts), "seconds": time.monotonic() - t0,
-                                 "dirs": ndirs}
+                                 "dirs": ndirs, "events": 2 * sum(counts) + sum(noise_events)}
     if gt is not None and stamps is not None and creates is not None:
         ts_path = gt.with_name(gt.name + ".ts")
         with open(ts_path, "wb") as f:

@@ -36,6 +36,7 @@ from typing import Generic, Literal, TypedDict, TypeVar, Unpack, overload
 
 from .backends.fanotify import FanotifySource, SourceMarkMode, mask_from_inotify, unavailable_reason
 from .backends.inotify import EVENT_BITS, InotifySource
+from .backends.reader import DEFAULT_READ_BUFFER
 from .core import raw
 from .core.matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS
 from .errors import SourceError
@@ -93,6 +94,9 @@ class WatchOptions(TypedDict, total=False):
     #: appears (created or moved into place); then it is reported and watched with its content, and if it
     #: disappears again, the same in reverse. Default False.
     missing_ok: bool
+    #: Bytes of raw events a reader thread may hold while the consumer is busy (default 16 MiB; at least
+    #: 64 KiB); 0: no reader thread, the consumer reads the kernel fd itself (README "The reader thread").
+    read_buffer: int
 
 
 def mask_for_events(events: Iterable[str]) -> int:
@@ -125,6 +129,7 @@ def make_source(
     use_rename: bool | None = None,
     recursive: bool = True,
     missing_ok: bool = False,
+    read_buffer: int = DEFAULT_READ_BUFFER,
 ) -> LiveSource:
     """The live source for the options (see :class:`WatchOptions`). fanotify-only options with
     ``backend="inotify"`` are an error; with ``"auto"`` they apply when fanotify is chosen."""
@@ -141,12 +146,14 @@ def make_source(
             list(paths), mask=None if mask is None else mask_from_inotify(mask, use_rename=rename),
             mark_mode=mark_mode or "auto", use_rename=rename, window_ns=window_ns, max_wait_ns=max_wait_ns,
             max_pending=max_pending, strict_order=strict_order, include=include, exclude=exclude, rescan=rescan,
-            capture=capture, recursive=recursive, missing_ok=missing_ok)
+            capture=capture, recursive=recursive, missing_ok=missing_ok,
+            read_buffer=read_buffer)
     if backend == "inotify":
         return InotifySource(
             list(paths), mask=raw.DEFAULT_INOTIFY_MASK if mask is None else mask, window_ns=window_ns,
             max_wait_ns=max_wait_ns, max_pending=max_pending, strict_order=strict_order, include=include,
-            exclude=exclude, rescan=rescan, capture=capture, recursive=recursive, missing_ok=missing_ok)
+            exclude=exclude, rescan=rescan, capture=capture, recursive=recursive, missing_ok=missing_ok,
+            read_buffer=read_buffer)
     raise SourceError(f"unknown backend {backend!r} (use 'inotify', 'fanotify' or 'auto')")
 
 
@@ -293,14 +300,15 @@ def watch(paths: PathLike | Sequence[PathLike], *, raw_records: bool = False,
 
 
 class AsyncStream(Generic[R]):
-    """The asyncio form of :class:`Stream`: the inotify fd is registered with the event loop (``add_reader``),
-    so no thread is used; deadlines of one-sided moves are honoured with loop timers."""
+    """The asyncio form of :class:`Stream`: the source's ready fds (the kernel fd, and the reader thread's
+    buffer) are registered with the event loop (``add_reader``), so no thread of its own is used; deadlines of
+    one-sided moves are honoured with loop timers."""
 
     def __init__(self, stream: Stream[R]) -> None:
         self._stream: Stream[R] = stream
         self._wakeup: asyncio.Event | None = None
         #: The fd registered with the loop while an iteration runs (removed before the fd is closed).
-        self._reader: tuple[asyncio.AbstractEventLoop, int] | None = None
+        self._reader: tuple[asyncio.AbstractEventLoop, tuple[int, ...]] | None = None
 
     async def __aenter__(self) -> AsyncStream[R]:
         self._stream.open()
@@ -319,9 +327,10 @@ class AsyncStream(Generic[R]):
 
     def _remove_reader(self) -> None:
         if self._reader is not None:
-            loop, fd = self._reader
+            loop, fds = self._reader
             self._reader = None
-            loop.remove_reader(fd)
+            for fd in fds:
+                loop.remove_reader(fd)
 
     def stop(self) -> None:
         self._stream.stop()
@@ -353,8 +362,10 @@ class AsyncStream(Generic[R]):
         loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
         wakeup = self._wakeup
-        loop.add_reader(source.fileno(), wakeup.set)
-        self._reader = (loop, source.fileno())
+        ready = source.ready_fds()  # the kernel fd, and the reader thread's buffer
+        for fd in ready:
+            loop.add_reader(fd, wakeup.set)
+        self._reader = (loop, ready)
         try:
             while True:
                 for rec in stream.read(0):

@@ -161,7 +161,7 @@ def test_capture_from_the_api_replays_to_the_same_records(tree: Path) -> None:
 def test_slow_consumer_sees_the_overflow_record(tree: Path) -> None:
     """Backpressure: events stay in the kernel while the consumer does not read; an overflow is reported."""
     with sysctl("fs.inotify.max_queued_events", 256):
-        stream = normalizer.watch(tree / "w", raw_records=True)
+        stream = normalizer.watch(tree / "w", raw_records=True, read_buffer=0)  # the consumer reads the fd
         stream.open()
     try:
         for i in range(300):  # the consumer is not reading

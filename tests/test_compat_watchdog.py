@@ -366,7 +366,7 @@ def test_source_non_recursive_rescan_stays_at_the_root(tmp_path: Path) -> None:
     (w / "sub").mkdir(parents=True)
     (w / "sub" / "deep").write_text("")
     with sysctl("fs.inotify.max_queued_events", 64):
-        src = InotifySource([w], recursive=False, rescan=True)
+        src = InotifySource([w], recursive=False, rescan=True, read_buffer=0)  # no reader thread: nothing reads
         src.open()
     try:
         for i in range(60):

@@ -414,7 +414,8 @@ def test_consumer_pausing_during_a_storm_bounded_memory_overflow_record_and_reco
     for d in dirs(root, 4):
         d.mkdir()
     ledger = Ledger(os.fsencode(root), 4)
-    with normalizer.watch(root, raw_records=True) as stream:
+    # No reader thread: the consumer's pause is the kernel queue's (tests/test_live_reader.py: with one).
+    with normalizer.watch(root, raw_records=True, read_buffer=0) as stream:
         work = storm(root, 4.0, threads=2, noise=1, gt=tree / "gt.json")
         assert work.stdout is not None and work.stdout.readline().strip() == "started"
         rss = [rss_kib()]

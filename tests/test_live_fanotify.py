@@ -245,8 +245,9 @@ def test_vanished_root_and_root_moved_away(tree: Path, mode: str) -> None:
 @pytest.mark.parametrize("mode", MODES)
 def test_merge_create_move_away_move_back_delete(tree: Path, mode: str) -> None:
     """Four operations on one name with no read in between: the kernel merges create and delete into one
-    event (at the create's place); the two renames stay apart. Records say so."""
-    with watch(tree, mode) as src:
+    event (at the create's place); the two renames stay apart. Records say so. No reader thread
+    (``read_buffer=0``): the kernel merges only while nothing reads."""
+    with watch(tree, mode, read_buffer=0) as src:
         touch(tree / "w/a/m")
         os.rename(tree / "w/a/m", tree / "out/m")
         os.rename(tree / "out/m", tree / "w/a/m")
@@ -264,7 +265,7 @@ def test_merge_create_move_away_move_back_delete(tree: Path, mode: str) -> None:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_create_write_close_merge_into_flagged_records(tree: Path, mode: str) -> None:
-    with watch(tree, mode) as src:
+    with watch(tree, mode, read_buffer=0) as src:  # no reader thread: the kernel merges while nothing reads
         (tree / "w/a/f").write_text("data")
         recs = drain(src)
     assert brief(tree, recs) == [("create", "w/a/f", ("merged",)), ("modify", "w/a/f", ("merged",)),
@@ -367,7 +368,7 @@ def test_capture_of_a_live_session_replays_to_the_same_records(tree: Path, mode:
     (tree / "out/pkg").mkdir()
     (tree / "out/pkg/file").write_text("x")
     cap = tree / "session.fsncap"
-    with watch(tree, mode, capture=cap) as src:
+    with watch(tree, mode, capture=cap, read_buffer=0) as src:  # no reader thread: the merge below stays unread
         os.rename(tree / "w/a/d", tree / "w/b/d")
         touch(tree / "w/b/d/f")
         os.rename(tree / "out/pkg", tree / "w/a/pkg")
@@ -412,7 +413,8 @@ def test_both_sources_agree_on_renames_except_where_the_kernel_merged(tree: Path
     (tree / "w/a/d/e").mkdir(parents=True)
     (tree / "w/a/old").write_text("o")
     ino = InotifySource([tree / "w"])
-    fan = FanotifySource([tree / "w"], mark_mode=mode)  # type: ignore[arg-type]
+    # No reader thread for fanotify: the merge below needs the events unread in the kernel queue.
+    fan = FanotifySource([tree / "w"], mark_mode=mode, read_buffer=0)  # type: ignore[arg-type]
     assert ino.open() == [] and fan.open() == []
     try:
         os.rename(tree / "w/a/x", tree / "w/a/x2")  # within
@@ -490,8 +492,8 @@ def test_forced_overflow_gives_an_overflow_record(tree: Path, mode: str, rescan:
     root = tree / "w"
     for d in dirs(root, 4):
         d.mkdir()
-    with sysctl("fs.fanotify.max_queued_events", 1024):
-        src = watch(tree, mode, rescan=rescan)
+    with sysctl("fs.fanotify.max_queued_events", 1024):  # no reader thread: nothing reads during the burst
+        src = watch(tree, mode, rescan=rescan, read_buffer=0)  # (tests/test_live_reader.py: with one)
     start = real_tree(root)
     try:
         proc = _run_workload(root, "burst", str(root), "--threads", "4", "--renames", "1024")

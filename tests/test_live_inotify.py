@@ -303,8 +303,8 @@ def test_forced_overflow_gives_an_overflow_record_and_no_wrong_join(tree: Path) 
     root = tree / "w"
     for d in dirs(root, 4):
         d.mkdir()
-    with sysctl("fs.inotify.max_queued_events", 1024):
-        src = watch(tree, rescan=False)
+    with sysctl("fs.inotify.max_queued_events", 1024):  # no reader thread: nothing reads during the burst
+        src = watch(tree, rescan=False, read_buffer=0)  # (tests/test_live_reader.py: with one)
     try:
         proc = _run_workload(root, "burst", str(root), "--threads", "4", "--renames", "1024")
         out, _ = proc.communicate(timeout=120)
@@ -349,7 +349,7 @@ def test_rescan_after_overflow_reports_exactly_the_differences(tree: Path) -> No
     (w / "b/old/deep").mkdir(parents=True)
     (w / "b/old/deep/f").write_text("f")
     with sysctl("fs.inotify.max_queued_events", 64):
-        src = InotifySource([w], rescan=True)
+        src = InotifySource([w], rescan=True, read_buffer=0)  # no reader thread: nothing reads
         src.open()
     try:
         for i in range(40):  # churn that fills the queue: 3 events each

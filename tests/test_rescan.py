@@ -56,12 +56,14 @@ def _open(backend: str, mode: str | None, root: Path, rescan: bool, capture: Pat
     source: LiveSource
     if backend == "inotify":
         with sysctl("fs.inotify.max_queued_events", QUEUE):
-            source = InotifySource([root], rescan=rescan, capture=capture)
+            # read_buffer=0 (both): no reader thread, so the paused consumer's queue overflows
+            source = InotifySource([root], rescan=rescan, capture=capture, read_buffer=0)
             assert source.open() == []
     else:
         assert mode is not None
         with sysctl("fs.fanotify.max_queued_events", QUEUE):
-            source = FanotifySource([root], mark_mode=mode, rescan=rescan, capture=capture)  # type: ignore[arg-type]
+            source = FanotifySource([root], mark_mode=mode, rescan=rescan, capture=capture,  # type: ignore[arg-type]
+                                    read_buffer=0)
             assert source.open() == []
     return source
 

@@ -293,7 +293,7 @@ def test_inotify_forced_overflow_places_and_orphans(tree: Path) -> None:
     for d in dirs(root, 4):
         d.mkdir()
     with sysctl("fs.inotify.max_queued_events", 1024):
-        src = InotifySource([tree / "w"], capture=cap)
+        src = InotifySource([tree / "w"], capture=cap, read_buffer=0)  # no reader thread: nothing reads
         src.open()
     try:
         proc = _workload(tree, "burst", str(root), "--threads", "4", "--renames", "512")

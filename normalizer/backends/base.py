@@ -7,6 +7,9 @@ the kernel interface itself:
   capture, feed what the walk produced;
 * ``read``: wait (poll) until the fd is readable, a one-sided move's deadline passes, or :meth:`wake` is called;
   let the subclass read once; if nothing was queued, advance the clock (a ``Tick``);
+* the reader thread (``read_buffer`` > 0, the default; :mod:`.reader`): a thread drains the kernel fd into a
+  bounded buffer of chunks while Python is busy; ``read`` then polls the buffer and the subclass takes its
+  read from it (:meth:`_next_chunk`), exactly the bytes, times and FIONREAD a direct read would have seen;
 * feeding: every stream item goes to the normalizer and, if capturing, to the capture. A capture that cannot be
   written (disk full, file-size limit) is stopped with an ``error`` record; watching goes on;
 * ``close``: read what the kernel had queued when asked to stop (nothing that happened before the stop is
@@ -24,6 +27,7 @@ Subclasses implement :meth:`_open_kernel`, :meth:`_read_once`, :meth:`_queued`, 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import select
 import stat
@@ -40,6 +44,7 @@ from ..core.shadow import ShadowTree
 from ..core.tree import join
 from ..errors import CaptureError, SourceError
 from ..records import Flag, Rec
+from .reader import DEFAULT_READ_BUFFER, MIN_READ_BUFFER, Chunk, Reader, fionread, make_reader, read_chunk
 from .roots import RootControl
 
 PathArg = str | bytes | os.PathLike[str] | os.PathLike[bytes]
@@ -73,6 +78,13 @@ class _Normalizer(Protocol):
     def close(self) -> list[Rec]: ...
 
 
+def check_read_buffer(size: int) -> None:
+    """SourceError unless ``size`` is 0 (no reader thread) or at least MIN_READ_BUFFER bytes."""
+    if size != 0 and size < MIN_READ_BUFFER:
+        raise SourceError(f"read_buffer must be 0 (no reader thread) or at least {MIN_READ_BUFFER} bytes "
+                          f"({MIN_READ_BUFFER // 1024} KiB), got {size}")
+
+
 def matcher_settings(settings: MatcherSettings) -> MatcherSettings:
     """All four matcher settings, defaults filled in and ``max_wait_ns`` raised to ``window_ns`` if below it
     (the one place this is clamped): what a source passes to its normalizer and records in its capture."""
@@ -97,9 +109,19 @@ class LiveSource(RootControl):
     recursive: bool = True
 
     def __init__(self, roots: Sequence[PathArg], *, path_filter: PathFilter,
-                 capture: str | os.PathLike[str] | None, rescan: bool = True) -> None:
+                 capture: str | os.PathLike[str] | None, rescan: bool = True,
+                 read_buffer: int = DEFAULT_READ_BUFFER) -> None:
         if not roots:
             raise SourceError("no directory to watch")
+        check_read_buffer(read_buffer)
+        #: Bytes the reader thread may hold (0: no thread, the consumer reads the fd itself).
+        self.read_buffer = read_buffer
+        self._reader: Reader | None = None
+        #: The time of the last read (or Tick) fed: the stream's clock (_in_stream_order).
+        self._stream_t = 0
+        #: The time of the source's last own item (watch, notice, resolution): reads before it are not drained.
+        self._action_t = 0
+        self._direct_view: memoryview | None = None
         self._init_roots(roots)  # self.scope (the roots as given) and self.roots (directories watched at the top)
         self.rescan = rescan
         #: What the tree holds, kept from the records, for the rescan after an overflow (only with ``rescan``).
@@ -127,6 +149,13 @@ class LiveSource(RootControl):
         self._wake_at: int | None = None
 
     # -- for subclasses ------------------------------------------------------------------------------------
+
+    def fileno(self) -> int:
+        """The kernel fd (ValueError if the source is not open)."""
+        raise NotImplementedError
+
+    #: Bytes one read takes at most (subclasses set it).
+    _read_size: int
 
     def _open_kernel(self) -> list[raw.AnyStreamItem]:
         """Create the kernel fd, register it with ``self._poll``, mark/watch the roots. Returns the items the
@@ -175,7 +204,9 @@ class LiveSource(RootControl):
             raise
         self._opened = True
         self._last_consumed = 0
-        return self._feed_all(items)
+        out = self._feed_all(items)
+        self._start_reader()
+        return out
 
     def __enter__(self) -> LiveSource:
         self.open()
@@ -183,6 +214,11 @@ class LiveSource(RootControl):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def ready_fds(self) -> tuple[int, ...]:
+        """The fds to poll (or give to an event loop) for "a read may have records": the kernel fd, and the
+        reader thread's eventfd (readable while it holds a chunk) when there is one."""
+        return (self.fileno(),) if self._reader is None else (self.fileno(), self._reader.fileno())
 
     def wakeup_fd(self) -> int:
         """The write end of the wake pipe, for ``signal.set_wakeup_fd``: a signal then interrupts a blocked
@@ -221,9 +257,18 @@ class LiveSource(RootControl):
     def _read_queued(self) -> list[Rec]:
         """Read everything that is queued now (and only that: a busy queue does not keep close waiting)."""
         out: list[Rec] = []
+        end = time.monotonic() + self.CLOSE_DRAIN_SECONDS
+        reader = self._reader
+        if reader is not None:  # what the thread read before the stop, then the kernel's queue directly
+            reader.stop()
+            while reader.buffered and time.monotonic() < end:
+                got = self._read_once()
+                if got is None:
+                    break
+                out.extend(got)
+            self._drop_reader()
         target = self._queued()
         consumed = 0
-        end = time.monotonic() + self.CLOSE_DRAIN_SECONDS
         while consumed < target and time.monotonic() < end:
             got = self._read_once()
             if got is None:
@@ -233,6 +278,7 @@ class LiveSource(RootControl):
         return out
 
     def _close_fds(self) -> None:
+        self._drop_reader()  # the thread reads the kernel fd: it goes first
         self._close_kernel()
         for fd in (self._wake_r, self._wake_w):
             if fd >= 0:
@@ -262,10 +308,71 @@ class LiveSource(RootControl):
         if out is not None:
             return out
         if self._wake_at is not None:
-            t = time.monotonic_ns()
-            if self._queued() == 0:  # the clock advanced with an empty queue
+            t = self._idle_at()
+            if t is not None:  # the clock advanced with an empty queue
                 return self._feed(raw.Tick(t))
         return []
+
+    # -- the reader thread and the reads (module docstring; normalizer.backends.reader) -------------------
+
+    def _start_reader(self) -> None:
+        """Start the reader thread (with ``read_buffer``): ``read`` polls its buffer instead of the fd."""
+        if not self.read_buffer:
+            return
+        fd = self.fileno()
+        reader = make_reader(fd, capacity=self.read_buffer, read_size=self._read_size, backstop=self._backstop(),
+                             name=f"fsnorm-{self.source_kind}-reader")
+        # Both stay polled: the kernel fd (a consumer that keeps up reads it itself) and the thread's buffer.
+        self._poll.register(reader.fileno(), select.POLLIN)
+        self._reader = reader
+        reader.start()
+
+    def _backstop(self) -> int:
+        """A quarter of a full kernel queue in FIONREAD's unit (inotify: bytes, at least 16 an event; fanotify:
+        24 an event), from the queue limit this fd got at its creation: the reader thread reads once that much
+        waits (the consumer is behind), long before the queue overflows."""
+        try:
+            with open(f"/proc/sys/fs/{self.source_kind}/max_queued_events") as f:
+                limit = int(f.read())
+        except (OSError, ValueError):
+            limit = 16384
+        return max(1, limit * (16 if self.source_kind == "inotify" else 24) // 4)
+
+    def _drop_reader(self) -> None:
+        """Stop the thread and release its buffer; the fd is polled and read directly again."""
+        reader, self._reader = self._reader, None
+        if reader is None:
+            return
+        self.stats["read_buffer_peak"] = reader.peak
+        self.stats["read_buffer_full"] = reader.full
+        self._poll.unregister(reader.fileno())
+        reader.close()
+
+    def _next_chunk(self) -> Chunk | None:
+        """The next read, ``(t_ns, wall_before, backlog, data)``: from the reader thread's buffer, or one
+        non-blocking read of the fd without it. None if nothing is there. SourceError if reading failed."""
+        reader = self._reader
+        try:
+            if reader is not None:
+                chunk = reader.take()
+                if reader.peak > self.stats.get("read_buffer_peak", 0):
+                    self.stats["read_buffer_peak"] = reader.peak
+                    self.stats["read_buffer_full"] = reader.full
+                return chunk
+            view = self._direct_view
+            if view is None or len(view) != self._read_size:
+                view = self._direct_view = memoryview(bytearray(self._read_size))
+            return read_chunk(self.fileno(), view)
+        except OSError as exc:
+            raise SourceError(f"reading the {self.source_kind} fd failed: {exc.strerror or exc}") from exc
+
+    def _idle_at(self) -> int | None:
+        """The time now if everything queued so far has been consumed (the kernel queue and the reader's
+        buffer are empty), else None: what a ``Tick`` may say."""
+        if self._reader is not None:
+            return self._reader.idle_at()
+        t = time.monotonic_ns()
+        return t if fionread(self.fileno()) == 0 else None
 
     def _wait_ms(self, timeout: float | None) -> int:
         """How long to poll: the caller's timeout, shortened to the next deadline, and never longer than
@@ -285,6 +392,8 @@ class LiveSource(RootControl):
     # -- feeding (every item goes to the capture, then to the normalizer) ----------------------------------
 
     def _feed(self, item: raw.AnyStreamItem) -> list[Rec]:
+        if self._reader is not None:
+            item = self._in_stream_order(item)
         failed: Rec | None = None
         if self._capture is not None:
             try:
@@ -301,6 +410,29 @@ class LiveSource(RootControl):
         if recs.actions:
             out.extend(self._carry_out(recs.actions))
         return out
+
+    def _in_stream_order(self, item: raw.AnyStreamItem) -> raw.AnyStreamItem:
+        """With the reader thread, the source's own items (watches, resolved handles, notices) are made while
+        later reads already wait in the buffer, stamped before the source made them. Such an item takes the time
+        of the read it follows, so the stream's times never go back (a capture's reader checks that). Never
+        later than its own time: a read's time stays what it was (its barrier claims "everything queued
+        before t was read", which a later stamp would overstate)."""
+        if isinstance(item, raw.InotifyBatch | raw.FanotifyBatch):
+            self._stream_t = item.t_ns
+            if item.drained and item.t_ns < self._action_t:
+                # Read before the source's last own action (a scan, a watch, a resolution) was made: "the queue
+                # was empty at t" says nothing about what that action caused, which the normalizers take a
+                # drained read to say (own scans seen, merge windows closed). The barrier (backlog 0) still
+                # tells the matcher everything queued before t was read.
+                item.drained = False
+            return item
+        if isinstance(item, raw.Tick):
+            self._stream_t = item.t_ns
+            return item
+        self._action_t = max(self._action_t, item.t_ns)
+        if item.t_ns > self._stream_t > 0:
+            return dataclasses.replace(item, t_ns=self._stream_t)
+        return item
 
     def _carry_out(self, actions: tuple[Action, ...]) -> list[Rec]:
         """Do what a feed asked, in its order; the records of the walks of new directories. This is the only

@@ -60,6 +60,7 @@ from ..errors import CapabilityError, FsnormError, SourceError, WatchLimitError
 from ..records import Rec
 from . import _fanotify_sys as fs
 from .base import LiveSource, PathArg, matcher_settings
+from .reader import DEFAULT_READ_BUFFER
 
 #: The events fsnorm subscribes to with FAN_RENAME (MOVED_FROM / MOVED_TO would only repeat it).
 DEFAULT_FANOTIFY_MASK = (
@@ -312,6 +313,7 @@ class FanotifySource(LiveSource):
         read_size: int = DEFAULT_READ_SIZE,
         recursive: bool = True,
         missing_ok: bool = False,
+        read_buffer: int = DEFAULT_READ_BUFFER,
         **settings: Unpack[MatcherSettings],
     ) -> None:
         #: False: each directory root with its direct entries only. Inode marks go on the root alone; under a
@@ -326,7 +328,7 @@ class FanotifySource(LiveSource):
                     | (_SHADOW if rescan else 0))
         self.kinds = None if mask is None else reported_kinds(mask, required, fanotify=True)
         super().__init__(roots, path_filter=PathFilter(include, exclude, self.kinds), capture=capture,
-                         rescan=rescan)
+                         rescan=rescan, read_buffer=read_buffer)
         self._root_prefixes = [r if r.endswith(b"/") else r + b"/" for r in self.roots]
         self.mask = (base if mask is None else mask) | required
         self.announce_scans = bool(self.mask & (abi.FAN_OPEN | abi.FAN_ACCESS | abi.FAN_CLOSE_NOWRITE))
@@ -338,7 +340,6 @@ class FanotifySource(LiveSource):
         self.matcher_settings = matcher_settings(settings)
         self.normalizer = self._make_normalizer()
         self._read_size = read_size
-        self._buf = bytearray(read_size)
         self._fa: fs.FanotifyFD | None = None
         self._resolver = fs.HandleResolver()
         self._marked_fsids: set[bytes] = set()
@@ -423,7 +424,12 @@ class FanotifySource(LiveSource):
         return CaptureHeader(source="fanotify", options=self.options)
 
     def _queued(self) -> int:
-        return 0 if self._fa is None or self._fa.closed else self._fa.pending_events()
+        """Events not consumed yet: in the kernel queue, and at most ``bytes // 24`` in the reader thread's
+        buffer (an upper bound: every event has its 24-byte header; counting exactly would parse the buffer)."""
+        if self._fa is None or self._fa.closed:
+            return 0
+        buffered = 0 if self._reader is None else self._reader.buffered
+        return self._fa.pending_events() + buffered // abi.FAN_EVENT_METADATA_LEN
 
     def _close_kernel(self) -> None:
         if self._fa is not None:
@@ -435,24 +441,16 @@ class FanotifySource(LiveSource):
         self._resolver.close()
 
     def _read_once(self) -> list[Rec] | None:
-        fa = self._fa
-        assert fa is not None
-        before_read = time.time()
-        try:
-            n = os.readv(fa.fileno(), [self._buf])
-        except BlockingIOError:
+        chunk = self._next_chunk()  # from the reader thread's buffer, or a direct read (LiveSource)
+        if chunk is None:
             return None
-        except OSError as exc:
-            raise SourceError(f"reading the fanotify group failed: {exc.strerror or exc}") from exc
-        if not n:
-            return None
-        t = time.monotonic_ns()
-        backlog = fa.pending_events()  # FIONREAD counts 24 bytes per queued event
+        t, before_read, backlog, data = chunk
+        backlog //= abi.FAN_EVENT_METADATA_LEN  # FIONREAD counts 24 bytes per queued event
         if self._drained:
             self._window_wall = before_read
         self._drained = backlog == 0
         try:
-            events = parse_batch(bytes(memoryview(self._buf)[:n]))
+            events = parse_batch(data)
         except ValueError as exc:
             raise SourceError(f"corrupt fanotify event buffer: {exc}") from exc
         self._last_consumed = len(events)
@@ -498,7 +496,7 @@ class FanotifySource(LiveSource):
         fa = self._fa
         assert fa is not None
         items = [self._resolve(key) for key in keys]
-        queued = fa.pending_events()
+        queued = self._queued()  # the kernel's queue and the reader's buffer
         if queued and not final:
             self._placements = (items, queued)
             return []

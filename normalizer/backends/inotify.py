@@ -33,8 +33,9 @@ from ..core.inotify import InotifyNormalizer
 from ..core.matcher import MatcherSettings
 from ..errors import SourceError, WatchLimitError
 from ..records import Rec
-from ._inotify_sys import DEFAULT_READ_BUFSIZE, MIN_READ_BUFSIZE, InotifyFD
+from ._inotify_sys import DEFAULT_READ_BUFSIZE, MIN_READ_BUFSIZE, InotifyFD, _parse
 from .base import LiveSource, PathArg, matcher_settings
+from .reader import DEFAULT_READ_BUFFER
 
 #: Flags added to every watch: directories only, never through a symlink, no events for unlinked children.
 _WATCH_FLAGS = raw.IN_ONLYDIR | raw.IN_DONT_FOLLOW | raw.IN_EXCL_UNLINK
@@ -69,6 +70,7 @@ class InotifySource(LiveSource):
         read_size: int = DEFAULT_READ_BUFSIZE,
         recursive: bool = True,
         missing_ok: bool = False,
+        read_buffer: int = DEFAULT_READ_BUFFER,
         **settings: Unpack[MatcherSettings],
     ) -> None:
         if not MIN_READ_BUFSIZE <= read_size <= 4 << 20:
@@ -80,7 +82,8 @@ class InotifySource(LiveSource):
         self.recursive = recursive
         #: True: a root that does not exist yet is waited for (backends/roots.py).
         self.missing_ok = missing_ok
-        super().__init__(roots, path_filter=PathFilter(include, exclude, kinds), capture=capture, rescan=rescan)
+        super().__init__(roots, path_filter=PathFilter(include, exclude, kinds), capture=capture, rescan=rescan,
+                         read_buffer=read_buffer)
         self.mask = (mask | required) & raw.IN_ALL_EVENTS
         self.announce_scans = bool(self.mask & (raw.IN_OPEN | raw.IN_ACCESS | raw.IN_CLOSE_NOWRITE))
         matcher = matcher_settings(settings)
@@ -126,26 +129,27 @@ class InotifySource(LiveSource):
         return CaptureHeader(source="inotify", options=self.options, watches=self.normalizer.table.items())
 
     def _queued(self) -> int:
-        return 0 if self._fd is None else self._fd.pending_bytes()
+        """Bytes not consumed yet: in the kernel queue and in the reader thread's buffer."""
+        if self._fd is None or self._fd.closed:
+            return 0
+        return self._fd.pending_bytes() + (0 if self._reader is None else self._reader.buffered)
 
     def _close_kernel(self) -> None:
         if self._fd is not None:
             self._fd.close()
 
     def _read_once(self) -> list[Rec] | None:
-        fd = self._fd
-        assert fd is not None
-        before_read = time.time()
-        events = fd.read_events(self._read_size)
-        if not events:
+        chunk = self._next_chunk()
+        if chunk is None:
             return None
-        t = time.monotonic_ns()
-        backlog = fd.pending_bytes()
-        self._last_consumed = fd.last_read_bytes
+        t, before_read, backlog, data = chunk
+        n = len(data)
+        events = _parse(data, n)
+        self._last_consumed = n
         self.stats["reads"] += 1
         self.stats["events"] += len(events)
         overflows = self.stats["overflows"]
-        out = self._feed(raw.InotifyBatch(t, backlog == 0, events, backlog, fd.last_read_bytes))
+        out = self._feed(raw.InotifyBatch(t, backlog == 0, events, backlog, n))
         out.extend(self._recover(overflows, before_read))
         return out
 

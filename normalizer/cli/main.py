@@ -91,6 +91,8 @@ def _source_options(args: argparse.Namespace, capture: str | None = None) -> Wat
     if args.events is not None:
         options["events"] = args.events
     options.update(roots_cli.source_options(args))
+    if args.read_buffer is not None:
+        options["read_buffer"] = args.read_buffer
     return options
 
 
@@ -187,6 +189,20 @@ def _event_kinds(text: str) -> list[str]:
     return kinds
 
 
+def byte_size(text: str) -> int:
+    """``SIZE`` of ``--read-buffer``: bytes, or with a K, M or G suffix (KiB, MiB, GiB)."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    t = text.strip().lower().removesuffix("b").removesuffix("i")
+    scale = units.get(t[-1:], 1)
+    try:
+        value = int(t[:-1] if scale > 1 else t) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 16M, 65536)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
 def _positive_ms(text: str) -> float:
     value = float(text)
     if value < 0:
@@ -222,6 +238,10 @@ def live_options_parser(paths_nargs: str = "+") -> argparse.ArgumentParser:
                               "default")
     live_options.add_argument("--max-pending", type=int, default=None, metavar="N",
                               help="rename halves kept waiting at most (default 65536)")
+    live_options.add_argument("--read-buffer", type=byte_size, default=None, metavar="SIZE",
+                              help="bytes of raw events a reader thread may hold while fsnorm is busy, so the "
+                              "kernel queue keeps draining (default 16M; suffix K, M or G; at least 64K); 0: no "
+                              "reader thread. Beyond it the kernel queue fills and overflows as without it")
     live_options.add_argument("--backend", choices=["inotify", "fanotify", "auto"], default="inotify",
                               help="kernel interface (default inotify; auto: fanotify on Linux 5.17+, "
                               "docs/fanotify.md)")

@@ -326,8 +326,10 @@ class WatchManager:
         with self._lock:
             if root in self._wd_by_path and self._wd_by_path[root] in self._roots:
                 return  # already watched: pyinotify leaves it out of the result
+        # read_buffer=0: the Notifier reads, as in pyinotify (events wait in the kernel queue until it does).
         source = InotifySource([root], mask=(mask & ALL_EVENTS) | raw.DEFAULT_INOTIFY_MASK,
-                               window_ns=self._window_ns, recursive=recursive, rescan=self._rescan)
+                               window_ns=self._window_ns, recursive=recursive, rescan=self._rescan,
+                               read_buffer=0)
         try:
             first = source.open()
         except (FsnormError, OSError) as exc:

@@ -266,8 +266,9 @@ class FsnormEmitter(EventEmitter):
     def on_thread_start(self) -> None:
         given = os.fsencode(self.watch.path)
         root = os.path.abspath(given)
+        # read_buffer=0: this emitter thread is the reader, as in watchdog (events wait in the kernel queue).
         source = InotifySource([root], mask=WATCHDOG_MASK, window_ns=self._window_ns,
-                               recursive=self.watch.is_recursive, rescan=self._rescan)
+                               recursive=self.watch.is_recursive, rescan=self._rescan, read_buffer=0)
         try:
             first = source.open()
         except SourceError:

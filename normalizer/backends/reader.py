@@ -1,0 +1,384 @@
+"""A reader thread between a kernel fd and the normalizer: the kernel queue is drained while Python is busy.
+
+Without it, the thread that runs the normalizer also reads the fd: during a garbage-collection pause, a
+consumer's burst or the matcher's own work nothing reads, and the kernel queue (16,384 events by default)
+fills and overflows within tens of milliseconds of a storm. :class:`BufferedReader` runs one thread that
+only polls the fd and copies what ``read()`` returns into a bounded user-space buffer of *chunks*; the
+consumer (``LiveSource.read``) takes chunks in order and parses and feeds them as if it had read them itself.
+
+What a chunk carries is exactly what a direct read knows (:data:`Chunk`): the monotonic time of the read, the
+wall time just before it, what FIONREAD said right after it, and the bytes. So the stream items built from a
+chunk, and therefore captures and replay, are the same whether the buffer is in between or not: a batch's
+``drained`` / ``backlog`` still describe the *kernel* queue at the read, which is what the matcher's read
+barriers need (everything queued before ``t`` lies in this chunk or the kernel backlog seen then).
+
+**The bound.** The buffer holds at most ``capacity`` bytes of raw events. When it is full the thread stops
+reading: the kernel queue, itself bounded, fills behind it and the kernel reports the loss with its own
+overflow event, at its exact place in the stream, which becomes the ``overflow`` record (halves around it
+flagged) as without the buffer. Nothing is dropped in user space, memory never grows past the bound, and a
+capture still holds exactly what the kernel gave.
+
+**A backstop, not a middleman.** A consumer that keeps up reads the fd itself: ``take`` with nothing buffered
+reads it right there (under the lock, so in order), and the thread leaves queued events alone while the
+consumer can still take them. It reads once the consumer is behind: a chunk of its own still waits, a quarter
+of a full kernel queue is queued, or events have waited 100 ms. So when fsnorm keeps up it reads exactly as
+without the thread (fresh reads, the kernel's own batches, nothing that changes what a drained read means);
+when Python stalls, the queue is drained long before it can overflow.
+
+**The source's own actions** (a watch added, a directory scanned, a handle resolved) happen when the consumer
+gets to them, while later reads may already wait in the buffer: LiveSource gives such items the time of the
+read they follow and feeds a read made before its last action as not drained (``_in_stream_order``).
+
+**"The queue was seen empty at T"** (a ``Tick``, what lets a lone half's window expire) needs the kernel queue
+*and* the buffer empty with no read in flight: :meth:`BufferedReader.idle_at` checks all three under the lock
+the thread holds from its ``read()`` to the append, so a read cannot hide between the two.
+
+**Batches**: a read that finds the previous chunk still in the buffer, and the kernel queue not empty after
+that chunk's read, joins it, up to ``read_size`` bytes, with its own time and FIONREAD (the first one's wall
+time). The joined chunk is what one read at its time would have given, less precisely: its halves' windows
+start at the later time (they wait a little longer, never less) and its barrier is the later read's. A read
+that left the kernel queue empty always ends its chunk: "the queue was seen empty at t" is what expires lone
+halves and bounds fanotify's merge windows (core/fanotify.py), and joining across it would lose it.
+
+**Waking the consumer**: an eventfd, readable exactly while the buffer holds a chunk (or the thread stopped
+on an error): set by the thread when it appends to an empty buffer, cleared by the consumer when it takes the
+last chunk, both under the lock.
+
+Two implementations of one protocol, chosen by :func:`make_reader`:
+
+* :class:`CBufferedReader`, the C extension ``_ringreader`` (built by ``pip install`` from
+  ``_ringreader.c`` where a compiler is present; setup.py): a pthread that never takes the GIL, so the kernel
+  queue is drained even during a garbage-collection pause or while the consumer computes;
+* :class:`BufferedReader`, a Python thread, the fallback where the extension is not built: ``poll``,
+  ``readv`` and FIONREAD release the GIL, but after each the thread waits for it again (up to the switch
+  interval, 5 ms, while the consumer computes; the whole of a GC pause). ``FSNORM_READER=python`` forces it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import select
+import termios
+import threading
+import time
+from array import array
+from collections import deque
+from typing import Literal, Protocol, TypeAlias
+
+try:
+    from . import _ringreader
+except ImportError:  # not built (no compiler at install time): the Python thread
+    _ringreader = None  # type: ignore[assignment]
+
+#: One read: ``(t_ns, wall_before, backlog, data)``: CLOCK_MONOTONIC right after the read, wall time just
+#: before it, FIONREAD right after it (the fd's own unit: bytes for inotify, 24 per event for fanotify) and the
+#: bytes the kernel returned.
+Chunk: TypeAlias = tuple[int, float, int, bytes]
+
+#: Default bound of the buffer: 16 MiB, several times a full default kernel queue (16,384 events: about
+#: 0.5 MiB of inotify events with short names, 2-3 MiB of fanotify FAN_RENAME events with two names).
+DEFAULT_READ_BUFFER = 16 << 20
+#: The smallest buffer accepted (besides 0, no reader thread): room for a few reads.
+MIN_READ_BUFFER = 64 << 10
+#: The thread reads only when at least this much room is left (a fanotify read needs room for a whole event
+#: with two handles and two names, an inotify read 272 bytes).
+_MIN_ROOM = 4096
+#: The thread leaves queued events to a consumer that keeps up (``take`` reads the fd itself when nothing is
+#: buffered) and reads only once the consumer is behind: a chunk still buffered, at least ``backstop`` queued
+#: in the kernel (FIONREAD's unit; LiveSource passes a quarter of a full queue), or events waiting for
+#: _BACKSTOP_S.
+DEFAULT_BACKSTOP = 64 * 1024
+_BACKSTOP_S = 0.1
+
+
+def fionread(fd: int) -> int:
+    """FIONREAD on ``fd``: what the kernel still has queued, in the fd's unit."""
+    buf = array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, buf, True)
+    return buf[0]
+
+
+def read_chunk(fd: int, view: memoryview) -> Chunk | None:
+    """One non-blocking read of ``fd`` into ``view``: the chunk, or None if nothing was queued. OSError for
+    anything but EAGAIN."""
+    wall = time.time()
+    try:
+        n = os.readv(fd, (view,))
+    except BlockingIOError:
+        return None
+    if not n:
+        return None
+    t = time.monotonic_ns()
+    return (t, wall, fionread(fd), bytes(view[:n]))
+
+
+class Reader(Protocol):
+    """What LiveSource needs of a reader thread (both implementations)."""
+
+    @property
+    def buffered(self) -> int: ...
+    @property
+    def peak(self) -> int: ...
+    @property
+    def full(self) -> int: ...
+    @property
+    def running(self) -> bool: ...
+    def start(self) -> None: ...
+    def fileno(self) -> int: ...
+    def take(self) -> Chunk | None: ...
+    def idle_at(self) -> int | None: ...
+    def stop(self) -> None: ...
+    def close(self) -> None: ...
+    def buffered_data(self) -> list[bytes]: ...
+
+
+ReaderKind = Literal["c", "python"]
+
+
+def reader_kind() -> ReaderKind:
+    """``"c"`` when the C reader thread is built (and ``FSNORM_READER`` does not say ``python``)."""
+    if _ringreader is None or os.environ.get("FSNORM_READER", "").lower() == "python":
+        return "python"
+    return "c"
+
+
+def make_reader(fd: int, *, capacity: int = DEFAULT_READ_BUFFER, read_size: int = 256 << 10,
+                backstop: int = DEFAULT_BACKSTOP, name: str = "fsnorm-reader") -> Reader:
+    """The reader thread for ``fd``: the C one where built, else the Python one (:func:`reader_kind`)."""
+    if reader_kind() == "c":
+        return CBufferedReader(fd, capacity=capacity, read_size=read_size, backstop=backstop)
+    return BufferedReader(fd, capacity=capacity, read_size=read_size, backstop=backstop, name=name)
+
+
+def _check_capacity(capacity: int) -> None:
+    if capacity < MIN_READ_BUFFER:
+        raise ValueError(f"read buffer of {capacity} bytes is below the minimum of {MIN_READ_BUFFER}")
+
+
+class CBufferedReader:
+    """The C reader thread (``_ringreader.Reader``, a pthread without the GIL), same protocol as
+    :class:`BufferedReader`; the read error is raised by :meth:`take` as OSError."""
+
+    def __init__(self, fd: int, *, capacity: int = DEFAULT_READ_BUFFER, read_size: int = 256 << 10,
+                 backstop: int = DEFAULT_BACKSTOP) -> None:
+        _check_capacity(capacity)
+        if _ringreader is None:
+            raise ImportError("the C reader thread (normalizer.backends._ringreader) is not built")
+        self.fd = fd
+        self._r = _ringreader.Reader(fd, capacity, max(_MIN_ROOM, min(read_size, capacity)), backstop)
+        self.start, self.stop, self.close = self._r.start, self._r.stop, self._r.close
+        self.take, self.idle_at, self.fileno = self._r.take, self._r.idle_at, self._r.fileno
+        self.buffered_data = self._r.buffered_data
+
+    @property
+    def buffered(self) -> int:
+        return self._r.stats()[0]
+
+    @property
+    def peak(self) -> int:
+        return self._r.stats()[1]
+
+    @property
+    def reads(self) -> int:
+        return self._r.stats()[2]
+
+    @property
+    def full(self) -> int:
+        return self._r.stats()[3]
+
+    @property
+    def running(self) -> bool:
+        return bool(self._r.stats()[4])
+
+
+class BufferedReader:
+    """One thread reading ``fd`` into a buffer of at most ``capacity`` bytes (module docstring).
+
+    :meth:`start` once; the consumer polls :meth:`fileno` and calls :meth:`take` (in order, from one thread),
+    :meth:`idle_at` when it wants a ``Tick``; :meth:`stop` joins the thread (what is buffered stays takeable).
+    The fd stays the caller's: it is never closed here, and must stay open until :meth:`stop` returned."""
+
+    def __init__(self, fd: int, *, capacity: int = DEFAULT_READ_BUFFER, read_size: int = 256 << 10,
+                 backstop: int = DEFAULT_BACKSTOP, name: str = "fsnorm-reader") -> None:
+        _check_capacity(capacity)
+        self.fd = fd
+        self.capacity = capacity
+        self.read_size = min(read_size, capacity)
+        self.backstop = max(1, backstop)
+        self._chunks: deque[Chunk] = deque()
+        self._lock = threading.Lock()
+        #: Signalled when the consumer took a chunk (room) or stop was asked.
+        self._room = threading.Condition(self._lock)
+        self._notify = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._stop_r, self._stop_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._started = False
+        self._inline: memoryview | None = None
+        #: Why the thread stopped reading, raised by take() once the chunks before it are taken.
+        self.error: OSError | None = None
+        #: Bytes buffered now, the most ever buffered, chunks read, and how often the thread found the buffer
+        #: full (each time, the kernel queue had to hold what came next).
+        self.buffered = 0
+        self.peak = 0
+        self.reads = 0
+        self.full = 0
+
+    # -- the consumer's side ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if not self._started:
+            self._started = True
+            self._thread.start()
+
+    def fileno(self) -> int:
+        """Readable while a chunk (or an error) waits: poll it instead of the kernel fd."""
+        return self._notify
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def take(self) -> Chunk | None:
+        """The oldest chunk; with nothing buffered, a read of the fd made here (under the lock, so in order: a
+        consumer that keeps up reads as fresh as without the thread); None if nothing is queued. Raises the
+        thread's OSError once every chunk read before it was taken."""
+        with self._lock:
+            chunks = self._chunks
+            if not chunks and self.error is None:
+                if self._inline is None:
+                    self._inline = memoryview(bytearray(self.read_size))
+                got = read_chunk(self.fd, self._inline)
+                if got is not None:
+                    self.reads += 1
+                return got
+            if chunks:
+                chunk = chunks.popleft()
+                self.buffered -= len(chunk[3])
+                if not chunks and self.error is None:
+                    self._clear_notify()
+                self._room.notify()
+                return chunk
+            error = self.error
+        if error is not None:
+            raise error
+        return None
+
+    def idle_at(self) -> int | None:
+        """The monotonic time now if nothing is buffered, no read is in flight and the kernel queue is empty
+        (a ``Tick`` at that time is honest); else None."""
+        with self._lock:
+            if self._chunks or self.error is not None:
+                return None
+            t = time.monotonic_ns()
+            return t if fionread(self.fd) == 0 else None
+
+    def stop(self) -> None:
+        """Stop the thread and wait for it; what it buffered can still be taken. Idempotent. Closes the
+        reader's own fds only after the thread is gone (the kernel fd stays open)."""
+        if self._stop_w < 0:
+            return
+        with self._lock:
+            self._stopping = True
+            self._room.notify_all()
+        with contextlib.suppress(OSError):
+            os.write(self._stop_w, b"\0")
+        if self._started:
+            self._thread.join()
+        for fd in (self._stop_r, self._stop_w):
+            os.close(fd)
+        self._stop_r = self._stop_w = -1
+
+    def close(self) -> None:
+        """Stop, drop what is buffered, close the eventfd."""
+        self.stop()
+        with self._lock:
+            self._chunks.clear()
+            self.buffered = 0
+        if self._notify >= 0:
+            os.close(self._notify)
+            self._notify = -1
+
+    def buffered_data(self) -> list[bytes]:
+        """A snapshot of the buffered chunks' bytes, oldest first (to count the events they hold)."""
+        with self._lock:
+            return [c[3] for c in self._chunks]
+
+    # -- the thread ------------------------------------------------------------------------------------------
+
+    def _backstop(self) -> bool:
+        """Events are queued: wait while the consumer can still take them itself. True: read now."""
+        first = time.monotonic()
+        stop = select.poll()
+        stop.register(self._stop_r, select.POLLIN)
+        while True:
+            with self._lock:
+                if self._stopping:
+                    return False
+                if self._chunks:
+                    return True
+            try:
+                queued = fionread(self.fd)
+            except OSError:
+                return True  # an fd without FIONREAD: read, and report what read says
+            if not queued:
+                return False
+            if queued >= self.backstop or time.monotonic() - first >= _BACKSTOP_S:
+                return True
+            if stop.poll(1):
+                return False
+
+    def _clear_notify(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.eventfd_read(self._notify)
+
+    def _run(self) -> None:
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        poller.register(self._stop_r, select.POLLIN)
+        buf = bytearray(self.read_size)
+        view = memoryview(buf)
+        chunks = self._chunks
+        lock, room = self._lock, self._room
+        while True:
+            with lock:
+                if self.capacity - self.buffered < _MIN_ROOM and not self._stopping:
+                    self.full += 1
+                    while self.capacity - self.buffered < _MIN_ROOM and not self._stopping:
+                        room.wait()
+                if self._stopping:
+                    return
+                size = min(self.read_size, self.capacity - self.buffered)
+            try:
+                ready = poller.poll()
+            except InterruptedError:  # pragma: no cover - PEP 475 retries poll
+                continue
+            if any(fd == self._stop_r for fd, _ in ready):
+                return
+            if not self._backstop():
+                continue
+            with lock:
+                if self._stopping:
+                    return
+                try:
+                    chunk = read_chunk(self.fd, view[:size])
+                except OSError as exc:
+                    self.error = exc
+                    os.eventfd_write(self._notify, 1)
+                    return
+                if chunk is None:
+                    continue
+                if not chunks:
+                    os.eventfd_write(self._notify, 1)
+                    chunks.append(chunk)
+                elif chunks[-1][2] and len(chunks[-1][3]) + len(chunk[3]) <= self.read_size:  # (docstring)
+                    last = chunks[-1]
+                    chunks[-1] = (chunk[0], last[1], chunk[2], last[3] + chunk[3])
+                else:
+                    chunks.append(chunk)
+                self.buffered += len(chunk[3])
+                self.reads += 1
+                if self.buffered > self.peak:
+                    self.peak = self.buffered
