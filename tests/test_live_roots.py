@@ -12,23 +12,14 @@ from typing import Any
 
 import pytest
 from live import brief
-from test_live_files import BACKENDS, settle
+from test_live_files import BACKENDS, opts, settle
 
 import normalizer
 from normalizer.api import Stream
 from normalizer.errors import SourceError
 from normalizer.records import Rec
 
-__all__ = ["BACKENDS"]
-
-
-@pytest.fixture(params=BACKENDS)
-def opts(request: pytest.FixtureRequest) -> dict[str, Any]:
-    from normalizer.backends.fanotify import unavailable_reason
-    options: dict[str, Any] = request.param
-    if options["backend"] == "fanotify" and unavailable_reason() is not None:
-        pytest.skip(f"fanotify unavailable: {unavailable_reason()}")
-    return options
+__all__ = ["BACKENDS", "opts"]  # the backends and their fixture, shared with test_live_files
 
 
 def watch(paths: list[Path], opts: dict[str, Any], **more: Any) -> Stream[Rec]:
