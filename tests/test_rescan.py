@@ -302,14 +302,19 @@ def test_overflow_after_a_directory_renamed_away_and_back_rebuilds_the_tree_exac
     rebuilt from the records (tests/oracle.py: it accepts the overflow record itself, but every synthesized
     record after it only if true) is the real tree. ``placed-later`` failed before the fix the way test_truth's
     ``+noise`` variant once did under load: synthesized deletes of ``w0/...`` and creates of ``w0b/...`` that
-    the consumer had already been told about. inotify (no merging of renames, nothing uncertain) must give the
-    true tree through the same overflow too."""
+    the consumer had already been told about. Lost with the overflow too: a directory below ``w0b`` deleted,
+    one moved up out of it (both known to the cache below the uncertain directory; with inode marks the one
+    moved out was once unmarked by the subtree's rescan, its later events lost), one created. inotify (no
+    merging of renames, nothing uncertain) must give the true tree through the same overflow too."""
     from oracle import Rebuilder, compare, walk
 
     w = fs_root / "w"
     (w / "w0").mkdir(parents=True)
     (w / "noise").mkdir()
     (w / "w0/f0").write_text("f")
+    for d in ("gone", "leaves/deep"):
+        (w / "w0" / d).mkdir(parents=True)
+        _write(w / "w0" / d / "x")
     initial = walk(w)
     capture = fs_root.parent / "uncertain.fsncap"
     src: _Poke
@@ -336,6 +341,8 @@ def test_overflow_after_a_directory_renamed_away_and_back_rebuilds_the_tree_exac
         for i in range(700):
             _write(w / f"noise/b{i}")
         os.rename(w / f"w0b/f{n}", w / "w0b/last")  # lost in the overflow: the rescan finds them
+        shutil.rmtree(w / "w0b/gone")
+        os.rename(w / "w0b/leaves", w / "left")
         (w / "w0b/sub").mkdir()
         _write(w / "w0b/sub/deep")
         _write(w / "w0b/new")
@@ -343,6 +350,7 @@ def test_overflow_after_a_directory_renamed_away_and_back_rebuilds_the_tree_exac
         while getattr(src.normalizer, "uncertain_dirs", list)():
             recs += drain(src)
         _write(w / "w0b/sub/after")  # watched (marked) after the rescan
+        _write(w / "left/deep/after")  # known under its new path
         recs += drain(src)
         stats = {**src.stats, **getattr(src.normalizer, "stats", {})}
     finally:
@@ -361,4 +369,5 @@ def test_overflow_after_a_directory_renamed_away_and_back_rebuilds_the_tree_exac
     assert (missing, phantom, wrong_type, reading.problems) == ([], [], [], []), (shown, stats)
     plain = {(r.kind, r.path) for r in recs if "synthesized" not in r.flags}
     assert ("create", os.fsencode(w / "w0b/sub/after")) in plain, shown
+    assert ("create", os.fsencode(w / "left/deep/after")) in plain, shown
     assert [rec_to_json(r) for r in replay(capture)] == [rec_to_json(r) for r in recs], "replay gives the same"

@@ -342,8 +342,11 @@ class FanotifySource(LiveSource):
         self._fa: fs.FanotifyFD | None = None
         self._resolver = fs.HandleResolver()
         self._marked_fsids: set[bytes] = set()
-        #: Directory fids the current rescan found (renamed ones keep their fid).
+        #: Directory fids the current rescan found (renamed ones keep their fid), kept until the outermost
+        #: rescan ends (a Rescan it sets off, _rescan, must not forget what the outer walk found), and how
+        #: many rescans are running.
         self._rescanned_keys: set[bytes] = set()
+        self._rescan_depth = 0
         #: Resolutions of uncertain directories waiting for the next read to confirm them (_place_uncertain).
         self._placements: tuple[list[raw.HandleResolved], int] = ([], 0)
         #: Wall time just before the first read since the queue was last seen empty (a Rescan reports files
@@ -696,6 +699,20 @@ class FanotifySource(LiveSource):
         items.append(raw.HandleResolved(time.monotonic_ns(), *fid, path, "ok"))
         return True
 
+    def _rescan(self, since_wall: float, tops: Sequence[bytes] | None = None,
+                why: str = "rescan after overflow") -> list[Rec]:
+        """LiveSource's rescan. The directories its walk found stay known as found until the outermost one
+        ends: learning a directory whose place was uncertain sets off a Rescan of its subtree *while* the
+        outer rescan feeds its walk's items, and that Rescan must not forget (and, inode marks, unmark) a
+        directory that left the subtree during an overflow and that the outer walk found elsewhere."""
+        self._rescan_depth += 1
+        try:
+            return super()._rescan(since_wall, tops, why)
+        finally:
+            self._rescan_depth -= 1
+            if not self._rescan_depth:
+                self._rescanned_keys.clear()
+
     def _rescan_below(self, action: Rescan) -> list[Rec]:
         """Carry out ``Rescan`` (a directory whose place was uncertain, placed again): with a shadow, the
         overflow's rescan restricted to that subtree (every directory in it marked, inode mode); without one,
@@ -723,4 +740,3 @@ class FanotifySource(LiveSource):
             items.append(raw.HandleResolved(t, fsid, handle_type, handle, None, "outside"))
             if self.mark_mode == "inode":
                 self._unmark(key)
-        self._rescanned_keys.clear()
