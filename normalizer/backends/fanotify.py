@@ -466,9 +466,11 @@ class FanotifySource(LiveSource):
         placed, queued = self._placements
         self._placements = ([], 0)
         if placed and len(events) >= queued and \
-                not any(ev[0] & _RENAMES and ev[0] & abi.FAN_ONDIR for ev in events[:queued]):
+                not any((ev[0] & _RENAMES and ev[0] & abi.FAN_ONDIR) or ev[0] & abi.FAN_Q_OVERFLOW
+                        for ev in events[:queued]):
             # Resolved after the last batch, and none of the events queued before that moved a directory:
-            # the answer held for all of them (see _place_uncertain).
+            # the answer held for all of them (see _place_uncertain). Not if they hold an overflow: a rename
+            # lost in it may have moved the directory after the events before it (the rescan places it).
             self.stats["placed_later"] = self.stats.get("placed_later", 0) + 1
             out.extend(self._feed_all(placed))
         # Handles the batch names that the normalizer never saw come back as Resolve actions, answered
