@@ -494,9 +494,10 @@ class FanotifySource(LiveSource):
         merged events, FanotifyNormalizer's module docstring). An answer must be where the directory was at the
         last event read: it is fed now if the queue is still empty after the resolution (nothing happened
         since that read). Else the number of events queued then is kept, and the answer is fed before the next
-        read if that read holds at least that many and none of those moved a directory: the directory stood
-        still from the last read to the resolution, and through all those events (a rename merged into one of
-        them would be a directory rename among them)."""
+        read if that read holds at least that many and none of those moved a directory or is an overflow: the
+        directory stood still from the last read to the resolution, and through all those events (a rename
+        merged into one of them would be a directory rename among them; one lost in an overflow is not seen
+        at all, and the overflow's rescan places the directory instead)."""
         keys = self.normalizer.uncertain_dirs()
         if not keys:
             return []
