@@ -330,7 +330,10 @@ def _renamed_away_and_back(tmp_path: Path, backend: str) -> None:
     wrong = [r for r in renamed if r not in truth and "" not in r]
     assert wrong == [], (wrong, shown)
     assert not [r for r in recs if "unresolved" in r.flags], shown
-    assert renamed[-1] == (f"r/w0/f{n}", "r/w0/last"), (shown[-12:], stats)
+    if not stats["overflows"]:
+        assert renamed[-1] == (f"r/w0/f{n}", "r/w0/last"), (shown[-12:], stats)
+    # else (+noise under load: the queue overflowed) the last rename may be lost with the overflow; the rescan
+    # after it reports w0/last as a synthesized create, checked like every record by the oracle below.
     # The tree rebuilt from the records is the real tree, and no record was untrue on the way.
     rebuilder = Rebuilder(root, initial)
     rebuilder.feed(recs)
