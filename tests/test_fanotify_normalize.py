@@ -693,3 +693,35 @@ def test_events_queued_before_a_rescan_do_not_repeat_what_it_said() -> None:
     assert n.stats["dropped_rescanned"] == 3
     out = n.feed(batch(3, ev(DELETE, A, b"f", Z)))  # after the create: reported; the queue was seen empty
     assert brief(out) == [("delete", b"/w/a/f", [])] and n._gone == set()
+
+
+def test_an_overflow_while_a_directory_is_uncertain_leaves_its_placing_to_the_rescan_walk() -> None:
+    """The cycle of the test above, then an overflow ending the batch (what came after it is lost). The
+    overflow record comes; nothing below the directory leaks and it stays uncertain. The overflow's rescan
+    walk then finds it at ``/w/ab`` (where the records put it at ``/w/a``) and feeds that answer: the
+    directory is placed there at once (a synthesized rename, a ``rescan`` record, a ``Rescan`` action),
+    which moves the shadow of the tree (core/shadow.py) too. This is why LiveSource._rescan feeds its walk's
+    items before it diffs against the shadow (tests/test_rescan.py, ``placed-later``): the shadow taken
+    before them still holds ``/w/a/g``, and a diff against it deleted ``/w/a/g`` and created ``/w/ab/g`` that
+    the rename had already moved."""
+    from normalizer.core.actions import Rescan
+    from normalizer.core.shadow import ShadowTree
+
+    n = norm()
+    shadow = ShadowTree([b"/w"])
+    for path, is_dir in ((b"/w/a", True), (b"/w/a/f", False)):
+        shadow.add(path, is_dir)
+    out = n.feed(batch(0, ren(W, b"a", W, b"ab", A, True), ren(A, b"f", A, b"g", X),
+                       ren(W, b"ab", W, b"a", A, True), ev(CREATE, A, b"h", Y), ev(fs.FAN_Q_OVERFLOW, pid=0)))
+    shadow.apply(out)
+    assert brief(out)[-1][0] == "overflow" and not [r for r in out if r.path.endswith(b"/h")]
+    assert n.uncertain_dirs() == [A] and n.stats["held_back"] == 1
+    before = shadow.snapshot()
+    assert before == {b"/w/a": True, b"/w/a/g": False}
+    out = n.feed(resolved(A, b"/w/ab"))  # the rescan walk's answer
+    shadow.apply(out)
+    assert brief(out) == [("rename", b"/w/a", b"/w/ab", ["merged", "synthesized"]),
+                          ("rescan", b"/w/ab", ["synthesized"])]
+    assert [a for a in out.actions if isinstance(a, Rescan)] == [Rescan(b"/w/ab", n._why_rescan)]
+    assert shadow.snapshot() == {b"/w/ab": True, b"/w/ab/g": False} != before
+    assert n.uncertain_dirs() == []

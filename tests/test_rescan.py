@@ -28,6 +28,7 @@ from normalizer.backends.base import LiveSource
 from normalizer.backends.fanotify import FanotifySource
 from normalizer.backends.inotify import InotifySource
 from normalizer.capture.replay import replay
+from normalizer.core import raw
 from normalizer.formats.jsonl import rec_to_json
 from normalizer.records import Rec
 
@@ -257,3 +258,136 @@ def test_cli_default_recovers_from_an_overflow_while_stopped(fs_root: Path, back
     _report(f"CLI {backend}", real, missing, phantom)
     assert "overflow" in [r.kind for r in recs]
     assert (missing, phantom) == ([], [])
+
+
+
+# --- an overflow meeting a directory whose place is uncertain (fanotify, issue 9 item 3) ----------------------
+
+
+class _Poke(LiveSource):
+    """Writes one file in the tree right after the source fed the item that brought an overflow: a real event
+    then waits in the queue when the source asks whether it is empty, so a fanotify directory whose place is
+    uncertain is not placed before the overflow's rescan (what a busy filesystem did once under load; here at
+    the exact moment, so the test is deterministic)."""
+
+    poke: Path | None = None
+
+    def _feed(self, item: raw.AnyStreamItem) -> list[Rec]:
+        out = super()._feed(item)
+        if self.poke is not None and self.stats["overflows"]:
+            _write(self.poke)
+            self.poke = None
+        return out
+
+
+class _PokedFanotify(_Poke, FanotifySource):
+    """With ``split``, the first read takes only that many bytes (the kernel returns whole events), so the
+    directory's place is resolved while the rest of the queue, overflow included, still waits."""
+
+    split = 0
+
+    def _read_once(self) -> list[Rec] | None:
+        if not self.split:
+            return super()._read_once()
+        full, self._buf, self.split = self._buf, bytearray(self.split), 0
+        try:
+            return super()._read_once()
+        finally:
+            self._buf = full
+
+
+class _PokedInotify(_Poke, InotifySource):
+    pass
+
+
+@pytest.mark.parametrize("how", ["placed-first", "placed-later", "split-read"])
+@pytest.mark.parametrize(("backend", "mode"), BACKENDS)
+def test_overflow_after_a_directory_renamed_away_and_back_rebuilds_the_tree_exactly(fs_root: Path, backend: str,
+                                                                                   mode: str | None,
+                                                                                   how: str) -> None:
+    """``w0 -> w0b`` and back again and again with a file renamed inside each time (the kernel merges the
+    repeated renames, so the directory's place is uncertain once read), ending away at ``w0b``; then 700 files
+    written overflow the queue (512); then, lost in the overflow, more changes inside ``w0b``. All of it is read
+    at once (one large read). ``placed-first``: the queue is empty after that read, so the directory is placed
+    (a synthesized rename to ``w0b``, a rescan of its subtree) before the overflow's rescan. ``placed-later``:
+    an event lands right after that read, so the overflow's rescan finds the directory at ``w0b`` while the
+    records put it at ``w0``; learning it there places it again (the synthesized rename and the subtree's
+    rescan) in the middle of the overflow's rescan, whose diff must be taken after that. Either way the tree
+    rebuilt from the records (tests/oracle.py: it accepts the overflow record itself, but every synthesized
+    record after it only if true) is the real tree. ``placed-later`` failed before the fix the way test_truth's
+    ``+noise`` variant once did under load: synthesized deletes of ``w0/...`` and creates of ``w0b/...`` that
+    the consumer had already been told about. Lost with the overflow too: a directory below ``w0b`` deleted,
+    one moved up out of it (both known to the cache below the uncertain directory; with inode marks the one
+    moved out was once unmarked by the subtree's rescan, its later events lost), one created. inotify (no
+    merging of renames, nothing uncertain) must give the true tree through the same overflow too. Last, lost as
+    well, ``w0b -> w0c``. ``split-read``: the first read takes only part of the queue (the cycle), so the
+    directory is resolved while the overflow still waits in the queue; that answer must not be taken for the
+    events before the overflow (it did: renames ``w0c/f20 -> w0c/f21`` ... of a directory then at ``w0``)."""
+    from oracle import Rebuilder, compare, walk
+
+    w = fs_root / "w"
+    (w / "w0").mkdir(parents=True)
+    (w / "noise").mkdir()
+    (w / "w0/f0").write_text("f")
+    for d in ("gone", "leaves/deep"):
+        (w / "w0" / d).mkdir(parents=True)
+        _write(w / "w0" / d / "x")
+    initial = walk(w)
+    capture = fs_root.parent / "uncertain.fsncap"
+    src: _Poke
+    if backend == "inotify":
+        with sysctl("fs.inotify.max_queued_events", QUEUE):
+            src = _PokedInotify([w], capture=capture, read_size=1 << 21)
+            assert src.open() == []
+    else:
+        with sysctl("fs.fanotify.max_queued_events", QUEUE):
+            src = _PokedFanotify([w], mark_mode=mode, capture=capture,  # type: ignore[arg-type]
+                                 read_size=1 << 21)
+            assert src.open() == []
+        src.split = 3000 if how == "split-read" else 0
+    if how == "placed-later":
+        src.poke = w / "noise/poke"
+    recs: list[Rec] = []
+    try:
+        n, at = 0, "w0"
+        for _ in range(41):  # ends away, at w0b
+            away = "w0b" if at == "w0" else "w0"
+            os.rename(w / at, w / away)
+            at = away
+            os.rename(w / at / f"f{n}", w / at / f"f{n + 1}")
+            n += 1
+        assert at == "w0b"
+        for i in range(700):
+            _write(w / f"noise/b{i}")
+        os.rename(w / f"w0b/f{n}", w / "w0b/last")  # lost in the overflow: the rescan finds them
+        shutil.rmtree(w / "w0b/gone")
+        os.rename(w / "w0b/leaves", w / "left")
+        (w / "w0b/sub").mkdir()
+        _write(w / "w0b/sub/deep")
+        _write(w / "w0b/new")
+        os.rename(w / "w0b", w / "w0c")
+        recs += drain(src)
+        while getattr(src.normalizer, "uncertain_dirs", list)():
+            recs += drain(src)
+        _write(w / "w0c/sub/after")  # watched (marked) after the rescan
+        _write(w / "left/deep/after")  # known under its new path
+        recs += drain(src)
+        stats = {**src.stats, **getattr(src.normalizer, "stats", {})}
+    finally:
+        recs += src.close()
+    kinds = [r.kind for r in recs]
+    shown = [(r.kind, os.fsdecode(r.path), os.fsdecode(r.dst), r.flags) for r in recs if r.kind != "create"
+             or not r.path.startswith(os.fsencode(w / "noise"))]
+    assert "overflow" in kinds, (shown, stats)
+    if backend == "fanotify":
+        assert stats["held_back"] > 0 and "rescan" in kinds, (shown, stats)  # the directory was uncertain
+    assert src.poke is None, "the poke was written"
+    rebuilder = Rebuilder(w, initial)
+    rebuilder.feed(recs)
+    (reading,) = rebuilder.readings
+    missing, phantom, wrong_type = compare(reading.tree, walk(w))
+    assert (missing, phantom, wrong_type, reading.problems) == ([], [], [], []), (shown, stats)
+    plain = {(r.kind, r.path) for r in recs if "synthesized" not in r.flags}
+    assert ("create", os.fsencode(w / "w0c/sub/after")) in plain, shown
+    assert ("create", os.fsencode(w / "left/deep/after")) in plain, shown
+    assert [rec_to_json(r) for r in replay(capture)] == [rec_to_json(r) for r in recs], "replay gives the same"

@@ -292,7 +292,9 @@ def _renamed_away_and_back(tmp_path: Path, backend: str) -> None:
     initial = walk(root)
     truth: list[tuple[str, str]] = []
     existed = {"r/w0", "r/w0b", "r/w0/f0"}
-    capture = tmp_path / "away.fsncap"
+    # Beside the tmpfs, not on it: with +noise the capture holds every noise event (hundreds of thousands
+    # when the reader falls behind), which once filled the 64 MB tmpfs (the capture's error record failed it).
+    capture = tmp_path.parent / "away.fsncap"
     recs: list[Rec] = []
     with source(backend, [root], capture=capture) as src:
         n, at = 0, "w0"
@@ -314,6 +316,8 @@ def _renamed_away_and_back(tmp_path: Path, backend: str) -> None:
         existed.add("r/w0/last")
         recs += _settled(src, root / "end")
         existed.add("r/end")
+        # The last records too (the capture has them): with +noise, close may read an overflow and rescan.
+        recs += src.close()
         stats = {**src.stats, **getattr(src.normalizer, "stats", {})}
     if noisy is not None:
         noisy.kill()
@@ -328,7 +332,10 @@ def _renamed_away_and_back(tmp_path: Path, backend: str) -> None:
     wrong = [r for r in renamed if r not in truth and "" not in r]
     assert wrong == [], (wrong, shown)
     assert not [r for r in recs if "unresolved" in r.flags], shown
-    assert renamed[-1] == (f"r/w0/f{n}", "r/w0/last"), (shown[-12:], stats)
+    if not stats["overflows"]:
+        assert renamed[-1] == (f"r/w0/f{n}", "r/w0/last"), (shown[-12:], stats)
+    # else (+noise under load: the queue overflowed) the last rename may be lost with the overflow; the rescan
+    # after it reports w0/last as a synthesized create, checked like every record by the oracle below.
     # The tree rebuilt from the records is the real tree, and no record was untrue on the way.
     rebuilder = Rebuilder(root, initial)
     rebuilder.feed(recs)
@@ -336,10 +343,16 @@ def _renamed_away_and_back(tmp_path: Path, backend: str) -> None:
     real = walk(root)
     missing, phantom, wrong_type = compare(reading.tree, real)
     assert (missing, phantom, wrong_type, reading.problems) == ([], [], [], []), (shown, stats)
-    if backend != "inotify":  # the kernel merged (all was queued before fsnorm read): fsnorm said so
+    # The kernel merged (all was queued before fsnorm read): fsnorm said so. Not when an overflow swallowed the
+    # cycle's events (+noise under load): the rescans after it then say all, and the oracle above checked them.
+    if backend != "inotify" and not stats["overflows"]:
         assert any(r.kind == "rescan" for r in recs) and stats["held_back"] > 0, (shown, stats)
-    assert [(r.kind, r.path, r.dst, r.flags) for r in replay(capture)] == \
-        [(r.kind, r.path, r.dst, r.flags) for r in recs], "replay gives the same records"
+    replayed = [(r.kind, r.path, r.dst, r.flags) for r in replay(capture)]
+    live = [(r.kind, r.path, r.dst, r.flags) for r in recs]
+    first = next((i for i, (a, b) in enumerate(zip(replayed, live, strict=False)) if a != b),
+                 min(len(replayed), len(live)))
+    assert replayed == live, ("replay gives the same records", first, len(replayed), len(live),
+                              replayed[max(0, first - 3):first + 3], live[max(0, first - 3):first + 3], stats)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

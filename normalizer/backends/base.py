@@ -607,6 +607,13 @@ class LiveSource(RootControl):
                 (below is None or path.startswith(below))
 
         self._rescan_forget(gone, items)
+        # What the walk tells the normalizer goes in before the shadow is read: a directory it learns may be
+        # one whose place was uncertain (fanotify), and its answer moves it there with a synthesized rename
+        # and rescans its subtree at once (a nested Rescan), which changes the shadow. A diff against the
+        # shadow as it was before would then delete what that rename already moved and create again what
+        # that rescan already reported (an overflow meeting a held-back subtree).
+        out = self._feed_all(items)
+        items = []
         old = self._shadow.snapshot()
         if below is not None:
             old = {p: d for p, d in old.items() if p.startswith(below)}
@@ -626,7 +633,8 @@ class LiveSource(RootControl):
         self.stats[counter] = self.stats.get(counter, 0) + 1
         # The synthesized records are observed like any other: applied to the shadow, they make it what the
         # walk found (and a consumer's tree, rebuilt from the records, too).
-        return self._feed_all(items)
+        out.extend(self._feed_all(items))
+        return out
 
     @staticmethod
     def _mtime(entry: os.DirEntry[bytes]) -> float:

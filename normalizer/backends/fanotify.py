@@ -343,8 +343,11 @@ class FanotifySource(LiveSource):
         self._fa: fs.FanotifyFD | None = None
         self._resolver = fs.HandleResolver()
         self._marked_fsids: set[bytes] = set()
-        #: Directory fids the current rescan found (renamed ones keep their fid).
+        #: Directory fids the current rescan found (renamed ones keep their fid), kept until the outermost
+        #: rescan ends (a Rescan it sets off, _rescan, must not forget what the outer walk found), and how
+        #: many rescans are running.
         self._rescanned_keys: set[bytes] = set()
+        self._rescan_depth = 0
         #: Resolutions of uncertain directories waiting for the next read to confirm them (_place_uncertain).
         self._placements: tuple[list[raw.HandleResolved], int] = ([], 0)
         #: Wall time just before the first read since the queue was last seen empty (a Rescan reports files
@@ -461,9 +464,11 @@ class FanotifySource(LiveSource):
         placed, queued = self._placements
         self._placements = ([], 0)
         if placed and len(events) >= queued and \
-                not any(ev[0] & _RENAMES and ev[0] & abi.FAN_ONDIR for ev in events[:queued]):
+                not any((ev[0] & _RENAMES and ev[0] & abi.FAN_ONDIR) or ev[0] & abi.FAN_Q_OVERFLOW
+                        for ev in events[:queued]):
             # Resolved after the last batch, and none of the events queued before that moved a directory:
-            # the answer held for all of them (see _place_uncertain).
+            # the answer held for all of them (see _place_uncertain). Not if they hold an overflow: a rename
+            # lost in it may have moved the directory after the events before it (the rescan places it).
             self.stats["placed_later"] = self.stats.get("placed_later", 0) + 1
             out.extend(self._feed_all(placed))
         # Handles the batch names that the normalizer never saw come back as Resolve actions, answered
@@ -487,9 +492,10 @@ class FanotifySource(LiveSource):
         merged events, FanotifyNormalizer's module docstring). An answer must be where the directory was at the
         last event read: it is fed now if the queue is still empty after the resolution (nothing happened
         since that read). Else the number of events queued then is kept, and the answer is fed before the next
-        read if that read holds at least that many and none of those moved a directory: the directory stood
-        still from the last read to the resolution, and through all those events (a rename merged into one of
-        them would be a directory rename among them)."""
+        read if that read holds at least that many and none of those moved a directory or is an overflow: the
+        directory stood still from the last read to the resolution, and through all those events (a rename
+        merged into one of them would be a directory rename among them; one lost in an overflow is not seen
+        at all, and the overflow's rescan places the directory instead)."""
         keys = self.normalizer.uncertain_dirs()
         if not keys:
             return []
@@ -694,6 +700,20 @@ class FanotifySource(LiveSource):
         items.append(raw.HandleResolved(time.monotonic_ns(), *fid, path, "ok"))
         return True
 
+    def _rescan(self, since_wall: float, tops: Sequence[bytes] | None = None,
+                why: str = "rescan after overflow") -> list[Rec]:
+        """LiveSource's rescan. The directories its walk found stay known as found until the outermost one
+        ends: learning a directory whose place was uncertain sets off a Rescan of its subtree *while* the
+        outer rescan feeds its walk's items, and that Rescan must not forget (and, inode marks, unmark) a
+        directory that left the subtree during an overflow and that the outer walk found elsewhere."""
+        self._rescan_depth += 1
+        try:
+            return super()._rescan(since_wall, tops, why)
+        finally:
+            self._rescan_depth -= 1
+            if not self._rescan_depth:
+                self._rescanned_keys.clear()
+
     def _rescan_below(self, action: Rescan) -> list[Rec]:
         """Carry out ``Rescan`` (a directory whose place was uncertain, placed again): with a shadow, the
         overflow's rescan restricted to that subtree (every directory in it marked, inode mode); without one,
@@ -721,4 +741,3 @@ class FanotifySource(LiveSource):
             items.append(raw.HandleResolved(t, fsid, handle_type, handle, None, "outside"))
             if self.mark_mode == "inode":
                 self._unmark(key)
-        self._rescanned_keys.clear()
