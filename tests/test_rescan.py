@@ -289,11 +289,11 @@ class _PokedFanotify(_Poke, FanotifySource):
     def _read_once(self) -> list[Rec] | None:
         if not self.split:
             return super()._read_once()
-        full, self._buf, self.split = self._buf, bytearray(self.split), 0
+        full, self._read_size, self.split = self._read_size, self.split, 0  # a direct read (read_buffer=0)
         try:
             return super()._read_once()
         finally:
-            self._buf = full
+            self._read_size = full
 
 
 class _PokedInotify(_Poke, InotifySource):
@@ -337,12 +337,12 @@ def test_overflow_after_a_directory_renamed_away_and_back_rebuilds_the_tree_exac
     src: _Poke
     if backend == "inotify":
         with sysctl("fs.inotify.max_queued_events", QUEUE):
-            src = _PokedInotify([w], capture=capture, read_size=1 << 21)
+            src = _PokedInotify([w], capture=capture, read_size=1 << 21, read_buffer=0)
             assert src.open() == []
     else:
         with sysctl("fs.fanotify.max_queued_events", QUEUE):
             src = _PokedFanotify([w], mark_mode=mode, capture=capture,  # type: ignore[arg-type]
-                                 read_size=1 << 21)
+                                 read_size=1 << 21, read_buffer=0)
             assert src.open() == []
         src.split = 3000 if how == "split-read" else 0
     if how == "placed-later":
