@@ -407,3 +407,17 @@ def test_buffered_reader_every_byte_once_in_order_within_the_bound(
         reader.close()
         os.close(r)
         os.close(w)
+
+
+def test_buffered_fanotify_events_are_counted_exactly() -> None:
+    """fanotify's ``_queued`` counts the events in the reader's buffer by their lengths, not bytes // 24: an
+    upper bound never let an uncertain directory be placed while the thread buffered (backends/fanotify.py)."""
+    from normalizer.backends.fanotify import _count_events
+
+    def event(length: int) -> bytes:
+        return length.to_bytes(4, "little") + bytes(length - 4)
+
+    data = event(24) + event(40) + event(56) + event(24)
+    assert len(data) // 24 == 6 and _count_events(data) == 4
+    assert _count_events(b"") == 0
+    assert _count_events(data + (3).to_bytes(4, "little") + bytes(20)) == 4  # a corrupt tail is not counted

@@ -289,6 +289,19 @@ def unavailable_reason() -> str | None:
 # ==========================================================================================================
 
 
+def _count_events(data: bytes) -> int:
+    """How many fanotify events a raw read holds (each starts with its ``u32 event_len``)."""
+    n = off = 0
+    end = len(data)
+    while off + abi.FAN_EVENT_METADATA_LEN <= end:
+        length = int.from_bytes(data[off:off + 4], "little")
+        if length < abi.FAN_EVENT_METADATA_LEN:
+            break  # corrupt: the parser will say so when the chunk is read
+        off += length
+        n += 1
+    return n
+
+
 class FanotifySource(LiveSource):
     """Watches directory trees with one fanotify group and produces records.
 
@@ -427,12 +440,18 @@ class FanotifySource(LiveSource):
         return CaptureHeader(source="fanotify", options=self.options)
 
     def _queued(self) -> int:
-        """Events not consumed yet: in the kernel queue, and at most ``bytes // 24`` in the reader thread's
-        buffer (an upper bound: every event has its 24-byte header; counting exactly would parse the buffer)."""
+        """Events not consumed yet: in the kernel queue, then in the reader thread's buffer, counted exactly by
+        walking the events' lengths. Exact because ``_place_uncertain`` vouches for an answer only when the
+        next read holds at least this many events: an upper bound (bytes // 24) kept that from ever holding
+        while the thread buffered under steady noise, so an uncertain directory was never placed. Kernel
+        first: an event the thread moves in between is counted twice (the answer waits once more), never
+        missed. Called only at close and while a directory is uncertain, so the walk is off the hot path."""
         if self._fa is None or self._fa.closed:
             return 0
-        buffered = 0 if self._reader is None else self._reader.buffered
-        return self._fa.pending_events() + buffered // abi.FAN_EVENT_METADATA_LEN
+        kernel = self._fa.pending_events()
+        if self._reader is None or not self._reader.buffered:
+            return kernel
+        return kernel + sum(_count_events(data) for data in self._reader.buffered_data())
 
     def _close_kernel(self) -> None:
         if self._fa is not None:
