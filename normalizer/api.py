@@ -372,7 +372,7 @@ class AsyncStream(Generic[R]):
                     yield rec
                 if stream.stopping:
                     break
-                deadline = source.normalizer.matcher.next_deadline()
+                deadline = source.wake_at
                 timeout = None if deadline is None else max(0.0, (deadline - time.monotonic_ns()) / 1e9)
                 wakeup.clear()
                 with contextlib.suppress(TimeoutError):

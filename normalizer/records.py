@@ -22,7 +22,7 @@ imported only for the JSON Schema and for validating JSON input.
 from __future__ import annotations
 
 import json
-from typing import Any, overload
+from typing import overload
 
 from .core.rec import DirKey, Rec  # the core's record, compiled with the hot path (docs/compiled.md)
 from .record import (
@@ -76,7 +76,7 @@ model_to_json = to_json
 record_to_json = to_json
 
 
-def json_schema() -> dict[str, Any]:
+def json_schema() -> dict[str, object]:
     """The JSON Schema of one JSON Lines record (``fsnorm schema`` prints it)."""
     from .schema import json_schema as schema
 

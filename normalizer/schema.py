@@ -124,7 +124,7 @@ JsonRecord = Annotated[RenameRecord | EventRecord, Field(discriminator="kind")]
 RECORD_ADAPTER: TypeAdapter[RenameRecord | EventRecord] = TypeAdapter(JsonRecord)
 
 
-def json_schema() -> dict[str, Any]:
+def json_schema() -> dict[str, object]:
     """The JSON Schema of one JSON Lines record (``fsnorm schema`` prints it)."""
     schema = RECORD_ADAPTER.json_schema(mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

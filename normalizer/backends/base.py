@@ -148,6 +148,13 @@ class LiveSource(RootControl):
         #: When to feed a Tick if nothing is read (the last WakeAt action; None: no deadline).
         self._wake_at: int | None = None
 
+    @property
+    def wake_at(self) -> int | None:
+        """``CLOCK_MONOTONIC`` ns at which the source must be read even if the kernel says nothing (a lone
+        rename half's deadline: the core's last ``WakeAt`` action), or None. What a caller's own event loop
+        waits for, instead of asking the matcher."""
+        return self._wake_at
+
     # -- for subclasses ------------------------------------------------------------------------------------
 
     def fileno(self) -> int:

@@ -497,7 +497,7 @@ class Notifier:
         deadline: int | None = None
         for watch in watches:
             poller.register(watch.source.fileno(), select.POLLIN)
-            d = watch.source.normalizer.matcher.next_deadline()
+            d = watch.source.wake_at
             if d is not None and (deadline is None or d < deadline):
                 deadline = d
         wait = -1 if timeout is None else timeout
