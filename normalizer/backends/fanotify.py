@@ -482,9 +482,12 @@ class FanotifySource(LiveSource):
         overflows = self.stats["overflows"]
         placed, queued = self._placements
         self._placements = ([], 0)
-        if placed and len(events) >= queued and \
+        ahead = events[:queued] if placed else []
+        if placed and len(ahead) < queued:
+            ahead = ahead + self._buffered_events(queued - len(ahead))
+        if placed and len(ahead) >= queued and \
                 not any((ev[0] & _RENAMES and ev[0] & abi.FAN_ONDIR) or ev[0] & abi.FAN_Q_OVERFLOW
-                        for ev in events[:queued]):
+                        for ev in ahead):
             # Resolved after the last batch, and none of the events queued before that moved a directory:
             # the answer held for all of them (see _place_uncertain). Not if they hold an overflow: a rename
             # lost in it may have moved the directory after the events before it (the rescan places it).
@@ -496,6 +499,24 @@ class FanotifySource(LiveSource):
         out.extend(self._place_uncertain())
         out.extend(self._recover(overflows, before_read))
         return out
+
+    def _buffered_events(self, wanted: int) -> list[raw.FanotifyEvent]:
+        """Up to ``wanted`` events from the reader thread's buffer, after the chunk being read, without taking
+        them: the rest of the events a deferred placement must vouch for (_place_uncertain). With the thread,
+        a read takes one chunk, and the events queued at the resolution span several: without looking ahead,
+        steady activity (a busy filesystem under a filesystem mark) kept the answer from ever being fed.
+        Empty without a thread, or if a chunk does not parse (the read of it will say so)."""
+        if self._reader is None or wanted <= 0:
+            return []
+        out: list[raw.FanotifyEvent] = []
+        for data in self._reader.buffered_data():
+            try:
+                out.extend(parse_batch(data))
+            except ValueError:
+                return []
+            if len(out) >= wanted:
+                break
+        return out[:wanted]
 
     def _read_queued(self) -> list[Rec]:
         """At close: what was queued, then every directory still uncertain placed where it is now and its
