@@ -34,7 +34,13 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Generic, Literal, TypedDict, TypeVar, Unpack, overload
 
-from .backends.fanotify import FanotifySource, SourceMarkMode, mask_from_inotify, unavailable_reason
+from .backends.fanotify import (
+    FANOTIFY_READ_BUFFER,
+    FanotifySource,
+    SourceMarkMode,
+    mask_from_inotify,
+    unavailable_reason,
+)
 from .backends.inotify import EVENT_BITS, InotifySource
 from .backends.reader import DEFAULT_READ_BUFFER
 from .core import raw
@@ -94,8 +100,9 @@ class WatchOptions(TypedDict, total=False):
     #: appears (created or moved into place); then it is reported and watched with its content, and if it
     #: disappears again, the same in reverse. Default False.
     missing_ok: bool
-    #: Bytes of raw events a reader thread may hold while the consumer is busy (default 16 MiB; at least
-    #: 64 KiB); 0: no reader thread, the consumer reads the kernel fd itself (README "The reader thread").
+    #: Bytes of raw events a reader thread may hold while the consumer is busy (at least 64 KiB; default
+    #: 16 MiB with inotify, 0 with fanotify); 0: no reader thread, the consumer reads the kernel fd itself
+    #: (README "The reader thread").
     read_buffer: int
 
 
@@ -129,7 +136,7 @@ def make_source(
     use_rename: bool | None = None,
     recursive: bool = True,
     missing_ok: bool = False,
-    read_buffer: int = DEFAULT_READ_BUFFER,
+    read_buffer: int | None = None,
 ) -> LiveSource:
     """The live source for the options (see :class:`WatchOptions`). fanotify-only options with
     ``backend="inotify"`` are an error; with ``"auto"`` they apply when fanotify is chosen."""
@@ -147,13 +154,13 @@ def make_source(
             mark_mode=mark_mode or "auto", use_rename=rename, window_ns=window_ns, max_wait_ns=max_wait_ns,
             max_pending=max_pending, strict_order=strict_order, include=include, exclude=exclude, rescan=rescan,
             capture=capture, recursive=recursive, missing_ok=missing_ok,
-            read_buffer=read_buffer)
+            read_buffer=FANOTIFY_READ_BUFFER if read_buffer is None else read_buffer)
     if backend == "inotify":
         return InotifySource(
             list(paths), mask=raw.DEFAULT_INOTIFY_MASK if mask is None else mask, window_ns=window_ns,
             max_wait_ns=max_wait_ns, max_pending=max_pending, strict_order=strict_order, include=include,
             exclude=exclude, rescan=rescan, capture=capture, recursive=recursive, missing_ok=missing_ok,
-            read_buffer=read_buffer)
+            read_buffer=DEFAULT_READ_BUFFER if read_buffer is None else read_buffer)
     raise SourceError(f"unknown backend {backend!r} (use 'inotify', 'fanotify' or 'auto')")
 
 

@@ -32,7 +32,7 @@ from normalizer.backends import reader as reader_mod
 from normalizer.backends.base import LiveSource
 from normalizer.backends.fanotify import FanotifySource
 from normalizer.backends.inotify import InotifySource
-from normalizer.backends.reader import MIN_READ_BUFFER, BufferedReader, CBufferedReader, Reader
+from normalizer.backends.reader import DEFAULT_READ_BUFFER, MIN_READ_BUFFER, BufferedReader, CBufferedReader, Reader
 from normalizer.capture.replay import replay
 from normalizer.errors import SourceError
 from normalizer.formats.jsonl import rec_to_json
@@ -74,6 +74,7 @@ def make(backend: str, root: Path, **options: object) -> LiveSource:
         return InotifySource([root], **options)  # type: ignore[arg-type]
     # Inode marks: only the tree's own events reach the queue (a filesystem mark would queue the whole
     # filesystem's, other processes' included, and make the queue's contents depend on them).
+    options.setdefault("read_buffer", DEFAULT_READ_BUFFER)  # fanotify's default is no thread: these test it
     return FanotifySource([root], mark_mode="inode", **options)  # type: ignore[arg-type]
 
 
@@ -204,7 +205,8 @@ def test_lone_half_expires_by_its_window_with_the_buffer(tree: Path, backend: st
     if backend == "inotify":
         src: LiveSource = InotifySource([tree / "w"], **options)  # type: ignore[arg-type]
     else:
-        src = FanotifySource([tree / "w"], mark_mode="inode", use_rename=False, **options)  # type: ignore[arg-type]
+        src = FanotifySource([tree / "w"], mark_mode="inode", use_rename=False, read_buffer=DEFAULT_READ_BUFFER,
+                             **options)  # type: ignore[arg-type]
     with src:
         assert src._reader is not None and src.ready_fds() == (src.fileno(), src._reader.fileno())
         os.rename(tree / "w/a/x", tree / "out/x")

@@ -60,7 +60,6 @@ from ..errors import CapabilityError, FsnormError, SourceError, WatchLimitError
 from ..records import Rec
 from . import _fanotify_sys as fs
 from .base import LiveSource, PathArg, matcher_settings
-from .reader import DEFAULT_READ_BUFFER
 
 #: The events fsnorm subscribes to with FAN_RENAME (MOVED_FROM / MOVED_TO would only repeat it).
 DEFAULT_FANOTIFY_MASK = (
@@ -289,6 +288,14 @@ def unavailable_reason() -> str | None:
 # ==========================================================================================================
 
 
+#: fanotify's default ``read_buffer``: no reader thread. Without one, fanotify already joined 100% of the
+#: storm's renames (benchmarks/results/storm-reader.md), while with one, a filesystem mark on a busy
+#: filesystem could keep a directory whose place is uncertain from being placed for as long as the activity
+#: lasted (its events held back meanwhile; test_truth's ``+noise`` variant failed in CI). Opt in with
+#: ``read_buffer=`` / ``--read-buffer``.
+FANOTIFY_READ_BUFFER = 0
+
+
 def _count_events(data: bytes) -> int:
     """How many fanotify events a raw read holds (each starts with its ``u32 event_len``)."""
     n = off = 0
@@ -326,7 +333,7 @@ class FanotifySource(LiveSource):
         read_size: int = DEFAULT_READ_SIZE,
         recursive: bool = True,
         missing_ok: bool = False,
-        read_buffer: int = DEFAULT_READ_BUFFER,
+        read_buffer: int = FANOTIFY_READ_BUFFER,
         **settings: Unpack[MatcherSettings],
     ) -> None:
         #: False: each directory root with its direct entries only. Inode marks go on the root alone; under a

@@ -240,8 +240,9 @@ def live_options_parser(paths_nargs: str = "+") -> argparse.ArgumentParser:
                               help="rename halves kept waiting at most (default 65536)")
     live_options.add_argument("--read-buffer", type=byte_size, default=None, metavar="SIZE",
                               help="bytes of raw events a reader thread may hold while fsnorm is busy, so the "
-                              "kernel queue keeps draining (default 16M; suffix K, M or G; at least 64K); 0: no "
-                              "reader thread. Beyond it the kernel queue fills and overflows as without it")
+                              "kernel queue keeps draining (default 16M with inotify, 0 with fanotify; suffix "
+                              "K, M or G; at least 64K); 0: no reader thread. Beyond it the kernel queue fills and "
+                              "overflows as without it")
     live_options.add_argument("--backend", choices=["inotify", "fanotify", "auto"], default="inotify",
                               help="kernel interface (default inotify; auto: fanotify on Linux 5.17+, "
                               "docs/fanotify.md)")
