@@ -183,6 +183,8 @@ class CaptureStats:
         kinds = self.record_kinds
         top_e, top_r = self.top_events, self.top_renames
         ce, cr = top_e.counts, top_r.counts  # counted here while the key is known; TopK.add otherwise
+        # Hot loop (benchmarks/bench_stats.py): the rename and single-path branches below repeat the same
+        # count-or-add steps inline on purpose; a helper would add a call per record.
         for rec in records:
             n += 1
             kind = rec.kind
