@@ -192,8 +192,10 @@ class Stream(Generic[R]):
     or :func:`~normalizer.record.from_rec_str` for :class:`~normalizer.Record`; the identity for
     ``raw_records=True``)."""
 
-    def __init__(self, source: LiveSource, convert: Callable[[Rec], R]) -> None:
+    def __init__(self, source: LiveSource, convert: Callable[[Rec], R], *, str_paths: bool = False) -> None:
         self.source = source
+        #: The roots were given as str: :attr:`roots` gives them back as str (``os.fsdecode``), like the records.
+        self._str_paths = str_paths
         self._convert: Callable[[Rec], R] = convert
         self._ready: deque[Rec] = deque()
         self._stop = threading.Event()
@@ -220,9 +222,11 @@ class Stream(Generic[R]):
     # -- roots that change while running -----------------------------------------------------------------
 
     @property
-    def roots(self) -> list[bytes]:
-        """The roots watched now (absolute paths, as given or added), in the order they came."""
-        return self.source.watched_roots
+    def roots(self) -> list[str] | list[bytes]:
+        """The roots watched now (absolute paths, as given or added), in the order they came: ``str`` when the
+        stream's roots were given as ``str`` (as its records' paths are), else ``bytes``."""
+        roots = self.source.watched_roots
+        return [os.fsdecode(r) for r in roots] if self._str_paths else roots
 
     def add(self, path: PathLike, *, recursive: bool = True, scan: bool = False, missing_ok: bool = False) -> None:
         """Watch ``path`` too: a directory tree, a single directory (``recursive=False``) or a file. Thread-safe;
@@ -303,7 +307,7 @@ def watch(paths: PathLike | Sequence[PathLike], *, raw_records: bool = False,
     source = make_source(roots, **options)
     if raw_records:
         return Stream(source, _identity)
-    return Stream(source, from_rec) if as_bytes else Stream(source, from_rec_str)
+    return Stream(source, from_rec) if as_bytes else Stream(source, from_rec_str, str_paths=True)
 
 
 class AsyncStream(Generic[R]):
@@ -345,14 +349,15 @@ class AsyncStream(Generic[R]):
             self._wakeup.set()
 
     @property
-    def roots(self) -> list[bytes]:
+    def roots(self) -> list[str] | list[bytes]:
         """The roots watched now (:attr:`Stream.roots`)."""
         return self._stream.roots
 
-    async def add(self, path: PathLike, *, recursive: bool = True, scan: bool = False) -> None:
+    async def add(self, path: PathLike, *, recursive: bool = True, scan: bool = False,
+                  missing_ok: bool = False) -> None:
         """:meth:`Stream.add` without blocking the event loop (a scan may take a while)."""
         await asyncio.get_running_loop().run_in_executor(
-            None, lambda: self._stream.add(path, recursive=recursive, scan=scan))
+            None, lambda: self._stream.add(path, recursive=recursive, scan=scan, missing_ok=missing_ok))
         if self._wakeup is not None:
             self._wakeup.set()
 
@@ -438,13 +443,13 @@ class Runner(Generic[R]):
         return self._thread.is_alive()
 
     @property
-    def roots(self) -> list[bytes]:
+    def roots(self) -> list[str] | list[bytes]:
         """The roots watched now (:attr:`Stream.roots`)."""
         return self.stream.roots
 
-    def add(self, path: PathLike, *, recursive: bool = True, scan: bool = False) -> None:
+    def add(self, path: PathLike, *, recursive: bool = True, scan: bool = False, missing_ok: bool = False) -> None:
         """:meth:`Stream.add`: returns once the watch is in place; its records go to the callback."""
-        self.stream.add(path, recursive=recursive, scan=scan)
+        self.stream.add(path, recursive=recursive, scan=scan, missing_ok=missing_ok)
 
     def remove(self, path: PathLike) -> None:
         """:meth:`Stream.remove`: returns once the watch is gone; the callback gets the ``watch_end``."""

@@ -232,3 +232,54 @@ def test_runner_remove_delivers_the_watch_end_to_the_callback(tmp_path: Path, op
     finally:
         runner.stop(10)
     assert brief(tmp_path, got) == [("watch_end", "a", ()), ("create", "b/y", ())]
+
+
+def test_roots_come_back_in_the_type_the_records_use(tmp_path: Path, opts: dict[str, Any]) -> None:
+    """The standard library's convention holds for ``roots`` as for the records' paths: str roots give str
+    (an undecodable name kept by surrogate escapes), bytes roots give bytes, and an added root follows."""
+    a = tmp_path / "a"
+    odd = os.fsdecode(bytes(tmp_path) + b"/odd-\xff")
+    a.mkdir()
+    os.mkdir(odd)
+    with normalizer.watch([str(a)], **opts) as stream:
+        stream.add(odd)
+        assert stream.roots == [str(a), odd]
+        (a / "f").write_text("")
+        record = next(iter(stream))
+        assert record.path == str(a / "f") and isinstance(stream.roots[0], type(record.path))
+    with normalizer.watch([bytes(a)], **opts) as bstream:
+        bstream.add(os.fsencode(odd))
+        assert bstream.roots == [bytes(a), os.fsencode(odd)]
+
+
+def test_async_stream_and_runner_add_a_missing_root(tmp_path: Path, opts: dict[str, Any]) -> None:
+    """``missing_ok`` reaches the root from the async and Runner forms too: the root is waited for, then its
+    creation is reported."""
+    a = tmp_path / "a"
+    a.mkdir()
+    later = tmp_path / "later"
+
+    async def main() -> list[str]:
+        async with normalizer.awatch([str(a)], **opts, events=["create"]) as stream:
+            await stream.add(str(later), missing_ok=True)
+            later.mkdir()
+            (later / "f").write_text("")
+            got: list[str] = []
+            async for record in stream:
+                got.append(record.path)
+                if record.path == str(later / "f"):
+                    break
+            return got
+
+    assert str(later / "f") in asyncio.run(asyncio.wait_for(main(), 20))
+    got: list[Any] = []
+    runner = normalizer.run_in_thread([str(a)], got.append, **opts, events=["create"])
+    try:
+        runner.add(str(tmp_path / "later2"), missing_ok=True)
+        (tmp_path / "later2").mkdir()
+        deadline = time.monotonic() + 10
+        while not any(r.path == str(tmp_path / "later2") for r in got) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        runner.stop()
+    assert any(r.path == str(tmp_path / "later2") for r in got)
