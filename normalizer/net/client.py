@@ -17,7 +17,7 @@ import contextlib
 import os
 import socket
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import Generic, Literal, TypeVar, overload
 
 from ..errors import ProtocolError, SubscriptionError
 from ..record import Record, from_rec
@@ -39,7 +39,7 @@ def _raw(rec: Rec) -> Rec:
     return rec
 
 
-def parse_address(addr: str) -> tuple[int, Any]:
+def parse_address(addr: str) -> tuple[int, str | tuple[str, int]]:
     """``unix:/path`` (or a bare path) -> (AF_UNIX, path); ``tcp:HOST:PORT`` -> (AF_INET[6], (host, port))."""
     if addr.startswith("unix:"):
         return socket.AF_UNIX, addr[5:]
@@ -243,11 +243,11 @@ class Subscription(Generic[R]):
 
     async def __aiter__(self) -> AsyncIterator[R]:
         try:
-            if self.family == socket.AF_UNIX:
-                reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(self.where),
-                                                        self.connect_timeout)
+            where = self.where
+            if isinstance(where, str):  # AF_UNIX: a path; else (host, port)
+                reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(where), self.connect_timeout)
             else:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(*self.where), self.connect_timeout)
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(*where), self.connect_timeout)
         except (OSError, TimeoutError) as exc:
             raise SubscriptionError(f"cannot connect to {self.addr}: {exc}") from None
         dec = wire.FrameDecoder()
