@@ -36,6 +36,7 @@ COMPILED = [
     "normalizer/core/rec.py",
     "normalizer/core/matcher.py",
     "normalizer/core/inotify.py",
+    "normalizer/core/shadow.py",
     "normalizer/formats/jsonl.py",
     "normalizer/capture/log.py",
     "normalizer/capture/replay.py",

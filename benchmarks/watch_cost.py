@@ -22,7 +22,7 @@ full pipe counts too) as a collapsed-stack file per variant, and prints the top 
 (C level: the compiled modules' functions by their mypyc names, CPython's own, the kernel's; CPU time only).
 
     .venv/bin/python -m benchmarks.watch_cost [--trials 3] [--seconds 2] [--threads 4] [--noise 2]
-        [--variants default,no-rescan,pure] [--py-spy DIR] [--perf DIR]
+        [--variants default,no-rescan,pure] [--py-spy DIR] [--perf DIR] [--repo OTHER_TREE]
 """
 
 from __future__ import annotations
@@ -103,13 +103,13 @@ def trial(root: Path, variant: str, args: argparse.Namespace, profile: Path | No
     for d in range(4):
         (root / f"d{d}").mkdir(parents=True, exist_ok=True)
     extra, env_add = VARIANTS[variant]
-    cmd = [sys.executable, "-m", "normalizer", "watch", str(root), *extra]
+    cmd = [args.python, "-m", "normalizer", "watch", str(root), *extra]
     env = {**os.environ, **env_add}
     queue = int(QUEUE.read_text())  # the limit the fd gets at its creation (another test suite may lower it)
     with open(os.devnull, "wb") as null:
         sink = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=null)
         assert sink.stdin is not None
-        watcher = subprocess.Popen(cmd, stdout=sink.stdin, stderr=subprocess.PIPE, cwd=REPO, env=env)
+        watcher = subprocess.Popen(cmd, stdout=sink.stdin, stderr=subprocess.PIPE, cwd=args.repo, env=env)
         sink.stdin.close()
         time.sleep(args.startup)  # start-up: imports and watches
         prof = _profiler(args.profiler, profile, watcher.pid, args.seconds)
@@ -169,9 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--noise", type=int, default=2)
     ap.add_argument("--startup", type=float, default=1.5)
     ap.add_argument("--variants", default="default,no-rescan,pure")
+    ap.add_argument("--repo", type=Path, default=REPO,
+                    help="the fsnorm tree to measure (e.g. an export of main with its own .venv; default: this one)")
     ap.add_argument("--py-spy", type=Path, dest="py_spy", help="record a py-spy profile per variant into DIR")
     ap.add_argument("--perf", type=Path, help="record a perf profile per variant into DIR")
     args = ap.parse_args(argv)
+    venv_python = args.repo / ".venv" / "bin" / "python"
+    args.python = str(venv_python) if args.repo != REPO and venv_python.exists() else sys.executable
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     for v in variants:
         if v not in VARIANTS:
@@ -193,8 +197,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"events/read, {t.writes:,} writes, {t.overflows} overflows, load {t.load:.1f}, "
                   f"max_queued_events {t.queue}",
                   file=sys.stderr, flush=True)
-    print(f"fsnorm watch, storm {args.seconds} s ({args.threads} renaming + {args.noise} noise threads), "
-          f"{args.trials} trials per variant, medians:")
+    print(f"fsnorm watch from {args.repo}, storm {args.seconds} s ({args.threads} renaming + {args.noise} noise "
+          f"threads), {args.trials} trials per variant, medians:")
     queues = sorted({t.queue for t in results})
     print(f"fs.inotify.max_queued_events during the trials: {', '.join(map(str, queues))}"
           + ("" if queues == [16384] else " (NOT the default 16384: another process changed it; overflows differ)"))

@@ -64,7 +64,23 @@ def capture_outcome(data: bytes) -> list[Any]:
     return out
 
 
+def parse_outcome(data: bytes) -> list[Any]:
+    """``data`` as one inotify read: the live source's parser (C where built, Python with FSNORM_PURE=1) and
+    :func:`parse_events` (which also cuts names at an inner NUL), or their errors."""
+    from normalizer.backends._inotify_sys import _parse, parse_events
+
+    out: list[Any] = []
+    for parse in (lambda: _parse(data, len(data)), lambda: parse_events(data)):
+        try:
+            out.append([[wd, mask, cookie, name.hex()] for wd, mask, cookie, name in parse()])
+        except ValueError as exc:
+            out.append(f"ValueError: {exc}")
+    return out
+
+
 def outcome(mode: str, data: bytes) -> str:
+    if mode == "parse":
+        return json.dumps(parse_outcome(data))
     result = stream_outcome(data) if mode == "stream" else capture_outcome(data)
     return json.dumps(result, ensure_ascii=False)
 

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 import normalizer
 from fuzz.checks import decode_stream, stream_to_capture
 from normalizer import _compiled
+from normalizer.backends._inotify_sys import _c_parse, pack_events
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "corpus"
@@ -113,6 +114,46 @@ def test_stale_source_falls_back_to_pure(monkeypatch: pytest.MonkeyPatch) -> Non
 @given(data=st.binary(max_size=600))
 def test_streams_give_identical_records(pure: Worker, data: bytes) -> None:
     _same(pure, "stream", data)
+
+
+@st.composite
+def inotify_reads(draw: st.DrawFn) -> bytes:
+    """Bytes as one inotify read: valid events (any wd, mask, cookie and name), then maybe cut anywhere, a
+    byte flipped (a NUL inside a name, a length past the end) or random bytes appended; or random bytes."""
+    if draw(st.booleans()):
+        return draw(st.binary(max_size=200))
+    events = draw(st.lists(st.tuples(st.integers(-2**31, 2**31 - 1), st.integers(0, 2**32 - 1),
+                                     st.integers(0, 2**32 - 1), st.binary(max_size=40)), max_size=12))
+    data = bytearray(pack_events((wd, mask, cookie, name.replace(b"\0", b"\1"))
+                                 for wd, mask, cookie, name in events))
+    how = draw(st.sampled_from(["intact", "cut", "flip", "tail"]))
+    if how == "cut":
+        data = data[:draw(st.integers(0, len(data)))]
+    elif how == "flip" and data:
+        data[draw(st.integers(0, len(data) - 1))] ^= draw(st.integers(1, 255))
+    elif how == "tail":
+        data += draw(st.binary(max_size=40))
+    return bytes(data)
+
+
+needs_c_parser = pytest.mark.skipif(_c_parse is None, reason="no C inotify parser (_ringreader not built, or "
+                                    "this run is the pure one)")
+
+
+@needs_c_parser
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=inotify_reads())
+def test_inotify_reads_parse_identically(pure: Worker, data: bytes) -> None:
+    """The C parser of the live source (_ringreader.parse_inotify) against the Python reference: the same
+    events, and the same ValueError (the C one hands a truncated read to the reference)."""
+    _same(pure, "parse", data)
+
+
+def test_pure_flag_selects_the_python_parser() -> None:
+    code = "from normalizer.backends import _inotify_sys as s\nprint(s._c_parse is None)"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "FSNORM_PURE": "1"}, check=True,
+                         capture_output=True, text=True).stdout.split()
+    assert out == ["True"]
 
 
 @st.composite
