@@ -154,8 +154,10 @@ class LiveSource(RootControl):
         self.announce_scans = False
         #: When to feed a Tick if nothing is read (the last WakeAt action; None: no deadline).
         self._wake_at: int | None = None
-        #: CLOCK_MONOTONIC of the end of the last read that found events (read pacing).
+        #: CLOCK_MONOTONIC of the end of the last read that found events, and what the kernel still held after
+        #: it (read pacing, :meth:`_pace`).
         self._last_read_ns = 0
+        self._last_backlog = 0
 
     @property
     def wake_at(self) -> int | None:
@@ -337,7 +339,10 @@ class LiveSource(RootControl):
         return []
 
     def _pace(self) -> None:
-        """Wait until READ_PACING_NS after the previous read (READ_PACING_NS)."""
+        """Wait until READ_PACING_NS after the previous read, if that read left nothing behind (the kernel queue
+        was empty after it and the reader thread holds nothing): a consumer that is behind reads at once."""
+        if self._last_backlog or (self._reader is not None and self._reader.buffered):
+            return
         wait = self._last_read_ns + self.READ_PACING_NS - time.monotonic_ns()
         if wait > 0:
             time.sleep(wait / 1e9)
@@ -387,11 +392,14 @@ class LiveSource(RootControl):
                 if reader.peak > self.stats.get("read_buffer_peak", 0):
                     self.stats["read_buffer_peak"] = reader.peak
                     self.stats["read_buffer_full"] = reader.full
-                return chunk
-            view = self._direct_view
-            if view is None or len(view) != self._read_size:
-                view = self._direct_view = memoryview(bytearray(self._read_size))
-            return read_chunk(self.fileno(), view)
+            else:
+                view = self._direct_view
+                if view is None or len(view) != self._read_size:
+                    view = self._direct_view = memoryview(bytearray(self._read_size))
+                chunk = read_chunk(self.fileno(), view)
+            if chunk is not None:
+                self._last_backlog = chunk[2]
+            return chunk
         except OSError as exc:
             raise SourceError(f"reading the {self.source_kind} fd failed: {exc.strerror or exc}") from exc
 
