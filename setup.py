@@ -6,8 +6,10 @@ before a ``.py`` of the same name, and :mod:`normalizer._compiled` decides at im
 (``FSNORM_PURE=1`` forces the ``.py``; docs/compiled.md). The build writes ``normalizer/_build_info.json``
 (what was compiled, from which sources, or why nothing was), which ``fsnorm --version`` reports.
 
-Beside it, one plain C extension: the reader thread (``normalizer/backends/_ringreader.c``, ``optional=True``:
-where it cannot be built fsnorm uses the Python reader thread, normalizer.backends.reader).
+Beside it, two plain C extensions (``optional=True``): the reader thread and the inotify parser
+(``normalizer/backends/_ringreader.c``; where it cannot be built fsnorm uses the Python reader thread,
+normalizer.backends.reader, and the Python parser) and the JSON Lines writer of ``fsnorm watch``
+(``normalizer/formats/_jsonlines.c``; else ``rec_to_json`` per record, normalizer.formats.fastjson).
 
 No compiler, no Python headers, no mypyc, or a compile error: the install still succeeds, pure Python, and says
 so in one line (``FSNORM_PURE_BUILD=1`` skips the compilation on purpose).
@@ -36,6 +38,7 @@ COMPILED = [
     "normalizer/core/rec.py",
     "normalizer/core/matcher.py",
     "normalizer/core/inotify.py",
+    "normalizer/core/shadow.py",
     "normalizer/formats/jsonl.py",
     "normalizer/capture/log.py",
     "normalizer/capture/replay.py",
@@ -111,12 +114,15 @@ class BuildExtOrPure(build_ext):
 
 READER = Extension("normalizer.backends._ringreader", ["normalizer/backends/_ringreader.c"], optional=True,
                    extra_compile_args=["-O2", "-Wall", "-std=gnu11"])
+#: The JSON Lines writer of a read's records (normalizer.formats.fastjson), also plain C and optional.
+JSONLINES = Extension("normalizer.formats._jsonlines", ["normalizer/formats/_jsonlines.c"], optional=True,
+                      extra_compile_args=["-O2", "-Wall", "-std=gnu11"])
 
 
 def all_ext_modules() -> list[Any]:
-    """The hot path (or nothing) and, wherever a toolchain is, the reader thread."""
+    """The hot path (or nothing) and, wherever a toolchain is, the reader thread and the JSON Lines writer."""
     exts = ext_modules()
-    return exts + ([READER] if _missing_toolchain() is None else [])
+    return exts + ([READER, JSONLINES] if _missing_toolchain() is None else [])
 
 
 setup(ext_modules=all_ext_modules(), cmdclass={"build_ext": BuildExtOrPure})

@@ -7,7 +7,7 @@ which a busy neighbour disturbs much less than wall time; the wall-clock rates a
 
 * ``matcher``: synthetic raw inotify events -> records (benchmarks/synthetic.py; 40% rename halves);
 * ``matcher+json``: the same plus each record's JSON line;
-* ``replay e2e``: a capture file on disk -> reader -> normalizer -> JSON lines, joined into 4096-line chunks
+* ``replay e2e``: a capture file on disk -> reader -> normalizer -> JSON Lines bytes in 4096-record chunks
   (what ``fsnorm replay`` does minus the write to stdout).
 
 Targets (issue #12): replay end to end >= 3,000,000 events/s, matcher alone >= 5,000,000 events/s.

@@ -125,14 +125,19 @@ def _write_capture(stream: list[raw.InotifyBatch], path: Path) -> None:
 
 
 def run_replay_json(path: Path) -> int:
+    """What ``fsnorm replay`` does minus the write: records in 4096-record chunks through the CLI's JSON Lines
+    writer (``cli.main.emit``: ``Output.encode``, the C writer where built)."""
+    from normalizer.cli.formatting import build_output
+
+    encode = build_output(argparse.Namespace(format="json")).encode
     size = 0
-    buf: list[str] = []
+    buf: list[Rec] = []
     for rec in replay(path):
-        buf.append(rec_to_json(rec))
+        buf.append(rec)
         if len(buf) >= 4096:
-            size += len("\n".join(buf))
-            buf.clear()
-    return size + len("\n".join(buf))
+            size += len(encode(buf))
+            buf = []
+    return size + len(encode(buf))
 
 
 def main(quick: bool = True, events: int | None = None, repeat: int | None = None) -> dict[str, Any]:

@@ -8,6 +8,7 @@ the strict reader's verdict. The test computes it in-process (compiled) and in a
 
 from __future__ import annotations
 
+import argparse
 import base64
 import io
 import json
@@ -18,6 +19,7 @@ import normalizer
 from fuzz.checks import decode_stream
 from normalizer.capture.log import CaptureIssue, CaptureReader
 from normalizer.capture.replay import replay_reader
+from normalizer.cli.formatting import build_output
 from normalizer.core.inotify import InotifyNormalizer
 from normalizer.errors import CaptureError, FsnormError
 from normalizer.formats.jsonl import rec_to_json
@@ -26,6 +28,15 @@ from normalizer.records import Rec
 
 def _rec(rec: Rec) -> list[Any]:
     return [rec_to_json(rec), repr(rec.identity()), rec.t_ns, type(rec).__name__, rec.waiting]
+
+
+_OUTPUT = build_output(argparse.Namespace(format="json"))
+
+
+def _lines(recs: list[Rec]) -> str:
+    """The bytes ``fsnorm watch`` writes for these records (Output.encode: the C writer where built, with
+    FSNORM_PURE=1 rec_to_json per record), as hex."""
+    return _OUTPUT.encode(recs).hex()
 
 
 def stream_outcome(data: bytes) -> list[Any]:
@@ -37,8 +48,9 @@ def stream_outcome(data: bytes) -> list[Any]:
     out: list[Any] = []
     for item in stream.items:
         fed = norm.feed(item)
-        out.append([[_rec(r) for r in fed], [repr(a) for a in fed.actions]])
-    out.append([_rec(r) for r in norm.close()])
+        out.append([[_rec(r) for r in fed], [repr(a) for a in fed.actions], _lines(fed)])
+    last = norm.close()
+    out.append([[_rec(r) for r in last], _lines(last)])
     m = norm.matcher
     out.append([m.pending, m.held, m.overflows, m.pending_high_water, norm.retired_events, norm.dropped_prescan,
                 repr(sorted(norm.table.items()))])
@@ -56,7 +68,9 @@ def capture_outcome(data: bytes) -> list[Any]:
             with CaptureReader(io.BytesIO(data), strict=strict, on_issue=issues.append) as reader:
                 out.append(repr(reader.header))
                 see = items.append
-                records = [_rec(r) for r in replay_reader(reader, on_item=lambda it, see=see: see(repr(it)))]
+                replayed = list(replay_reader(reader, on_item=lambda it, see=see: see(repr(it))))
+                records = [_rec(r) for r in replayed]
+                records.append(_lines(replayed))
                 out.append(reader.ended_cleanly)
         except (CaptureError, FsnormError) as exc:
             out.append(f"{type(exc).__name__}: {exc}")
@@ -64,7 +78,23 @@ def capture_outcome(data: bytes) -> list[Any]:
     return out
 
 
+def parse_outcome(data: bytes) -> list[Any]:
+    """``data`` as one inotify read: the live source's parser (C where built, Python with FSNORM_PURE=1) and
+    :func:`parse_events` (which also cuts names at an inner NUL), or their errors."""
+    from normalizer.backends._inotify_sys import _parse, parse_events
+
+    out: list[Any] = []
+    for parse in (lambda: _parse(data, len(data)), lambda: parse_events(data)):
+        try:
+            out.append([[wd, mask, cookie, name.hex()] for wd, mask, cookie, name in parse()])
+        except ValueError as exc:
+            out.append(f"ValueError: {exc}")
+    return out
+
+
 def outcome(mode: str, data: bytes) -> str:
+    if mode == "parse":
+        return json.dumps(parse_outcome(data))
     result = stream_outcome(data) if mode == "stream" else capture_outcome(data)
     return json.dumps(result, ensure_ascii=False)
 

@@ -27,6 +27,10 @@ from hypothesis import strategies as st
 import normalizer
 from fuzz.checks import decode_stream, stream_to_capture
 from normalizer import _compiled
+from normalizer.backends._inotify_sys import _c_parse, pack_events
+from normalizer.formats.fastjson import encode_lines
+from normalizer.formats.jsonl import rec_to_json
+from normalizer.records import Rec
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "corpus"
@@ -116,6 +120,47 @@ def test_streams_give_identical_records(pure: Worker, data: bytes) -> None:
 
 
 @st.composite
+def inotify_reads(draw: st.DrawFn) -> bytes:
+    """Bytes as one inotify read: valid events (any wd, mask, cookie and name), then maybe cut anywhere, a
+    byte flipped (a NUL inside a name, a length past the end) or random bytes appended; or random bytes."""
+    if draw(st.booleans()):
+        return draw(st.binary(max_size=200))
+    events = draw(st.lists(st.tuples(st.integers(-2**31, 2**31 - 1), st.integers(0, 2**32 - 1),
+                                     st.integers(0, 2**32 - 1), st.binary(max_size=40)), max_size=12))
+    data = bytearray(pack_events((wd, mask, cookie, name.replace(b"\0", b"\1"))
+                                 for wd, mask, cookie, name in events))
+    how = draw(st.sampled_from(["intact", "cut", "flip", "tail"]))
+    if how == "cut":
+        data = data[:draw(st.integers(0, len(data)))]
+    elif how == "flip" and data:
+        data[draw(st.integers(0, len(data) - 1))] ^= draw(st.integers(1, 255))
+    elif how == "tail":
+        data += draw(st.binary(max_size=40))
+    return bytes(data)
+
+
+needs_c_parser = pytest.mark.skipif(_c_parse is None, reason="no C inotify parser (_ringreader not built, or "
+                                    "this run is the pure one)")
+
+
+@needs_c_parser
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=inotify_reads())
+def test_inotify_reads_parse_identically(pure: Worker, data: bytes) -> None:
+    """The C parser of the live source (_ringreader.parse_inotify) against the Python reference: the same
+    events, and the same ValueError (the C one hands a truncated read to the reference)."""
+    _same(pure, "parse", data)
+
+
+def test_pure_flag_selects_the_python_parser_and_json_writer() -> None:
+    code = ("from normalizer.backends import _inotify_sys as s\nfrom normalizer.formats import fastjson as f\n"
+            "print(s._c_parse is None, f.encode_lines is None)")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "FSNORM_PURE": "1"}, check=True,
+                         capture_output=True, text=True).stdout.split()
+    assert out == ["True", "True"]
+
+
+@st.composite
 def damaged_captures(draw: st.DrawFn) -> bytes:
     head, _, body = stream_to_capture(decode_stream(draw(st.binary(max_size=300)))).partition(b"\n")
     # The header's clock offset and the end marker's time would make the draws vary: fixed values instead.
@@ -154,3 +199,34 @@ def test_corpus_gives_identical_results(pure: Worker, path: Path) -> None:
 @pytest.mark.parametrize("name", ["demo.fsncap"])
 def test_golden_capture_gives_identical_results(pure: Worker, name: str) -> None:
     _same(pure, "capture", (ROOT / "tests" / "data" / name).read_bytes())
+
+
+_names = st.binary(max_size=12) | st.text(max_size=8).map(lambda t: t.encode("utf-8", "surrogatepass"))
+_recs = st.builds(
+    lambda kind, path, dst, is_dir, t_ns, mask, cookie, flags, rare: Rec.note(
+        kind, b"/w/" + path, is_dir, t_ns, mask, cookie=cookie, flags=flags, **rare) if rare or flags
+    else Rec(kind, b"/w/" + path, is_dir, t_ns, mask, cookie, dst),
+    st.sampled_from(["rename", "create", "modify", "delete", "overflow"]) | st.text(max_size=6),
+    _names, _names | st.just(b""), st.booleans(), st.integers(-2**70, 2**70), st.integers(0, 2**40),
+    st.none() | st.integers(-2**66, 2**66), st.just(()) | st.lists(st.sampled_from(["timeout", "x\t"]),
+                                                                   max_size=2).map(tuple),
+    st.just({}) | st.fixed_dictionaries({}, optional={"message": st.text(max_size=5), "pid": st.integers(0, 99),
+                                                      "object_id": st.text(max_size=4)}))
+
+
+@pytest.mark.skipif(encode_lines is None, reason="no C JSON Lines writer (_jsonlines not built, or FSNORM_PURE)")
+@settings(max_examples=500, deadline=None)
+@given(recs=st.lists(_recs, max_size=6), end=st.sampled_from(["\n", "", "\r\n"]))
+def test_c_json_lines_equal_rec_to_json(recs: list[Rec], end: str) -> None:
+    """The C writer of a read's JSON Lines (formats/_jsonlines.c) against the reference, on any record: names
+    that are not UTF-8 or hold quotes, backslashes and control characters, huge or negative ints, flags, the
+    rare fields (which the C writer hands to rec_to_json)."""
+    try:
+        expected: bytes | str = "".join(rec_to_json(r) + end for r in recs).encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError as exc:
+        expected = type(exc).__name__
+    try:
+        got: bytes | str = encode_lines(recs, end, rec_to_json)  # type: ignore[misc]
+    except UnicodeEncodeError as exc:
+        got = type(exc).__name__
+    assert got == expected

@@ -225,7 +225,8 @@ def test_capture_on_a_full_filesystem_is_a_clear_error_and_valid_to_its_last_com
         + "; the capture is valid up to its last complete line")
     with CaptureReader(cap) as reader:
         items = list(reader)
-    assert len(items) > 100
+    # Events, not items: read pacing (LiveSource.READ_PACING_NS) makes a storm's reads, so its items, fewer.
+    assert sum(len(getattr(i, "events", ())) for i in items) > 100
     assert [i.message.split(" ")[0] for i in reader.issues] in (["truncated", "no"], ["no"])
     replayed = [rec_to_json(r) for r in replay(cap)]
     assert sum(json.loads(line)["kind"] == "create" for line in replayed) > 100

@@ -151,6 +151,23 @@ def test_next_deadline_reports_when_advance_can_resolve() -> None:
     assert n.matcher.next_deadline() is None
 
 
+def test_next_deadline_stays_cheap_with_many_renames_split_between_reads() -> None:
+    """Reads of one event each (a storm read as fast as it comes): every rename's halves are in two reads and
+    leave a deadline entry behind, within the window. ``next_deadline`` (called after every feed) forgets the
+    entries whose halves are final instead of scanning them all again on every read (it was quadratic), and
+    still gives the deadline of the oldest half that waits."""
+    n = two_dirs(window_ns=20 * MS)
+    for i in range(2000):
+        t = 1 + i * 0.001  # 2 us apart: all within one window
+        n.feed(batch(t, frm(1, i + 1, b"x%d" % i), drained=False))
+        assert n.matcher.next_deadline() == int(t * MS) + 20 * MS
+        n.feed(batch(t + 0.0005, to(2, i + 1, b"y%d" % i), drained=False))
+        assert n.matcher.next_deadline() is None
+        assert len(n.matcher._deadlines) == 0
+    n.feed(batch(3, frm(1, 9999, b"lone"), drained=False))
+    n.feed(batch(3.001, to(2, 5, b"other"), drained=False))  # a move in: the lone half still waits
+    assert n.matcher.next_deadline() == 23 * MS
+
 def test_a_busy_queue_does_not_stretch_the_window_once_the_backlog_is_read() -> None:
     """The queue never drains, but the backlog seen after each read is consumed by the next ones: once what
     was queued up to a window after the first half has been read, the half is one-sided."""

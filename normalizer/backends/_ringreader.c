@@ -511,8 +511,87 @@ static PyTypeObject ReaderType = {
     .tp_methods = Reader_methods,
 };
 
+/* parse_inotify(buf: bytes, n: int) -> list[(wd, mask, cookie, name)] | None
+ *
+ * The C twin of normalizer.backends._inotify_sys._parse_py (the reference; the differential test holds the two
+ * to identical results): consecutive struct inotify_event records in the first n bytes, each name with its
+ * trailing NULs stripped (rstrip(b"\0")). None where the reference raises (the last record runs past n): the
+ * caller then runs the reference, which raises with its exact message. */
+static PyObject *parse_inotify(PyObject *module, PyObject *args) {
+    PyObject *buf;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "O!n:parse_inotify", &PyBytes_Type, &buf, &n))
+        return NULL;
+    if (n < 0 || n > PyBytes_GET_SIZE(buf)) {
+        PyErr_SetString(PyExc_ValueError, "n is outside the buffer");
+        return NULL;
+    }
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(buf);
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    uint64_t off = 0, size = (uint64_t)n;
+    while (off + 16 <= size) {
+        int32_t wd;
+        uint32_t mask, cookie, len;
+        memcpy(&wd, data + off, 4);
+        memcpy(&mask, data + off + 4, 4);
+        memcpy(&cookie, data + off + 8, 4);
+        memcpy(&len, data + off + 12, 4);
+        uint64_t start = off + 16, end = start + len;
+        if (end > size) { /* truncated: the reference raises */
+            Py_DECREF(out);
+            Py_RETURN_NONE;
+        }
+        uint64_t stop = end;
+        while (stop > start && data[stop - 1] == 0)
+            stop--;
+        PyObject *item = PyTuple_New(4);
+        if (item == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyObject *w = PyLong_FromLong(wd), *m = PyLong_FromUnsignedLong(mask);
+        PyObject *c = PyLong_FromUnsignedLong(cookie);
+        PyObject *name = PyBytes_FromStringAndSize((const char *)data + start, (Py_ssize_t)(stop - start));
+        if (w == NULL || m == NULL || c == NULL || name == NULL) {
+            Py_XDECREF(w);
+            Py_XDECREF(m);
+            Py_XDECREF(c);
+            Py_XDECREF(name);
+            Py_DECREF(item);
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(item, 0, w);
+        PyTuple_SET_ITEM(item, 1, m);
+        PyTuple_SET_ITEM(item, 2, c);
+        PyTuple_SET_ITEM(item, 3, name);
+        if (PyList_Append(out, item) < 0) {
+            Py_DECREF(item);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(item);
+        off = end;
+    }
+    if (off != size) { /* a header cut short: the reference raises */
+        Py_DECREF(out);
+        Py_RETURN_NONE;
+    }
+    return out;
+}
+
+static PyMethodDef module_methods[] = {
+    {"parse_inotify", parse_inotify, METH_VARARGS,
+     "parse_inotify(buf, n): the inotify events in buf[:n] as (wd, mask, cookie, name) tuples, or None if the "
+     "last one is truncated."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_ringreader", "The GIL-free reader thread (normalizer.backends.reader).", -1, NULL,
+    PyModuleDef_HEAD_INIT, "_ringreader", "The GIL-free reader thread (normalizer.backends.reader).", -1,
+    module_methods,
 };
 
 PyMODINIT_FUNC PyInit__ringreader(void) {

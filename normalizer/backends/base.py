@@ -103,6 +103,13 @@ class LiveSource(RootControl):
     CLOSE_DRAIN_SECONDS = 5.0
     #: The longest a read() blocks: it may return [] after this even with no timeout given.
     MAX_POLL_SECONDS = 1.0
+    #: Read pacing: a read that comes less than this after the previous one first waits for the rest of it
+    #: (only when the caller allows a wait: not ``read(0)``). Under a storm the kernel queue is read about once
+    #: a millisecond, a hundred events or more at a time, instead of as soon as each few events arrive: the
+    #: per-read work (poll, read, FIONREAD, the feed, the write of the records) is what a storm of small reads
+    #: spends its CPU on (benchmarks/README.md, "Where the CPU goes"). A lone event after a quiet spell is read
+    #: at once; the delay is at most this, far below the kernel queue's slack (16,384 events) and the window.
+    READ_PACING_NS = 1_000_000
 
     normalizer: _Normalizer
     #: False: each directory root alone with its direct entries (set before ``__init__`` runs).
@@ -147,6 +154,10 @@ class LiveSource(RootControl):
         self.announce_scans = False
         #: When to feed a Tick if nothing is read (the last WakeAt action; None: no deadline).
         self._wake_at: int | None = None
+        #: CLOCK_MONOTONIC of the end of the last read that found events, and what the kernel still held after
+        #: it (read pacing, :meth:`_pace`).
+        self._last_read_ns = 0
+        self._last_backlog = 0
 
     @property
     def wake_at(self) -> int | None:
@@ -308,17 +319,33 @@ class LiveSource(RootControl):
         one-sided move's deadline passes or :meth:`wake` is called."""
         if not self._opened or self.closed:
             raise SourceError("source is not open" if not self._opened else "source is closed")
+        ready = False
         for rfd, _ in self._poll.poll(self._wait_ms(timeout)):
             if rfd == self._wake_r:
                 self._drain_wake()
+                ready = False
+                break  # a wake (stop, a request): read now, no pacing
+            ready = True
+        if ready and timeout != 0:
+            self._pace()
         out = self._read_once()
         if out is not None:
+            self._last_read_ns = time.monotonic_ns()
             return out
         if self._wake_at is not None:
             t = self._idle_at()
             if t is not None:  # the clock advanced with an empty queue
                 return self._feed(raw.Tick(t))
         return []
+
+    def _pace(self) -> None:
+        """Wait until READ_PACING_NS after the previous read, if that read left nothing behind (the kernel queue
+        was empty after it and the reader thread holds nothing): a consumer that is behind reads at once."""
+        if self._last_backlog or (self._reader is not None and self._reader.buffered):
+            return
+        wait = self._last_read_ns + self.READ_PACING_NS - time.monotonic_ns()
+        if wait > 0:
+            time.sleep(wait / 1e9)
 
     # -- the reader thread and the reads (module docstring; normalizer.backends.reader) -------------------
 
@@ -365,11 +392,14 @@ class LiveSource(RootControl):
                 if reader.peak > self.stats.get("read_buffer_peak", 0):
                     self.stats["read_buffer_peak"] = reader.peak
                     self.stats["read_buffer_full"] = reader.full
-                return chunk
-            view = self._direct_view
-            if view is None or len(view) != self._read_size:
-                view = self._direct_view = memoryview(bytearray(self._read_size))
-            return read_chunk(self.fileno(), view)
+            else:
+                view = self._direct_view
+                if view is None or len(view) != self._read_size:
+                    view = self._direct_view = memoryview(bytearray(self._read_size))
+                chunk = read_chunk(self.fileno(), view)
+            if chunk is not None:
+                self._last_backlog = chunk[2]
+            return chunk
         except OSError as exc:
             raise SourceError(f"reading the {self.source_kind} fd failed: {exc.strerror or exc}") from exc
 

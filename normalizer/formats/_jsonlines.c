@@ -1,0 +1,295 @@
+/* The JSON Lines of a read's records in one call: the C twin of
+ * "".join(rec_to_json(r) + end for r in records).encode("utf-8", "surrogateescape")
+ * (normalizer.cli.formatting.Output.encode with the json format; normalizer.formats.jsonl.rec_to_json is the
+ * reference, and tests/test_compiled.py holds the two to identical bytes with hypothesis).
+ *
+ * Only the common record is written here: flags empty, pid, object_id and message None, both paths valid
+ * UTF-8, kind and source str, cookie None or an int, t_ns and mask ints that fit in 64 bits. Any other record
+ * (a flagged one-sided rename, an overflow, a note, an undecodable name) is handed to the reference function
+ * given by the caller and its line encoded as Output.encode does: so the rules live in one place, in Python.
+ *
+ * Why: building each line from Python strings (decode, escape, concatenations, int -> str, then one encode of
+ * the whole text) was about 1.1 us a record, the largest per-event cost left in `fsnorm watch`
+ * (benchmarks/README.md, "Where the CPU goes"); here it is one pass over the bytes into one buffer.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <string.h>
+
+typedef struct {
+    char *data;
+    size_t len, cap;
+} Buf;
+
+static int buf_reserve(Buf *b, size_t more) {
+    if (b->len + more <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + more)
+        cap *= 2;
+    char *data = realloc(b->data, cap);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+static int buf_add(Buf *b, const char *s, size_t n) {
+    if (buf_reserve(b, n) < 0)
+        return -1;
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
+#define ADD_LIT(b, s) buf_add((b), (s), sizeof(s) - 1)
+
+static const char HEX[] = "0123456789abcdef";
+
+/* A JSON string of UTF-8 text s[0:n], quoted, escaped as json.encoder.encode_basestring does: '"' and '\\',
+ * the controls \b \f \n \r \t by name, every other byte below 0x20 as \u00XX; nothing else (a UTF-8 sequence
+ * never holds a byte below 0x80, so escaping bytes is escaping characters). */
+static int add_quoted(Buf *b, const unsigned char *s, size_t n) {
+    if (buf_reserve(b, n * 6 + 2) < 0)
+        return -1;
+    char *o = b->data + b->len;
+    *o++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *o++ = (char)c;
+            continue;
+        }
+        *o++ = '\\';
+        switch (c) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '\b': *o++ = 'b'; break;
+        case '\f': *o++ = 'f'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\r': *o++ = 'r'; break;
+        case '\t': *o++ = 't'; break;
+        default:
+            *o++ = 'u';
+            *o++ = '0';
+            *o++ = '0';
+            *o++ = HEX[c >> 4];
+            *o++ = HEX[c & 15];
+        }
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->data);
+    return 0;
+}
+
+/* 1 if the bytes are valid UTF-8 as bytes.decode() (strict) takes them, 0 if not, -1 on error. */
+static int valid_utf8(PyObject *bytes) {
+    const unsigned char *s = (const unsigned char *)PyBytes_AS_STRING(bytes);
+    Py_ssize_t n = PyBytes_GET_SIZE(bytes);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (s[i] >= 0x80) {
+            PyObject *text = PyUnicode_DecodeUTF8((const char *)s, n, "strict");
+            if (text != NULL) {
+                Py_DECREF(text);
+                return 1;
+            }
+            if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                PyErr_Clear();
+                return 0;
+            }
+            return -1;
+        }
+    }
+    return 1;
+}
+
+static PyObject *s_kind, *s_path, *s_dst, *s_is_dir, *s_cookie, *s_source, *s_flags, *s_t_ns, *s_mask, *s_pid,
+    *s_object_id, *s_message, *s_rename;
+
+/* An int field as decimal; 0 on success, 1 if the value is not an exact int that fits (use the reference). */
+static int add_int(Buf *b, PyObject *v) {
+    if (!PyLong_CheckExact(v))
+        return 1;
+    int overflow = 0;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow)
+        return 1;
+    if (x == -1 && PyErr_Occurred())
+        return -1;
+    char tmp[24], *p = tmp + sizeof tmp; /* digits right to left (snprintf costs several times more) */
+    unsigned long long u = x < 0 ? 0ULL - (unsigned long long)x : (unsigned long long)x;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (x < 0)
+        *--p = '-';
+    return buf_add(b, p, (size_t)(tmp + sizeof tmp - p));
+}
+
+/* Append the line of one record if it is a common one: 0 done, 1 not common (nothing appended), -1 error. */
+static int add_common(Buf *b, PyObject *rec, const char *end, size_t end_n) {
+    PyObject *f[12] = {NULL};
+    PyObject *names[12] = {s_kind, s_path, s_dst, s_is_dir, s_cookie, s_source, s_flags, s_t_ns, s_mask, s_pid,
+                           s_object_id, s_message};
+    int rc = 1;
+    size_t mark = b->len;
+    for (int i = 0; i < 12; i++) {
+        f[i] = PyObject_GetAttr(rec, names[i]);
+        if (f[i] == NULL) {
+            rc = -1;
+            goto done;
+        }
+    }
+    PyObject *kind = f[0], *path = f[1], *dst = f[2], *is_dir = f[3], *cookie = f[4], *source = f[5];
+    PyObject *flags = f[6], *t_ns = f[7], *mask = f[8];
+    if (f[9] != Py_None || f[10] != Py_None || f[11] != Py_None)
+        goto done;
+    if (!PyTuple_CheckExact(flags) || PyTuple_GET_SIZE(flags) != 0)
+        goto done;
+    if (!PyUnicode_CheckExact(kind) || !PyUnicode_CheckExact(source) || !PyBytes_CheckExact(path) ||
+        !PyBytes_CheckExact(dst))
+        goto done;
+    int rename = PyUnicode_Compare(kind, s_rename) == 0;
+    if (rename == 0 && PyErr_Occurred()) {
+        rc = -1;
+        goto done;
+    }
+    int ok = valid_utf8(path);
+    if (ok == 1 && rename)
+        ok = valid_utf8(dst);
+    if (ok != 1) {
+        rc = ok == 0 ? 1 : -1; /* not valid UTF-8: the reference writes the *_b64 form */
+        goto done;
+    }
+    Py_ssize_t kind_n, source_n;
+    const char *kind_s = PyUnicode_AsUTF8AndSize(kind, &kind_n);
+    const char *source_s = kind_s == NULL ? NULL : PyUnicode_AsUTF8AndSize(source, &source_n);
+    if (source_s == NULL) { /* a lone surrogate: the reference says what that becomes */
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
+            rc = -1;
+            goto done;
+        }
+        PyErr_Clear();
+        goto done;
+    }
+    int truth = PyObject_IsTrue(is_dir);
+    if (truth < 0) {
+        rc = -1;
+        goto done;
+    }
+    if (rename) {
+        if (ADD_LIT(b, "{\"kind\":\"rename\",\"src\":") < 0 ||
+            add_quoted(b, (const unsigned char *)PyBytes_AS_STRING(path), (size_t)PyBytes_GET_SIZE(path)) < 0 ||
+            ADD_LIT(b, ",\"dst\":") < 0 ||
+            add_quoted(b, (const unsigned char *)PyBytes_AS_STRING(dst), (size_t)PyBytes_GET_SIZE(dst)) < 0) {
+            rc = -1;
+            goto done;
+        }
+    } else {
+        if (ADD_LIT(b, "{\"kind\":") < 0 || add_quoted(b, (const unsigned char *)kind_s, (size_t)kind_n) < 0 ||
+            ADD_LIT(b, ",\"path\":") < 0 ||
+            add_quoted(b, (const unsigned char *)PyBytes_AS_STRING(path), (size_t)PyBytes_GET_SIZE(path)) < 0) {
+            rc = -1;
+            goto done;
+        }
+    }
+    if ((truth ? ADD_LIT(b, ",\"is_dir\":true,\"cookie\":") : ADD_LIT(b, ",\"is_dir\":false,\"cookie\":")) < 0) {
+        rc = -1;
+        goto done;
+    }
+    int r = cookie == Py_None ? ADD_LIT(b, "null") : add_int(b, cookie);
+    if (r == 0)
+        r = ADD_LIT(b, ",\"source\":\"");
+    if (r == 0)
+        r = buf_add(b, source_s, (size_t)source_n);
+    if (r == 0)
+        r = ADD_LIT(b, "\",\"flags\":[],\"t_ns\":");
+    if (r == 0)
+        r = add_int(b, t_ns);
+    if (r == 0)
+        r = ADD_LIT(b, ",\"mask\":");
+    if (r == 0)
+        r = add_int(b, mask);
+    if (r == 0)
+        r = ADD_LIT(b, ",\"pid\":null,\"object_id\":null,\"message\":null}");
+    if (r == 0)
+        r = buf_add(b, end, end_n);
+    rc = r;
+done:
+    if (rc != 0)
+        b->len = mark; /* nothing of a record left half-written */
+    for (int i = 0; i < 12; i++)
+        Py_XDECREF(f[i]);
+    return rc;
+}
+
+static PyObject *encode_lines(PyObject *module, PyObject *args) {
+    PyObject *records, *end, *reference;
+    if (!PyArg_ParseTuple(args, "O!UO:encode_lines", &PyList_Type, &records, &end, &reference))
+        return NULL;
+    Py_ssize_t end_n;
+    const char *end_s = PyUnicode_AsUTF8AndSize(end, &end_n);
+    if (end_s == NULL)
+        return NULL;
+    Buf b = {NULL, 0, 0};
+    Py_ssize_t n = PyList_GET_SIZE(records);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *rec = PyList_GET_ITEM(records, i);
+        Py_INCREF(rec);
+        int rc = add_common(&b, rec, end_s, (size_t)end_n);
+        if (rc == 1) { /* the reference: rec_to_json(rec) + end, encoded as Output.encode does */
+            PyObject *line = PyObject_CallOneArg(reference, rec);
+            PyObject *full = line == NULL ? NULL : PyUnicode_Concat(line, end);
+            PyObject *raw = full == NULL ? NULL : PyUnicode_AsEncodedString(full, "utf-8", "surrogateescape");
+            Py_XDECREF(line);
+            Py_XDECREF(full);
+            rc = raw == NULL ? -1 : buf_add(&b, PyBytes_AS_STRING(raw), (size_t)PyBytes_GET_SIZE(raw));
+            Py_XDECREF(raw);
+        }
+        Py_DECREF(rec);
+        if (rc < 0) {
+            free(b.data);
+            return NULL;
+        }
+    }
+    PyObject *out = PyBytes_FromStringAndSize(b.data, (Py_ssize_t)b.len);
+    free(b.data);
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"encode_lines", encode_lines, METH_VARARGS,
+     "encode_lines(records, end, rec_to_json): the UTF-8 bytes of each record's JSON line followed by end."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_jsonlines", "JSON Lines of a read's records in one call (normalizer.formats.fastjson).",
+    -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__jsonlines(void) {
+#define INTERN(var, text)                                                                                      \
+    if ((var = PyUnicode_InternFromString(text)) == NULL)                                                      \
+        return NULL;
+    INTERN(s_kind, "kind")
+    INTERN(s_path, "path")
+    INTERN(s_dst, "dst")
+    INTERN(s_is_dir, "is_dir")
+    INTERN(s_cookie, "cookie")
+    INTERN(s_source, "source")
+    INTERN(s_flags, "flags")
+    INTERN(s_t_ns, "t_ns")
+    INTERN(s_mask, "mask")
+    INTERN(s_pid, "pid")
+    INTERN(s_object_id, "object_id")
+    INTERN(s_message, "message")
+    INTERN(s_rename, "rename")
+#undef INTERN
+    return PyModule_Create(&module);
+}
