@@ -23,13 +23,6 @@ from normalizer.capture.replay import replay
 from normalizer.formats.jsonl import rec_to_json
 
 
-@pytest.fixture
-def tree(tmp_path: Path) -> Path:
-    for d in ("w/a", "w/b", "out"):
-        (tmp_path / d).mkdir(parents=True)
-    return tmp_path
-
-
 def in_thread(action: Callable[[], None]) -> threading.Thread:
     """Run ``action`` in a thread (while the iterator under test waits in its read)."""
     t = threading.Thread(target=action)
