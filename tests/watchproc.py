@@ -53,12 +53,15 @@ def watching(args: Sequence[str | bytes], watches: int) -> Iterator[tuple[subpro
         close_watch(proc, lines)
 
 
-def stop_watch(proc: subprocess.Popen[str], lines: Lines) -> tuple[list[str], str]:
-    """SIGTERM, then every line not read yet and stderr; the exit must be clean (0, no traceback)."""
+def stop_watch(proc: subprocess.Popen[str], lines: Lines, timeout: float = 30.0) -> tuple[list[str], str]:
+    """SIGTERM, then every line not read yet and stderr (each within ``timeout`` seconds); the exit must be
+    clean (0, no traceback)."""
     proc.send_signal(signal.SIGTERM)
-    rest = lines.rest()
-    proc.wait(30)
-    assert proc.stderr is not None
+    rest = lines.rest(timeout)  # the reader thread saw the end: stdout can be closed
+    proc.wait(timeout)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
     err = proc.stderr.read()
+    proc.stderr.close()
     assert proc.returncode == 0 and "Traceback" not in err, err
     return rest, err
