@@ -31,14 +31,9 @@ def latency_cdfs(ax: Axes, results: dict[str, Any], kind: str = "joined") -> Non
         q = ses.get(f"cdf_{kind}_ms") or []
         if not q:
             continue
-        ys = [i / (len(q) - 1) for i in range(len(q))]
-        ax.step([max(v, 1e-3) for v in q], ys, where="post", label=subject, color=COLORS.get(subject))
-    ax.set_xscale("log")
-    ax.set_xlabel("latency, rename(2) to user code (ms, log)")
-    ax.set_ylabel("share of renames")
-    ax.set_title(f"{'joined' if kind == 'joined' else 'one-sided'} renames, scenarios")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+        _cdf_step(ax, q, subject)
+    _cdf_axes(ax, "latency, rename(2) to user code (ms, log)", "share of renames",
+              f"{'joined' if kind == 'joined' else 'one-sided'} renames, scenarios")
 
 
 def storm_latency_cdfs(ax: Axes, results: dict[str, Any], threads: int | None = None) -> None:
@@ -49,12 +44,22 @@ def storm_latency_cdfs(ax: Axes, results: dict[str, Any], threads: int | None = 
         q = r.get("cdf_joined_ms") or []
         if r["threads"] != threads or not q:
             continue
-        ax.step([max(v, 1e-3) for v in q], [i / (len(q) - 1) for i in range(len(q))], where="post",
-                label=r["subject"], color=COLORS.get(r["subject"]))
+        _cdf_step(ax, q, r["subject"])
+    _cdf_axes(ax, "latency of joined renames (ms, log)", "share of joined renames",
+              f"storm, {threads} renaming threads")
+
+
+def _cdf_step(ax: Axes, q: list[float], subject: str) -> None:
+    """One subject's latency CDF from its quantiles ``q`` (ms; at least 1 µs on the log axis)."""
+    ax.step([max(v, 1e-3) for v in q], [i / (len(q) - 1) for i in range(len(q))], where="post", label=subject,
+            color=COLORS.get(subject))
+
+
+def _cdf_axes(ax: Axes, xlabel: str, ylabel: str, title: str) -> None:
     ax.set_xscale("log")
-    ax.set_xlabel("latency of joined renames (ms, log)")
-    ax.set_ylabel("share of joined renames")
-    ax.set_title(f"storm, {threads} renaming threads")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
 

@@ -243,13 +243,52 @@ class RawSubject(Subject):
         return {"reads": reads, "bytes": nbytes, "watches": len(wds)}
 
 
-class FsnormCli(Subject):
+class ChildSubject(Subject):
+    """A watcher run as a child process whose stdout this process reads (its CPU time is the child's)."""
+
+    in_child = True
+
+    def pump(self, ctl: Control, cmd: list[str], out_path: Path,
+             on_data: Callable[[bytes, int], None]) -> dict[str, Any]:
+        """Run ``cmd`` (stderr to OUT.stderr) and hand each read of its stdout, with the CLOCK_MONOTONIC stamp
+        taken right after the read, to ``on_data`` until EOF; SIGTERM it once the session stops (its peak RSS
+        and CPU time taken just before), and read on to EOF for what it prints as it exits."""
+        with open(f"{out_path}.stderr", "wb") as err:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, bufsize=0,
+                                    preexec_fn=_unblock_stop_signals)
+        self.child_pid = proc.pid
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        child_hwm: int | None = None
+        signalled = False
+        mono = time.monotonic_ns
+        while True:
+            if ctl.stopping and not signalled:
+                child_hwm = vm_hwm_kib(proc.pid)
+                self.cpu_end = self.cpu_now()
+                proc.send_signal(signal.SIGTERM)
+                signalled = True
+            if not poller.poll(50):
+                if proc.poll() is not None and not signalled:
+                    break  # died on its own; EOF comes next
+                continue
+            data = os.read(fd, 1 << 20)
+            if not data:
+                break
+            on_data(data, mono())
+        code = proc.wait()
+        proc.stdout.close()
+        return {"child_rss_kib": child_hwm, "child_exit": code}
+
+
+class FsnormCli(ChildSubject):
     """fsnorm as a daemon would run it: ``fsnorm watch ROOT`` in a subprocess, JSON Lines read from its stdout."""
 
     name = "fsnorm"
     description = "fsnorm (inotify): `fsnorm watch` subprocess, JSON Lines read from its stdout"
     fmt = "jsonl"
-    in_child = True
     extra: ClassVar[list[str]] = []
 
     def command(self, root: str) -> list[str]:
@@ -259,34 +298,12 @@ class FsnormCli(Subject):
         return cmd
 
     def run(self, ctl: Control, out_path: Path) -> dict[str, Any]:
-        with open(f"{out_path}.stderr", "wb") as err:
-            proc = subprocess.Popen(self.command(ctl.root), stdout=subprocess.PIPE, stderr=err, bufsize=0,
-                                    preexec_fn=_unblock_stop_signals)
-        self.child_pid = proc.pid
-        assert proc.stdout is not None
-        fd = proc.stdout.fileno()
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
         tail = b""
         chunks = nbytes = 0
-        child_hwm: int | None = None
-        signalled = False
-        mono = time.monotonic_ns
         with open(out_path, "wb", buffering=1 << 20) as out:
-            while True:
-                if ctl.stopping and not signalled:
-                    child_hwm = vm_hwm_kib(proc.pid)
-                    self.cpu_end = self.cpu_now()
-                    proc.send_signal(signal.SIGTERM)
-                    signalled = True
-                if not poller.poll(50):
-                    if proc.poll() is not None and not signalled:
-                        break  # died on its own; EOF comes next
-                    continue
-                data = os.read(fd, 1 << 20)
-                if not data:
-                    break
-                t = mono()
+
+            def on_data(data: bytes, t: int) -> None:  # whole lines, each chunk behind its stamp
+                nonlocal tail, chunks, nbytes
                 if tail:
                     data = tail + data
                 cut = data.rfind(b"\n") + 1
@@ -297,10 +314,10 @@ class FsnormCli(Subject):
                     ctl.saw_bytes(data, cut)
                     chunks += 1
                     nbytes += cut
-        code = proc.wait()
+
+            child = self.pump(ctl, self.command(ctl.root), out_path, on_data)
         stderr = Path(f"{out_path}.stderr").read_text(errors="replace").strip()
-        return {"chunks": chunks, "bytes": nbytes, "child_rss_kib": child_hwm,
-                "child_exit": code, "child_stderr": stderr[-500:]}
+        return {"chunks": chunks, "bytes": nbytes, **child, "child_stderr": stderr[-500:]}
 
 
 class FsnormDirect(FsnormCli):
@@ -565,14 +582,13 @@ class Pyinotify(Subject):
 _INOTIFYWAIT_EVENTS = "modify,attrib,close_write,moved_from,moved_to,create,delete,delete_self,move_self"
 
 
-class Inotifywait(Subject):
+class Inotifywait(ChildSubject):
     """The C reference: ``inotifywait -m -r`` (inotify-tools) with fsnorm's default events, one line per event
     read from its stdout. It does not pair renames (its halves count as ``from`` / ``to``): it is in the tables
     for its CPU time per event, what a C reader with a printf per event costs."""
 
     name = "inotifywait"
     description = "inotifywait -m -r (inotify-tools, C): raw events, no pairing (CPU reference)"
-    in_child = True
 
     @classmethod
     def unavailable(cls) -> str | None:
@@ -580,33 +596,13 @@ class Inotifywait(Subject):
 
     def run(self, ctl: Control, out_path: Path) -> dict[str, Any]:
         cmd = ["inotifywait", "-m", "-r", "-q", "-e", _INOTIFYWAIT_EVENTS, "--format", "%e|%w%f", ctl.root]
-        with open(f"{out_path}.stderr", "wb") as err:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, bufsize=0,
-                                    preexec_fn=_unblock_stop_signals)
-        self.child_pid = proc.pid
-        assert proc.stdout is not None
-        fd = proc.stdout.fileno()
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
         tail = b""
         n = 0
-        child_hwm: int | None = None
-        signalled = False
         with open(out_path, "w", buffering=1 << 20, errors="surrogateescape") as out:
             emit = _tsv_writer(out)
-            while True:
-                if ctl.stopping and not signalled:
-                    child_hwm = vm_hwm_kib(proc.pid)
-                    self.cpu_end = self.cpu_now()
-                    proc.send_signal(signal.SIGTERM)
-                    signalled = True
-                if not poller.poll(50):
-                    if proc.poll() is not None:
-                        break
-                    continue
-                data = os.read(fd, 1 << 20)
-                if not data:
-                    break
+
+            def on_data(data: bytes, _t: int) -> None:  # each line stamped as it is written (emit)
+                nonlocal tail, n
                 data = tail + data
                 lines = data.split(b"\n")
                 tail = lines.pop()
@@ -624,8 +620,9 @@ class Inotifywait(Subject):
                         emit(kind, p, "", "")
                         if kind == "create":
                             ctl.saw_create(p)
-        code = proc.wait()
-        return {"records": n, "child_rss_kib": child_hwm, "child_exit": code}
+
+            child = self.pump(ctl, cmd, out_path, on_data)
+        return {"records": n, **child}
 
 
 SUBJECTS: dict[str, type[Subject]] = {cls.name: cls for cls in (

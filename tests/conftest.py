@@ -20,3 +20,12 @@ def public_tmp() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path)
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """The live tests' tree: w/a and w/b under the watched root w, and out/ beside it (moves out and in). A test
+    file that needs another tree defines its own ``tree``, which takes precedence."""
+    for d in ("w/a", "w/b", "out"):
+        (tmp_path / d).mkdir(parents=True)
+    return tmp_path

@@ -205,6 +205,12 @@ class Lines:
         assert line is not None, "the stream ended"
         return line
 
+    def ended(self, timeout: float) -> bool:
+        """Whether the reader thread saw the end of the stream within ``timeout`` seconds (then the stream may be
+        closed without pulling it from under the thread)."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
     def rest(self, timeout: float = 30.0) -> list[str]:
         """Every remaining line, once the stream has ended (the process closed its stdout)."""
         self._thread.join(timeout)

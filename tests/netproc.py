@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,15 @@ class Proc:
             time.sleep(0.02)
         raise AssertionError(f"no {pattern!r} on stderr of {self.args}: {self.err}")
 
+    def wait_started(self, pattern: str) -> re.Match[str]:
+        """``wait_err`` for the line that says the process is up; a process that never says it is killed (not
+        left running behind the failed test)."""
+        try:
+            return self.wait_err(pattern)
+        except BaseException:
+            self.kill()
+            raise
+
     def wait_lines(self, n: int, timeout: float = 30.0) -> None:
         end = time.monotonic() + timeout
         while len(self.out) < n and time.monotonic() < end:
@@ -69,6 +79,9 @@ class Proc:
         code = self.p.wait(timeout)
         for t in self._threads:
             t.join(5)
+        for stream in (self.p.stdout, self.p.stderr):
+            if stream is not None and not any(t.is_alive() for t in self._threads):
+                stream.close()  # read to the end by the threads: closed here, not by the GC (ResourceWarning)
         return code
 
     def signal(self, sig: int) -> None:
@@ -91,16 +104,29 @@ class Proc:
 class Server(Proc):
     def __init__(self, sock: Path, roots: list[str], *extra: str) -> None:
         super().__init__(["serve", *roots, "--listen", f"unix:{sock}", *extra])
-        m = self.wait_err(r"\(epoch (\d+)\) on (.*)$")
+        m = self.wait_started(r"\(epoch (\d+)\) on (.*)$")
         self.epoch = int(m.group(1))
         self.addresses = m.group(2).split()
         self.addr = f"unix:{sock}"
 
 
+@contextlib.contextmanager
+def serving(tmp_path: Path, *extra: str, sock: str = "s.sock") -> Iterator[tuple[Server, Path]]:
+    """``fsnorm serve`` of ``tmp_path/data`` (made if missing) on ``unix:tmp_path/<sock>``, stopped with SIGTERM
+    when the block ends (a no-op if the test already stopped or killed it): yields (server, data dir)."""
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    srv = Server(tmp_path / sock, [str(data)], *extra)
+    try:
+        yield srv, data
+    finally:
+        srv.stop()
+
+
 class Subscriber(Proc):
     def __init__(self, addr: str, *extra: str) -> None:
         super().__init__(["subscribe", addr, *extra])
-        self.wait_err(r"subscribed to")
+        self.wait_started(r"subscribed to")
 
 
 class Collector:
@@ -119,6 +145,8 @@ class Collector:
                 self.records.append(rec)
         except BaseException as exc:
             self.error = exc
+        finally:
+            self.sub.close()  # the stream ended: hang up here rather than leave the socket to the GC
 
     def join(self, timeout: float = 60.0) -> list[Any]:
         self.thread.join(timeout)

@@ -14,20 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from live import Lines, sysctl, wait_for_watches
+from live import sysctl
+from watchproc import stop_watch, watching
 
 import normalizer
 import normalizer.formats.jsonl
 from normalizer import Record
 from normalizer.capture.replay import replay
 from normalizer.formats.jsonl import rec_to_json
-
-
-@pytest.fixture
-def tree(tmp_path: Path) -> Path:
-    for d in ("w/a", "w/b", "out"):
-        (tmp_path / d).mkdir(parents=True)
-    return tmp_path
 
 
 def in_thread(action: Callable[[], None]) -> threading.Thread:
@@ -181,24 +175,12 @@ def test_cli_watch_prints_json_and_exits_cleanly_on_sigterm(tree: Path) -> None:
     cap = tree / "cli.fsncap"
     (tree / "w/a/x").write_text("1")
     (tree / "w/a/gone").write_text("2")
-    proc = subprocess.Popen([sys.executable, "-m", "normalizer", "watch", str(tree / "w"), "--window", "60000",
-                             "--capture", str(cap)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None and proc.stderr is not None
-        lines = Lines(proc.stdout)
-        wait_for_watches(proc.pid, 3)  # w, w/a, w/b
+    with watching([str(tree / "w"), "--window", "60000", "--capture", str(cap)], 3) as (proc, lines):  # w, w/a, w/b
         os.rename(tree / "w/a/x", tree / "w/b/y")
         os.rename(tree / "w/a/gone", tree / "out/gone")
         line = lines.next()
         assert json.loads(line)["src"] == str(tree / "w/a/x")
-        proc.send_signal(signal.SIGTERM)
-        rest = lines.rest()
-        proc.wait(30)
-        err = proc.stderr.read()
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err
-    assert "Traceback" not in err
+        rest, _ = stop_watch(proc, lines)  # exit status 0, no traceback
     last = json.loads(rest[-1])
     assert (last["src"], last["dst"], last["flags"]) == (str(tree / "w/a/gone"), "", ["shutdown"])
     assert json.loads(cap.read_text().splitlines()[-1])[0] == "E"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -229,3 +230,24 @@ def test_backlog_fields_round_trip_and_stay_optional(tmp_path: Path) -> None:
     with CaptureReader(path, strict=True) as reader:
         got = list(reader)
     assert got[0] == with_backlog and got[1].backlog is None  # type: ignore[union-attr]
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("suffix", [".fsncap", ".fsncap.gz"])
+def test_the_reader_closes_every_file_it_opened(tmp_path: Path, suffix: str) -> None:
+    """After close(), and after a bad header, no file the reader opened stays open (GzipFile.close() leaves the
+    file under it open; a failed __init__ has no caller to close it). The objects stay referenced here, so a
+    file left open shows in /proc/self/fd rather than being closed by the GC."""
+    path = tmp_path / f"c{suffix}"
+    write(path, items())
+    bad = tmp_path / "bad.fsncap"
+    bad.write_bytes(b"not a capture\n")
+    before = _open_fds()
+    with CaptureReader(path) as reader:
+        assert list(reader) == items()
+    with pytest.raises(CaptureError) as failed:
+        CaptureReader(bad)
+    assert _open_fds() == before, (reader, failed)

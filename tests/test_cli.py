@@ -9,19 +9,15 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 from collections import Counter
 from pathlib import Path
 
-import pytest
-from live import Lines, sysctl, wait_for_watches
+from live import sysctl, wait_for_watches
+from watchproc import FSNORM, REPO, close_watch, start_watch, stop_watch, watching
 
 import normalizer
 from normalizer.records import record_from_json
-
-REPO = Path(__file__).resolve().parent.parent
-FSNORM = [sys.executable, "-m", "normalizer"]
 
 #: `fsnorm demo` (text), the temp directory written as T: what the README shows.
 DEMO = """\
@@ -53,13 +49,6 @@ delete      T/watched/b/tmp.txt
 """
 SUMMARY = ("25 records: 8 renames (4 joined, 4 one-sided), 3 synthesized; 4 close_write, 7 create, 1 delete, "
            "4 modify, 1 move_self")
-
-
-@pytest.fixture
-def tree(tmp_path: Path) -> Path:
-    for d in ("w/a", "w/b", "out"):
-        (tmp_path / d).mkdir(parents=True)
-    return tmp_path
 
 
 def summary_of(kinds: list[str], renames: list[tuple[bool, bool]], synthesized: int) -> str:
@@ -94,36 +83,14 @@ def test_demo_json_prints_records_on_stdout_and_the_summary_on_stderr() -> None:
     assert res.stderr.strip() == summary_of([m.kind for m in models], renames, syn) == SUMMARY
 
 
-def _start(args: list[str], watches: int) -> tuple[subprocess.Popen[str], Lines]:
-    proc = subprocess.Popen([*FSNORM, "watch", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=REPO)
-    assert proc.stdout is not None
-    lines = Lines(proc.stdout)
-    wait_for_watches(proc.pid, watches)
-    return proc, lines
-
-
-def _stop(proc: subprocess.Popen[str], lines: Lines) -> tuple[list[str], str]:
-    proc.send_signal(signal.SIGTERM)
-    rest = lines.rest()
-    proc.wait(30)
-    assert proc.stderr is not None
-    err = proc.stderr.read()
-    assert proc.returncode == 0 and "Traceback" not in err, err
-    return rest, err
-
-
 def test_watch_format_text(tree: Path) -> None:
     (tree / "w/a/x").write_text("1")
-    proc, lines = _start([str(tree / "w"), "--format", "text", "--window", "60000"], 3)
-    try:
+    with watching([str(tree / "w"), "--format", "text", "--window", "60000"], 3) as (proc, lines):
         os.rename(tree / "w/a/x", tree / "w/b/y")
         os.mkdir(tree / "w/a/d")
         os.rename(tree / "w/b/y", tree / "out/y")  # pending until the stop
         got = [lines.next(), lines.next()]
-        rest, _ = _stop(proc, lines)
-    finally:
-        proc.kill()
+        rest, _ = stop_watch(proc, lines)
     w = tree / "w"
     assert [line.rstrip("\n") for line in got + rest] == [
         f"rename      {w}/a/x -> {w}/b/y",
@@ -133,17 +100,14 @@ def test_watch_format_text(tree: Path) -> None:
 
 
 def test_watch_events_limits_the_kinds(tree: Path) -> None:
-    proc, lines = _start([str(tree / "w"), "--events", "create,delete"], 3)
-    try:
+    with watching([str(tree / "w"), "--events", "create,delete"], 3) as (proc, lines):
         (tree / "w/a/f").write_text("x")  # create, modify, close_write: only the create
         os.rename(tree / "w/a/f", tree / "w/b/g")  # not asked for
         os.unlink(tree / "w/b/g")
         os.mkdir(tree / "w/a/d")
         (tree / "w/a/d/h").write_text("y")  # the new directory is watched all the same
         got = [json.loads(lines.next()) for _ in range(4)]
-        rest, _ = _stop(proc, lines)
-    finally:
-        proc.kill()
+        rest, _ = stop_watch(proc, lines)
     assert rest == []
     assert [(r["kind"], os.path.relpath(r["path"], tree)) for r in got] == [
         ("create", "w/a/f"), ("delete", "w/b/g"), ("create", "w/a/d"), ("create", "w/a/d/h")]
@@ -152,14 +116,12 @@ def test_watch_events_limits_the_kinds(tree: Path) -> None:
 def test_watch_max_pending_evicts_the_oldest_half(tree: Path) -> None:
     for n in ("p", "q", "r"):
         (tree / f"w/a/{n}").write_text(n)
-    proc, lines = _start([str(tree / "w"), "--max-pending", "1", "--window", "60000", "--events", "rename"], 3)
-    try:
+    with watching([str(tree / "w"), "--max-pending", "1", "--window", "60000", "--events", "rename"], 3) as (
+            proc, lines):
         for n in ("p", "q", "r"):  # three moves out, 60 s window: only one half may wait
             os.rename(tree / f"w/a/{n}", tree / f"out/{n}")
         got = [json.loads(lines.next()) for _ in range(2)]
-        rest, _ = _stop(proc, lines)
-    finally:
-        proc.kill()
+        rest, _ = stop_watch(proc, lines)
     w = tree / "w/a"
     assert [(r["src"], r["dst"], r["flags"]) for r in got + [json.loads(x) for x in rest]] == [
         (f"{w}/p", "", ["evicted"]), (f"{w}/q", "", ["evicted"]), (f"{w}/r", "", ["shutdown"])]
@@ -168,7 +130,7 @@ def test_watch_max_pending_evicts_the_oldest_half(tree: Path) -> None:
 def test_watch_rescan_reports_what_the_overflow_hid(tree: Path) -> None:
     (tree / "w/a/gone").write_text("g")
     with sysctl("fs.inotify.max_queued_events", 16):  # read by the watcher's inotify_init
-        proc, lines = _start([str(tree / "w"), "--rescan"], 3)
+        proc, lines = start_watch([str(tree / "w"), "--rescan"], 3)
     try:
         proc.send_signal(signal.SIGSTOP)  # not reading: the queue overflows
         for i in range(20):
@@ -182,9 +144,9 @@ def test_watch_rescan_reports_what_the_overflow_hid(tree: Path) -> None:
         (tree / "w/a/new/late").write_text("")  # the rescan watched the new directory
         while got[-1]["path"] != str(tree / "w/a/new/late"):
             got.append(json.loads(lines.next()))
-        _stop(proc, lines)
+        stop_watch(proc, lines)
     finally:
-        proc.kill()
+        close_watch(proc, lines)
     brief = [(r["kind"], os.path.relpath(r["path"], tree) if r["path"] else "", r["flags"]) for r in got]
     assert brief[:17] == [*[("create", f"w/b/n{i}", []) for i in range(16)], ("overflow", "", [])]
     syn = ["synthesized"]
@@ -220,6 +182,10 @@ def test_watch_into_a_pipe_whose_reader_exits(tree: Path) -> None:
     finally:
         watcher.kill()
         head.kill()
+        watcher.wait(30)
+        head.wait(30)
+        watcher.stderr.close()
+        head.stdout.close()  # type: ignore[union-attr]
     assert first.count(b"\n") == 1 and json.loads(first)["path"] == str(tree / "w/a/f0")
     assert err == "", err
 

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "watchdog-compat.md"
 PLUGINS = Path(__file__).resolve().parent / "compat_plugins"
 SUITE = ["tests/test_emitter.py", "tests/test_inotify_emitter.py"]
+SHARDS = 4
 
 
 def _cache_dir() -> Path:
@@ -102,18 +103,31 @@ def test_watchdog_own_emitter_suite(tmp_path: Path) -> None:
     _unpack(sdist, tmp_path)
     tree = tmp_path / f"watchdog-{VERSION}"
     assert (tree / "tests" / "test_emitter.py").is_file()
-    junit = tmp_path / "junit.xml"
-    report = tmp_path / "fsnorm-report.json"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PLUGINS), str(ROOT)]),
-               FSNORM_WATCHDOG_REPORT=str(report))
     # -o pythonpath= : test the installed watchdog (what fsnorm[watchdog] installs), not the sdist's src/.
     cmd = [sys.executable, "-m", "pytest", "-p", "fsnorm_watchdog_plugin", "-p", "no:cacheprovider",
-           "-o", "addopts=", "-o", "pythonpath=", "-q", f"--junitxml={junit}", *SUITE]
-    proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=1100)
-    log = (proc.stdout + proc.stderr)[-6000:]
-    assert junit.is_file(), log
-    outcomes = _outcomes(junit)
-    started = json.loads(report.read_text())
+           "-o", "addopts=", "-o", "pythonpath=", "-q", *SUITE]
+    # SHARDS processes side by side, each every SHARDS-th test: most of the suite's time is its tests waiting
+    # two seconds for events that must not come, which costs no CPU. Every test still runs, once, as written.
+    procs = []
+    for i in range(SHARDS):
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PLUGINS), str(ROOT)]),
+                   FSNORM_WATCHDOG_REPORT=str(tmp_path / f"fsnorm-report-{i}.json"),
+                   FSNORM_WATCHDOG_SHARD=f"{i}/{SHARDS}")
+        own = [f"--junitxml={tmp_path / f'junit-{i}.xml'}", f"--basetemp={tmp_path / f'tmp-{i}'}"]
+        procs.append(subprocess.Popen([*cmd, *own], cwd=tree, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    logs = [p.communicate(timeout=1100)[0] for p in procs]
+    log = "\n".join(text[-6000 // SHARDS:] for text in logs)
+    outcomes: dict[str, str] = {}
+    started = {"emitters": 0, "observers": 0}
+    for i in range(SHARDS):
+        junit = tmp_path / f"junit-{i}.xml"
+        assert junit.is_file(), log
+        shard = _outcomes(junit)
+        assert not shard.keys() & outcomes.keys(), "a test ran in two shards"
+        outcomes.update(shard)
+        report = json.loads((tmp_path / f"fsnorm-report-{i}.json").read_text())
+        started = {k: started[k] + report[k] for k in started}
     assert started["emitters"] > 0 and started["observers"] > 0, started  # fsnorm's, not watchdog's, ran
 
     failed = {t for t, s in outcomes.items() if s == "failed"}

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +24,6 @@ from normalizer.capture.log import CaptureHeader, CaptureReader
 from normalizer.cli.formatting import _offset_from_created, capture_context
 
 FSNORM = [sys.executable, "-m", "normalizer"]
-
-
-@pytest.fixture
-def tree(tmp_path: Path) -> Path:
-    for d in ("w/a", "w/b", "out"):
-        (tmp_path / d).mkdir(parents=True)
-    return tmp_path
 
 
 def _watch(tree: Path, *options: str, capture: Path | None = None) -> subprocess.Popen[bytes]:
@@ -60,6 +54,20 @@ def _stop(proc: subprocess.Popen[bytes]) -> tuple[bytes, str]:
     return out, err.decode()
 
 
+def _session(tree: Path, *options: str, workload: Callable[[Path], None], capture: Path | None = None) -> bytes:
+    """Everything ``fsnorm watch w OPTIONS`` printed for ``workload``: started, ready (tree/w/a/ready reported),
+    the workload, half a second for the window (100 ms where given) to pass, then SIGTERM and a clean exit."""
+    proc = _watch(tree, *options, capture=capture)
+    first = b""
+    try:
+        first = _wait_ready(proc, tree / "w/a/ready")
+        workload(tree)
+        time.sleep(0.5)
+    finally:
+        out, _ = _stop(proc)
+    return first + out
+
+
 def _workload(tree: Path) -> None:
     os.rename(tree / "w/a/ready", tree / "w/b/moved")      # joined rename
     os.rename(tree / "w/b/moved", tree / "out/gone")       # move out of the tree
@@ -74,15 +82,8 @@ def _docs(out: bytes) -> list[dict[str, Any]]:
 def test_watch_ecs_live_and_replay(tree: Path) -> None:
     cap = tree / "s.fsncap"
     before = time.time()
-    proc = _watch(tree, "--format", "ecs", "--window", "100", capture=cap)
-    try:
-        first = _wait_ready(proc, tree / "w/a/ready")
-        _workload(tree)
-        time.sleep(0.5)
-    finally:
-        out, _ = _stop(proc)
+    docs = _docs(_session(tree, "--format", "ecs", "--window", "100", workload=_workload, capture=cap))
     after = time.time()
-    docs = _docs(first + out)
     assert docs and all(ecs_problems(d) == [] for d in docs)
     for d in docs:
         stamp = datetime.datetime.fromisoformat(d["@timestamp"].replace("Z", "+00:00")).timestamp()
@@ -111,14 +112,7 @@ def _no_time(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_watch_ocsf_live(tree: Path) -> None:
-    proc = _watch(tree, "--format", "ocsf", "--window", "100")
-    try:
-        first = _wait_ready(proc, tree / "w/a/ready")
-        _workload(tree)
-        time.sleep(0.5)
-    finally:
-        out, _ = _stop(proc)
-    events = _docs(first + out)
+    events = _docs(_session(tree, "--format", "ocsf", "--window", "100", workload=_workload))
     assert events and all(ocsf_errors(e) == [] for e in events)
     renames = [e for e in events if e["activity_id"] == 5]
     assert [e["unmapped"]["fsnorm"]["rename"] for e in renames] == ["both", "from", "to"]
@@ -128,15 +122,9 @@ def test_watch_ocsf_live(tree: Path) -> None:
 
 
 def test_watch_template_live_writes_raw_bytes_and_nul_separated_records(tree: Path) -> None:
-    proc = _watch(tree, "--format", "%e %w%f -> %W%F%0", "--no-newline", "--window", "100")
-    try:
-        first = _wait_ready(proc, tree / "w/a/ready")
-        _workload(tree)
-        time.sleep(0.5)
-    finally:
-        out, _ = _stop(proc)
-    records = (first + out).split(b"\0")
-    assert records[-1] == b"" and b"\n" not in first + out
+    out = _session(tree, "--format", "%e %w%f -> %W%F%0", "--no-newline", "--window", "100", workload=_workload)
+    records = out.split(b"\0")
+    assert records[-1] == b"" and b"\n" not in out
     w = str(tree / "w").encode()
     assert b"MOVED_FROM,MOVED_TO " + w + b"/a/ready -> " + w + b"/b/moved" in records
     assert b"MOVED_FROM " + w + b"/b/moved -> " in records
@@ -208,14 +196,8 @@ def test_replay_context_of_an_unreadable_capture_is_this_host_now(tmp_path: Path
                     reason=f"fanotify FAN_RENAME as root needed ({unavailable_reason()})")
 def test_watch_fanotify_ecs_and_ocsf_name_the_renaming_process(tree: Path) -> None:
     for fmt in ("ecs", "ocsf"):
-        proc = _watch(tree, "--backend", "fanotify", "--format", fmt)
-        try:
-            _wait_ready(proc, tree / "w/a/ready")
-            os.rename(tree / "w/a/ready", tree / "w/b/moved")
-            time.sleep(0.5)
-        finally:
-            out, _ = _stop(proc)
-        docs = _docs(out)
+        docs = _docs(_session(tree, "--backend", "fanotify", "--format", fmt,
+                              workload=lambda t: os.rename(t / "w/a/ready", t / "w/b/moved")))
         if fmt == "ecs":
             rename = next(d for d in docs if d["event"]["action"] == "rename")
             assert ecs_problems(rename) == [] and rename["process"]["pid"] == os.getpid()

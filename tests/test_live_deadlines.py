@@ -49,13 +49,6 @@ while time.monotonic() < end:
 
 
 @pytest.fixture
-def tree(tmp_path: Path) -> Path:
-    for d in ("w/a", "w/b", "out"):
-        (tmp_path / d).mkdir(parents=True)
-    return tmp_path
-
-
-@pytest.fixture
 def writer(tree: Path) -> Iterator[Callable[[], subprocess.Popen[str]]]:
     stop = tree / "stop-writer"
     procs: list[subprocess.Popen[str]] = []

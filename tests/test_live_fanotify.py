@@ -51,13 +51,6 @@ MODES = [pytest.param("filesystem", marks=needs_root), "inode"]
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def tree(tmp_path: Path) -> Path:
-    for d in ("w/a", "w/b", "out"):
-        (tmp_path / d).mkdir(parents=True)
-    return tmp_path
-
-
 def watch(tree: Path, mode: str, **options: object) -> FanotifySource:
     source = FanotifySource([tree / "w"], mark_mode=mode, **options)  # type: ignore[arg-type]
     assert source.open() == []

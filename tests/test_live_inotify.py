@@ -24,13 +24,6 @@ from normalizer.formats.jsonl import rec_to_json
 RENAMES = ("rename",)
 
 
-@pytest.fixture
-def tree(tmp_path: Path) -> Path:
-    for d in ("w/a", "w/b", "out"):
-        (tmp_path / d).mkdir(parents=True)
-    return tmp_path
-
-
 def watch(tree: Path, **options: object) -> InotifySource:
     source = InotifySource([tree / "w"], **options)  # type: ignore[arg-type]
     assert source.open() == []

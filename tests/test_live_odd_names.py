@@ -7,13 +7,11 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from live import Lines, drain, sysctl, wait_for_watches
+from live import drain, sysctl
+from watchproc import stop_watch, watching
 
 from normalizer.backends.fanotify import FanotifySource
 from normalizer.backends.inotify import InotifySource
@@ -22,17 +20,9 @@ from normalizer.records import Rec, record_from_json
 
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (filesystem marks)")
-REPO = Path(__file__).resolve().parent.parent
 #: Latin-1 (not UTF-8), a newline, 255 bytes of ASCII, 255 bytes starting with a byte UTF-8 never uses.
 ODD = [b"caf\xe9", b"line\nbreak", b"x" * 255, b"\xff" + b"y" * 254]
 OLD = (1_000_000, 1_000_000)
-
-
-@pytest.fixture
-def tree(tmp_path: Path) -> Path:
-    for d in ("w/a", "w/b", "out"):
-        (tmp_path / d).mkdir(parents=True)
-    return tmp_path
 
 
 def exact(recs: list[Rec]) -> list[tuple[str, bytes, bytes, tuple[str, ...]]]:
@@ -70,35 +60,13 @@ def test_live_inotify_odd_names(tree: Path) -> None:
     assert exact(recs) == [(k, p, d, ("timeout",) if f == ("unwatched",) else f) for k, p, d, f in want]
 
 
-def _watch(args: list[bytes], tree: Path, watches: int) -> tuple[subprocess.Popen[str], Lines]:
-    proc = subprocess.Popen([sys.executable.encode(), b"-m", b"normalizer", b"watch", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    assert proc.stdout is not None
-    lines = Lines(proc.stdout)
-    wait_for_watches(proc.pid, watches)
-    return proc, lines
-
-
-def _stop(proc: subprocess.Popen[str], lines: Lines) -> list[str]:
-    proc.send_signal(signal.SIGTERM)
-    rest = lines.rest()
-    proc.wait(30)
-    assert proc.stderr is not None
-    err = proc.stderr.read()
-    assert proc.returncode == 0 and "Traceback" not in err, err
-    return rest
-
-
 def test_cli_watch_stdout_odd_names_one_line_each_exact_bytes(tree: Path) -> None:
     w, out = bytes(tree / "w"), bytes(tree / "out")
-    proc, lines = _watch([w, b"--window", b"20"], tree, 3)
-    try:
+    with watching([w, b"--window", b"20"], 3) as (proc, lines):
         want = _moves(w, out)
         want = [(k, p, d, ("timeout",) if f == ("unwatched",) else f) for k, p, d, f in want]
         got = [lines.next() for _ in want]  # the move-out halves come once their window passed
-        got += _stop(proc, lines)
-    finally:
-        proc.kill()
+        got += stop_watch(proc, lines)[0]
     assert len(got) == len(want)  # the newline inside a name does not break the one-record-per-line framing
     models = [record_from_json(line) for line in got]
     assert [(m.kind, m.src if m.kind == "rename" else m.path, m.dst or b"",
@@ -121,16 +89,13 @@ def test_cli_include_exclude_with_odd_names(tree: Path) -> None:
     w = bytes(tree / "w")
     os.mkdir(w + b"/skip\xff")
     args = [w, b"--include", b"caf\xe9*", b"--include", b"*\n*", b"--exclude", b"skip\xff", b"--exclude", b"*.tmp"]
-    proc, lines = _watch(args, tree, 3)  # w, w/a, w/b: not w/skip\xff
-    try:
+    with watching(args, 3) as (proc, lines):  # w, w/a, w/b: not w/skip\xff
         for n in (b"caf\xe9", b"caf\xe9.tmp", b"line\nbreak", b"x" * 255, b"other"):
             os.mknod(w + b"/a/" + n)
         os.mknod(w + b"/skip\xff/caf\xe9")  # not watched: not reported
         os.rename(w + b"/a/x" + b"x" * 254, w + b"/a/caf\xe9-2")  # passes: one side matches
         got = [lines.next() for _ in range(3)]
-        got += _stop(proc, lines)
-    finally:
-        proc.kill()
+        got += stop_watch(proc, lines)[0]
     assert [(m.kind, m.src if m.kind == "rename" else m.path, m.dst or b"")
             for m in map(record_from_json, got)] == [
         ("create", w + b"/a/caf\xe9", b""),

@@ -62,13 +62,6 @@ def new_reader(kind: str, fd: int, capacity: int, read_size: int = 256 << 10) ->
     return BufferedReader(fd, capacity=capacity, read_size=read_size)
 
 
-@pytest.fixture
-def tree(tmp_path: Path) -> Path:
-    for d in ("w/a", "w/b", "out"):
-        (tmp_path / d).mkdir(parents=True)
-    return tmp_path
-
-
 def make(backend: str, root: Path, **options: object) -> LiveSource:
     if backend == "inotify":
         return InotifySource([root], **options)  # type: ignore[arg-type]

@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -21,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import watchproc
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from live import Lines, wait_for_watches
+from live import Lines
 from nats_fixtures import NatsNode, free_port, nats_cluster, nats_server
 
 from normalizer.formats.jsonl import rec_to_json
@@ -50,10 +50,11 @@ def stream_messages(url: str, stream: str = "FSNORM") -> list[tuple[str, str, st
             js = nc.jetstream()
             info = await js.stream_info(stream)
             out = []
-            for seq in range(info.state.first_seq, info.state.last_seq + 1):
-                msg = await js.get_msg(stream, seq)
-                assert msg.subject is not None and msg.data is not None
-                out.append((msg.subject, (msg.headers or {}).get("Nats-Msg-Id", ""), msg.data.decode()))
+            seqs = range(info.state.first_seq, info.state.last_seq + 1)
+            for start in range(0, len(seqs), 256):  # 256 requests in flight, not one round trip per message
+                for msg in await asyncio.gather(*(js.get_msg(stream, seq) for seq in seqs[start:start + 256])):
+                    assert msg.subject is not None and msg.data is not None
+                    out.append((msg.subject, (msg.headers or {}).get("Nats-Msg-Id", ""), msg.data.decode()))
             return out
         finally:
             await nc.close()
@@ -68,7 +69,9 @@ def stream_count(url: str, stream: str = "FSNORM") -> int:
         nc = await nats.connect(url)
         try:
             try:
-                return int((await nc.jetstream().stream_info(stream)).state.messages)
+                # A 1 s answer bound (not the client's 5 s): right after a node restarts the first ask can go
+                # unanswered while the cluster settles, and wait_count asks again at once.
+                return int((await nc.jetstream(timeout=1.0).stream_info(stream)).state.messages)
             except Exception:
                 return 0
         finally:
@@ -87,22 +90,13 @@ def wait_count(url: str, count: int, timeout: float = 60.0) -> int:
 
 
 def start_watch(root: Path, url: str, spool: Path, *extra: str) -> tuple[subprocess.Popen[str], Lines]:
-    proc = subprocess.Popen([*FSNORM, "watch", str(root), "--sink", url, "--spool", str(spool),
-                             "--sink-host", "hostA", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    assert proc.stdout is not None
-    lines = Lines(proc.stdout)
-    wait_for_watches(proc.pid, 1)
-    return proc, lines
+    """``fsnorm watch ROOT`` publishing to ``url`` as hostA through ``spool``; returned once it watches ROOT."""
+    return watchproc.start_watch([str(root), "--sink", url, "--spool", str(spool), "--sink-host", "hostA", *extra], 1)
 
 
 def stop_watch(proc: subprocess.Popen[str], lines: Lines) -> tuple[list[str], str]:
-    proc.send_signal(signal.SIGTERM)
-    rest = lines.rest(60)
-    proc.wait(60)
-    assert proc.stderr is not None
-    err = proc.stderr.read()
-    assert proc.returncode == 0 and "Traceback" not in err, err
+    """watchproc.stop_watch with a minute for the exit drain; the lines without their newline."""
+    rest, err = watchproc.stop_watch(proc, lines, 60)
     return [ln.rstrip("\n") for ln in rest], err
 
 
@@ -237,8 +231,7 @@ def test_fsnorm_killed_mid_stream_then_restarted_stores_every_printed_record_onc
     proc, lines = start_watch(root, nats_server.url, spool)
     workload(root, 200, "one")
     first = lines.next()
-    proc.kill()
-    proc.wait(30)
+    watchproc.close_watch(proc, lines)  # SIGKILL
     printed1 = [ln.rstrip("\n") for ln in [first, *lines.rest(60)]]
     assert (spool / "spool.log").exists()
     proc, lines = start_watch(root, nats_server.url, spool)
@@ -431,12 +424,8 @@ def test_cluster_leader_killed_repeatedly_consumer_gets_each_host_in_order_exact
     for name in ("hostA", "hostB"):
         root = tmp_path / name
         root.mkdir()
-        proc = subprocess.Popen([*FSNORM, "watch", str(root), "--sink", url, "--spool", str(tmp_path / f"sp{name}"),
-                                 "--sink-host", name, "--sink-replicas", "3"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-        assert proc.stdout is not None
-        lines = Lines(proc.stdout)
-        wait_for_watches(proc.pid, 1)
+        proc, lines = watchproc.start_watch([str(root), "--sink", url, "--spool", str(tmp_path / f"sp{name}"),
+                                             "--sink-host", name, "--sink-replicas", "3"], 1)
         hosts[name] = (root, proc, lines)
     by_name = {n.name: n for n in nats_cluster}
     busy = threading.Event()
@@ -619,8 +608,7 @@ def test_kill_9_right_after_a_read_loses_nothing_the_spool_took(nats_server: Nat
     for i in range(200):
         (root / f"f{i}").write_bytes(b"x")
     first = lines.next()
-    proc.kill()
-    proc.wait(30)
+    watchproc.close_watch(proc, lines)  # SIGKILL
     printed1 = [ln.rstrip("\n") for ln in [first, *lines.rest(30)]]
     proc2, lines2 = start_watch(root, nats_server.url, spool)
     wait_spool_empty(spool)

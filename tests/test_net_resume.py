@@ -7,7 +7,7 @@ import os
 import signal
 from pathlib import Path
 
-from netproc import Collector, Server, Subscriber, quiet
+from netproc import Collector, Subscriber, quiet, serving
 
 
 def churn(d: Path, start: int, n: int) -> None:
@@ -17,10 +17,7 @@ def churn(d: Path, start: int, n: int) -> None:
 
 
 def test_killed_subscriber_resumes_exactly_once(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    srv = Server(tmp_path / "s.sock", [str(data)])
-    try:
+    with serving(tmp_path) as (srv, data):
         reference = Collector(srv.addr)
         first = Subscriber(srv.addr)
         churn(data, 0, 100)
@@ -33,8 +30,6 @@ def test_killed_subscriber_resumes_exactly_once(tmp_path: Path) -> None:
         second = Subscriber(srv.addr, "--since", f"{last['epoch']}:{last['seq']}")
         churn(data, 200, 100)
         quiet(reference)
-    finally:
-        srv.stop()
     second.finish()
     ref = reference.join()
     resumed = second.records()
@@ -45,28 +40,20 @@ def test_killed_subscriber_resumes_exactly_once(tmp_path: Path) -> None:
 
 
 def test_restarted_server_gives_resumed_clients_a_rescan(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    sock = tmp_path / "s.sock"
-    srv = Server(sock, [str(data)])
-    try:
+    with serving(tmp_path) as (srv, data):
         sub = Subscriber(srv.addr)
         churn(data, 0, 10)
         sub.wait_lines(20)
-    finally:
         srv.kill()  # SIGKILL: the socket file stays behind
     assert sub.finish() == 1 and any("closed the connection" in line for line in sub.err)
     last = sub.records()[-1]
-    srv2 = Server(sock, [str(data)])  # replaces the stale socket
-    try:
+    with serving(tmp_path) as (srv2, _):  # the same socket path: replaces the stale socket
         assert srv2.epoch != srv.epoch
         again = Subscriber(srv2.addr, "--since", str(last["seq"]), "--epoch", str(last["epoch"]))
         bare = Subscriber(srv2.addr, "--since", str(last["seq"]))  # no epoch: cannot be trusted
         churn(data, 10, 5)
         again.wait_lines(11)
         bare.wait_lines(11)
-    finally:
-        srv2.stop()
     again.finish()
     bare.finish()
     first, *rest = again.records()
@@ -78,18 +65,13 @@ def test_restarted_server_gives_resumed_clients_a_rescan(tmp_path: Path) -> None
 
 
 def test_seq_older_than_retention_gives_the_lost_range(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    srv = Server(tmp_path / "s.sock", [str(data)], "--journal-records", "20")
-    try:
+    with serving(tmp_path, "--journal-records", "20") as (srv, data):
         reference = Collector(srv.addr)
         churn(data, 0, 30)  # ~90 records
         quiet(reference)
         late = Subscriber(srv.addr, "--since", f"{srv.epoch}:5")
         churn(data, 30, 2)
         quiet(reference)
-    finally:
-        srv.stop()
     late.finish()
     ref = reference.join()
     first, *rest = late.records()

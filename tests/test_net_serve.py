@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import stat
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
-from netproc import Collector, Proc, Server, Subscriber, quiet
+from netproc import Collector, Proc, Server, Subscriber, quiet, serving
 
 from normalizer import Record
 from normalizer.errors import SubscriptionError
@@ -202,3 +204,35 @@ def test_subscribe_frames_prints_the_debug_json_form(tree: Path) -> None:
     assert frames[0]["exports"] == ["data"] and frames[0]["epoch"] == srv.epoch
     assert (frames[2]["kind"], frames[2]["a"]["path"], frames[2]["a"]["name"]) == ("create", "data/z", "z")
     assert frames[-1] == {"frame": "ERROR", "code": wire.E_SHUTDOWN, "message": "server shutting down"}
+
+
+def test_the_library_client_releases_its_socket_when_the_stream_fails_or_ends(tmp_path: Path) -> None:
+    """No server, a refused subscription, a stream the server ended: no socket stays open. The subscriptions
+    stay referenced here, so a socket left open shows in /proc/self/fd rather than being closed by the GC (the
+    socket of a failed connect is not reachable: its collection would warn)."""
+    def fds() -> set[str]:
+        return set(os.listdir("/proc/self/fd"))
+
+    with warnings.catch_warnings(record=True) as caught:  # the failed socket is not kept: its collection warns
+        warnings.simplefilter("always", ResourceWarning)
+        with pytest.raises(SubscriptionError, match="cannot connect") as failed:
+            subscribe(f"unix:{tmp_path / 'nobody.sock'}").connect()
+        del failed  # its traceback holds the frames
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+    with serving(tmp_path) as (srv, data):
+        before = fds()  # the server's pipes included
+        refused = subscribe(srv.addr, path="nope/x")
+        with pytest.raises(SubscriptionError, match="refused"):
+            list(refused)
+        assert fds() == before, refused
+        ended = subscribe(srv.addr).connect()
+        assert len(fds() - before) == 1  # its socket
+        (data / "f").touch()
+        first = next(iter(ended))
+        srv.stop()
+        assert fds() < before  # the server's pipes closed
+        before = fds()
+    assert (first.kind, first.path) == ("create", b"data/f")
+    list(ended)  # to the end of the stream
+    assert len(before - fds()) == 1, ended  # its socket, released at the end

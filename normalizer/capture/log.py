@@ -365,11 +365,21 @@ class CaptureReader:
         self.issues: list[CaptureIssue] = []
         self.ended_cleanly = False
         self._stream = _open_maybe_gzip(source)
+        opened_here = isinstance(source, str | os.PathLike)
+        #: The file opened here under a gzip reader: ``GzipFile.close()`` leaves the file it was given open.
+        self._gzip_file: IO[bytes] | None = getattr(self._stream, "fileobj", None) if opened_here else None
         self.name = source if isinstance(source, str) else getattr(source, "name", "<stream>")
-        self.header = self._read_header()
+        try:
+            self.header = self._read_header()
+        except BaseException:
+            if opened_here:  # not left open for the GC (ResourceWarning)
+                self.close()
+            raise
 
     def close(self) -> None:
         self._stream.close()
+        if self._gzip_file is not None:
+            self._gzip_file.close()
 
     def __enter__(self) -> CaptureReader:
         return self

@@ -167,20 +167,27 @@ class Subscription(Generic[R]):
         """Connect and finish the handshake (records that arrive with it are kept for iteration)."""
         if self._sock is not None:
             return self
+        sock: socket.socket | None = None
         try:
             sock = socket.socket(self.family, socket.SOCK_STREAM)
             sock.settimeout(self.connect_timeout)
             sock.connect(self.where)
         except OSError as exc:
+            if sock is not None:
+                sock.close()
             raise SubscriptionError(f"cannot connect to {self.addr}: {exc.strerror or exc}") from None
         self._sock = sock
         self._dec = wire.FrameDecoder()
         self._pending: list[Rec] = []
-        sock.sendall(self.session.hello())
-        while not self.session.subscribed:
-            self._pending.extend(self._pump())
-            if self.session.ended:
-                break
+        try:
+            sock.sendall(self.session.hello())
+            while not self.session.subscribed:
+                self._pending.extend(self._pump())
+                if self.session.ended:
+                    break
+        except BaseException:
+            sock.close()  # refused or broken in the handshake: nothing more comes on it
+            raise
         sock.settimeout(None)
         return self
 
@@ -235,9 +242,15 @@ class Subscription(Generic[R]):
             pending, self._pending = self._pending, []
             yield [self._out(r) for r in pending]
         while not self.session.ended and not self._closed:
-            recs = self._pump()
+            try:
+                recs = self._pump()
+            except SubscriptionError:
+                self._sock.close()  # type: ignore[union-attr]  # the server closed it or it broke: release it
+                raise
             if recs:
                 yield [self._out(r) for r in recs]
+        if self._sock is not None:
+            self._sock.close()  # the stream ended: released now, not when the object is collected
 
     # -- asyncio --------------------------------------------------------------------------------------------
 

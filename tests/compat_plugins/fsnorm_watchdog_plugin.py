@@ -9,6 +9,7 @@ observer their fixtures and tests construct is fsnorm's.
 
 At the end it writes how many fsnorm emitters were started to ``$FSNORM_WATCHDOG_REPORT`` (JSON), so the
 caller can prove that the substitution happened (a suite that silently ran watchdog's emitter would pass).
+``$FSNORM_WATCHDOG_SHARD`` (``I/N``) runs one of N shards of the collected tests.
 """
 
 from __future__ import annotations
@@ -49,6 +50,15 @@ def _fsnorm_emitter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
     if hasattr(request.module, "InotifyObserver"):
         monkeypatch.setattr(request.module, "InotifyObserver", compat.Observer)
     yield
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``$FSNORM_WATCHDOG_SHARD`` = ``I/N``: keep every N-th test from the I-th (the caller runs N shards side
+    by side: their tests mostly wait on queue timeouts, so the shards add up in time, not in CPU)."""
+    shard = os.environ.get("FSNORM_WATCHDOG_SHARD")
+    if shard:
+        index, count = map(int, shard.split("/"))
+        items[:] = items[index::count]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
