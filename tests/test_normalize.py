@@ -262,3 +262,23 @@ def test_a_move_away_of_an_entry_gone_between_the_watch_and_the_scan_is_a_move_i
     assert brief(out) == [("rename", b"", b"/w/pack", ["unwatched"]), ("rename", b"/w/xx/obj", b"/w/obj2", [])]
     assert n.dropped_prescan == 2
     assert n.close() == []  # nothing waits for "gone"
+
+
+def test_a_new_directory_stays_fresh_under_its_watch_not_its_path() -> None:
+    """A new directory is fresh (its events before the queue was seen empty are checked against its scan)
+    by its watch, not by its path: after ``mkdir b`` (watched, scanned) and ``renameat2(b, d2,
+    RENAME_EXCHANGE)``, ``b`` is the old ``d2``, whose ``rm -r b/e`` must be reported (the path-keyed check
+    dropped the DELETE of ``e`` as an entry the scan of ``b`` never saw: tests/corpus/oracle/inotify-
+    beec74b35425.json); and the new directory, now at ``d2``, still drops an entry its scan never reported."""
+    n = norm_with((1, b"/w"), (2, b"/w/d2"), (3, b"/w/d2/e"))
+    assert n.feed(batch(0, ev(1, raw.IN_CREATE | raw.IN_ISDIR, b"b"))).actions == (Watch(b"/w/b"),)
+    n.feed(raw.WatchAdded(1, 4, b"/w/b"))
+    n.feed(raw.SourceNotice(2, "create", b"/w/b/obj", False, ("synthesized",)))
+    out = n.feed(batch(3, frm(1, 7, b"b", True), to(1, 7, b"d2", True), ev(4, raw.IN_MOVE_SELF),
+                       frm(1, 8, b"d2", True), to(1, 8, b"b", True), ev(2, raw.IN_MOVE_SELF),
+                       ev(3, raw.IN_DELETE, b"f1"), ev(3, raw.IN_DELETE_SELF), ev(3, raw.IN_IGNORED),
+                       ev(2, raw.IN_DELETE | raw.IN_ISDIR, b"e"),
+                       ev(4, raw.IN_DELETE, b"tmp"), ev(4, raw.IN_DELETE, b"obj"), drained=False))
+    deletes = [r for r in brief(out) if r[0] == "delete"]
+    assert deletes == [("delete", b"/w/b/e/f1", []), ("delete", b"/w/b/e", []), ("delete", b"/w/d2/obj", [])]
+    assert n.dropped_prescan == 1

@@ -371,3 +371,28 @@ def test_directory_renamed_over_an_empty_one_and_back_keeps_true_paths(tmp_path:
     assert got == [("rename", "w/x", "w/y"), ("rename", "w/y", "w/x"), ("create", "w/x/f", "")]
     ends = [(r.kind, rel(tmp_path, r.path)) for r in recs if r.kind in ("delete_self", "watch_end")]
     assert ends == [("delete_self", "w/y"), ("watch_end", "w/y")], ends
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_new_directory_exchanged_before_the_queue_emptied_leaves_no_record_out(tmp_path: Path,
+                                                                                 backend: str) -> None:
+    """mkdir b (read: fsnorm watches and scans it, and checks what comes next against that scan until the
+    queue is seen empty), then renameat2(b, d2, RENAME_EXCHANGE) and, in the same breath, rm -r b/e (the old
+    d2's e) and a rename inside the new directory, now at d2. Every delete and rename must be reported at its
+    true path: inotify kept the new directory's freshness at the path b and dropped the DELETE of e
+    (tests/corpus/oracle/inotify-beec74b35425.json)."""
+    w = tmp_path / "w"
+    (w / "d2" / "e").mkdir(parents=True)
+    (w / "d2" / "e" / "f1").write_text("f1")
+    with source(backend, [w]) as src:
+        (w / "b").mkdir()
+        (w / "b" / "k").write_text("k")
+        recs = src.read(0)
+        exchange(w / "b", w / "d2")
+        (w / "b" / "e" / "f1").unlink()
+        (w / "b" / "e").rmdir()
+        os.rename(w / "d2" / "k", w / "d2" / "k2")
+        recs += drain(src)  # type: ignore[arg-type]
+    got = [(r.kind, rel(w, r.path), rel(w, r.dst)) for r in recs if r.kind in ("rename", "delete")]
+    assert got == [("rename", "b", "d2"), ("rename", "d2", "b"), ("delete", "b/e/f1", ""), ("delete", "b/e", ""),
+                   ("rename", "d2/k", "d2/k2")], got

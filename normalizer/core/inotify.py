@@ -69,17 +69,19 @@ class InotifyNormalizer(NormalizerBase):
         #: tests/test_oracle.py: mkdir -p d2/a/p/q, then d1 <-> d2/a, before fsnorm read the create).
         self._unwatched_new: set[bytes] = set()
         self._unwatched_displaced: dict[bytes, bytes] = {}
-        #: Directories fsnorm asked to watch (Watch actions) and, once watched, *fresh* ones (as prefixes, with
-        #: the trailing "/"): watched and scanned while the queue may still hold events from between the watch
-        #: and the listing. An entry that was there at the watch and gone at the listing was never reported, so
-        #: its events (a delete, a close, a move away: its MOVED_TO, if any, is then a move in) are dropped
+        #: Directories fsnorm asked to watch (Watch actions, by path) and, once watched, *fresh* ones (by wd):
+        #: watched and scanned while the queue may still hold events from between the watch and the listing.
+        #: An entry that was there at the watch and gone at the listing was never reported, so its events (a
+        #: delete, a close, a move away: its MOVED_TO, if any, is then a move in) are dropped
         #: (``dropped_prescan``): the scan is what the consumer was told. Names the scan reported or the kernel
-        #: created since are ``_fresh_known``. Cleared when the
-        #: queue was seen empty. (Found by tests/test_oracle_tools.py: git writes tmp_obj_* in a new objects/xx
-        #: directory and unlinks it right away.)
+        #: created since are ``_fresh_known``, as (wd, name). Cleared when the queue was seen empty. (Found by
+        #: tests/test_oracle_tools.py: git writes tmp_obj_* in a new objects/xx directory and unlinks it right
+        #: away.) Keyed by wd, not path: a fresh directory renamed or exchanged (RENAME_EXCHANGE) stays fresh
+        #: under its new path, and the directory that took its old path is not (tests/corpus/oracle/
+        #: inotify-beec74b35425.json: mkdir b, read, b <-> d2, rm -r b/e: the DELETE of e was dropped).
         self._watch_asked: set[bytes] = set()
-        self._fresh: set[bytes] = set()
-        self._fresh_known: set[bytes] = set()
+        self._fresh: set[int] = set()
+        self._fresh_known: set[tuple[int, bytes]] = set()
         self.dropped_prescan = 0
         self._retire_requests: list[int] = []
         #: Counters a caller may report: events for retired watches (expected, dropped by design).
@@ -115,7 +117,7 @@ class InotifyNormalizer(NormalizerBase):
         if isinstance(item, raw.WatchAdded):
             self.table.add(item.wd, item.path)
             self._retired.discard(item.wd)
-            self._note_watch(item.path)
+            self._note_watch(item.wd, item.path)
         elif isinstance(item, raw.WatchRemoved):
             self.table.remove(item.wd)
             self._retired.add(item.wd)
@@ -128,7 +130,7 @@ class InotifyNormalizer(NormalizerBase):
             if item.kind == "create" and Flag.SYNTHESIZED in item.flags:
                 self._synthesized.add(item.path)
                 if self._fresh:
-                    self._fresh_known.add(item.path)
+                    self._known_to_scan(item.path)
                 self.tmpfiles.appeared(item.path, item.path.rpartition(b"/")[2])
             rec = Rec.note(item.kind, item.path, item.is_dir, item.t_ns, 0, flags=item.flags,
                            message=item.message or None)
@@ -171,8 +173,8 @@ class InotifyNormalizer(NormalizerBase):
             if pf_path is not None:
                 if bit == moved_to and cookie == pf_cookie and prefix is not None and name and mask == bit:
                     rec = Rec("rename", pf_path, False, t, pf_mask | mask, cookie, prefix + name, (), pf_wd, wd)
-                    if fresh and prefix in fresh:
-                        self._fresh_known.add(prefix + name)
+                    if fresh and wd in fresh:
+                        self._fresh_known.add((wd, name))
                     if name[0] == 35:  # b"#"
                         tmpfiles.appeared(rec.dst, name)
                     if held:
@@ -187,7 +189,7 @@ class InotifyNormalizer(NormalizerBase):
                 self._slow(wd, mask, cookie, name, t, out)
                 continue
             if bit == moved_from:
-                if fresh and prefix in fresh and self._vanished_before_scan(bit, prefix + name):
+                if fresh and wd in fresh and self._vanished_before_scan(bit, wd, name):
                     continue  # never reported: its MOVED_TO, if any, is a move in (one-sided)
                 if synthesized:
                     synthesized.discard(prefix + name)
@@ -202,8 +204,8 @@ class InotifyNormalizer(NormalizerBase):
                     self._dir_left(cookie, prefix + name)
             elif bit == moved_to:
                 is_dir = mask & isdir_bit != 0
-                if fresh and prefix in fresh:
-                    self._fresh_known.add(prefix + name)
+                if fresh and wd in fresh:
+                    self._fresh_known.add((wd, name))
                 rec = m.push_to(cookie, prefix + name, is_dir, t, mask, cookie, out)
                 rec.dst_dir_key = wd
                 if is_dir:
@@ -217,7 +219,7 @@ class InotifyNormalizer(NormalizerBase):
                         self._slow(wd, mask, cookie, name, t, out)
                     continue
                 is_dir = mask & isdir_bit != 0
-                if fresh and prefix in fresh and self._vanished_before_scan(bit, prefix + name):
+                if fresh and wd in fresh and self._vanished_before_scan(bit, wd, name):
                     continue
                 if name[0] == 35 and not is_dir and self._tmpfile(bit, prefix + name, name):
                     continue
@@ -246,21 +248,30 @@ class InotifyNormalizer(NormalizerBase):
             self._unwatched_displaced.clear()
         return self._wake(self._act(out) if self._new_dirs or self._retire_requests else out)
 
-    def _note_watch(self, path: bytes) -> None:
+    def _note_watch(self, wd: int, path: bytes) -> None:
         """A watch was added: it is fresh if fsnorm asked for it, or if it lies in a fresh directory (the
         scan of a new directory watches what it finds below)."""
-        parent = path.rstrip(b"/").rpartition(b"/")[0] + b"/"
-        if path in self._watch_asked or parent in self._fresh:
+        if path in self._watch_asked or self._parent_key(path) in self._fresh:
             self._watch_asked.discard(path)
-            self._fresh.add(path.rstrip(b"/") + b"/")
+            self._fresh.add(wd)
 
-    def _vanished_before_scan(self, bit: int, path: bytes) -> bool:
+    def _parent_key(self, path: bytes) -> int | None:
+        """The wd of the directory that holds ``path`` (None if it is not watched)."""
+        return self.table.key(path.rstrip(b"/").rpartition(b"/")[0] or b"/")
+
+    def _known_to_scan(self, path: bytes) -> None:
+        """A scan reported ``path``: if its directory is fresh, its events are reported (see ``_fresh``)."""
+        wd = self._parent_key(path)
+        if wd is not None and wd in self._fresh:
+            self._fresh_known.add((wd, path.rstrip(b"/").rpartition(b"/")[2]))
+
+    def _vanished_before_scan(self, bit: int, wd: int, name: bytes) -> bool:
         """True for an event on an entry of a fresh directory that its scan did not report and the kernel did
         not create since (see ``_fresh``): drop it."""
         if bit == raw.IN_CREATE:
-            self._fresh_known.add(path)
+            self._fresh_known.add((wd, name))
             return False
-        if path in self._fresh_known:
+        if (wd, name) in self._fresh_known:
             return False
         self.dropped_prescan += 1
         return True
@@ -356,8 +367,8 @@ class InotifyNormalizer(NormalizerBase):
             if is_dir:
                 self._dir_left(cookie, full)
         elif bits == raw.IN_MOVED_TO:
-            if self._fresh and path.rstrip(b"/") + b"/" in self._fresh:
-                self._fresh_known.add(full)
+            if self._fresh and wd in self._fresh:
+                self._fresh_known.add((wd, name))
             rec = m.push_to(cookie, full, is_dir, t, mask, cookie, out)
             rec.dst_dir_key = wd
             if is_dir:
