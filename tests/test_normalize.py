@@ -282,3 +282,30 @@ def test_a_new_directory_stays_fresh_under_its_watch_not_its_path() -> None:
     deletes = [r for r in brief(out) if r[0] == "delete"]
     assert deletes == [("delete", b"/w/b/e/f1", []), ("delete", b"/w/b/e", []), ("delete", b"/w/d2/obj", [])]
     assert n.dropped_prescan == 1
+
+
+def test_a_directory_not_watched_yet_is_known_by_its_parent_watch_not_its_path() -> None:
+    """In one read: a directory moved in to d2/e/a (not watched yet), d2/e renamed onto the empty d1, then
+    d0 <-> d1/a exchanged (tests/corpus/oracle/inotify-b5fcc23218ee.json). The directory that arrived is known
+    as (parent wd, name), which the rename above it does not change: the exchange's second half moves *it* to
+    d0 (to be watched and scanned there), and the watched d0 stays at d1/a. Kept by path (d2/e/a, stale after
+    d2/e -> d1), the exchange moved d0's watch back to d0 and the arrival's content was never reported."""
+    n = norm_with((1, b"/w"), (2, b"/w/d0"), (3, b"/w/d1"), (4, b"/w/d2"), (5, b"/w/d2/e"))
+    out = n.feed(batch(0, to(5, 1, b"a", True), frm(4, 2, b"e", True), to(1, 2, b"d1", True),
+                       ev(5, raw.IN_MOVE_SELF), ev(3, raw.IN_DELETE_SELF), ev(3, raw.IN_IGNORED),
+                       frm(1, 3, b"d0", True), to(5, 3, b"a", True), ev(2, raw.IN_MOVE_SELF),
+                       frm(5, 4, b"a", True), to(1, 4, b"d0", True)))
+    assert [r[:3] for r in brief(out) if r[0] == "rename"] == [
+        ("rename", b"", b"/w/d2/e/a"), ("rename", b"/w/d2/e", b"/w/d1"), ("rename", b"/w/d0", b"/w/d1/a"),
+        ("rename", b"/w/d1/a", b"/w/d0")]
+    assert n.table.path(2) == b"/w/d1/a"
+    assert Watch(b"/w/d0") in out.actions
+    # The watched d0 is asked for at d1/a and the kernel gives its wd back: not scanned, so not fresh (a
+    # fresh directory's entries that no scan reported are dropped): a rename in it has both sides.
+    n.feed(raw.WatchAdded(1, 2, b"/w/d1/a"))
+    n.feed(raw.WatchAdded(2, 6, b"/w/d0"))
+    n.feed(raw.SourceNotice(3, "create", b"/w/d0/one", False, ("synthesized",)))
+    out = n.feed(batch(4, frm(2, 9, b"f0"), to(2, 9, b"g0"), frm(6, 10, b"one"), to(6, 10, b"uno"),
+                       frm(6, 11, b"gone"), to(6, 11, b"back"), drained=False))
+    assert [r[:3] for r in brief(out)] == [("rename", b"/w/d1/a/f0", b"/w/d1/a/g0"),
+                                           ("rename", b"/w/d0/one", b"/w/d0/uno"), ("rename", b"", b"/w/d0/back")]

@@ -396,3 +396,31 @@ def test_a_new_directory_exchanged_before_the_queue_emptied_leaves_no_record_out
     got = [(r.kind, rel(w, r.path), rel(w, r.dst)) for r in recs if r.kind in ("rename", "delete")]
     assert got == [("rename", "b", "d2"), ("rename", "d2", "b"), ("delete", "b/e/f1", ""), ("delete", "b/e", ""),
                    ("rename", "d2/k", "d2/k2")], got
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_directory_moved_in_then_exchanged_below_a_renamed_one_is_watched_where_it_ends(tmp_path: Path,
+                                                                                         backend: str) -> None:
+    """Before fsnorm reads: a populated directory moved in to d2/e/a, d2/e renamed onto the empty d1, then
+    d0 <-> d1/a exchanged. The directory that arrived ends at d0: its content must be reported there, and what
+    happens in it and in the old d0 (now d1/a) afterwards under their true paths. inotify kept the arrival by
+    its path (d2/e/a, stale after the rename above it), so the exchange moved d0's watch back to d0 and the
+    arrival was never watched nor scanned (tests/corpus/oracle/inotify-b5fcc23218ee.json)."""
+    w, out = tmp_path / "w", tmp_path / "out"
+    for d in ("w/d0", "w/d1", "w/d2/e", "out/in/sub"):
+        (tmp_path / d).mkdir(parents=True)
+    (w / "d0" / "f0").write_text("f0")
+    (out / "in" / "one").write_text("1")
+    (out / "in" / "sub" / "two").write_text("2")
+    with source(backend, [w]) as src:
+        os.rename(out / "in", w / "d2" / "e" / "a")
+        os.rename(w / "d2" / "e", w / "d1")
+        exchange(w / "d0", w / "d1" / "a")
+        recs = drain(src)  # type: ignore[arg-type]
+        os.rename(w / "d0" / "one", w / "d0" / "uno")
+        os.rename(w / "d0" / "sub" / "two", w / "d0" / "sub" / "dos")
+        os.rename(w / "d1" / "a" / "f0", w / "d1" / "a" / "g0")
+        later = drain(src)  # type: ignore[arg-type]
+    created = {rel(w, r.path) for r in recs if r.kind == "create"}
+    assert {"d0/one", "d0/sub", "d0/sub/two"} <= created, [(r.kind, rel(w, r.path)) for r in recs]
+    assert renames(w, later) == [("d0/one", "d0/uno"), ("d0/sub/two", "d0/sub/dos"), ("d1/a/f0", "d1/a/g0")]

@@ -28,6 +28,7 @@ from .actions import Fed, Watch
 from .base import NormalizerBase
 from .matcher import Half, MatcherSettings
 from .ownscan import SCAN_BITS
+from .rec import DirKey
 from .tree import WatchTable, join
 
 #: Single event bit -> record kind, for the bits that are plain one-path records.
@@ -63,12 +64,14 @@ class InotifyNormalizer(NormalizerBase):
         self._dir_from_by_path: dict[bytes, int] = {}
         #: Directories created or moved in during the current feed, as (parent wd, name) (NormalizerBase._act).
         self._new_dirs: list[tuple[int, bytes]] = []
-        #: Directories created or moved in during the current feed, not watched yet (by path), and those of them
-        #: a move landed on (path -> where that move came from). The table does not know them, so the second
-        #: half of a RENAME_EXCHANGE of one with a watched directory moves *it*, not the watched one (found by
-        #: tests/test_oracle.py: mkdir -p d2/a/p/q, then d1 <-> d2/a, before fsnorm read the create).
-        self._unwatched_new: set[bytes] = set()
-        self._unwatched_displaced: dict[bytes, bytes] = {}
+        #: Directories created or moved in during the current feed, not watched yet, and those of them a move
+        #: landed on (-> where that move came from), each as (parent wd, name): a path would go stale when a
+        #: directory above is renamed in the same feed (tests/corpus/oracle/inotify-b5fcc23218ee.json: a
+        #: directory moved in to d2/e/a, d2/e -> d1, then d0 <-> d1/a). The table does not know them, so the
+        #: second half of a RENAME_EXCHANGE of one with a watched directory moves *it*, not the watched one
+        #: (found by tests/test_oracle.py: mkdir -p d2/a/p/q, then d1 <-> d2/a, before fsnorm read the create).
+        self._unwatched_new: set[tuple[DirKey, bytes]] = set()
+        self._unwatched_displaced: dict[tuple[DirKey, bytes], tuple[DirKey, bytes]] = {}
         #: Directories fsnorm asked to watch (Watch actions, by path) and, once watched, *fresh* ones (by wd):
         #: watched and scanned while the queue may still hold events from between the watch and the listing.
         #: An entry that was there at the watch and gone at the listing was never reported, so its events (a
@@ -115,9 +118,10 @@ class InotifyNormalizer(NormalizerBase):
         m = self.matcher
         m.begin(item.t_ns)
         if isinstance(item, raw.WatchAdded):
+            known = item.wd in self.table
             self.table.add(item.wd, item.path)
             self._retired.discard(item.wd)
-            self._note_watch(item.wd, item.path)
+            self._note_watch(item.wd, item.path, known)
         elif isinstance(item, raw.WatchRemoved):
             self.table.remove(item.wd)
             self._retired.add(item.wd)
@@ -231,7 +235,7 @@ class InotifyNormalizer(NormalizerBase):
                     append(Rec(kind, prefix + name, is_dir, t, mask, None, b"", (), wd))
                 if is_dir and bit == raw.IN_CREATE:
                     self._new_dirs.append((wd, name))
-                    self._unwatched_new.add(prefix + name)
+                    self._unwatched_new.add((wd, name))
         if pf_path is not None:
             m.push_from(Half(pf_path, False, t, pf_mask, pf_cookie, pf_cookie, pf_wd), out)
         if batch.drained:
@@ -243,16 +247,21 @@ class InotifyNormalizer(NormalizerBase):
             if own:
                 self.own_scans.clear()
         m.end(t, batch.drained, out, backlog=batch.backlog, consumed=batch.nbytes)
-        if self._unwatched_new:
+        if self._unwatched_new or self._unwatched_displaced:
             self._unwatched_new.clear()
             self._unwatched_displaced.clear()
         return self._wake(self._act(out) if self._new_dirs or self._retire_requests else out)
 
-    def _note_watch(self, wd: int, path: bytes) -> None:
+    def _note_watch(self, wd: int, path: bytes, known: bool) -> None:
         """A watch was added: it is fresh if fsnorm asked for it, or if it lies in a fresh directory (the
-        scan of a new directory watches what it finds below)."""
-        if path in self._watch_asked or self._parent_key(path) in self._fresh:
+        scan of a new directory watches what it finds below); unless the kernel gave back a wd the table
+        holds (``known``): that directory was watched all along, the source does not scan it again, and its
+        events are the story (a watched directory exchanged with a new one before fsnorm read the arrival:
+        tests/test_truth.py)."""
+        asked = path in self._watch_asked
+        if asked:
             self._watch_asked.discard(path)
+        if not known and (asked or self._parent_key(path) in self._fresh):
             self._fresh.add(wd)
 
     def _parent_key(self, path: bytes) -> int | None:
@@ -325,25 +334,27 @@ class InotifyNormalizer(NormalizerBase):
     def _dir_arrived(self, rec: Rec, wd: int, name: bytes) -> None:
         """A directory MOVED_TO: move its watches if it came from inside the tree, else watch it anew."""
         src, dst = rec.path, rec.dst
+        here = (wd, name)
         if src and rec.cookie is not None:
             old = self._dir_from.pop(rec.cookie, None)
             if old is not None:
                 self._dir_from_by_path.pop(old, None)
-            if self._unwatched_displaced.get(src) == dst:
+            came = (rec.dir_key, src.rpartition(b"/")[2])
+            if self._unwatched_displaced.get(came) == here:
                 # The second half of an exchange with a directory not watched yet: that one moves (to dst).
-                del self._unwatched_displaced[src]
-                self._unwatched_new.add(dst)
-                self._new_dirs.append((wd, name))
+                del self._unwatched_displaced[came]
+                self._unwatched_new.add(here)
+                self._new_dirs.append(here)
                 return
             if self.table.key(src) is not None:
-                if dst in self._unwatched_new:
-                    self._unwatched_new.discard(dst)
-                    self._unwatched_displaced[dst] = src
+                if here in self._unwatched_new:
+                    self._unwatched_new.discard(here)
+                    self._unwatched_displaced[here] = came
                 self.table.move(src, dst)
                 return
-            self._unwatched_new.discard(src)
-        self._unwatched_new.add(dst)
-        self._new_dirs.append((wd, name))
+            self._unwatched_new.discard(came)
+        self._unwatched_new.add(here)
+        self._new_dirs.append(here)
 
     def _slow(self, wd: int, mask: int, cookie: int, name: bytes, t: int, out: list[Rec]) -> None:
         m = self.matcher
