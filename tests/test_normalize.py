@@ -309,3 +309,18 @@ def test_a_directory_not_watched_yet_is_known_by_its_parent_watch_not_its_path()
                        frm(6, 11, b"gone"), to(6, 11, b"back"), drained=False))
     assert [r[:3] for r in brief(out)] == [("rename", b"/w/d1/a/f0", b"/w/d1/a/g0"),
                                            ("rename", b"/w/d0/one", b"/w/d0/uno"), ("rename", b"", b"/w/d0/back")]
+
+
+def test_what_a_scan_reported_is_known_by_its_parent_watch_not_its_path() -> None:
+    """The kernel's CREATE of an entry a scan already reported is dropped (it is the same entry). mkdir b
+    with b/a in it (scanned), then b <-> d2 and a new b/a in the old d2, now at b: that CREATE is of another
+    entry and must be reported, and the scanned one's queued CREATE (on b's watch, now at d2) dropped. Kept
+    by path, the two were confused (tests/corpus/oracle/inotify-5aee4958484a.json)."""
+    n = norm_with((1, b"/w"), (2, b"/w/d2"))
+    n.feed(batch(0, ev(1, raw.IN_CREATE | raw.IN_ISDIR, b"b")))
+    n.feed(raw.WatchAdded(1, 4, b"/w/b"))
+    n.feed(raw.SourceNotice(2, "create", b"/w/b/a", False, ("synthesized",)))
+    out = n.feed(batch(3, frm(1, 7, b"b", True), to(1, 7, b"d2", True), ev(4, raw.IN_MOVE_SELF),
+                       frm(1, 8, b"d2", True), to(1, 8, b"b", True), ev(2, raw.IN_MOVE_SELF),
+                       ev(2, raw.IN_CREATE, b"a"), ev(4, raw.IN_CREATE, b"a"), drained=False))
+    assert [r for r in brief(out) if r[0] == "create"] == [("create", b"/w/b/a", [])]

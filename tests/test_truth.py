@@ -373,14 +373,23 @@ def test_directory_renamed_over_an_empty_one_and_back_keeps_true_paths(tmp_path:
     assert ends == [("delete_self", "w/y"), ("watch_end", "w/y")], ends
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+#: fanotify with inode marks scans a new directory too, and keeps what the scan reported by path as inotify did.
+_SCANNED_BY_PATH = pytest.mark.xfail(strict=True, reason="core/fanotify.py keeps what a scan reported by path "
+                                     "(_synthesized): the CREATE of b/k in the old d2, now at b, is taken for the "
+                                     "scanned entry's queued CREATE and dropped")
+
+
+@pytest.mark.parametrize("backend", ["inotify", pytest.param("fanotify-filesystem", marks=needs_root),
+                                     pytest.param("fanotify-inode", marks=_SCANNED_BY_PATH)])
 def test_a_new_directory_exchanged_before_the_queue_emptied_leaves_no_record_out(tmp_path: Path,
                                                                                  backend: str) -> None:
     """mkdir b (read: fsnorm watches and scans it, and checks what comes next against that scan until the
     queue is seen empty), then renameat2(b, d2, RENAME_EXCHANGE) and, in the same breath, rm -r b/e (the old
-    d2's e) and a rename inside the new directory, now at d2. Every delete and rename must be reported at its
-    true path: inotify kept the new directory's freshness at the path b and dropped the DELETE of e
-    (tests/corpus/oracle/inotify-beec74b35425.json)."""
+    d2's e), a rename inside the new directory, now at d2, and a new b/k in the old d2 (the name the scan of
+    the new directory reported). Every record must come at its true path: inotify kept the new directory's
+    freshness at the path b and dropped the DELETE of e (tests/corpus/oracle/inotify-beec74b35425.json), and
+    kept what the scan reported by path, so the CREATE of b/k was taken for the scanned entry's and dropped
+    (inotify-5aee4958484a.json)."""
     w = tmp_path / "w"
     (w / "d2" / "e").mkdir(parents=True)
     (w / "d2" / "e" / "f1").write_text("f1")
@@ -392,10 +401,12 @@ def test_a_new_directory_exchanged_before_the_queue_emptied_leaves_no_record_out
         (w / "b" / "e" / "f1").unlink()
         (w / "b" / "e").rmdir()
         os.rename(w / "d2" / "k", w / "d2" / "k2")
-        recs += drain(src)  # type: ignore[arg-type]
-    got = [(r.kind, rel(w, r.path), rel(w, r.dst)) for r in recs if r.kind in ("rename", "delete")]
+        (w / "b" / "k").write_text("k")
+        later = drain(src)  # type: ignore[arg-type]
+    assert [(r.kind, rel(w, r.path)) for r in recs if r.kind == "create"] == [("create", "b"), ("create", "b/k")]
+    got = [(r.kind, rel(w, r.path), rel(w, r.dst)) for r in later if r.kind in ("rename", "delete", "create")]
     assert got == [("rename", "b", "d2"), ("rename", "d2", "b"), ("delete", "b/e/f1", ""), ("delete", "b/e", ""),
-                   ("rename", "d2/k", "d2/k2")], got
+                   ("rename", "d2/k", "d2/k2"), ("create", "b/k", "")], got
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

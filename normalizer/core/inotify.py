@@ -83,6 +83,11 @@ class InotifyNormalizer(NormalizerBase):
         #: under its new path, and the directory that took its old path is not (tests/corpus/oracle/
         #: inotify-beec74b35425.json: mkdir b, read, b <-> d2, rm -r b/e: the DELETE of e was dropped).
         self._watch_asked: set[bytes] = set()
+        #: Entries a scan reported (synthesized creates) whose kernel CREATE may still be queued, as (parent
+        #: wd, name): that CREATE is dropped. Used instead of the base class's path-keyed ``_synthesized``: a
+        #: directory exchanged with the one scanned would have its CREATE of the same name dropped
+        #: (tests/corpus/oracle/inotify-5aee4958484a.json).
+        self._scanned: set[tuple[int, bytes]] = set()
         self._fresh: set[int] = set()
         self._fresh_known: set[tuple[int, bytes]] = set()
         self.dropped_prescan = 0
@@ -126,15 +131,13 @@ class InotifyNormalizer(NormalizerBase):
             self.table.remove(item.wd)
             self._retired.add(item.wd)
         elif isinstance(item, raw.Tick):
-            self._synthesized.clear()
+            self._scanned.clear()
             self.own_scans.clear()
             m.advance(item.t_ns, out)
             return self._wake(out)
         elif isinstance(item, raw.SourceNotice):
             if item.kind == "create" and Flag.SYNTHESIZED in item.flags:
-                self._synthesized.add(item.path)
-                if self._fresh:
-                    self._known_to_scan(item.path)
+                self._known_to_scan(item.path)
                 self.tmpfiles.appeared(item.path, item.path.rpartition(b"/")[2])
             rec = Rec.note(item.kind, item.path, item.is_dir, item.t_ns, 0, flags=item.flags,
                            message=item.message or None)
@@ -165,7 +168,7 @@ class InotifyNormalizer(NormalizerBase):
         moved_from, moved_to = raw.IN_MOVED_FROM, raw.IN_MOVED_TO
         isdir_bit = raw.IN_ISDIR
         kinds = _KIND_BY_BIT
-        synthesized = self._synthesized
+        scanned = self._scanned
         fresh = self._fresh
         tmpfiles = self.tmpfiles
         own = self.own_scans.expected
@@ -195,8 +198,8 @@ class InotifyNormalizer(NormalizerBase):
             if bit == moved_from:
                 if fresh and wd in fresh and self._vanished_before_scan(bit, wd, name):
                     continue  # never reported: its MOVED_TO, if any, is a move in (one-sided)
-                if synthesized:
-                    synthesized.discard(prefix + name)
+                if scanned:
+                    scanned.discard((wd, name))
                 if name[0] == 35:
                     tmpfiles.gone(prefix + name)
                 if mask == bit and cookie not in pending:
@@ -218,7 +221,7 @@ class InotifyNormalizer(NormalizerBase):
                     tmpfiles.appeared(prefix + name, name)
             else:
                 kind = kinds.get(bit)
-                if kind is None or (synthesized and self._seen_by_scan(bit, prefix + name)):
+                if kind is None or (scanned and self._seen_by_scan(bit, wd, name)):
                     if kind is None:
                         self._slow(wd, mask, cookie, name, t, out)
                     continue
@@ -239,7 +242,7 @@ class InotifyNormalizer(NormalizerBase):
         if pf_path is not None:
             m.push_from(Half(pf_path, False, t, pf_mask, pf_cookie, pf_cookie, pf_wd), out)
         if batch.drained:
-            self._synthesized.clear()
+            scanned.clear()
             if fresh:
                 fresh.clear()
                 self._fresh_known.clear()
@@ -269,10 +272,15 @@ class InotifyNormalizer(NormalizerBase):
         return self.table.key(path.rstrip(b"/").rpartition(b"/")[0] or b"/")
 
     def _known_to_scan(self, path: bytes) -> None:
-        """A scan reported ``path``: if its directory is fresh, its events are reported (see ``_fresh``)."""
+        """A scan reported ``path``: the kernel's CREATE of it, if one is queued, is dropped (``_scanned``),
+        and if its directory is fresh, its events are reported (see ``_fresh``)."""
         wd = self._parent_key(path)
-        if wd is not None and wd in self._fresh:
-            self._fresh_known.add((wd, path.rstrip(b"/").rpartition(b"/")[2]))
+        if wd is None:
+            return
+        key = (wd, path.rstrip(b"/").rpartition(b"/")[2])
+        self._scanned.add(key)
+        if wd in self._fresh:
+            self._fresh_known.add(key)
 
     def _vanished_before_scan(self, bit: int, wd: int, name: bytes) -> bool:
         """True for an event on an entry of a fresh directory that its scan did not report and the kernel did
@@ -285,17 +293,18 @@ class InotifyNormalizer(NormalizerBase):
         self.dropped_prescan += 1
         return True
 
-    def _seen_by_scan(self, bit: int, path: bytes) -> bool:
+    def _seen_by_scan(self, bit: int, wd: int, name: bytes) -> bool:
         """True if this event is the kernel's CREATE for an entry a scan already reported (drop it). A delete
-        (here) or move away (in the hot loop) of such a path ends that, so a later CREATE is reported."""
-        synthesized = self._synthesized
-        if path not in synthesized:
+        (here) or move away (in the hot loop) of such an entry ends that, so a later CREATE is reported."""
+        scanned = self._scanned
+        key = (wd, name)
+        if key not in scanned:
             return False
         if bit == raw.IN_CREATE:
-            synthesized.discard(path)
+            scanned.discard(key)
             return True
         if bit == raw.IN_DELETE:
-            synthesized.discard(path)
+            scanned.discard(key)
         return False
 
     def _dropped(self, bit: int, path: bytes, name: bytes, is_dir: bool) -> bool:
