@@ -324,3 +324,23 @@ def test_what_a_scan_reported_is_known_by_its_parent_watch_not_its_path() -> Non
                        frm(1, 8, b"d2", True), to(1, 8, b"b", True), ev(2, raw.IN_MOVE_SELF),
                        ev(2, raw.IN_CREATE, b"a"), ev(4, raw.IN_CREATE, b"a"), drained=False))
     assert [r for r in brief(out) if r[0] == "create"] == [("create", b"/w/b/a", [])]
+
+
+def test_a_directory_that_left_before_it_was_watched_takes_no_move_self_of_another() -> None:
+    """In one read: mkdir b, b moved out of the tree (not watched yet: no MOVE_SELF will come for it), d2 moved
+    to b and back. d2's MOVE_SELF, at path b, must not be taken for the departed b's (which ended d2's watches
+    as if d2 had left, and its content came again as synthesized creates: tests/corpus/oracle/
+    inotify-d69cbecee9ee.json), nor the move back for an exchange with the departed b."""
+    from helpers import MS
+
+    from normalizer.core.actions import Unwatch
+
+    n = norm_with((1, b"/w"), (3, b"/w/d2"), (4, b"/w/d2/e"))
+    out = n.feed(batch(0, ev(1, raw.IN_CREATE | raw.IN_ISDIR, b"b"), frm(1, 5, b"b", True),
+                       frm(1, 6, b"d2", True), to(1, 6, b"b", True), ev(3, raw.IN_MOVE_SELF),
+                       frm(1, 7, b"b", True), to(1, 7, b"d2", True), ev(3, raw.IN_MOVE_SELF)))
+    assert not [a for a in out.actions if isinstance(a, Unwatch)]
+    assert (n.table.path(3), n.table.path(4)) == (b"/w/d2", b"/w/d2/e")
+    out += n.feed(raw.Tick(n.matcher.window_ns + MS))
+    assert [r[:3] for r in brief(out) if r[0] == "rename"] == [
+        ("rename", b"/w/b", b""), ("rename", b"/w/d2", b"/w/b"), ("rename", b"/w/b", b"/w/d2")]

@@ -435,3 +435,25 @@ def test_a_directory_moved_in_then_exchanged_below_a_renamed_one_is_watched_wher
     created = {rel(w, r.path) for r in recs if r.kind == "create"}
     assert {"d0/one", "d0/sub", "d0/sub/two"} <= created, [(r.kind, rel(w, r.path)) for r in recs]
     assert renames(w, later) == [("d0/one", "d0/uno"), ("d0/sub/two", "d0/sub/dos"), ("d1/a/f0", "d1/a/g0")]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_directory_moved_where_a_departed_new_one_was_keeps_its_watches(tmp_path: Path, backend: str) -> None:
+    """Before fsnorm reads: mkdir b, b moved out of the tree, d2 (with d2/e/f1) moved to b and back to d2.
+    d2 must keep its watches and its content must not be reported again (inotify took d2's MOVE_SELF at b for
+    the departed b's, ended d2's watches and listed it anew: synthesized creates of what the records already
+    had; tests/corpus/oracle/inotify-d69cbecee9ee.json); a rename in d2/e afterwards has both sides."""
+    w, out = tmp_path / "w", tmp_path / "out"
+    (w / "d2" / "e").mkdir(parents=True)
+    (w / "d2" / "e" / "f1").write_text("f1")
+    out.mkdir()
+    with source(backend, [w]) as src:
+        (w / "b").mkdir()
+        os.rename(w / "b", out / "b")
+        os.rename(w / "d2", w / "b")
+        os.rename(w / "b", w / "d2")
+        recs = drain(src)  # type: ignore[arg-type]
+        os.rename(w / "d2" / "e" / "f1", w / "d2" / "e" / "g1")
+        recs += drain(src)  # type: ignore[arg-type]
+    assert [(r.kind, rel(w, r.path)) for r in recs if r.kind == "create"] == [("create", "b")]
+    assert renames(w, recs) == [("b", ""), ("d2", "b"), ("b", "d2"), ("d2/e/f1", "d2/e/g1")]

@@ -208,7 +208,7 @@ class InotifyNormalizer(NormalizerBase):
                 is_dir = mask & isdir_bit != 0
                 m.push_from(Half(prefix + name, is_dir, t, mask, cookie, cookie, wd), out)
                 if is_dir:
-                    self._dir_left(cookie, prefix + name)
+                    self._dir_left(cookie, prefix + name, wd, name)
             elif bit == moved_to:
                 is_dir = mask & isdir_bit != 0
                 if fresh and wd in fresh:
@@ -326,19 +326,27 @@ class InotifyNormalizer(NormalizerBase):
 
     # -- the less common cases -----------------------------------------------------------------------------
 
-    def _dir_left(self, cookie: int, path: bytes) -> None:
-        """A directory MOVED_FROM: remember it until its MOVED_TO or its MOVE_SELF says where it went."""
+    def _dir_left(self, cookie: int, path: bytes, wd: int, name: bytes) -> None:
+        """A directory MOVED_FROM: remember it until its MOVED_TO or its MOVE_SELF says where it went. Only a
+        watched directory gets a MOVE_SELF: one the table does not know (created or moved in during this
+        read, not watched yet) is no longer at its place, and no MOVE_SELF of whatever lands there later may
+        be taken for its own (``mkdir b; mv b out; mv d2 b`` in one read: d2's MOVE_SELF, at path b, ended
+        d2's watches as if d2 had left; tests/corpus/oracle/inotify-d69cbecee9ee.json)."""
         if len(self._dir_from) >= 4096:
             self._prune_dir_from()
         self._dir_from[cookie] = path
-        self._dir_from_by_path[path] = cookie
+        if self.table.key(path) is not None:
+            self._dir_from_by_path[path] = cookie
+        else:
+            self._unwatched_new.discard((wd, name))
 
     def _prune_dir_from(self) -> None:
         """Forget directory first halves that are final and never saw a MOVE_SELF (unwatched directories)."""
         for cookie, path in list(self._dir_from.items()):
             if not self.matcher.is_waiting(cookie):
                 del self._dir_from[cookie]
-                self._dir_from_by_path.pop(path, None)
+                if self._dir_from_by_path.get(path) == cookie:
+                    del self._dir_from_by_path[path]
 
     def _dir_arrived(self, rec: Rec, wd: int, name: bytes) -> None:
         """A directory MOVED_TO: move its watches if it came from inside the tree, else watch it anew."""
@@ -346,8 +354,8 @@ class InotifyNormalizer(NormalizerBase):
         here = (wd, name)
         if src and rec.cookie is not None:
             old = self._dir_from.pop(rec.cookie, None)
-            if old is not None:
-                self._dir_from_by_path.pop(old, None)
+            if old is not None and self._dir_from_by_path.get(old) == rec.cookie:
+                del self._dir_from_by_path[old]
             came = (rec.dir_key, src.rpartition(b"/")[2])
             if self._unwatched_displaced.get(came) == here:
                 # The second half of an exchange with a directory not watched yet: that one moves (to dst).
@@ -385,7 +393,7 @@ class InotifyNormalizer(NormalizerBase):
             m.push_from(Half(full, is_dir, t, mask, cookie, cookie, wd), out)
             self.tmpfiles.gone(full)
             if is_dir:
-                self._dir_left(cookie, full)
+                self._dir_left(cookie, full, wd, name)
         elif bits == raw.IN_MOVED_TO:
             if self._fresh and wd in self._fresh:
                 self._fresh_known.add((wd, name))
