@@ -27,7 +27,9 @@ gives exactly the events of ``mv a b`` (over an existing ``b``) followed by ``mv
 the watched part gives ``-> X`` then ``X ->``, exactly what a move in onto ``X`` followed by a move out of ``X``
 gives; and since inotify coalesces identical adjacent events without comparing cookies, a rename onto ``X``
 right before such an exchange swallows the exchange's ``MOVED_TO X``, leaving ``... -> X`` then ``X ->`` (the
-README lists this coalescing among the kernel's limits). Where a rename is followed by its mirror (``a -> b``
+README lists this coalescing among the kernel's limits); the same coalescing can swallow the ``MOVED_FROM Y`` of
+an exchange of X and Y behind an identical one, leaving ``-> X`` then ``X -> Y``, also read both ways. Where a
+rename is followed by its mirror (``a -> b``
 then ``b -> a`` onto an entry the rebuilt tree holds, or ``... -> X`` then ``X ->``), the rebuilder
 follows both readings and accepts the program if either ends in the real tree with no untrue record. fanotify
 tells the two apart by the moved objects' handles (``object_id``): they differ for an exchange and are the same
@@ -715,9 +717,39 @@ class Rebuilder:
                 say(f"{where}: moves a {_kind(tree[src])} reported as {_kind(rec.is_dir)}")
             _remove(tree, src)
         elif dst is not None:
+            j = self._coalesced_exchange(records, i, rec, tree)
+            if j is not None:  # "-> X" then "X -> Y": maybe X <-> Y whose MOVED_FROM Y the kernel coalesced
+                swapped = reading.fork()
+                _swap(swapped.tree, dst, self.rel(records[j].dst) or "")
+                swapped.choices.append(f"records {i} and {j} read as one RENAME_EXCHANGE (MOVED_FROM coalesced)")
+                swapped.skip = swapped.skip | {j}
+                out = [reading, swapped]
             _remove(tree, dst)
             tree[dst] = rec.is_dir
         return out
+
+    def _coalesced_exchange(self, records: Sequence[Rec], i: int, rec: Rec, tree: Tree) -> int | None:
+        """For a dst-only ``-> X`` at ``i`` (inotify): the index of the next rename if it is ``X -> Y`` and
+        the pair can be ``renameat2(X, Y, RENAME_EXCHANGE)`` whose ``MOVED_FROM Y`` the kernel coalesced
+        into an identical one just before it (same wd, mask and name, cookie not compared: two exchanges of
+        one name back to back; README, Limits): X and Y in the tree with the types the two records say."""
+        if rec.object_id:
+            return None
+        x = self.rel(rec.dst)
+        if not x or x not in tree:
+            return None
+        j = None
+        for k in range(i + 1, len(records)):
+            nxt = records[k]
+            if nxt.kind in ("rename", "create", "delete"):
+                j = k if nxt.kind == "rename" and nxt.path == rec.dst and nxt.dst else None
+                break
+        if j is None:
+            return None
+        y = self.rel(records[j].dst)
+        if not y or y not in tree or tree[x] != records[j].is_dir or tree[y] != rec.is_dir:
+            return None
+        return j
 
     @staticmethod
     def _arrival(records: Sequence[Rec], i: int, rec: Rec) -> int | None:
