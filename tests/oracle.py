@@ -27,7 +27,9 @@ gives exactly the events of ``mv a b`` (over an existing ``b``) followed by ``mv
 the watched part gives ``-> X`` then ``X ->``, exactly what a move in onto ``X`` followed by a move out of ``X``
 gives; and since inotify coalesces identical adjacent events without comparing cookies, a rename onto ``X``
 right before such an exchange swallows the exchange's ``MOVED_TO X``, leaving ``... -> X`` then ``X ->`` (the
-README lists this coalescing among the kernel's limits). Where a rename is followed by its mirror (``a -> b``
+README lists this coalescing among the kernel's limits); the same coalescing can swallow the ``MOVED_FROM Y`` of
+an exchange of X and Y behind an identical one, leaving ``-> X`` then ``X -> Y``, also read both ways. Where a
+rename is followed by its mirror (``a -> b``
 then ``b -> a`` onto an entry the rebuilt tree holds, or ``... -> X`` then ``X ->``), the rebuilder
 follows both readings and accepts the program if either ends in the real tree with no untrue record. fanotify
 tells the two apart by the moved objects' handles (``object_id``): they differ for an exchange and are the same
@@ -70,6 +72,10 @@ class Op:
     def apply(self, w: Path, out: Path) -> None:
         raise NotImplementedError
 
+    def model(self, m: Model) -> bool:
+        """Do to the oracle's model what :meth:`apply` does to the kernel; False if the kernel refuses it."""
+        raise NotImplementedError
+
     def to_json(self) -> dict[str, Any]:
         return {"op": self.kind, **dataclasses.asdict(self)}
 
@@ -84,6 +90,9 @@ class CreateFile(Op):
         with open(w / self.path, "x") as f:
             f.write(self.data)
 
+    def model(self, m: Model) -> bool:
+        return m.add(self.path, "f")
+
 
 @dataclass(frozen=True)
 class Write(Op):
@@ -97,6 +106,9 @@ class Write(Op):
         with open(w / self.path, "a") as f:
             f.write(self.data)
 
+    def model(self, m: Model) -> bool:
+        return m.t.get(self.path) == "f"
+
 
 @dataclass(frozen=True)
 class Mkdir(Op):
@@ -105,6 +117,9 @@ class Mkdir(Op):
 
     def apply(self, w: Path, out: Path) -> None:
         os.mkdir(w / self.path)
+
+    def model(self, m: Model) -> bool:
+        return m.add(self.path, "d")
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,15 @@ class MakeDeep(Op):
         os.makedirs(w / self.path)
         (w / self.path / self.file).write_text("deep")
 
+    def model(self, m: Model) -> bool:
+        parts = self.path.split("/")
+        prefixes = ["/".join(parts[:k]) for k in range(1, len(parts) + 1)]
+        if self.path in m.t or any(m.t.get(p, "d") != "d" for p in prefixes):
+            return False
+        m.t.update(dict.fromkeys(prefixes, "d"))
+        m.t[f"{self.path}/{self.file}"] = "f"
+        return True
+
 
 @dataclass(frozen=True)
 class Remove(Op):
@@ -129,6 +153,9 @@ class Remove(Op):
 
     def apply(self, w: Path, out: Path) -> None:
         os.unlink(w / self.path)
+
+    def model(self, m: Model) -> bool:
+        return m.t.get(self.path) in ("f", "l") and bool(m.take(self.path))
 
 
 @dataclass(frozen=True)
@@ -144,6 +171,9 @@ class RemoveTree(Op):
             raise NotADirectoryError(20, "not a directory", str(target))
         shutil.rmtree(target)
 
+    def model(self, m: Model) -> bool:
+        return m.t.get(self.path) == "d" and bool(m.take(self.path))
+
 
 @dataclass(frozen=True)
 class Rename(Op):
@@ -155,6 +185,12 @@ class Rename(Op):
 
     def apply(self, w: Path, out: Path) -> None:
         os.rename(w / self.src, w / self.dst)
+
+    def model(self, m: Model) -> bool:
+        if not m.can_land(self.src, self.dst):
+            return False
+        m.put(self.dst, m.take(self.src))
+        return True
 
 
 @dataclass(frozen=True)
@@ -172,6 +208,9 @@ class MoveOut(Op):
         elif target.exists() or target.is_symlink():
             target.unlink()
         os.rename(w / self.src, target)
+
+    def model(self, m: Model) -> bool:
+        return bool(m.take(self.src))
 
 
 @dataclass(frozen=True)
@@ -194,6 +233,14 @@ class MoveIn(Op):
             staged.write_text("moved in")
         os.rename(staged, w / self.dst)
 
+    def model(self, m: Model) -> bool:
+        kind = m.t.get(self.dst)
+        if not _parent_ok(m.tree(), self.dst) or (
+                kind is not None and ((kind == "d") != self.is_dir or (self.is_dir and m.children(self.dst)))):
+            return False
+        m.put(self.dst, {"": "d", "/sub": "d", "/one": "f", "/sub/two": "f"} if self.is_dir else {"": "f"})
+        return True
+
 
 @dataclass(frozen=True)
 class Exchange(Op):
@@ -206,6 +253,15 @@ class Exchange(Op):
 
     def apply(self, w: Path, out: Path) -> None:
         exchange(w / self.a, w / self.b)
+
+    def model(self, m: Model) -> bool:
+        a, b = self.a, self.b
+        if a not in m.t or b not in m.t or a == b or a.startswith(b + "/") or b.startswith(a + "/"):
+            return False
+        sub_a, sub_b = m.take(a), m.take(b)
+        m.put(b, sub_a)
+        m.put(a, sub_b)
+        return True
 
     @property
     def gate(self) -> str:
@@ -229,6 +285,13 @@ class AwayAndBack(Op):
         if self.file:
             os.rename(w / self.top / (self.file + ".r"), w / self.top / self.file)
 
+    def model(self, m: Model) -> bool:
+        t = m.t
+        if t.get(self.top) != "d" or "/" in self.top or self.away in t or "/" in self.away:
+            return False
+        file = f"{self.top}/{self.file}"
+        return not self.file or (t.get(file) in ("f", "l") and f"{file}.r" not in t)
+
 
 @dataclass(frozen=True)
 class Symlink(Op):
@@ -238,6 +301,9 @@ class Symlink(Op):
 
     def apply(self, w: Path, out: Path) -> None:
         os.symlink(self.target, w / self.path)
+
+    def model(self, m: Model) -> bool:
+        return m.add(self.path, "l")
 
 
 _O_TMPFILE = getattr(os, "O_TMPFILE", 0o20200000)
@@ -272,6 +338,9 @@ class TmpFile(Op):
         finally:
             os.close(fd)
 
+    def model(self, m: Model) -> bool:
+        return m.add("/".join(x for x in (self.dir, self.name) if x), "f")
+
 
 @dataclass(frozen=True)
 class Pump(Op):
@@ -282,6 +351,9 @@ class Pump(Op):
 
     def apply(self, w: Path, out: Path) -> None:  # the runner handles it
         pass
+
+    def model(self, m: Model) -> bool:
+        return True
 
 
 OPS: dict[str, type[Op]] = {c.kind: c for c in (CreateFile, Write, Mkdir, MakeDeep, Remove, RemoveTree, Rename,
@@ -645,9 +717,39 @@ class Rebuilder:
                 say(f"{where}: moves a {_kind(tree[src])} reported as {_kind(rec.is_dir)}")
             _remove(tree, src)
         elif dst is not None:
+            j = self._coalesced_exchange(records, i, rec, tree)
+            if j is not None:  # "-> X" then "X -> Y": maybe X <-> Y whose MOVED_FROM Y the kernel coalesced
+                swapped = reading.fork()
+                _swap(swapped.tree, dst, self.rel(records[j].dst) or "")
+                swapped.choices.append(f"records {i} and {j} read as one RENAME_EXCHANGE (MOVED_FROM coalesced)")
+                swapped.skip = swapped.skip | {j}
+                out = [reading, swapped]
             _remove(tree, dst)
             tree[dst] = rec.is_dir
         return out
+
+    def _coalesced_exchange(self, records: Sequence[Rec], i: int, rec: Rec, tree: Tree) -> int | None:
+        """For a dst-only ``-> X`` at ``i`` (inotify): the index of the next rename if it is ``X -> Y`` and
+        the pair can be ``renameat2(X, Y, RENAME_EXCHANGE)`` whose ``MOVED_FROM Y`` the kernel coalesced
+        into an identical one just before it (same wd, mask and name, cookie not compared: two exchanges of
+        one name back to back; README, Limits): X and Y in the tree with the types the two records say."""
+        if rec.object_id:
+            return None
+        x = self.rel(rec.dst)
+        if not x or x not in tree:
+            return None
+        j = None
+        for k in range(i + 1, len(records)):
+            nxt = records[k]
+            if nxt.kind in ("rename", "create", "delete"):
+                j = k if nxt.kind == "rename" and nxt.path == rec.dst and nxt.dst else None
+                break
+        if j is None:
+            return None
+        y = self.rel(records[j].dst)
+        if not y or y not in tree or tree[x] != records[j].is_dir or tree[y] != rec.is_dir:
+            return None
+        return j
 
     @staticmethod
     def _arrival(records: Sequence[Rec], i: int, rec: Rec) -> int | None:
@@ -785,81 +887,28 @@ class Model:
                 return False
         return True
 
-    def _take(self, path: str) -> dict[str, str]:
+    def take(self, path: str) -> dict[str, str]:
+        """Remove ``path``'s subtree; return it relative to ``path`` ('' for ``path`` itself)."""
         sub = {p: self.t.pop(p) for p in _subtree(self.tree(), path)}
         return {p[len(path):]: k for p, k in sub.items()}
 
-    def _put(self, path: str, sub: dict[str, str]) -> None:
+    def put(self, path: str, sub: dict[str, str]) -> None:
+        """Place a subtree (as :meth:`take` returns it) at ``path``, replacing what was there."""
+        if path in self.t:
+            self.take(path)
         for rest, k in sub.items():
             self.t[path + rest] = k
 
+    def add(self, path: str, kind: str) -> bool:
+        """A new entry (create, mkdir, symlink): refused where one exists or its directory does not."""
+        if path in self.t or not _parent_ok(self.tree(), path):
+            return False
+        self.t[path] = kind
+        return True
+
     def apply(self, op: Op) -> bool:
-        t = self.t
-        if isinstance(op, Pump):
-            return True
-        if isinstance(op, CreateFile | MakeDeep | Mkdir | Symlink | TmpFile):
-            path = op.path if not isinstance(op, TmpFile) else "/".join(x for x in (op.dir, op.name) if x)
-            if isinstance(op, MakeDeep):
-                parts = op.path.split("/")
-                prefixes = ["/".join(parts[:k]) for k in range(1, len(parts) + 1)]
-                if op.path in t or any(t.get(p, "d") != "d" for p in prefixes):
-                    return False
-                for p in prefixes:
-                    t[p] = "d"
-                t[f"{op.path}/{op.file}"] = "f"
-                return True
-            if path in t or not _parent_ok(self.tree(), path):
-                return False
-            t[path] = {Mkdir: "d", Symlink: "l"}.get(type(op), "f")
-            return True
-        if isinstance(op, Write):
-            return t.get(op.path) == "f"
-        if isinstance(op, Remove):
-            if t.get(op.path) not in ("f", "l"):
-                return False
-            del t[op.path]
-            return True
-        if isinstance(op, RemoveTree):
-            if t.get(op.path) != "d":
-                return False
-            self._take(op.path)
-            return True
-        if isinstance(op, Rename):
-            if not self.can_land(op.src, op.dst):
-                return False
-            sub = self._take(op.src)
-            if op.dst in t:
-                self._take(op.dst)
-            self._put(op.dst, sub)
-            return True
-        if isinstance(op, MoveOut):
-            if op.src not in t:
-                return False
-            self._take(op.src)
-            return True
-        if isinstance(op, MoveIn):
-            if not _parent_ok(self.tree(), op.dst):
-                return False
-            if op.dst in t and ((t[op.dst] == "d") != op.is_dir or (op.is_dir and self.children(op.dst))):
-                return False
-            if op.dst in t:
-                self._take(op.dst)
-            self._put(op.dst, {"": "d", "/sub": "d", "/one": "f", "/sub/two": "f"} if op.is_dir else {"": "f"})
-            return True
-        if isinstance(op, Exchange):
-            a, b = op.a, op.b
-            if a not in t or b not in t or a == b or a.startswith(b + "/") or b.startswith(a + "/"):
-                return False
-            sub_a, sub_b = self._take(a), self._take(b)
-            self._put(b, sub_a)
-            self._put(a, sub_b)
-            return True
-        if isinstance(op, AwayAndBack):
-            if t.get(op.top) != "d" or "/" in op.top or op.away in t or "/" in op.away:
-                return False
-            return not op.file or (t.get(f"{op.top}/{op.file}") in ("f", "l")
-                                   and f"{op.top}/{op.file}.r" not in t)
-        raise AssertionError(f"no model for {op!r}")
+        """Apply ``op`` to the model (each operation says how: :meth:`Op.model`); False if refused."""
+        return op.model(self)
 
 
 def model_tree(program: Program) -> Tree | None:

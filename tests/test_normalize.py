@@ -262,3 +262,85 @@ def test_a_move_away_of_an_entry_gone_between_the_watch_and_the_scan_is_a_move_i
     assert brief(out) == [("rename", b"", b"/w/pack", ["unwatched"]), ("rename", b"/w/xx/obj", b"/w/obj2", [])]
     assert n.dropped_prescan == 2
     assert n.close() == []  # nothing waits for "gone"
+
+
+def test_a_new_directory_stays_fresh_under_its_watch_not_its_path() -> None:
+    """A new directory is fresh (its events before the queue was seen empty are checked against its scan)
+    by its watch, not by its path: after ``mkdir b`` (watched, scanned) and ``renameat2(b, d2,
+    RENAME_EXCHANGE)``, ``b`` is the old ``d2``, whose ``rm -r b/e`` must be reported (the path-keyed check
+    dropped the DELETE of ``e`` as an entry the scan of ``b`` never saw: tests/corpus/oracle/inotify-
+    beec74b35425.json); and the new directory, now at ``d2``, still drops an entry its scan never reported."""
+    n = norm_with((1, b"/w"), (2, b"/w/d2"), (3, b"/w/d2/e"))
+    assert n.feed(batch(0, ev(1, raw.IN_CREATE | raw.IN_ISDIR, b"b"))).actions == (Watch(b"/w/b"),)
+    n.feed(raw.WatchAdded(1, 4, b"/w/b"))
+    n.feed(raw.SourceNotice(2, "create", b"/w/b/obj", False, ("synthesized",)))
+    out = n.feed(batch(3, frm(1, 7, b"b", True), to(1, 7, b"d2", True), ev(4, raw.IN_MOVE_SELF),
+                       frm(1, 8, b"d2", True), to(1, 8, b"b", True), ev(2, raw.IN_MOVE_SELF),
+                       ev(3, raw.IN_DELETE, b"f1"), ev(3, raw.IN_DELETE_SELF), ev(3, raw.IN_IGNORED),
+                       ev(2, raw.IN_DELETE | raw.IN_ISDIR, b"e"),
+                       ev(4, raw.IN_DELETE, b"tmp"), ev(4, raw.IN_DELETE, b"obj"), drained=False))
+    deletes = [r for r in brief(out) if r[0] == "delete"]
+    assert deletes == [("delete", b"/w/b/e/f1", []), ("delete", b"/w/b/e", []), ("delete", b"/w/d2/obj", [])]
+    assert n.dropped_prescan == 1
+
+
+def test_a_directory_not_watched_yet_is_known_by_its_parent_watch_not_its_path() -> None:
+    """In one read: a directory moved in to d2/e/a (not watched yet), d2/e renamed onto the empty d1, then
+    d0 <-> d1/a exchanged (tests/corpus/oracle/inotify-b5fcc23218ee.json). The directory that arrived is known
+    as (parent wd, name), which the rename above it does not change: the exchange's second half moves *it* to
+    d0 (to be watched and scanned there), and the watched d0 stays at d1/a. Kept by path (d2/e/a, stale after
+    d2/e -> d1), the exchange moved d0's watch back to d0 and the arrival's content was never reported."""
+    n = norm_with((1, b"/w"), (2, b"/w/d0"), (3, b"/w/d1"), (4, b"/w/d2"), (5, b"/w/d2/e"))
+    out = n.feed(batch(0, to(5, 1, b"a", True), frm(4, 2, b"e", True), to(1, 2, b"d1", True),
+                       ev(5, raw.IN_MOVE_SELF), ev(3, raw.IN_DELETE_SELF), ev(3, raw.IN_IGNORED),
+                       frm(1, 3, b"d0", True), to(5, 3, b"a", True), ev(2, raw.IN_MOVE_SELF),
+                       frm(5, 4, b"a", True), to(1, 4, b"d0", True)))
+    assert [r[:3] for r in brief(out) if r[0] == "rename"] == [
+        ("rename", b"", b"/w/d2/e/a"), ("rename", b"/w/d2/e", b"/w/d1"), ("rename", b"/w/d0", b"/w/d1/a"),
+        ("rename", b"/w/d1/a", b"/w/d0")]
+    assert n.table.path(2) == b"/w/d1/a"
+    assert Watch(b"/w/d0") in out.actions
+    # The watched d0 is asked for at d1/a and the kernel gives its wd back: not scanned, so not fresh (a
+    # fresh directory's entries that no scan reported are dropped): a rename in it has both sides.
+    n.feed(raw.WatchAdded(1, 2, b"/w/d1/a"))
+    n.feed(raw.WatchAdded(2, 6, b"/w/d0"))
+    n.feed(raw.SourceNotice(3, "create", b"/w/d0/one", False, ("synthesized",)))
+    out = n.feed(batch(4, frm(2, 9, b"f0"), to(2, 9, b"g0"), frm(6, 10, b"one"), to(6, 10, b"uno"),
+                       frm(6, 11, b"gone"), to(6, 11, b"back"), drained=False))
+    assert [r[:3] for r in brief(out)] == [("rename", b"/w/d1/a/f0", b"/w/d1/a/g0"),
+                                           ("rename", b"/w/d0/one", b"/w/d0/uno"), ("rename", b"", b"/w/d0/back")]
+
+
+def test_what_a_scan_reported_is_known_by_its_parent_watch_not_its_path() -> None:
+    """The kernel's CREATE of an entry a scan already reported is dropped (it is the same entry). mkdir b
+    with b/a in it (scanned), then b <-> d2 and a new b/a in the old d2, now at b: that CREATE is of another
+    entry and must be reported, and the scanned one's queued CREATE (on b's watch, now at d2) dropped. Kept
+    by path, the two were confused (tests/corpus/oracle/inotify-5aee4958484a.json)."""
+    n = norm_with((1, b"/w"), (2, b"/w/d2"))
+    n.feed(batch(0, ev(1, raw.IN_CREATE | raw.IN_ISDIR, b"b")))
+    n.feed(raw.WatchAdded(1, 4, b"/w/b"))
+    n.feed(raw.SourceNotice(2, "create", b"/w/b/a", False, ("synthesized",)))
+    out = n.feed(batch(3, frm(1, 7, b"b", True), to(1, 7, b"d2", True), ev(4, raw.IN_MOVE_SELF),
+                       frm(1, 8, b"d2", True), to(1, 8, b"b", True), ev(2, raw.IN_MOVE_SELF),
+                       ev(2, raw.IN_CREATE, b"a"), ev(4, raw.IN_CREATE, b"a"), drained=False))
+    assert [r for r in brief(out) if r[0] == "create"] == [("create", b"/w/b/a", [])]
+
+
+def test_a_directory_that_left_before_it_was_watched_takes_no_move_self_of_another() -> None:
+    """In one read: mkdir b, b moved out of the tree (not watched yet: no MOVE_SELF will come for it), d2 moved
+    to b and back. d2's MOVE_SELF, at path b, must not be taken for the departed b's (which ended d2's watches
+    as if d2 had left, and its content came again as synthesized creates: tests/corpus/oracle/
+    inotify-d69cbecee9ee.json), nor the move back for an exchange with the departed b."""
+    from helpers import MS
+
+    from normalizer.core.actions import Unwatch
+
+    n = norm_with((1, b"/w"), (3, b"/w/d2"), (4, b"/w/d2/e"))
+    out = n.feed(batch(0, ev(1, raw.IN_CREATE | raw.IN_ISDIR, b"b"), frm(1, 5, b"b", True),
+                       frm(1, 6, b"d2", True), to(1, 6, b"b", True), ev(3, raw.IN_MOVE_SELF),
+                       frm(1, 7, b"b", True), to(1, 7, b"d2", True), ev(3, raw.IN_MOVE_SELF)))
+    assert not [a for a in out.actions if isinstance(a, Unwatch)]
+    assert (n.table.path(3), n.table.path(4)) == (b"/w/d2", b"/w/d2/e")
+    out += n.feed(raw.Tick(n.matcher.window_ns + MS))
+    assert [r[:3] for r in brief(out) if r[0] == "rename"] == [
+        ("rename", b"/w/b", b""), ("rename", b"/w/d2", b"/w/b"), ("rename", b"/w/b", b"/w/d2")]

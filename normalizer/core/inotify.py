@@ -28,6 +28,7 @@ from .actions import Fed, Watch
 from .base import NormalizerBase
 from .matcher import Half, MatcherSettings
 from .ownscan import SCAN_BITS
+from .rec import DirKey
 from .tree import WatchTable, join
 
 #: Single event bit -> record kind, for the bits that are plain one-path records.
@@ -63,23 +64,32 @@ class InotifyNormalizer(NormalizerBase):
         self._dir_from_by_path: dict[bytes, int] = {}
         #: Directories created or moved in during the current feed, as (parent wd, name) (NormalizerBase._act).
         self._new_dirs: list[tuple[int, bytes]] = []
-        #: Directories created or moved in during the current feed, not watched yet (by path), and those of them
-        #: a move landed on (path -> where that move came from). The table does not know them, so the second
-        #: half of a RENAME_EXCHANGE of one with a watched directory moves *it*, not the watched one (found by
-        #: tests/test_oracle.py: mkdir -p d2/a/p/q, then d1 <-> d2/a, before fsnorm read the create).
-        self._unwatched_new: set[bytes] = set()
-        self._unwatched_displaced: dict[bytes, bytes] = {}
-        #: Directories fsnorm asked to watch (Watch actions) and, once watched, *fresh* ones (as prefixes, with
-        #: the trailing "/"): watched and scanned while the queue may still hold events from between the watch
-        #: and the listing. An entry that was there at the watch and gone at the listing was never reported, so
-        #: its events (a delete, a close, a move away: its MOVED_TO, if any, is then a move in) are dropped
+        #: Directories created or moved in during the current feed, not watched yet, and those of them a move
+        #: landed on (-> where that move came from), each as (parent wd, name): a path would go stale when a
+        #: directory above is renamed in the same feed (tests/corpus/oracle/inotify-b5fcc23218ee.json: a
+        #: directory moved in to d2/e/a, d2/e -> d1, then d0 <-> d1/a). The table does not know them, so the
+        #: second half of a RENAME_EXCHANGE of one with a watched directory moves *it*, not the watched one
+        #: (found by tests/test_oracle.py: mkdir -p d2/a/p/q, then d1 <-> d2/a, before fsnorm read the create).
+        self._unwatched_new: set[tuple[DirKey, bytes]] = set()
+        self._unwatched_displaced: dict[tuple[DirKey, bytes], tuple[DirKey, bytes]] = {}
+        #: Directories fsnorm asked to watch (Watch actions, by path) and, once watched, *fresh* ones (by wd):
+        #: watched and scanned while the queue may still hold events from between the watch and the listing.
+        #: An entry that was there at the watch and gone at the listing was never reported, so its events (a
+        #: delete, a close, a move away: its MOVED_TO, if any, is then a move in) are dropped
         #: (``dropped_prescan``): the scan is what the consumer was told. Names the scan reported or the kernel
-        #: created since are ``_fresh_known``. Cleared when the
-        #: queue was seen empty. (Found by tests/test_oracle_tools.py: git writes tmp_obj_* in a new objects/xx
-        #: directory and unlinks it right away.)
+        #: created since are ``_fresh_known``, as (wd, name). Cleared when the queue was seen empty. (Found by
+        #: tests/test_oracle_tools.py: git writes tmp_obj_* in a new objects/xx directory and unlinks it right
+        #: away.) Keyed by wd, not path: a fresh directory renamed or exchanged (RENAME_EXCHANGE) stays fresh
+        #: under its new path, and the directory that took its old path is not (tests/corpus/oracle/
+        #: inotify-beec74b35425.json: mkdir b, read, b <-> d2, rm -r b/e: the DELETE of e was dropped).
         self._watch_asked: set[bytes] = set()
-        self._fresh: set[bytes] = set()
-        self._fresh_known: set[bytes] = set()
+        #: Entries a scan reported (synthesized creates) whose kernel CREATE may still be queued, as (parent
+        #: wd, name): that CREATE is dropped. Used instead of the base class's path-keyed ``_synthesized``: a
+        #: directory exchanged with the one scanned would have its CREATE of the same name dropped
+        #: (tests/corpus/oracle/inotify-5aee4958484a.json).
+        self._scanned: set[tuple[int, bytes]] = set()
+        self._fresh: set[int] = set()
+        self._fresh_known: set[tuple[int, bytes]] = set()
         self.dropped_prescan = 0
         self._retire_requests: list[int] = []
         #: Counters a caller may report: events for retired watches (expected, dropped by design).
@@ -113,22 +123,21 @@ class InotifyNormalizer(NormalizerBase):
         m = self.matcher
         m.begin(item.t_ns)
         if isinstance(item, raw.WatchAdded):
+            known = item.wd in self.table
             self.table.add(item.wd, item.path)
             self._retired.discard(item.wd)
-            self._note_watch(item.path)
+            self._note_watch(item.wd, item.path, known)
         elif isinstance(item, raw.WatchRemoved):
             self.table.remove(item.wd)
             self._retired.add(item.wd)
         elif isinstance(item, raw.Tick):
-            self._synthesized.clear()
+            self._scanned.clear()
             self.own_scans.clear()
             m.advance(item.t_ns, out)
             return self._wake(out)
         elif isinstance(item, raw.SourceNotice):
             if item.kind == "create" and Flag.SYNTHESIZED in item.flags:
-                self._synthesized.add(item.path)
-                if self._fresh:
-                    self._fresh_known.add(item.path)
+                self._known_to_scan(item.path)
                 self.tmpfiles.appeared(item.path, item.path.rpartition(b"/")[2])
             rec = Rec.note(item.kind, item.path, item.is_dir, item.t_ns, 0, flags=item.flags,
                            message=item.message or None)
@@ -159,7 +168,7 @@ class InotifyNormalizer(NormalizerBase):
         moved_from, moved_to = raw.IN_MOVED_FROM, raw.IN_MOVED_TO
         isdir_bit = raw.IN_ISDIR
         kinds = _KIND_BY_BIT
-        synthesized = self._synthesized
+        scanned = self._scanned
         fresh = self._fresh
         tmpfiles = self.tmpfiles
         own = self.own_scans.expected
@@ -171,8 +180,8 @@ class InotifyNormalizer(NormalizerBase):
             if pf_path is not None:
                 if bit == moved_to and cookie == pf_cookie and prefix is not None and name and mask == bit:
                     rec = Rec("rename", pf_path, False, t, pf_mask | mask, cookie, prefix + name, (), pf_wd, wd)
-                    if fresh and prefix in fresh:
-                        self._fresh_known.add(prefix + name)
+                    if fresh and wd in fresh:
+                        self._fresh_known.add((wd, name))
                     if name[0] == 35:  # b"#"
                         tmpfiles.appeared(rec.dst, name)
                     if held:
@@ -187,10 +196,10 @@ class InotifyNormalizer(NormalizerBase):
                 self._slow(wd, mask, cookie, name, t, out)
                 continue
             if bit == moved_from:
-                if fresh and prefix in fresh and self._vanished_before_scan(bit, prefix + name):
+                if fresh and wd in fresh and self._vanished_before_scan(bit, wd, name):
                     continue  # never reported: its MOVED_TO, if any, is a move in (one-sided)
-                if synthesized:
-                    synthesized.discard(prefix + name)
+                if scanned:
+                    scanned.discard((wd, name))
                 if name[0] == 35:
                     tmpfiles.gone(prefix + name)
                 if mask == bit and cookie not in pending:
@@ -199,11 +208,11 @@ class InotifyNormalizer(NormalizerBase):
                 is_dir = mask & isdir_bit != 0
                 m.push_from(Half(prefix + name, is_dir, t, mask, cookie, cookie, wd), out)
                 if is_dir:
-                    self._dir_left(cookie, prefix + name)
+                    self._dir_left(cookie, prefix + name, wd, name)
             elif bit == moved_to:
                 is_dir = mask & isdir_bit != 0
-                if fresh and prefix in fresh:
-                    self._fresh_known.add(prefix + name)
+                if fresh and wd in fresh:
+                    self._fresh_known.add((wd, name))
                 rec = m.push_to(cookie, prefix + name, is_dir, t, mask, cookie, out)
                 rec.dst_dir_key = wd
                 if is_dir:
@@ -212,12 +221,12 @@ class InotifyNormalizer(NormalizerBase):
                     tmpfiles.appeared(prefix + name, name)
             else:
                 kind = kinds.get(bit)
-                if kind is None or (synthesized and self._seen_by_scan(bit, prefix + name)):
+                if kind is None or (scanned and self._seen_by_scan(bit, wd, name)):
                     if kind is None:
                         self._slow(wd, mask, cookie, name, t, out)
                     continue
                 is_dir = mask & isdir_bit != 0
-                if fresh and prefix in fresh and self._vanished_before_scan(bit, prefix + name):
+                if fresh and wd in fresh and self._vanished_before_scan(bit, wd, name):
                     continue
                 if name[0] == 35 and not is_dir and self._tmpfile(bit, prefix + name, name):
                     continue
@@ -229,11 +238,11 @@ class InotifyNormalizer(NormalizerBase):
                     append(Rec(kind, prefix + name, is_dir, t, mask, None, b"", (), wd))
                 if is_dir and bit == raw.IN_CREATE:
                     self._new_dirs.append((wd, name))
-                    self._unwatched_new.add(prefix + name)
+                    self._unwatched_new.add((wd, name))
         if pf_path is not None:
             m.push_from(Half(pf_path, False, t, pf_mask, pf_cookie, pf_cookie, pf_wd), out)
         if batch.drained:
-            self._synthesized.clear()
+            scanned.clear()
             if fresh:
                 fresh.clear()
                 self._fresh_known.clear()
@@ -241,41 +250,61 @@ class InotifyNormalizer(NormalizerBase):
             if own:
                 self.own_scans.clear()
         m.end(t, batch.drained, out, backlog=batch.backlog, consumed=batch.nbytes)
-        if self._unwatched_new:
+        if self._unwatched_new or self._unwatched_displaced:
             self._unwatched_new.clear()
             self._unwatched_displaced.clear()
         return self._wake(self._act(out) if self._new_dirs or self._retire_requests else out)
 
-    def _note_watch(self, path: bytes) -> None:
+    def _note_watch(self, wd: int, path: bytes, known: bool) -> None:
         """A watch was added: it is fresh if fsnorm asked for it, or if it lies in a fresh directory (the
-        scan of a new directory watches what it finds below)."""
-        parent = path.rstrip(b"/").rpartition(b"/")[0] + b"/"
-        if path in self._watch_asked or parent in self._fresh:
+        scan of a new directory watches what it finds below); unless the kernel gave back a wd the table
+        holds (``known``): that directory was watched all along, the source does not scan it again, and its
+        events are the story (a watched directory exchanged with a new one before fsnorm read the arrival:
+        tests/test_truth.py)."""
+        asked = path in self._watch_asked
+        if asked:
             self._watch_asked.discard(path)
-            self._fresh.add(path.rstrip(b"/") + b"/")
+        if not known and (asked or self._parent_key(path) in self._fresh):
+            self._fresh.add(wd)
 
-    def _vanished_before_scan(self, bit: int, path: bytes) -> bool:
+    def _parent_key(self, path: bytes) -> int | None:
+        """The wd of the directory that holds ``path`` (None if it is not watched)."""
+        return self.table.key(path.rstrip(b"/").rpartition(b"/")[0] or b"/")
+
+    def _known_to_scan(self, path: bytes) -> None:
+        """A scan reported ``path``: the kernel's CREATE of it, if one is queued, is dropped (``_scanned``),
+        and if its directory is fresh, its events are reported (see ``_fresh``)."""
+        wd = self._parent_key(path)
+        if wd is None:
+            return
+        key = (wd, path.rstrip(b"/").rpartition(b"/")[2])
+        self._scanned.add(key)
+        if wd in self._fresh:
+            self._fresh_known.add(key)
+
+    def _vanished_before_scan(self, bit: int, wd: int, name: bytes) -> bool:
         """True for an event on an entry of a fresh directory that its scan did not report and the kernel did
         not create since (see ``_fresh``): drop it."""
         if bit == raw.IN_CREATE:
-            self._fresh_known.add(path)
+            self._fresh_known.add((wd, name))
             return False
-        if path in self._fresh_known:
+        if (wd, name) in self._fresh_known:
             return False
         self.dropped_prescan += 1
         return True
 
-    def _seen_by_scan(self, bit: int, path: bytes) -> bool:
+    def _seen_by_scan(self, bit: int, wd: int, name: bytes) -> bool:
         """True if this event is the kernel's CREATE for an entry a scan already reported (drop it). A delete
-        (here) or move away (in the hot loop) of such a path ends that, so a later CREATE is reported."""
-        synthesized = self._synthesized
-        if path not in synthesized:
+        (here) or move away (in the hot loop) of such an entry ends that, so a later CREATE is reported."""
+        scanned = self._scanned
+        key = (wd, name)
+        if key not in scanned:
             return False
         if bit == raw.IN_CREATE:
-            synthesized.discard(path)
+            scanned.discard(key)
             return True
         if bit == raw.IN_DELETE:
-            synthesized.discard(path)
+            scanned.discard(key)
         return False
 
     def _dropped(self, bit: int, path: bytes, name: bytes, is_dir: bool) -> bool:
@@ -297,42 +326,52 @@ class InotifyNormalizer(NormalizerBase):
 
     # -- the less common cases -----------------------------------------------------------------------------
 
-    def _dir_left(self, cookie: int, path: bytes) -> None:
-        """A directory MOVED_FROM: remember it until its MOVED_TO or its MOVE_SELF says where it went."""
+    def _dir_left(self, cookie: int, path: bytes, wd: int, name: bytes) -> None:
+        """A directory MOVED_FROM: remember it until its MOVED_TO or its MOVE_SELF says where it went. Only a
+        watched directory gets a MOVE_SELF: one the table does not know (created or moved in during this
+        read, not watched yet) is no longer at its place, and no MOVE_SELF of whatever lands there later may
+        be taken for its own (``mkdir b; mv b out; mv d2 b`` in one read: d2's MOVE_SELF, at path b, ended
+        d2's watches as if d2 had left; tests/corpus/oracle/inotify-d69cbecee9ee.json)."""
         if len(self._dir_from) >= 4096:
             self._prune_dir_from()
         self._dir_from[cookie] = path
-        self._dir_from_by_path[path] = cookie
+        if self.table.key(path) is not None:
+            self._dir_from_by_path[path] = cookie
+        else:
+            self._unwatched_new.discard((wd, name))
 
     def _prune_dir_from(self) -> None:
         """Forget directory first halves that are final and never saw a MOVE_SELF (unwatched directories)."""
         for cookie, path in list(self._dir_from.items()):
             if not self.matcher.is_waiting(cookie):
                 del self._dir_from[cookie]
-                self._dir_from_by_path.pop(path, None)
+                if self._dir_from_by_path.get(path) == cookie:
+                    del self._dir_from_by_path[path]
 
     def _dir_arrived(self, rec: Rec, wd: int, name: bytes) -> None:
         """A directory MOVED_TO: move its watches if it came from inside the tree, else watch it anew."""
         src, dst = rec.path, rec.dst
+        here = (wd, name)
         if src and rec.cookie is not None:
             old = self._dir_from.pop(rec.cookie, None)
-            if old is not None:
-                self._dir_from_by_path.pop(old, None)
-            if self._unwatched_displaced.get(src) == dst:
+            if old is not None and self._dir_from_by_path.get(old) == rec.cookie:
+                del self._dir_from_by_path[old]
+            came = (rec.dir_key, src.rpartition(b"/")[2])
+            if self._unwatched_displaced.get(came) == here:
                 # The second half of an exchange with a directory not watched yet: that one moves (to dst).
-                del self._unwatched_displaced[src]
-                self._unwatched_new.add(dst)
-                self._new_dirs.append((wd, name))
+                del self._unwatched_displaced[came]
+                self._unwatched_new.add(here)
+                self._new_dirs.append(here)
                 return
             if self.table.key(src) is not None:
-                if dst in self._unwatched_new:
-                    self._unwatched_new.discard(dst)
-                    self._unwatched_displaced[dst] = src
+                if here in self._unwatched_new:
+                    self._unwatched_new.discard(here)
+                    self._unwatched_displaced[here] = came
                 self.table.move(src, dst)
                 return
-            self._unwatched_new.discard(src)
-        self._unwatched_new.add(dst)
-        self._new_dirs.append((wd, name))
+            self._unwatched_new.discard(came)
+        self._unwatched_new.add(here)
+        self._new_dirs.append(here)
 
     def _slow(self, wd: int, mask: int, cookie: int, name: bytes, t: int, out: list[Rec]) -> None:
         m = self.matcher
@@ -354,10 +393,10 @@ class InotifyNormalizer(NormalizerBase):
             m.push_from(Half(full, is_dir, t, mask, cookie, cookie, wd), out)
             self.tmpfiles.gone(full)
             if is_dir:
-                self._dir_left(cookie, full)
+                self._dir_left(cookie, full, wd, name)
         elif bits == raw.IN_MOVED_TO:
-            if self._fresh and path.rstrip(b"/") + b"/" in self._fresh:
-                self._fresh_known.add(full)
+            if self._fresh and wd in self._fresh:
+                self._fresh_known.add((wd, name))
             rec = m.push_to(cookie, full, is_dir, t, mask, cookie, out)
             rec.dst_dir_key = wd
             if is_dir:
