@@ -157,15 +157,17 @@ def test_merged_mask_gives_one_record_per_bit_in_canonical_order_all_flagged() -
 
 def test_merge_of_create_move_away_move_back_delete() -> None:
     # What the kernel delivers for: create m; mv m out/; mv out/m m; rm m (inode mark on a; observed on 6.18).
+    # The delete, merged into the create, happened after the file came back: it comes after the renames
+    # (before the fix it came before them, and the consumer kept an m that is gone).
     n = norm()
     out = n.feed(batch(0, ev(FROM | TO | CREATE | DELETE | CLOSE_WRITE, A, b"m", X), ren(A, b"m", None, b"", X),
                        ren(None, b"", A, b"m", X)))
     assert brief(out) == [
         ("create", b"/w/a/m", ["merged"]),
         ("close_write", b"/w/a/m", ["merged"]),
-        ("delete", b"/w/a/m", ["merged"]),
         ("rename", b"/w/a/m", b"", ["unwatched"]),
         ("rename", b"", b"/w/a/m", ["unwatched"]),
+        ("delete", b"/w/a/m", ["merged"]),
     ]
 
 
@@ -725,3 +727,132 @@ def test_an_overflow_while_a_directory_is_uncertain_leaves_its_placing_to_the_re
     assert [a for a in out.actions if isinstance(a, Rescan)] == [Rescan(b"/w/ab", n._why_rescan)]
     assert shadow.snapshot() == {b"/w/ab": True, b"/w/ab/g": False} != before
     assert n.uncertain_dirs() == []
+
+
+# --- a merged DELETE is placed after the later events of its object (docs/fanotify.md, "Merged events") ------
+
+
+def test_a_merged_delete_comes_after_the_renames_of_its_file() -> None:
+    """``echo x >> f; mv f a; mv a f; rm f`` unread: the kernel merges the DELETE into the MODIFY|CLOSE_WRITE
+    of the same name and object, before the two renames. The delete record comes after them (the file had to
+    be back at ``f`` to be deleted there), still flagged ``merged``; what comes after it is not held."""
+    n = norm()
+    out = n.feed(batch(0, ev(MODIFY | CLOSE_WRITE | DELETE, A, b"f", X), ren(A, b"f", A, b"a", X),
+                       ren(A, b"a", A, b"f", X), ev(CREATE, A, b"g", Y)))
+    assert brief(out) == [("modify", b"/w/a/f", ["merged"]), ("close_write", b"/w/a/f", ["merged"]),
+                          ("rename", b"/w/a/f", b"/w/a/a", []), ("rename", b"/w/a/a", b"/w/a/f", []),
+                          ("delete", b"/w/a/f", ["merged"]), ("create", b"/w/a/g", [])]
+    assert out[4].object_id == X.hex() and out[4].mask == MODIFY | CLOSE_WRITE | DELETE
+    assert n.stats["deletes_moved"] == 1 and not n._late
+
+
+def test_a_merged_delete_with_no_later_event_of_its_object_stays_in_place() -> None:
+    """The common burst (create, write, close, unlink of a temporary file) keeps the canonical order: nothing
+    later concerns that file, so its delete stays right after the event's other records."""
+    n = norm()
+    burst = CREATE | MODIFY | CLOSE_WRITE | DELETE
+    out = n.feed(batch(0, ev(burst, A, b"t", X), ren(A, b"p", A, b"q", Y), ev(CREATE, A, b"t", Z)))
+    assert brief(out) == [("create", b"/w/a/t", ["merged"]), ("modify", b"/w/a/t", ["merged"]),
+                          ("close_write", b"/w/a/t", ["merged"]), ("delete", b"/w/a/t", ["merged"]),
+                          ("rename", b"/w/a/p", b"/w/a/q", []), ("create", b"/w/a/t", [])]
+    assert n.stats["deletes_moved"] == 0
+
+
+def test_a_merged_delete_goes_before_another_file_takes_its_name() -> None:
+    """f (X) is written, moved to a; a new f (Y) is created and deleted (merged); X comes back to f and is
+    deleted (merged into its first event). Y's delete must come before X arrives at f, X's after."""
+    n = norm()
+    out = n.feed(batch(0, ev(MODIFY | DELETE, A, b"f", X), ren(A, b"f", A, b"a", X),
+                       ev(CREATE | DELETE, A, b"f", Y), ren(A, b"a", A, b"f", X)))
+    assert brief(out) == [("modify", b"/w/a/f", ["merged"]), ("rename", b"/w/a/f", b"/w/a/a", []),
+                          ("create", b"/w/a/f", ["merged"]), ("delete", b"/w/a/f", ["merged"]),
+                          ("rename", b"/w/a/a", b"/w/a/f", []), ("delete", b"/w/a/f", ["merged"])]
+    assert [r.object_id for r in out if r.kind == "delete"] == [Y.hex(), X.hex()]
+
+
+def test_a_merged_delete_waits_for_the_rest_of_its_window_in_the_next_read() -> None:
+    """The read that brought the merged event left 2 events queued (``backlog``): the file's return may be
+    among them, so its delete is not given with this read. It comes in the next one, after the return;
+    the window ends there (the backlog is consumed), so nothing waits longer."""
+    n = norm()
+    first = raw.FanotifyBatch(0, False, [ev(MODIFY | DELETE, A, b"f", X), ren(A, b"f", A, b"a", X)], backlog=2)
+    out = n.feed(first)
+    assert brief(out) == [("modify", b"/w/a/f", ["merged"]), ("rename", b"/w/a/f", b"/w/a/a", [])]
+    second = raw.FanotifyBatch(MS, False, [ren(A, b"a", A, b"f", X), ev(CREATE, A, b"g", Y)], backlog=5)
+    out = n.feed(second)
+    assert brief(out) == [("rename", b"/w/a/a", b"/w/a/f", []), ("delete", b"/w/a/f", ["merged"]),
+                          ("create", b"/w/a/g", [])]
+    assert not n._late
+
+
+def test_a_merged_delete_is_given_when_the_queue_is_seen_empty() -> None:
+    """No backlog known and the read did not drain: held until the queue is seen empty (a Tick), or the
+    stream ends."""
+    n = norm()
+    out = n.feed(batch(0, ev(CREATE | DELETE, A, b"f", X), drained=False))
+    assert brief(out) == [("create", b"/w/a/f", ["merged"])]
+    assert brief(n.feed(raw.Tick(MS))) == [("delete", b"/w/a/f", ["merged"])]
+    out = n.feed(batch(2, ev(CREATE | DELETE, A, b"g", Y), drained=False))
+    assert brief(out) == [("create", b"/w/a/g", ["merged"])]
+    assert brief(n.close()) == [("delete", b"/w/a/g", ["merged"])]
+
+
+def test_a_merged_directory_delete_comes_after_what_happened_inside_it() -> None:
+    """mkdir d; touch d/g; rm d/g; rmdir d, unread: the rmdir merges into the mkdir. Before, the directory
+    was forgotten at once and what happened inside it had no path (unresolved records); now its delete waits
+    for the events inside it (and for its DELETE_SELF, as in an rmdir read promptly)."""
+    n = norm()
+    out = n.feed(batch(0, ev(CREATE | DELETE | ONDIR, A, b"d", Z), ev(CREATE, Z, b"g", X), ev(DELETE, Z, b"g", X),
+                       ev(DELETE_SELF | ONDIR, Z, b".", Z)))
+    assert brief(out) == [("create", b"/w/a/d", ["merged"]), ("create", b"/w/a/d/g", []),
+                          ("delete", b"/w/a/d/g", []), ("delete_self", b"/w/a/d", []), ("watch_end", b"/w/a/d", []),
+                          ("delete", b"/w/a/d", ["merged"])]
+    assert Z not in n.cache and n.stats["unresolved_records"] == 0
+
+
+def test_merged_deletes_in_a_merged_directory_delete_come_first() -> None:
+    """Both the directory's delete and a file's inside it were merged; the file was renamed within the
+    directory after its first event: file delete after that rename, directory delete after the file's."""
+    n = norm()
+    out = n.feed(batch(0, ev(CREATE | DELETE | ONDIR, A, b"d", Z), ev(CREATE | DELETE, Z, b"g", X),
+                       ren(Z, b"g", Z, b"h", X), ren(Z, b"h", Z, b"g", X)))
+    assert brief(out) == [("create", b"/w/a/d", ["merged"]), ("create", b"/w/a/d/g", ["merged"]),
+                          ("rename", b"/w/a/d/g", b"/w/a/d/h", []), ("rename", b"/w/a/d/h", b"/w/a/d/g", []),
+                          ("delete", b"/w/a/d/g", ["merged"]), ("delete", b"/w/a/d", ["merged"])]
+
+
+def test_a_held_delete_goes_before_its_directory_is_removed() -> None:
+    """A file's merged delete waits for a later event of it, but its directory is removed first (rmdir read
+    as its own event): the directory was empty then, so the file's delete comes before it."""
+    n = norm()
+    out = n.feed(batch(0, ev(MODIFY | DELETE, D, b"f", X), ev(DELETE | ONDIR, A, b"d", D), drained=False))
+    assert brief(out) == [("modify", b"/w/a/d/f", ["merged"]), ("delete", b"/w/a/d/f", ["merged"]),
+                          ("delete", b"/w/a/d", [])]
+
+
+def test_a_held_delete_is_named_where_its_directory_was_at_the_last_event_of_its_file() -> None:
+    """The file comes back to f, then its directory is renamed (d -> e): the delete stands right after the
+    file's last event, before the directory's rename, so it names d/f (true at that place)."""
+    n = norm()
+    out = n.feed(batch(0, ev(MODIFY | DELETE, D, b"f", X), ren(D, b"f", D, b"a", X), ren(D, b"a", D, b"f", X),
+                       ren(A, b"d", A, b"e", D, True), ev(CREATE, D, b"n", Y)))
+    assert brief(out) == [("modify", b"/w/a/d/f", ["merged"]), ("rename", b"/w/a/d/f", b"/w/a/d/a", []),
+                          ("rename", b"/w/a/d/a", b"/w/a/d/f", []), ("delete", b"/w/a/d/f", ["merged"]),
+                          ("rename", b"/w/a/d", b"/w/a/e", []), ("create", b"/w/a/e/n", [])]
+
+
+def test_a_held_delete_does_not_split_an_exchange() -> None:
+    """X comes back to f by a RENAME_EXCHANGE with Y (two FAN_RENAMEs, X's first): its delete goes after
+    both halves, as an exchange is one operation."""
+    n = norm()
+    out = n.feed(batch(0, ev(MODIFY | DELETE, A, b"f", X), ren(A, b"f", A, b"a", X), ren(A, b"a", A, b"f", X),
+                       ren(A, b"f", A, b"a", Y)))
+    assert [r.kind for r in out] == ["modify", "rename", "rename", "rename", "delete"]
+
+
+def test_without_fan_rename_a_merged_delete_keeps_the_canonical_order() -> None:
+    """use_rename=False: records may wait in the matcher behind a half, so nothing is moved (documented)."""
+    n = norm(use_rename=False)
+    out = n.feed(batch(0, ev(MODIFY | DELETE, A, b"f", X), ev(CREATE, A, b"g", Y)))
+    assert brief(out) == [("modify", b"/w/a/f", ["merged"]), ("delete", b"/w/a/f", ["merged"]),
+                          ("create", b"/w/a/g", [])]

@@ -149,6 +149,8 @@ _LEARNS = FAN_CREATE | FAN_RENAME | FAN_MOVED_TO
 #: Bound of the caches of handles known to be outside the tree / unresolvable (filesystem marks see the
 #: whole filesystem; least recently learned first out).
 _NEGATIVE_CACHE = 65_536
+#: Merged DELETEs held at most (a queue never seen empty); beyond it the oldest is placed.
+_MAX_LATE = 4096
 
 
 class FanRec(Rec):
@@ -203,6 +205,32 @@ class FanHalf(Half):
         self.source = "fanotify"
         self.pid = pid
         self.object_id = object_id
+
+
+class _LateDelete:
+    """The DELETE of a merged event, held until its place is known (module docstring, "A merged DELETE").
+
+    ``anchor`` is the index, in the records of the current feed, after which it goes (0: before them all, once
+    a feed ended without placing it); ``here`` says whether the records still have its object at ``(d, name)``;
+    ``first`` is where the canonical order put it (-1 once that feed is over); ``left`` counts the events of its window still to come after the read that brought it (-1 until that
+    read's end, None if the source did not say: then the queue must be seen empty)."""
+
+    __slots__ = ("anchor", "d", "first", "here", "left", "name", "obj", "rec")
+
+    def __init__(self, rec: FanRec, obj: bytes, d: bytes, name: bytes, anchor: int) -> None:
+        self.rec = rec
+        self.obj = obj
+        self.d = d
+        self.name = name
+        self.anchor = anchor
+        self.first = anchor
+        self.here = True
+        self.left: int | None = -1
+
+
+def _mirrors(a: Rec, b: Rec) -> bool:
+    """True if ``b`` is the second rename of a RENAME_EXCHANGE whose first is ``a``."""
+    return a.kind == "rename" and b.kind == "rename" and bool(a.path) and a.path == b.dst and a.dst == b.path
 
 
 def _parent(path: bytes) -> bytes:
@@ -261,6 +289,11 @@ class FanotifyNormalizer(NormalizerBase):
         #: Paths a Rescan below an uncertain directory reported deleted: until the queue was seen empty, the
         #: kernel's events on them (or below them) were queued before the listing and repeat what it said.
         self._gone: set[bytes] = set()
+        #: Merged DELETEs not placed yet (module docstring), by object; by (directory, name), for the events
+        #: that need that name free; by directory, for the events that need it empty.
+        self._late: dict[bytes, _LateDelete] = {}
+        self._late_names: dict[tuple[bytes, bytes], list[_LateDelete]] = {}
+        self._late_in: dict[bytes, list[_LateDelete]] = {}
         #: Counters a caller may report (all dropped on purpose; see the module docstring).
         self.stats: dict[str, int] = {
             "dropped_moves": 0,
@@ -274,6 +307,7 @@ class FanotifyNormalizer(NormalizerBase):
             "dropped_fresh": 0,
             "held_back": 0,
             "dropped_rescanned": 0,
+            "deletes_moved": 0,
         }
 
     # -- what the source must act on -----------------------------------------------------------------------
@@ -349,6 +383,8 @@ class FanotifyNormalizer(NormalizerBase):
             if self.own_pid is not None:
                 self.own_scans.expect(item.path)
         elif isinstance(item, raw.Tick):
+            if self._late:
+                self._late_flush(out)  # the queue was empty: every merge window is closed
             self._synthesized.clear()
             self._gone.clear()
             self.own_scans.clear()
@@ -362,6 +398,10 @@ class FanotifyNormalizer(NormalizerBase):
                 self.tmpfiles.appeared(item.path, item.path.rpartition(b"/")[2])
             elif item.kind == "delete" and item.message == self._why_rescan:
                 self._gone.add(item.path)
+            if self._late_names and item.kind == "create":
+                parent = self.cache.key(_parent(item.path))
+                if parent is not None:
+                    self._name_taken(self._late_names.get((parent, item.path.rpartition(b"/")[2])), None, out)
             rec = Rec.note(item.kind, item.path, item.is_dir, item.t_ns, 0, flags=item.flags,
                            message=item.message or None, source="fanotify")
             rec.dir_key = self.cache.key(_parent(item.path))
@@ -391,6 +431,8 @@ class FanotifyNormalizer(NormalizerBase):
 
     def close(self) -> list[Rec]:
         out: list[Rec] = list(self._release()) if self._held is not None else []
+        if self._late:
+            self._late_flush(out)
         return out + super().close()
 
     def _resolved(self, item: raw.HandleResolved) -> None:
@@ -454,7 +496,11 @@ class FanotifyNormalizer(NormalizerBase):
         fresh = self._fresh
         uncertain = self._uncertain
         gone = self._gone
+        late = self._late
         for ev in batch.events:
+            if late:
+                self._late_event(ev, t, out)
+                continue
             if fresh and self._in_fresh(ev, t, out):
                 continue
             mask, pid, d, nm, d2, nm2, obj, _extra = ev
@@ -500,6 +546,8 @@ class FanotifyNormalizer(NormalizerBase):
                     stats["dropped_moves"] += 1
                     continue
             slow(ev, t, out)
+        if late:
+            self._late_end(batch, out)
         if batch.drained:
             synthesized.clear()
             gone.clear()
@@ -639,6 +687,143 @@ class FanotifyNormalizer(NormalizerBase):
             self.cache.move(src, dst)
         return True
 
+    # -- a merged DELETE, placed after the later events of its object (module docstring) -------------------
+
+    def _hold_delete(self, rec: FanRec, obj: bytes, d: bytes, name: bytes, out: list[Rec]) -> None:
+        """Hold the DELETE record of a merged event until its window shows where it goes."""
+        old = self._late.get(obj)
+        if old is not None:  # the same object deleted twice (hard links): the first one is placed now
+            self._place(old, out)
+        h = _LateDelete(rec, obj, d, name, len(out))
+        self._late[obj] = h
+        self._late_names.setdefault((d, name), []).append(h)
+        self._late_in.setdefault(d, []).append(h)
+        if len(self._late) > _MAX_LATE:
+            self._place(next(iter(self._late.values())), out)
+
+    def _late_event(self, ev: raw.FanotifyEvent, t: int, out: list[Rec]) -> None:
+        """One event while merged DELETEs are held: those it must follow or come after are placed first, then
+        it is processed, then those it concerns move after it."""
+        self._late_before(ev, out)
+        if not (self._fresh and self._in_fresh(ev, t, out)):
+            self._slow(ev, t, out)
+        if self._late:
+            self._late_after(ev, out)
+
+    def _late_before(self, ev: raw.FanotifyEvent, out: list[Rec]) -> None:
+        """Place the held deletes this event must come after: its name is taken by another object (a create,
+        a rename onto it) while the records still have the deleted object there; its directory goes (an rmdir,
+        its DELETE_SELF, a directory renamed over it: it was empty then); an overflow (what follows is lost)."""
+        mask, _pid, d, nm, d2, nm2, obj, _ = ev
+        if mask & FAN_Q_OVERFLOW:
+            self._late_flush(out)
+            return
+        names = self._late_names
+        if mask & FAN_CREATE and d is not None:
+            self._name_taken(names.get((d, nm)), obj, out)
+        if mask & FAN_RENAME and d2 is not None:
+            self._name_taken(names.get((d2, nm2)), obj, out)
+        inside = self._late_in
+        if not inside or not mask & FAN_ONDIR:
+            return
+        if mask & FAN_DELETE and obj is not None and obj in inside:
+            self._place_in(obj, out)
+        if mask & FAN_DELETE_SELF and d is not None and d in inside:
+            self._place_in(d, out)
+        if mask & FAN_RENAME and d2 is not None and (p2 := self.cache.prefix_by_key.get(d2)) is not None:
+            victim = self.cache.key(p2 + nm2)
+            if victim is not None and victim != obj and victim in inside:
+                self._place_in(victim, out)
+
+    def _name_taken(self, held: list[_LateDelete] | None, obj: bytes | None, out: list[Rec]) -> None:
+        for h in list(held or ()):
+            if h.obj != obj and h.here:
+                self._place(h, out)
+
+    def _place_in(self, d: bytes, out: list[Rec]) -> None:
+        for h in list(self._late_in.get(d, ())):
+            self._place(h, out)
+
+    def _late_after(self, ev: raw.FanotifyEvent, out: list[Rec]) -> None:
+        """A held delete of this event's object, or of the directory it happened in, goes after it, named
+        where its directory is now."""
+        mask, _pid, d, _nm, d2, nm2, obj, _ = ev
+        late = self._late
+        here = len(out)
+        if obj is not None and (h := late.get(obj)) is not None:
+            h.anchor = here
+            if mask & FAN_RENAME:
+                h.here = d2 == h.d and nm2 == h.name
+            self._late_path(h)
+        for key in (d, d2):
+            if key is not None and key != obj and (h := late.get(key)) is not None:
+                h.anchor = here
+                self._late_path(h)
+
+    def _late_path(self, h: _LateDelete) -> None:
+        prefix = self.cache.prefix_by_key.get(h.d)
+        if prefix is not None and not (self._uncertain and self._is_uncertain(prefix)):
+            h.rec.path = prefix + h.name
+
+    def _late_end(self, batch: raw.FanotifyBatch, out: list[Rec]) -> None:
+        """The end of a read: place the held deletes whose window is over (everything queued before the read
+        that brought them has been read: the queue was empty, or its backlog then is consumed; or they waited
+        ``max_wait_ns``); the others wait for the next feed, before whose records they go unless an event
+        there moves them."""
+        n = len(batch.events)
+        over = batch.drained or batch.backlog == 0
+        max_wait = self.matcher.max_wait_ns
+        for h in list(self._late.values()):
+            if self._late.get(h.obj) is not h:
+                continue  # placed with its directory's delete
+            if h.left == -1:
+                h.left = batch.backlog
+            elif h.left is not None:
+                h.left -= n
+            if over or (h.left is not None and h.left <= 0) or batch.t_ns - h.rec.t_ns > max_wait:
+                self._place(h, out)
+        for h in self._late.values():
+            h.anchor = 0
+            h.first = -1  # not given with the read that brought it: moved, wherever it goes
+            self._late_path(h)
+
+    def _late_flush(self, out: list[Rec]) -> None:
+        for h in list(self._late.values()):
+            self._place(h, out)
+
+    def _place(self, h: _LateDelete, out: list[Rec]) -> None:
+        """Put a held delete at its anchor in ``out`` (after the held deletes inside it, for a directory) and
+        do what its directory's delete does to the cache."""
+        if self._late.get(h.obj) is not h:
+            return
+        if h.rec.is_dir and h.obj in self._late_in:
+            self._place_in(h.obj, out)
+        del self._late[h.obj]
+        self._late_names[(h.d, h.name)].remove(h)
+        if not self._late_names[(h.d, h.name)]:
+            del self._late_names[(h.d, h.name)]
+        self._late_in[h.d].remove(h)
+        if not self._late_in[h.d]:
+            del self._late_in[h.d]
+        i = min(h.anchor, len(out))
+        if 0 < i < len(out) and _mirrors(out[i - 1], out[i]):
+            i += 1  # never between the two renames of an exchange
+        out.insert(i, h.rec)
+        if i != h.first:
+            self.stats["deletes_moved"] += 1
+        for other in self._late.values():
+            if other.first >= i:
+                other.first += 1
+            if other.anchor >= i:
+                other.anchor += 1
+            elif other.obj == h.d:
+                other.anchor = i + 1  # the directory's own delete comes after what was deleted in it
+        if h.rec.is_dir:
+            self.cache.remove(h.obj)
+            if h.obj in self._uncertain:
+                del self._uncertain[h.obj]
+                self.cache.remove_below(h.rec.path)
+
     # -- the less common cases -----------------------------------------------------------------------------
 
     def _slow(self, ev: raw.FanotifyEvent, t: int, out: list[Rec]) -> None:
@@ -735,6 +920,9 @@ class FanotifyNormalizer(NormalizerBase):
             self._seen_by_scan(FAN_DELETE, path)
         rec = FanRec(kind, path, is_dir, t, mask, b"", merged, pid, oid)
         rec.dir_key = d
+        if bit == FAN_DELETE and merged and obj is not None and self.use_rename:
+            self._hold_delete(rec, obj, d, nm, out)
+            return
         m.push(rec, out)
         if is_dir and obj is not None:
             if bit == FAN_CREATE:
