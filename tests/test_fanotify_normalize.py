@@ -856,3 +856,16 @@ def test_without_fan_rename_a_merged_delete_keeps_the_canonical_order() -> None:
     out = n.feed(batch(0, ev(MODIFY | DELETE, A, b"f", X), ev(CREATE, A, b"g", Y)))
     assert brief(out) == [("modify", b"/w/a/f", ["merged"]), ("delete", b"/w/a/f", ["merged"]),
                           ("create", b"/w/a/g", [])]
+
+
+def test_a_held_delete_whose_directory_became_uncertain_is_held_back_for_the_rescan() -> None:
+    """The corpus program fanotify-778437a1bfd0 by hand: f written; its directory renamed away (a -> ab), f
+    renamed inside, the directory back (uncertain now), f renamed back (held back), f deleted (merged into the
+    write). The file's last event happened below the uncertain directory: its delete is held back like that
+    event (no guessed path); the directory's rescan reports what is gone."""
+    n = norm()
+    out = n.feed(batch(0, ev(MODIFY | DELETE, A, b"f", X), ren(W, b"a", W, b"ab", A, True),
+                       ren(A, b"f", A, b"f.r", X), ren(W, b"ab", W, b"a", A, True), ren(A, b"f.r", A, b"f", X)))
+    assert brief(out) == [("modify", b"/w/a/f", ["merged"]), ("rename", b"/w/a", b"/w/ab", []),
+                          ("rename", b"/w/ab/f", b"/w/ab/f.r", []), ("rename", b"/w/ab", b"/w/a", ["merged"])]
+    assert n.stats["held_back"] == 2 and not n._late

@@ -211,11 +211,13 @@ class _LateDelete:
     """The DELETE of a merged event, held until its place is known (module docstring, "A merged DELETE").
 
     ``anchor`` is the index, in the records of the current feed, after which it goes (0: before them all, once
-    a feed ended without placing it); ``here`` says whether the records still have its object at ``(d, name)``;
-    ``first`` is where the canonical order put it (-1 once that feed is over); ``left`` counts the events of its window still to come after the read that brought it (-1 until that
-    read's end, None if the source did not say: then the queue must be seen empty)."""
+    a feed ended without placing it); ``first`` is where the canonical order put it (-1 once that feed is
+    over); ``here`` says whether the records still have its object at ``(d, name)``; ``left`` counts the events
+    of its window still to come after the read that brought it (-1 until that read's end, None if the source
+    did not say: then the queue must be seen empty); ``lost``: its directory's place was uncertain at its
+    anchor (it is held back like the events there: the rescan reports the entry gone)."""
 
-    __slots__ = ("anchor", "d", "first", "here", "left", "name", "obj", "rec")
+    __slots__ = ("anchor", "d", "first", "here", "left", "lost", "name", "obj", "rec")
 
     def __init__(self, rec: FanRec, obj: bytes, d: bytes, name: bytes, anchor: int) -> None:
         self.rec = rec
@@ -226,6 +228,7 @@ class _LateDelete:
         self.first = anchor
         self.here = True
         self.left: int | None = -1
+        self.lost = False
 
 
 def _mirrors(a: Rec, b: Rec) -> bool:
@@ -761,8 +764,11 @@ class FanotifyNormalizer(NormalizerBase):
                 self._late_path(h)
 
     def _late_path(self, h: _LateDelete) -> None:
+        """Name a held delete where its directory is at its anchor; if that place is uncertain, it will be
+        held back like the events there (the rescan of that directory reports the file gone)."""
         prefix = self.cache.prefix_by_key.get(h.d)
-        if prefix is not None and not (self._uncertain and self._is_uncertain(prefix)):
+        h.lost = prefix is None or (bool(self._uncertain) and self._is_uncertain(prefix))
+        if prefix is not None and not h.lost:
             h.rec.path = prefix + h.name
 
     def _late_end(self, batch: raw.FanotifyBatch, out: list[Rec]) -> None:
@@ -805,6 +811,14 @@ class FanotifyNormalizer(NormalizerBase):
         self._late_in[h.d].remove(h)
         if not self._late_in[h.d]:
             del self._late_in[h.d]
+        if h.rec.is_dir:
+            self.cache.remove(h.obj)
+            if h.obj in self._uncertain:
+                del self._uncertain[h.obj]
+                self.cache.remove_below(h.rec.path)
+        if h.lost:
+            self.stats["held_back"] += 1
+            return
         i = min(h.anchor, len(out))
         if 0 < i < len(out) and _mirrors(out[i - 1], out[i]):
             i += 1  # never between the two renames of an exchange
@@ -818,11 +832,6 @@ class FanotifyNormalizer(NormalizerBase):
                 other.anchor += 1
             elif other.obj == h.d:
                 other.anchor = i + 1  # the directory's own delete comes after what was deleted in it
-        if h.rec.is_dir:
-            self.cache.remove(h.obj)
-            if h.obj in self._uncertain:
-                del self._uncertain[h.obj]
-                self.cache.remove_below(h.rec.path)
 
     # -- the less common cases -----------------------------------------------------------------------------
 
