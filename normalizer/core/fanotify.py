@@ -33,6 +33,26 @@ session gave. What it knows about fanotify (DESIGN.md, tests/test_fanotify_sys.p
   the flag says that the history is not exact. A merge of two *identical* events (``mv x y; mv y x; mv x y``
   read as two FAN_RENAMEs) leaves no trace in the mask and cannot be flagged: no event stream can tell it
   from two renames.
+* **A merged DELETE goes after the later events of its object** (:class:`_LateDelete`). Only unread events
+  merge, so a merged bit happened between the event's position and the read that delivered it: the event's
+  *merge window* is everything queued before that read (that read; the ``backlog`` it left, read next; all of
+  it once the queue is seen empty). ``echo x >> f; mv f a; mv a f; rm f`` unread is one
+  ``MODIFY|CLOSE_WRITE|DELETE`` event *before* the two FAN_RENAMEs (which never merge with other events); at
+  its canonical place, ``delete f`` would precede ``f -> a``, whose source would then not exist. A deleted
+  object was at the event's name when deleted and does nothing afterwards, so the delete is held and placed
+  right after the last event of the window that concerns its object (its renames, its other events; for a
+  directory also the events inside it and its DELETE_SELF), at its canonical place if none does; it is placed
+  at once, where it stands, when an event needs its name for another object (a create, a rename onto it) or
+  its directory gone (rmdir, a directory renamed over it, DELETE_SELF) while the records still have the object
+  there; and before an overflow. Records already returned are never taken back: a delete whose window goes on
+  past the read that brought it (the queue not empty after it) comes with the next feed, at its start or after
+  its object's events there (its window ends when the backlog is read, a Tick comes, or ``max_wait_ns`` has
+  passed). It is named where its directory was at its place, keeps ``merged`` and its mask, and is held back
+  (``stats["held_back"]``) if its directory's place was uncertain there (the rescan reports the entry gone).
+  ``stats["deletes_moved"]`` counts those not given at their canonical place. The other bits stay at the
+  oldest position: which of them happened first is unknown, and the name held that object there. A CREATE
+  merged late needs a hard link back to a name the file had (not handled). Not with ``use_rename=False``
+  (records may wait in the matcher behind a half): the canonical order is kept there.
 * **A directory renamed back and forth before fsnorm reads** (``w0 -> w0b``, ``w0b -> w0``, ``w0 -> w0b``
   by one process): the kernel merges the second ``w0 -> w0b`` into the first, unread one, and nothing in
   the stream shows it. Every event below that directory after that carries its handle, and the path fsnorm
