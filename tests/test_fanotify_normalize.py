@@ -782,7 +782,22 @@ def test_a_merged_delete_waits_for_the_rest_of_its_window_in_the_next_read() -> 
     out = n.feed(second)
     assert brief(out) == [("rename", b"/w/a/a", b"/w/a/f", []), ("delete", b"/w/a/f", ["merged"]),
                           ("create", b"/w/a/g", [])]
-    assert not n._late
+    assert out[1].t_ns == MS  # given with the second read: the records' times never go back
+    assert not n._late and n.stats["deletes_moved"] == 1
+
+
+def test_a_merged_delete_waits_until_the_backlog_of_its_read_is_consumed() -> None:
+    """5 events were still queued after the read: a second read of 2 does not end the window, a third does.
+    The file's own DELETE_SELF (a filesystem mark reports it without a directory; the record is dropped) is an
+    event of the file too: the delete goes after it, before the unrelated create."""
+    n = norm(mark_mode="filesystem")
+    out = n.feed(raw.FanotifyBatch(0, False, [ev(MODIFY | DELETE, A, b"f", X)], backlog=5))
+    out += n.feed(raw.FanotifyBatch(MS, False, [ren(A, b"f", A, b"a", X), ren(A, b"a", A, b"f", X)], backlog=9))
+    assert [r.kind for r in out] == ["modify", "rename", "rename"] and n._late
+    out = n.feed(raw.FanotifyBatch(2 * MS, False, [ev(CREATE, A, b"p", Y), ev(ATTRIB | DELETE_SELF, None, b"", X),
+                                                   ev(CREATE, A, b"q", Z)], backlog=9))
+    assert brief(out) == [("create", b"/w/a/p", []), ("delete", b"/w/a/f", ["merged"]), ("create", b"/w/a/q", [])]
+    assert not n._late and n.stats["dropped_self"] == 1
 
 
 def test_a_merged_delete_is_given_when_the_queue_is_seen_empty() -> None:
@@ -869,3 +884,97 @@ def test_a_held_delete_whose_directory_became_uncertain_is_held_back_for_the_res
     assert brief(out) == [("modify", b"/w/a/f", ["merged"]), ("rename", b"/w/a", b"/w/ab", []),
                           ("rename", b"/w/ab/f", b"/w/ab/f.r", []), ("rename", b"/w/ab", b"/w/a", ["merged"])]
     assert n.stats["held_back"] == 2 and not n._late
+
+
+class _MergingQueue:
+    """A model of fanotify's queue for one process's file operations in /w/a and /w/b: an event merges into
+    the oldest unread event of the same directory, name and object (ORing the masks); FAN_RENAMEs never merge
+    (the kernel merges identical ones, which no stream can undo: docs/fanotify.md, "What cannot be flagged")."""
+
+    def __init__(self) -> None:
+        self.queue: list[list[object]] = []
+        self.entries: dict[tuple[bytes, bytes], bytes] = {}
+        self.objects = 0
+
+    def emit(self, bit: int, d: bytes, name: bytes, obj: bytes) -> None:
+        for q in self.queue:
+            if q[0] != RENAME and q[2:4] == [d, name] and q[6] == obj:
+                q[0] = int(q[0]) | bit  # type: ignore[call-overload]
+                return
+        self.queue.append([bit, 42, d, name, None, b"", obj, ()])
+
+    def apply(self, op: tuple[str, int, int, int, int]) -> None:
+        kind, di, ni, d2i, n2i = op
+        d, name = (A, B)[di], (b"f", b"g", b"h")[ni]
+        d2, name2 = (A, B)[d2i], (b"f", b"g", b"h")[n2i]
+        obj = self.entries.get((d, name))
+        if kind == "create" and obj is None:
+            self.objects += 1
+            self.entries[(d, name)] = new = fid(1000 + self.objects)
+            self.emit(CREATE, d, name, new)
+        elif kind == "write" and obj is not None:
+            self.emit(MODIFY, d, name, obj)
+            self.emit(CLOSE_WRITE, d, name, obj)
+        elif kind == "delete" and obj is not None:
+            del self.entries[(d, name)]
+            self.emit(DELETE, d, name, obj)
+        elif kind in ("rename", "bounce") and obj is not None and (d, name) != (d2, name2):
+            del self.entries[(d, name)]
+            self.entries[(d2, name2)] = obj  # replaces what was there: the kernel says no more
+            self.queue.append([RENAME, 42, d, name, d2, name2, obj, ()])
+            if kind == "bounce":
+                del self.entries[(d2, name2)]  # and back (what it replaced stays gone)
+                self.entries[(d, name)] = obj
+                self.queue.append([RENAME, 42, d2, name2, d, name, obj, ()])
+
+    def read(self, size: int, t: int) -> raw.FanotifyBatch:
+        taken, self.queue = self.queue[:size], self.queue[size:]
+        events = [tuple(q) for q in taken]
+        return raw.FanotifyBatch(t, not self.queue, events, len(self.queue))  # type: ignore[arg-type]
+
+
+#: (operation, dir, name, dir2, name2): few names and mostly one directory, so that one name sees several lives.
+_OPS = st.tuples(st.sampled_from(["create", "create", "write", "delete", "rename", "rename", "bounce", "read"]),
+                 st.sampled_from([0, 0, 1]), st.integers(0, 1), st.sampled_from([0, 0, 1]), st.integers(0, 2))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_OPS, max_size=25), st.integers(1, 4))
+def test_property_records_of_merged_events_are_true_and_rebuild_the_tree(ops: list[tuple[str, int, int, int, int]],
+                                                                          read_size: int) -> None:
+    """For any run of creates, writes, deletes, renames (and renames away and back) by one process, with
+    reads of ``read_size`` events now and then (so merge windows span reads), on a model of the kernel's
+    merging: every record is true where it stands (a create's name is free, a delete's, a rename's source and a
+    write's name exist) and the records rebuild the final tree."""
+    q = _MergingQueue()
+    n = norm()
+    recs: list[Rec] = []
+    t = 0
+    for op in ops:
+        if op[0] == "read":
+            t += 1
+            recs += n.feed(q.read(read_size, t * MS))
+        else:
+            q.apply(op)
+    while q.queue:
+        t += 1
+        recs += n.feed(q.read(read_size, t * MS))
+    recs += n.close()
+    tree: set[bytes] = set()
+    for i, r in enumerate(recs):
+        where = f"record {i}: {brief([r])}\n{brief(recs)}"
+        if r.kind == "create":
+            assert r.path not in tree, where
+            tree.add(r.path)
+        elif r.kind == "delete":
+            assert r.path in tree, where
+            tree.discard(r.path)
+        elif r.kind == "rename":
+            assert r.path in tree, where
+            tree.discard(r.path)
+            tree.add(r.dst)
+        else:
+            assert r.kind in ("modify", "close_write") and r.path in tree, where
+    paths = {(b"/w/a/" if d == A else b"/w/b/") + name for d, name in q.entries}
+    assert tree == paths, brief(recs)
+    assert not n._late

@@ -317,6 +317,9 @@ class FanotifyNormalizer(NormalizerBase):
         self._late: dict[bytes, _LateDelete] = {}
         self._late_names: dict[tuple[bytes, bytes], list[_LateDelete]] = {}
         self._late_in: dict[bytes, list[_LateDelete]] = {}
+        #: The time of the item being fed: a delete given with a later feed than its read's takes it, so that
+        #: the records' times never go back.
+        self._late_t = 0
         #: Counters a caller may report (all dropped on purpose; see the module docstring).
         self.stats: dict[str, int] = {
             "dropped_moves": 0,
@@ -407,6 +410,7 @@ class FanotifyNormalizer(NormalizerBase):
                 self.own_scans.expect(item.path)
         elif isinstance(item, raw.Tick):
             if self._late:
+                self._late_t = item.t_ns
                 self._late_flush(out)  # the queue was empty: every merge window is closed
             self._synthesized.clear()
             self._gone.clear()
@@ -520,6 +524,7 @@ class FanotifyNormalizer(NormalizerBase):
         uncertain = self._uncertain
         gone = self._gone
         late = self._late
+        self._late_t = t
         for ev in batch.events:
             if late:
                 self._late_event(ev, t, out)
@@ -728,7 +733,10 @@ class FanotifyNormalizer(NormalizerBase):
         """One event while merged DELETEs are held: those it must follow or come after are placed first, then
         it is processed, then those it concerns move after it."""
         self._late_before(ev, out)
-        if not (self._fresh and self._in_fresh(ev, t, out)):
+        mask = ev[0]
+        if ev[2] is None and not mask & (FAN_ONDIR | FAN_Q_OVERFLOW | FAN_RENAME):
+            self.stats["dropped_self"] += 1  # a non-directory's own event, as in the hot loop
+        elif not (self._fresh and self._in_fresh(ev, t, out)):
             self._slow(ev, t, out)
         if self._late:
             self._late_after(ev, out)
@@ -842,6 +850,8 @@ class FanotifyNormalizer(NormalizerBase):
         i = min(h.anchor, len(out))
         if 0 < i < len(out) and _mirrors(out[i - 1], out[i]):
             i += 1  # never between the two renames of an exchange
+        if h.first == -1 and self._late_t > h.rec.t_ns:
+            h.rec.t_ns = self._late_t
         out.insert(i, h.rec)
         if i != h.first:
             self.stats["deletes_moved"] += 1
