@@ -1023,3 +1023,13 @@ def test_property_records_of_merged_events_are_true_and_rebuild_the_tree(ops: li
             assert r.kind in ("modify", "close_write") and r.path in tree, where
     assert tree == q.paths() | {b"/w/a", b"/w/b"}, brief(recs)
     assert not n._late
+
+
+def test_a_directory_whose_merged_delete_is_held_is_not_watched() -> None:
+    """mkdir d; rmdir d, merged, in a read that did not drain: the delete waits for the next feed, and no
+    ``Watch`` is asked for the directory meanwhile (it is gone: its scan would only fail)."""
+    n = norm()
+    fed = n.feed(raw.FanotifyBatch(0, False, [ev(CREATE | DELETE | ONDIR, A, b"d", Z)], backlog=3))
+    assert brief(fed) == [("create", b"/w/a/d", ["merged"])]
+    assert not [a for a in fed.actions if isinstance(a, Watch)]
+    assert brief(n.feed(raw.Tick(MS))) == [("delete", b"/w/a/d", ["merged"])] and Z not in n.cache

@@ -371,8 +371,9 @@ class FanotifyNormalizer(NormalizerBase):
         directory whose place is uncertain: its path is a guess, and its Rescan lists (and marks) it all."""
         path_of = self.cache.path
         uncertain = self._uncertain
+        late = self._late  # a directory whose merged delete is held is gone already: nothing to watch
         return self._unique((path, moved_in) for key, moved_in in self._new_dirs
-                            if (path := path_of(key)) is not None
+                            if (path := path_of(key)) is not None and key not in late
                             and not (uncertain and self._is_uncertain(path + b"/")))
 
     def uncertain_dirs(self) -> list[bytes]:
