@@ -1033,3 +1033,21 @@ def test_a_directory_whose_merged_delete_is_held_is_not_watched() -> None:
     assert brief(fed) == [("create", b"/w/a/d", ["merged"])]
     assert not [a for a in fed.actions if isinstance(a, Watch)]
     assert brief(n.feed(raw.Tick(MS))) == [("delete", b"/w/a/d", ["merged"])] and Z not in n.cache
+
+
+def test_a_merged_delete_self_of_its_directory_does_not_place_a_held_delete() -> None:
+    """Corpus fanotify-a0a16403e9f5 by hand: mkdir -p b/p/q + b/p/q/f; mv b a; mv a/p/q a/p/a; rm -r a, unread.
+    b's MOVE_SELF|DELETE_SELF is one event at the rename's place: the DELETE_SELF in it does not say that b
+    was gone there, so p's held delete (merged into its mkdir) still waits for the events inside p."""
+    n = norm(mark_mode="filesystem")
+    P, Q, F = fid(200), fid(201), fid(202)
+    out = n.feed(batch(0, ev(CREATE | ONDIR, A, b"b", Y), ev(CREATE | DELETE | ONDIR, Y, b"p", P),
+                       ev(CREATE | ONDIR, P, b"q", Q), ev(CREATE | MODIFY | CLOSE_WRITE | DELETE, Q, b"f", F),
+                       ren(A, b"b", A, b"c", Y, True), ev(MOVE_SELF | DELETE_SELF | ONDIR, Y, b"."),
+                       ren(P, b"q", P, b"a", Q, True), ev(MOVE_SELF | DELETE_SELF | ONDIR, Q, b"."),
+                       ev(ATTRIB | DELETE_SELF, None, b"", F), ev(DELETE | ONDIR, P, b"a", Q),
+                       ev(DELETE_SELF | ONDIR, P, b"."), ev(DELETE | ONDIR, A, b"c", Y)))
+    kinds = [(r.kind, r.path[len(b"/w/a/"):]) for r in out if r.kind in ("create", "delete", "rename")]
+    assert kinds == [("create", b"b"), ("create", b"b/p"), ("create", b"b/p/q"), ("create", b"b/p/q/f"),
+                     ("rename", b"b"), ("rename", b"c/p/q"), ("delete", b"c/p/a/f"), ("delete", b"c/p/a"),
+                     ("delete", b"c/p"), ("delete", b"c")]

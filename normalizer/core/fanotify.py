@@ -745,7 +745,8 @@ class FanotifyNormalizer(NormalizerBase):
     def _late_before(self, ev: raw.FanotifyEvent, out: list[Rec]) -> None:
         """Place the held deletes this event must come after: its name is taken by another object (a create,
         a rename onto it) while the records still have the deleted object there; its directory goes (an rmdir,
-        its DELETE_SELF, a directory renamed over it: it was empty then); an overflow (what follows is lost)."""
+        its DELETE_SELF, unmerged; a directory renamed over it: it was empty then); an overflow (what follows is
+        lost)."""
         mask, _pid, d, nm, d2, nm2, obj, _ = ev
         if mask & FAN_Q_OVERFLOW:
             self._late_flush(out)
@@ -758,9 +759,12 @@ class FanotifyNormalizer(NormalizerBase):
         inside = self._late_in
         if not inside or not mask & FAN_ONDIR:
             return
-        if mask & FAN_DELETE and obj is not None and obj in inside:
+        # Not a merged DELETE or DELETE_SELF: it stands where its first bit happened, not where the directory
+        # went (a merged DELETE of it is held itself, and placed after those inside it).
+        bits = mask & _EVENT_BITS
+        if bits == FAN_DELETE and obj is not None and obj in inside:
             self._place_in(obj, out)
-        if mask & FAN_DELETE_SELF and d is not None and d in inside:
+        if bits == FAN_DELETE_SELF and d is not None and d in inside:
             self._place_in(d, out)
         if mask & FAN_RENAME and d2 is not None and (p2 := self.cache.prefix_by_key.get(d2)) is not None:
             victim = self.cache.key(p2 + nm2)
