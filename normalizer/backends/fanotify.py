@@ -494,10 +494,13 @@ class FanotifySource(LiveSource):
             ahead = ahead + self._buffered_events(queued - len(ahead))
         if placed and len(ahead) >= queued and \
                 not any((ev[0] & _RENAMES and ev[0] & abi.FAN_ONDIR) or ev[0] & abi.FAN_Q_OVERFLOW
-                        for ev in ahead):
+                        for ev in ahead) and not self._below(placed, events[queued:]):
             # Resolved after the last batch, and none of the events queued before that moved a directory:
             # the answer held for all of them (see _place_uncertain). Not if they hold an overflow: a rename
             # lost in it may have moved the directory after the events before it (the rescan places it).
+            # Nor if this read's later events happened in (or to) such a directory: its listing, made now,
+            # would come after them, and they would then describe entries the records never had (corpus
+            # fanotify-0a393fc7c17f); it stays uncertain through this batch and is placed after it.
             self.stats["placed_later"] = self.stats.get("placed_later", 0) + 1
             out.extend(self._feed_all(placed))
         # Handles the batch names that the normalizer never saw come back as Resolve actions, answered
@@ -533,6 +536,21 @@ class FanotifySource(LiveSource):
         out = super()._read_queued()
         out.extend(self._place_uncertain(final=True))
         return out
+
+    def _below(self, placed: list[raw.HandleResolved], events: list[raw.FanotifyEvent]) -> bool:
+        """True if one of ``events`` happened in, or below, or to one of the directories ``placed`` answers
+        for (by the normalizer's cache)."""
+        keys = {item.fid for item in placed}
+        prefixes = self.normalizer.cache.prefix_by_key
+        tops = [p for key in keys if (p := prefixes.get(key)) is not None]
+        for _mask, _pid, d, _nm, d2, _nm2, obj, _ in events:
+            if obj in keys or d in keys or d2 in keys:
+                return True
+            for key in (d, d2):
+                p = None if key is None else prefixes.get(key)
+                if p is not None and any(p.startswith(top) for top in tops):
+                    return True
+        return False
 
     def _place_uncertain(self, *, final: bool = False) -> list[Rec]:
         """Resolve the directories whose place the normalizer could not follow (renamed back and forth in
