@@ -1051,3 +1051,25 @@ def test_a_merged_delete_self_of_its_directory_does_not_place_a_held_delete() ->
     assert kinds == [("create", b"b"), ("create", b"b/p"), ("create", b"b/p/q"), ("create", b"b/p/q/f"),
                      ("rename", b"b"), ("rename", b"c/p/q"), ("delete", b"c/p/a/f"), ("delete", b"c/p/a"),
                      ("delete", b"c/p"), ("delete", b"c")]
+
+
+def test_an_uncertain_directory_replaced_by_a_rename_no_longer_holds_back_its_path() -> None:
+    """Corpus fanotify-2ada66068d1e by hand: a renamed away and back (uncertain), then b renamed over it (a
+    was empty: it is gone); a directory created in the new a is reported, not held back as if below the
+    uncertain one."""
+    n = norm()
+    out = n.feed(batch(0, ren(W, b"a", W, b"ab", A, True), ren(W, b"ab", W, b"a", A, True),
+                       ren(W, b"b", W, b"a", B, True), ev(CREATE | ONDIR, B, b"x", Z)))
+    assert brief(out)[-2:] == [("rename", b"/w/b", b"/w/a", []), ("create", b"/w/a/x", [])]
+    assert n.stats["held_back"] == 0
+
+
+def test_a_directory_moved_in_below_another_one_moved_in_is_walked_with_it() -> None:
+    """Two directories moved in by one read, the first then moved into the second: one Watch, for the
+    second (its walk lists the first inside it). Two, the inner one first, reported the inner content before
+    the directory holding it (corpus fanotify-98f081283674)."""
+    n = norm()
+    M, N = fid(300), fid(301)
+    fed = n.feed(batch(0, ren(None, b"", A, b"m", M, True), ren(None, b"", A, b"n", N, True),
+                       ren(A, b"m", N, b"x", M, True)))
+    assert [a for a in fed.actions if isinstance(a, Watch)] == [Watch(b"/w/a/n", True)]
