@@ -1073,3 +1073,16 @@ def test_a_directory_moved_in_below_another_one_moved_in_is_walked_with_it() -> 
     fed = n.feed(batch(0, ren(None, b"", A, b"m", M, True), ren(None, b"", A, b"n", N, True),
                        ren(A, b"m", N, b"x", M, True)))
     assert [a for a in fed.actions if isinstance(a, Watch)] == [Watch(b"/w/a/n", True)]
+
+
+def test_a_rename_between_a_directory_just_moved_in_and_an_uncertain_one_is_not_told() -> None:
+    """Corpus fanotify-4d15307ce133 by hand: a is uncertain (renamed away and back); m comes in with this
+    read; a file moves from m into a. Neither side was ever told (m's content comes with its walk after the
+    read, a's with its rescan): no record, not one naming a path below the uncertain directory."""
+    n = norm()
+    M = fid(400)
+    out = n.feed(batch(0, ren(W, b"a", W, b"ab", A, True), ren(W, b"ab", W, b"a", A, True),
+                       ren(None, b"", B, b"m", M, True), ren(M, b"x", A, b"y", X)))
+    assert brief(out) == [("rename", b"/w/a", b"/w/ab", []), ("rename", b"/w/ab", b"/w/a", ["merged"]),
+                          ("rename", b"", b"/w/b/m", ["unwatched"])]
+    assert n.stats["held_back"] == 1
