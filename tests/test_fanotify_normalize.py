@@ -1086,3 +1086,16 @@ def test_a_rename_between_a_directory_just_moved_in_and_an_uncertain_one_is_not_
     assert brief(out) == [("rename", b"/w/a", b"/w/ab", []), ("rename", b"/w/ab", b"/w/a", ["merged"]),
                           ("rename", b"", b"/w/b/m", ["unwatched"])]
     assert n.stats["held_back"] == 1
+
+
+def test_a_file_out_of_a_fresh_directory_by_an_exchange_and_back_in_keeps_its_order() -> None:
+    """Corpus fanotify-3ad44ee7efec by hand: m comes in; b (a directory) is exchanged with m/one (a file); the
+    file then moves from b back into m. The file's arrival at b comes before its leaving b (it is the same
+    object moving on, not the second half of an exchange, which would be told the other way round)."""
+    n = norm()
+    M, F = fid(500), fid(501)
+    out = n.feed(batch(0, ren(None, b"", A, b"m", M, True), ren(W, b"b", M, b"one", B, True),
+                       ren(M, b"one", W, b"b", F), ren(W, b"b", M, b"a", F)))
+    assert brief(out) == [("rename", b"", b"/w/a/m", ["unwatched"]), ("rename", b"/w/b", b"", ["unwatched"]),
+                          ("rename", b"", b"/w/b", ["unwatched"]), ("rename", b"/w/b", b"", ["unwatched"])]
+    assert [r.is_dir for r in out] == [True, True, False, False]

@@ -719,9 +719,11 @@ class FanotifyNormalizer(NormalizerBase):
         rec.dir_key = d
         rec.message = "moved into a directory that came into the tree in the same read: its scan reports it"
         last = self._fresh_out
-        if last is not None and out and out[-1] is last and last.dst == src:
+        if last is not None and out and out[-1] is last and last.dst == src and last.object_id != oid:
             # The second half of a RENAME_EXCHANGE across the edge: the object that was at ``src`` left before
             # the other one took its place, so it is told first (in kernel order the two would cancel out).
+            # Not the same object moving on (corpus fanotify-3ad44ee7efec: out of the fresh directory by an
+            # exchange, then back into it by a rename).
             out.insert(len(out) - 1, rec)
         else:
             self.matcher.push(rec, out)
