@@ -1099,3 +1099,14 @@ def test_a_file_out_of_a_fresh_directory_by_an_exchange_and_back_in_keeps_its_or
     assert brief(out) == [("rename", b"", b"/w/a/m", ["unwatched"]), ("rename", b"/w/b", b"", ["unwatched"]),
                           ("rename", b"", b"/w/b", ["unwatched"]), ("rename", b"/w/b", b"", ["unwatched"])]
     assert [r.is_dir for r in out] == [True, True, False, False]
+
+
+def test_a_scanned_file_renamed_away_lets_a_new_file_of_its_name_be_reported() -> None:
+    """Corpus fanotify-96ddce3b4ea3 by hand: a scan reported /w/a/c (its kernel CREATE may still be queued,
+    and is dropped); then c is renamed to a plain rename (the hot path) and a new c is created: that CREATE is
+    new and must be reported. The hot path did not clear the scanned name, and the new c went missing."""
+    n = norm()
+    n.feed(raw.SourceNotice(0, "create", b"/w/a/c", False, ("synthesized",), "scan"))
+    out = n.feed(batch(1, ren(A, b"c", A, b"a", X), ev(CREATE | CLOSE_WRITE, A, b"c", Y)))
+    assert brief(out) == [("rename", b"/w/a/c", b"/w/a/a", []), ("create", b"/w/a/c", ["merged"]),
+                          ("close_write", b"/w/a/c", ["merged"])]

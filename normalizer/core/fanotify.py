@@ -549,6 +549,8 @@ class FanotifyNormalizer(NormalizerBase):
                     p2 = prefixes.get(d2)
                     if p1 is not None and p2 is not None and obj is not None:
                         rec = FanRec("rename", p1 + nm, False, t, mask, p2 + nm2, (), pid, obj.hex())
+                        if synthesized:  # a scanned name moved away: a later CREATE there is new (as _rename)
+                            self._seen_by_scan(rename_bit, rec.path)
                         rec.dir_key, rec.dst_dir_key = d, d2
                         if nm2[:1] == b"#":  # a real "#<digits>" name (a src one stays known: harmless)
                             self.tmpfiles.appeared(rec.dst, nm2)
