@@ -1110,3 +1110,17 @@ def test_a_scanned_file_renamed_away_lets_a_new_file_of_its_name_be_reported() -
     out = n.feed(batch(1, ren(A, b"c", A, b"a", X), ev(CREATE | CLOSE_WRITE, A, b"c", Y)))
     assert brief(out) == [("rename", b"/w/a/c", b"/w/a/a", []), ("create", b"/w/a/c", ["merged"]),
                           ("close_write", b"/w/a/c", ["merged"])]
+
+
+def test_an_exchange_across_an_uncertain_edge_keeps_the_directory_that_came_out() -> None:
+    """Corpus fanotify-00b5f85b8e28 by hand: a is uncertain; m (never listed) is in it; m/sub is exchanged with
+    the known b: sub comes out to b (listed there), b goes into the uncertain a. The second half must not move
+    what is now at b (sub) into the uncertain directory: sub stays at b and is walked there."""
+    n = norm()
+    M, S = fid(600), fid(601)
+    fed = n.feed(batch(0, ren(W, b"a", W, b"ab", A, True), ren(W, b"ab", W, b"a", A, True),
+                       ren(None, b"", A, b"m", M, True), ren(M, b"sub", W, b"b", S, True),
+                       ren(W, b"b", M, b"sub", B, True)))
+    assert brief(fed)[-2:] == [("rename", b"", b"/w/b", ["unwatched"]), ("rename", b"/w/b", b"", ["unwatched"])]
+    assert n.cache.path(S) == b"/w/b"
+    assert Watch(b"/w/b", True) in fed.actions

@@ -1175,7 +1175,10 @@ class FanotifyNormalizer(NormalizerBase):
             return
         cache = self.cache
         if cached_src and cached_dst:
-            if cache.key(cached_src) is not None or obj in cache:
+            # Only what the cache has at ``cached_src`` if that is this directory (or it knows this one): after
+            # an exchange's first half brought an unknown directory there, the path is the other one's
+            # (corpus fanotify-00b5f85b8e28: moving it took the new d0 below the uncertain directory, unlisted).
+            if cache.key(cached_src) == obj or obj in cache:
                 cache.move(cached_src, cached_dst, obj)
             if cache.path(obj) != cached_dst:
                 cache.add(obj, cached_dst)
