@@ -9,10 +9,10 @@ watches, the tree rebuilt from the records equals the real tree, and every recor
 * ``test_oracle_corpus``: every program that ever failed (tests/corpus/oracle/*.json), replayed on its backend.
   A program whose failure is a reported bug being fixed elsewhere is ``xfail(strict=True)`` while its operation
   (or a gate the file names under ``"gates"``) is gated in :data:`KNOWN_BROKEN`; a bug found here and not
-  fixed yet is an ``"xfail": "<reason>"`` key in its file (two today: a fanotify merge that puts a file's
-  delete before its renames, fanotify-778437a1bfd0 and fanotify-c4a4b3fdf974; the others are fixed, see each
-  file's ``note``). A failure that depends on the interleaving and is not fixed yet has a ``"race": "<reason>"``
-  key instead (a non-strict xfail: its replay usually passes).
+  fixed yet is an ``"xfail": "<reason>"`` key in its file (none today: the merged delete of
+  fanotify-778437a1bfd0 and fanotify-c4a4b3fdf974 is placed after its file's renames now; every file's
+  ``note`` says what failed and how it was fixed). A failure that depends on the interleaving and is not fixed
+  yet has a ``"race": "<reason>"`` key instead (a non-strict xfail: its replay usually passes).
 
 A failing hypothesis example is shrunk to a minimal program and saved to the corpus before the test fails.
 """

@@ -370,6 +370,9 @@ class FanotifySource(LiveSource):
         self._rescan_depth = 0
         #: Resolutions of uncertain directories waiting for the next read to confirm them (_place_uncertain).
         self._placements: tuple[list[raw.HandleResolved], int] = ([], 0)
+        #: Directories moved in whose path held something else by the time of their walk (moved on by events
+        #: still queued): listed where the records put them once the path holds them (_list_moved_on).
+        self._moved_on: dict[bytes, None] = {}
         #: Wall time just before the first read since the queue was last seen empty (a Rescan reports files
         #: changed since then as ``modify``: their events were held back), and whether the last read left it
         #: empty.
@@ -494,16 +497,23 @@ class FanotifySource(LiveSource):
             ahead = ahead + self._buffered_events(queued - len(ahead))
         if placed and len(ahead) >= queued and \
                 not any((ev[0] & _RENAMES and ev[0] & abi.FAN_ONDIR) or ev[0] & abi.FAN_Q_OVERFLOW
-                        for ev in ahead):
+                        for ev in ahead) and not self._below(placed, events[queued:]):
             # Resolved after the last batch, and none of the events queued before that moved a directory:
             # the answer held for all of them (see _place_uncertain). Not if they hold an overflow: a rename
             # lost in it may have moved the directory after the events before it (the rescan places it).
+            # Nor if this read's later events happened in (or to) such a directory: its listing, made now,
+            # would come after them, and they would then describe entries the records never had (corpus
+            # fanotify-0a393fc7c17f); it stays uncertain through this batch and is placed after it.
             self.stats["placed_later"] = self.stats.get("placed_later", 0) + 1
             out.extend(self._feed_all(placed))
         # Handles the batch names that the normalizer never saw come back as Resolve actions, answered
         # (and captured) after the batch, which is then processed (capture format version 3).
         out.extend(self._feed(raw.FanotifyBatch(t, backlog == 0, events, backlog)))
         out.extend(self._place_uncertain())
+        if self._moved_on and (self._drained or not events or not events[-1][0] & _RENAMES):
+            # (Not right after a rename: the second rename of an exchange may open the next read, and the
+            # listing's records would split the two.)
+            out.extend(self._list_moved_on())
         out.extend(self._recover(overflows, before_read))
         return out
 
@@ -533,6 +543,21 @@ class FanotifySource(LiveSource):
         out = super()._read_queued()
         out.extend(self._place_uncertain(final=True))
         return out
+
+    def _below(self, placed: list[raw.HandleResolved], events: list[raw.FanotifyEvent]) -> bool:
+        """True if one of ``events`` happened in, or below, or to one of the directories ``placed`` answers
+        for (by the normalizer's cache)."""
+        keys = {item.fid for item in placed}
+        prefixes = self.normalizer.cache.prefix_by_key
+        tops = [p for key in keys if (p := prefixes.get(key)) is not None]
+        for _mask, _pid, d, _nm, d2, _nm2, obj, _ in events:
+            if obj in keys or d in keys or d2 in keys:
+                return True
+            for key in (d, d2):
+                p = None if key is None else prefixes.get(key)
+                if p is not None and any(p.startswith(top) for top in tops):
+                    return True
+        return False
 
     def _place_uncertain(self, *, final: bool = False) -> list[Rec]:
         """Resolve the directories whose place the normalizer could not follow (renamed back and forth in
@@ -601,7 +626,38 @@ class FanotifySource(LiveSource):
     def _watch_new(self, action: Watch, items: list[raw.AnyStreamItem]) -> None:
         if self.mark_mode == "filesystem" and not action.moved_in:
             return  # created empty under the filesystem mark: the kernel reports all it will hold
+        if action.moved_in:
+            key = self.normalizer.cache.key(action.path)
+            if key is not None and not self._holds(action.path, key):
+                # Moved on (an exchange, a rename) by events not read yet: listed where those put it, so that
+                # its content comes under the path the records give it (corpus fanotify-23a6add877d1).
+                self._moved_on[key] = None
+                return
         self._walk(action.path, synthesize=True, items=items, is_root=False)
+
+    def _holds(self, path: bytes, key: bytes) -> bool:
+        """True if the directory at ``path`` is the one with handle ``key`` now."""
+        try:
+            handle_type, handle, _mnt = fs.name_to_handle_at(abi.AT_FDCWD, path, 0)
+            return raw.fid_pack(fs.fsid_of(path), handle_type, handle) == key
+        except (OSError, FsnormError):
+            return False
+
+    def _list_moved_on(self) -> list[Rec]:
+        """After a read (not ending with a rename): walk each directory of ``_moved_on`` whose path in the
+        records holds it again; forget those that left the tree or were deleted, and, once the queue was seen
+        empty, those still elsewhere (then nothing more can tell where they are)."""
+        out: list[Rec] = []
+        for key in list(self._moved_on):
+            path = self.normalizer.cache.path(key)
+            if path is not None and self._holds(path, key):
+                del self._moved_on[key]
+                items: list[raw.AnyStreamItem] = []
+                self._walk(path, synthesize=True, items=items, is_root=False)
+                out.extend(self._feed_all(items))
+            elif path is None or self._drained:
+                del self._moved_on[key]
+        return out
 
     def _unmark(self, key: bytes) -> None:
         """Remove the inode mark of a directory that left the tree, when ``open_by_handle_at`` is allowed."""
