@@ -1112,6 +1112,29 @@ def test_a_scanned_file_renamed_away_lets_a_new_file_of_its_name_be_reported() -
                           ("close_write", b"/w/a/c", ["merged"])]
 
 
+def test_a_directory_exchanged_with_a_scanned_one_reports_the_create_of_a_scanned_name() -> None:
+    """tests/test_truth.py (a new directory exchanged before the queue emptied, fanotify-inode) by hand: the
+    scan of the new /w/n reported /w/n/k; then n <-> b (RENAME_EXCHANGE) and a new k in the old b, now at
+    /w/n. That CREATE is new and must be reported: kept by path, the scanned entry took it for its own queued
+    CREATE and dropped it. The scanned entry, now /w/b/k, still drops its own queued CREATE, until it moves
+    away (then a new k there is new too)."""
+    n = norm()
+    N = fid(700)
+    out = n.feed(batch(0, ev(CREATE | ONDIR, W, b"n", N), drained=False))
+    assert out.actions == (Watch(b"/w/n", False),)
+    out += n.feed(resolved(N, b"/w/n"))
+    out += n.feed(raw.SourceNotice(MS, "create", b"/w/n/k", False, ("synthesized",), "scan"))
+    out += n.feed(batch(2, ren(W, b"n", W, b"b", N, is_dir=True), ren(W, b"b", W, b"n", B, is_dir=True),
+                        ev(CREATE, B, b"k", X), drained=False))
+    assert brief(out) == [("create", b"/w/n", []), ("create", b"/w/n/k", ["synthesized"]),
+                          ("rename", b"/w/n", b"/w/b", []), ("rename", b"/w/b", b"/w/n", []),
+                          ("create", b"/w/n/k", [])]
+    # The scanned entry's own queued CREATE (by its directory's handle, wherever that is now) is dropped; once
+    # it was renamed away, a new k in that directory is reported.
+    out = n.feed(batch(3, ev(CREATE, N, b"k", Y), ren(N, b"k", N, b"k2", Y), ev(CREATE, N, b"k", Z)))
+    assert brief(out) == [("rename", b"/w/b/k", b"/w/b/k2", []), ("create", b"/w/b/k", [])]
+
+
 def test_an_exchange_across_an_uncertain_edge_keeps_the_directory_that_came_out() -> None:
     """Corpus fanotify-00b5f85b8e28 by hand: a is uncertain; m (never listed) is in it; m/sub is exchanged with
     the known b: sub comes out to b (listed there), b goes into the uncertain a. The second half must not move

@@ -373,14 +373,7 @@ def test_directory_renamed_over_an_empty_one_and_back_keeps_true_paths(tmp_path:
     assert ends == [("delete_self", "w/y"), ("watch_end", "w/y")], ends
 
 
-#: fanotify with inode marks scans a new directory too, and keeps what the scan reported by path as inotify did.
-_SCANNED_BY_PATH = pytest.mark.xfail(strict=True, reason="core/fanotify.py keeps what a scan reported by path "
-                                     "(_synthesized): the CREATE of b/k in the old d2, now at b, is taken for the "
-                                     "scanned entry's queued CREATE and dropped")
-
-
-@pytest.mark.parametrize("backend", ["inotify", pytest.param("fanotify-filesystem", marks=needs_root),
-                                     pytest.param("fanotify-inode", marks=_SCANNED_BY_PATH)])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_new_directory_exchanged_before_the_queue_emptied_leaves_no_record_out(tmp_path: Path,
                                                                                  backend: str) -> None:
     """mkdir b (read: fsnorm watches and scans it, and checks what comes next against that scan until the
@@ -389,7 +382,8 @@ def test_a_new_directory_exchanged_before_the_queue_emptied_leaves_no_record_out
     the new directory reported). Every record must come at its true path: inotify kept the new directory's
     freshness at the path b and dropped the DELETE of e (tests/corpus/oracle/inotify-beec74b35425.json), and
     kept what the scan reported by path, so the CREATE of b/k was taken for the scanned entry's and dropped
-    (inotify-5aee4958484a.json)."""
+    (inotify-5aee4958484a.json); fanotify with inode marks scans a new directory too, and did the same
+    (core/fanotify.py ``_synthesized``, now keyed by directory handle and name)."""
     w = tmp_path / "w"
     (w / "d2" / "e").mkdir(parents=True)
     (w / "d2" / "e" / "f1").write_text("f1")

@@ -29,9 +29,6 @@ class NormalizerBase:
 
     def __init__(self, settings: MatcherSettings) -> None:
         self.matcher = Matcher(**settings)
-        #: Paths reported by a scan (synthesized creates) whose kernel CREATE may still be queued: that one is
-        #: dropped, as the record exists already. Valid until the queue was seen empty once.
-        self._synthesized: set[bytes] = set()
         #: Events on an unnamed O_TMPFILE file's "#<inode>" name are dropped (normalizer.core.tmpfile).
         self.tmpfiles = TmpfileNames()
         #: fsnorm's own directory listings, whose open/access/close_nowrite are dropped (core/ownscan.py).

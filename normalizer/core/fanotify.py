@@ -279,6 +279,12 @@ class FanotifyNormalizer(NormalizerBase):
     ) -> None:
         super().__init__(settings)
         self.cache = DirCache()
+        #: Entries a scan reported (synthesized creates) whose kernel CREATE may still be queued, as (parent
+        #: directory's handle, name): that CREATE is dropped, as the record exists already. Valid until the
+        #: queue was seen empty once. Keyed by handle, never by path (as inotify's ``_scanned``, by wd): a
+        #: directory exchanged (RENAME_EXCHANGE) with the scanned one takes its path, and the CREATE of the
+        #: same name there is new (tests/test_truth.py, a new directory exchanged before the queue emptied).
+        self._synthesized: set[tuple[bytes, bytes]] = set()
         #: fsnorm's own pid: the open/access/close_nowrite of its announced directory listings are dropped
         #: (core/ownscan.py); None: nothing is dropped.
         self.own_pid = own_pid
@@ -429,7 +435,7 @@ class FanotifyNormalizer(NormalizerBase):
         elif isinstance(item, raw.SourceNotice):
             m.begin(item.t_ns)
             if item.kind == "create" and Flag.SYNTHESIZED in item.flags:
-                self._synthesized.add(item.path)
+                self._known_to_scan(item.path)
                 self.tmpfiles.appeared(item.path, item.path.rpartition(b"/")[2])
             elif item.kind == "delete" and item.message == self._why_rescan:
                 self._gone.add(item.path)
@@ -549,8 +555,8 @@ class FanotifyNormalizer(NormalizerBase):
                     p2 = prefixes.get(d2)
                     if p1 is not None and p2 is not None and obj is not None:
                         rec = FanRec("rename", p1 + nm, False, t, mask, p2 + nm2, (), pid, obj.hex())
-                        if synthesized:  # a scanned name moved away: a later CREATE there is new (as _rename)
-                            self._seen_by_scan(rename_bit, rec.path)
+                        if synthesized and d is not None:  # a scanned name moved away: a new one is new
+                            self._seen_by_scan(rename_bit, d, nm)
                         rec.dir_key, rec.dst_dir_key = d, d2
                         if nm2[:1] == b"#":  # a real "#<digits>" name (a src one stays known: harmless)
                             self.tmpfiles.appeared(rec.dst, nm2)
@@ -569,7 +575,7 @@ class FanotifyNormalizer(NormalizerBase):
                     p = prefixes.get(d)
                     if p is not None and nm:
                         path = p + nm
-                        if synthesized and self._seen_by_scan(mask, path):
+                        if synthesized and self._seen_by_scan(mask, d, nm):
                             continue
                         if nm[0] == 35 and self._tmpfile(mask, path, nm):  # b"#"
                             continue
@@ -609,17 +615,27 @@ class FanotifyNormalizer(NormalizerBase):
         self.stats["dropped_rescanned"] += 1
         return True
 
-    def _seen_by_scan(self, mask: int, path: bytes) -> bool:
+    def _known_to_scan(self, path: bytes) -> None:
+        """A scan reported ``path``: the kernel's CREATE of it, if one is queued, is dropped (``_synthesized``,
+        by its directory's handle and its name; nothing if that directory is not in the cache: no event can
+        name it by a handle then)."""
+        parent = self.cache.key(_parent(path))
+        if parent is not None:
+            self._synthesized.add((parent, path.rstrip(b"/").rpartition(b"/")[2]))
+
+    def _seen_by_scan(self, mask: int, d: bytes, name: bytes) -> bool:
         """True if this is the kernel's CREATE for an entry a scan already reported (drop it); a delete or
-        move away of such a path ends that, so a later CREATE is reported."""
+        move away of such an entry (directory handle ``d``, ``name``) ends that, so a later CREATE is
+        reported."""
         synthesized = self._synthesized
-        if path not in synthesized:
+        key = (d, name)
+        if key not in synthesized:
             return False
         if mask & FAN_CREATE:
-            synthesized.discard(path)
+            synthesized.discard(key)
             return True
         if mask & (FAN_DELETE | FAN_MOVED_FROM | FAN_RENAME):
-            synthesized.discard(path)
+            synthesized.discard(key)
         return False
 
     def _tmpfile(self, bit: int, path: bytes, name: bytes) -> bool:
@@ -716,7 +732,7 @@ class FanotifyNormalizer(NormalizerBase):
             return True
         # Moved into the fresh directory: gone from src; the scan reports it at its new place.
         if self._synthesized:
-            self._seen_by_scan(FAN_RENAME, src)
+            self._seen_by_scan(FAN_RENAME, d, nm)
         rec = FanRec("rename", src, is_dir, t, mask, b"", (Flag.UNWATCHED,), pid, oid)
         rec.dir_key = d
         rec.message = "moved into a directory that came into the tree in the same read: its scan reports it"
@@ -978,10 +994,10 @@ class FanotifyNormalizer(NormalizerBase):
         if self._gone and self._repeats_rescan(bit, path):
             return
         if bit == FAN_CREATE:
-            if self._synthesized and self._seen_by_scan(FAN_CREATE, path):
+            if self._synthesized and self._seen_by_scan(FAN_CREATE, d, nm):
                 return
         elif bit == FAN_DELETE and self._synthesized:
-            self._seen_by_scan(FAN_DELETE, path)
+            self._seen_by_scan(FAN_DELETE, d, nm)
         rec = FanRec(kind, path, is_dir, t, mask, b"", merged, pid, oid)
         rec.dir_key = d
         if bit == FAN_DELETE and merged and obj is not None and self.use_rename:
@@ -1065,7 +1081,7 @@ class FanotifyNormalizer(NormalizerBase):
             # arrives at its destination (a directory is listed there, as one moved in).
             self.stats["dropped_rescanned"] += 1
             src = b""
-            if not dst or dst in self._synthesized:
+            if not dst or (d2, nm2) in self._synthesized:
                 if is_dir and obj is not None:
                     self._dir_moved(obj, cached_src, cached_dst)
                 return
@@ -1087,8 +1103,8 @@ class FanotifyNormalizer(NormalizerBase):
             rec.message = "could not resolve " + "; ".join(
                 f"{side} {why}" for side, why in (("source", why_src), ("destination", why_dst)) if why)
             self.stats["unresolved_records"] += 1
-        if self._synthesized and src:
-            self._seen_by_scan(FAN_RENAME, src)
+        if self._synthesized and src and d is not None:
+            self._seen_by_scan(FAN_RENAME, d, nm)
         if not is_dir and (nm[:1] == b"#" or nm2[:1] == b"#"):
             self._tmpfile_renamed(src, dst, nm2)
         self.matcher.push(rec, out)
@@ -1153,7 +1169,7 @@ class FanotifyNormalizer(NormalizerBase):
         subtree, it appears at ``dst`` (a directory is watched and listed there, like one moved in); moved
         into it, it is gone from ``src`` (the rescan reports it where it is). Both sides uncertain: nothing is
         reported. The cache follows the move either way."""
-        mask, pid, _d, _nm, _d2, nm2, obj, _ = ev
+        mask, pid, d, nm, _d2, nm2, obj, _ = ev
         is_dir = bool(mask & FAN_ONDIR)
         self.stats["held_back"] += 1
         oid = None if obj is None else obj.hex()
@@ -1165,8 +1181,8 @@ class FanotifyNormalizer(NormalizerBase):
                 self.tmpfiles.appeared(dst, nm2)
             self.matcher.push(rec, out)
         elif src:
-            if self._synthesized:
-                self._seen_by_scan(FAN_RENAME, src)
+            if self._synthesized and d is not None:
+                self._seen_by_scan(FAN_RENAME, d, nm)
             rec = FanRec("rename", src, is_dir, t, mask, b"", (Flag.UNWATCHED, *merged), pid, oid)
             rec.message = f"moved into a directory whose place is uncertain ({self._why_uncertain}): its " \
                 "rescan reports it there"
@@ -1319,7 +1335,7 @@ class FanotifyNormalizer(NormalizerBase):
             return  # moved from outside: its MOVED_TO (if inside) is one-sided
         path = prefix + nm
         if self._synthesized:
-            self._seen_by_scan(FAN_MOVED_FROM, path)
+            self._seen_by_scan(FAN_MOVED_FROM, d, nm)
         if obj is None:
             # No handle to join by (a kernel without FAN_REPORT_TARGET_FID): one-sided when the window ends.
             obj = b"nokey:%d:%d" % (t, id(ev))

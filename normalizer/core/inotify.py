@@ -84,7 +84,7 @@ class InotifyNormalizer(NormalizerBase):
         #: inotify-beec74b35425.json: mkdir b, read, b <-> d2, rm -r b/e: the DELETE of e was dropped).
         self._watch_asked: set[bytes] = set()
         #: Entries a scan reported (synthesized creates) whose kernel CREATE may still be queued, as (parent
-        #: wd, name): that CREATE is dropped. Used instead of the base class's path-keyed ``_synthesized``: a
+        #: wd, name): that CREATE is dropped. Not by path (as fanotify's ``_synthesized``, by handle): a
         #: directory exchanged with the one scanned would have its CREATE of the same name dropped
         #: (tests/corpus/oracle/inotify-5aee4958484a.json).
         self._scanned: set[tuple[int, bytes]] = set()
