@@ -35,6 +35,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def run_storm(root: Path, seconds: float, *, threads: int = 4, noise: int = 2) -> None:
+    """The storm workload (benchmarks/workloads.py) in its own process, on the four directories ``d0``..``d3``
+    of ``root``, for ``seconds``; then half a second for the watcher to read the rest."""
+    subprocess.run([sys.executable, "-m", "benchmarks.workloads", "storm", str(root), "--seconds", str(seconds),
+                    "--threads", str(threads), "--noise", str(noise)], check=True, cwd=REPO,
+                   stdout=subprocess.DEVNULL)
+    time.sleep(0.5)
+
+
 def trial(root: Path, seconds: float, rescan: bool) -> tuple[float, int]:
     """(CPU seconds of the fsnorm process, events it read) for one storm."""
     for d in range(4):
@@ -44,10 +53,7 @@ def trial(root: Path, seconds: float, rescan: bool) -> tuple[float, int]:
         watcher = subprocess.Popen(cmd, stdout=null, stderr=subprocess.PIPE, cwd=REPO)
         time.sleep(1.5)  # start-up: imports and watches
         before = cpu_seconds(watcher.pid)
-        subprocess.run([sys.executable, "-m", "benchmarks.workloads", "storm", str(root), "--seconds",
-                        str(seconds), "--threads", "4", "--noise", "2"], check=True, cwd=REPO,
-                       stdout=subprocess.DEVNULL)
-        time.sleep(0.5)
+        run_storm(root, seconds)
         used = cpu_seconds(watcher.pid) - before
         watcher.send_signal(signal.SIGTERM)
         watcher.wait()

@@ -41,6 +41,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.rescan_cost import cpu_seconds, run_storm
+
 REPO = Path(__file__).resolve().parent.parent
 QUEUE = Path("/proc/sys/fs/inotify/max_queued_events")
 VARIANTS: dict[str, tuple[list[str], dict[str, str]]] = {
@@ -50,12 +52,6 @@ VARIANTS: dict[str, tuple[list[str], dict[str, str]]] = {
     "direct": (["--read-buffer", "0"], {}),
     "python-reader": ([], {"FSNORM_READER": "python"}),
 }
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process so far (``/proc/PID/stat`` fields 14 and 15, in clock ticks)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def io_calls(pid: int) -> tuple[int, int]:
@@ -115,10 +111,7 @@ def trial(root: Path, variant: str, args: argparse.Namespace, profile: Path | No
         prof = _profiler(args.profiler, profile, watcher.pid, args.seconds)
         load = os.getloadavg()[0]
         before, (r0, w0) = cpu_seconds(watcher.pid), io_calls(watcher.pid)
-        subprocess.run([sys.executable, "-m", "benchmarks.workloads", "storm", str(root), "--seconds",
-                        str(args.seconds), "--threads", str(args.threads), "--noise", str(args.noise)],
-                       check=True, cwd=REPO, stdout=subprocess.DEVNULL)
-        time.sleep(0.5)
+        run_storm(root, args.seconds, threads=args.threads, noise=args.noise)
         used, (r1, w1) = cpu_seconds(watcher.pid) - before, io_calls(watcher.pid)
         if prof is not None:
             prof.wait()
