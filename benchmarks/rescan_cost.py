@@ -44,6 +44,19 @@ def run_storm(root: Path, seconds: float, *, threads: int = 4, noise: int = 2) -
     time.sleep(0.5)
 
 
+def stop_watch(watcher: subprocess.Popen[bytes]) -> tuple[int, int, int]:
+    """SIGTERM an ``fsnorm watch`` started with ``stderr=PIPE`` and read its closing line: (events read,
+    records, overflows)."""
+    watcher.send_signal(signal.SIGTERM)
+    watcher.wait()
+    assert watcher.stderr is not None
+    err = watcher.stderr.read().decode()
+    m = re.search(r"stopped: (\d+) events read, (\d+) records, (\d+) overflows", err)
+    if m is None:
+        raise RuntimeError(f"fsnorm watch did not report its events: {err[-300:]}")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3))
+
+
 def trial(root: Path, seconds: float, rescan: bool) -> tuple[float, int]:
     """(CPU seconds of the fsnorm process, events it read) for one storm."""
     for d in range(4):
@@ -55,14 +68,8 @@ def trial(root: Path, seconds: float, rescan: bool) -> tuple[float, int]:
         before = cpu_seconds(watcher.pid)
         run_storm(root, seconds)
         used = cpu_seconds(watcher.pid) - before
-        watcher.send_signal(signal.SIGTERM)
-        watcher.wait()
-    assert watcher.stderr is not None
-    err = watcher.stderr.read().decode()
-    m = re.search(r"stopped: (\d+) events read", err)
-    if m is None:
-        raise RuntimeError(f"fsnorm watch did not report its events: {err[-300:]}")
-    return used, int(m.group(1))
+        events, _, _ = stop_watch(watcher)
+    return used, events
 
 
 def main(argv: list[str] | None = None) -> int:

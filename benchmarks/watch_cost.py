@@ -32,7 +32,6 @@ import collections
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -41,7 +40,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.rescan_cost import cpu_seconds, run_storm
+from benchmarks.rescan_cost import cpu_seconds, run_storm, stop_watch
 
 REPO = Path(__file__).resolve().parent.parent
 QUEUE = Path("/proc/sys/fs/inotify/max_queued_events")
@@ -115,16 +114,9 @@ def trial(root: Path, variant: str, args: argparse.Namespace, profile: Path | No
         used, (r1, w1) = cpu_seconds(watcher.pid) - before, io_calls(watcher.pid)
         if prof is not None:
             prof.wait()
-        watcher.send_signal(signal.SIGTERM)
-        watcher.wait()
+        events, records, overflows = stop_watch(watcher)
         sink.wait()
-    assert watcher.stderr is not None
-    err = watcher.stderr.read().decode()
-    m = re.search(r"stopped: (\d+) events read, (\d+) records, (\d+) overflows", err)
-    if m is None:
-        raise RuntimeError(f"fsnorm watch did not report its events: {err[-300:]}")
-    return Trial(variant, used, int(m.group(1)), int(m.group(2)), int(m.group(3)), r1 - r0, w1 - w0, load,
-                 queue)
+    return Trial(variant, used, events, records, overflows, r1 - r0, w1 - w0, load, queue)
 
 
 def top_frames(raw: Path, n: int = 25) -> str:
