@@ -1147,3 +1147,13 @@ def test_an_exchange_across_an_uncertain_edge_keeps_the_directory_that_came_out(
     assert brief(fed)[-2:] == [("rename", b"", b"/w/b", ["unwatched"]), ("rename", b"/w/b", b"", ["unwatched"])]
     assert n.cache.path(S) == b"/w/b"
     assert Watch(b"/w/b", True) in fed.actions
+
+
+def test_a_fanrec_sets_every_slot_of_rec() -> None:
+    """FanRec sets Rec's slots itself (core/fanotify.py says why): a slot added to Rec and not there would be
+    unset on every fanotify record."""
+    from normalizer.core.rec import Rec
+
+    rec = FanRec("create", b"/w/a", False, 1, CREATE, pid=3, object_id="ab")
+    assert all(hasattr(rec, name) for name in Rec.__slots__), [n for n in Rec.__slots__ if not hasattr(rec, n)]
+    assert (rec.source, rec.pid, rec.object_id, rec.cookie) == ("fanotify", 3, "ab", None)

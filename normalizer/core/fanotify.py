@@ -177,7 +177,10 @@ class FanRec(Rec):
     """A record from fanotify: ``source`` is ``"fanotify"``, ``pid`` / ``object_id`` set in the constructor.
 
     It adds no slot of its own and sets every inherited one (see :class:`~normalizer.core.rec.Rec`: compiled
-    code reads them from the struct)."""
+    code reads them from the struct). It sets them itself rather than calling ``Rec.__init__``, which would set
+    ``source``, ``pid``, ``object_id`` and ``cookie`` only to have them overwritten here: one constructor call
+    per fanotify record, on the hot path. A slot added to ``Rec`` must be added here too
+    (tests/test_fanotify_normalize.py checks every slot is set)."""
 
     __slots__ = ()
 
