@@ -179,11 +179,11 @@ static void *run(void *arg) {
         if (ioctl(r->fd, FIONREAD, &backlog) < 0)
             backlog = 0;
         chunk *c = r->tail;
-        if (c != NULL && c->backlog != 0 && c->n + (size_t)n <= r->read_size) {
-            /* The consumer has not taken the last chunk yet, and the kernel queue was not empty after it: this
-             * read joins it (one batch of up to read_size bytes, with this read's time and FIONREAD, the first
-             * read's wall time). A read that left the queue empty ends its chunk: "the queue was seen empty
-             * here" is information the normalizers use (windows, fanotify's merge windows). */
+        if (c != NULL && c->n + (size_t)n <= r->read_size) {
+            /* The consumer has not taken the last chunk yet: this read joins it (one batch of up to read_size
+             * bytes, with this read's time and FIONREAD, the first read's wall time), so a consumer that fell
+             * behind takes what waits in a few large batches instead of one small one per read of the thread
+             * (reader.py's module docstring, "Batches", says why the joined chunk is exact). */
             if (c->n + (size_t)n > c->cap) {
                 size_t cap = c->cap * 2;
                 if (cap < c->n + (size_t)n)
