@@ -158,6 +158,10 @@ static void *run(void *arg) {
             break;
         }
         double wall = (double)now_ns(CLOCK_REALTIME) / 1e9;
+        /* A chunk still waits: read what fills it up to read_size (if that leaves room for a whole event), so
+         * this read joins it below; the rest stays queued for the next one. */
+        if (r->tail != NULL && r->read_size - r->tail->n >= MIN_ROOM && r->read_size - r->tail->n < size)
+            size = r->read_size - r->tail->n;
         ssize_t n = read(r->fd, buf, size);
         if (n < 0) {
             int e = errno;

@@ -34,13 +34,14 @@ read they follow and feeds a read made before its last action as not drained (``
 the thread holds from its ``read()`` to the append, so a read cannot hide between the two.
 
 **Batches**: a read made while the chunk before it is still in the buffer (not taken yet) joins it, up to
-``read_size`` bytes. A storm is read a few events at a time; once the consumer has fallen behind for a moment,
-it then takes what waited as a few large batches (one parse, one feed, one pass of the per-read work each)
-instead of one small chunk per read of the thread, which kept it behind until the storm ended
-(benchmarks/results/reader-batches.md). The joined chunk is what a single read at the last read's time
-would have returned (the reads are consecutive pieces of the kernel's stream: nothing is read elsewhere
-between them, nothing is dropped in between), so the core is fed a stream that a direct reader could have
-been fed:
+``read_size`` bytes (the read takes only what fills that chunk, if that leaves room for a whole event). A
+storm is read a few events at a time; once the consumer has fallen behind for a moment, it then takes what
+waited as a few large batches (one parse, one feed, one pass of the per-read work each) instead of one small
+chunk per read of the thread, which kept it behind until the storm ended
+(benchmarks/results/reader-batches.md). The joined chunk is what a single read at the last read's time would
+have returned (the reads are consecutive pieces of the kernel's stream: nothing is read elsewhere between
+them, nothing is dropped in between), so the core is fed a stream that a direct reader could have been fed
+(tests/test_reader_batches.py holds the core to it):
 
 * ``t_ns`` is the last read's: every event in the chunk had been read by then. Events get a later time than
   the read that really took them: a lone half's window starts later (it waits a little longer, never less),
@@ -403,6 +404,8 @@ class BufferedReader:
             with lock:
                 if self._stopping:
                     return
+                if chunks and _MIN_ROOM <= self.read_size - chunks[-1].size < size:  # fill the waiting chunk
+                    size = self.read_size - chunks[-1].size
                 try:
                     chunk = read_chunk(self.fd, view[:size])
                 except OSError as exc:
