@@ -20,10 +20,10 @@ capture still holds exactly what the kernel gave.
 
 **A backstop, not a middleman.** A consumer that keeps up reads the fd itself: ``take`` with nothing buffered
 reads it right there (under the lock, so in order), and the thread leaves queued events alone while the
-consumer can still take them. It reads once the consumer is behind: a chunk of its own still waits, a quarter
-of a full kernel queue is queued, or events have waited 100 ms. So when fsnorm keeps up it reads exactly as
-without the thread (fresh reads, the kernel's own batches, nothing that changes what a drained read means);
-when Python stalls, the queue is drained long before it can overflow.
+consumer can still take them. It reads once the consumer is behind: a chunk of its own still waits (then at
+most once a millisecond), a quarter of a full kernel queue is queued, or events have waited 100 ms. So when
+fsnorm keeps up it reads exactly as without the thread (fresh reads, the kernel's own batches, nothing that
+changes what a drained read means); when Python stalls, the queue is drained long before it can overflow.
 
 **The source's own actions** (a watch added, a directory scanned, a handle resolved) happen when the consumer
 gets to them, while later reads may already wait in the buffer: LiveSource gives such items the time of the
@@ -96,6 +96,11 @@ except ImportError:  # not built (no compiler at install time): the Python threa
 #: bytes the kernel returned.
 Chunk: TypeAlias = tuple[int, float, int, bytes]
 
+#: The most a chunk holds with :func:`make_reader` (reads joined, or one read): about 2,000 inotify events, a
+#: few milliseconds of the consumer's work. A consumer that is behind takes them one feed each; a larger
+#: chunk would only hold back the records of its first events until its last ones are done (the per-read
+#: cost is already spread over thousands of events: benchmarks/README.md, "Where the CPU goes").
+MAX_CHUNK = 64 << 10
 #: Default bound of the buffer: 16 MiB, several times a full default kernel queue (16,384 events: about
 #: 0.5 MiB of inotify events with short names, 2-3 MiB of fanotify FAN_RENAME events with two names).
 DEFAULT_READ_BUFFER = 16 << 20
@@ -110,6 +115,10 @@ _MIN_ROOM = 4096
 #: _BACKSTOP_S.
 DEFAULT_BACKSTOP = 64 * 1024
 _BACKSTOP_S = 0.1
+#: While a chunk waits (the consumer is behind), the thread reads at most this often unless ``backstop`` is
+#: queued: a storm joins the waiting chunk a millisecond's events at a time, not a read (and a wake-up of the
+#: thread) per few events, CPU that the consumer it waits for would lack.
+_BEHIND_PACING_S = 0.001
 
 
 def fionread(fd: int) -> int:
@@ -165,7 +174,9 @@ def reader_kind() -> ReaderKind:
 
 def make_reader(fd: int, *, capacity: int = DEFAULT_READ_BUFFER, read_size: int = 256 << 10,
                 backstop: int = DEFAULT_BACKSTOP, name: str = "fsnorm-reader") -> Reader:
-    """The reader thread for ``fd``: the C one where built, else the Python one (:func:`reader_kind`)."""
+    """The reader thread for ``fd``: the C one where built, else the Python one (:func:`reader_kind`). Its reads
+    and chunks hold at most ``read_size`` bytes, and never more than :data:`MAX_CHUNK`."""
+    read_size = min(read_size, MAX_CHUNK)
     if reader_kind() == "c":
         return CBufferedReader(fd, capacity=capacity, read_size=read_size, backstop=backstop)
     return BufferedReader(fd, capacity=capacity, read_size=read_size, backstop=backstop, name=name)
@@ -259,6 +270,8 @@ class BufferedReader:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._started = False
         self._inline: memoryview | None = None
+        #: time.monotonic() of the thread's last read (its pacing while behind).
+        self._last_read = 0.0
         #: Why the thread stopped reading, raised by take() once the chunks before it are taken.
         self.error: OSError | None = None
         #: Bytes buffered now, the most ever buffered, chunks read, and how often the thread found the buffer
@@ -359,15 +372,16 @@ class BufferedReader:
             with self._lock:
                 if self._stopping:
                     return False
-                if self._chunks:
-                    return True
+                behind = bool(self._chunks)
             try:
                 queued = fionread(self.fd)
             except OSError:
                 return True  # an fd without FIONREAD: read, and report what read says
             if not queued:
                 return False
-            if queued >= self.backstop or time.monotonic() - first >= _BACKSTOP_S:
+            now = time.monotonic()
+            if queued >= self.backstop or now - first >= _BACKSTOP_S or \
+                    (behind and now - self._last_read >= _BEHIND_PACING_S):
                 return True
             if stop.poll(1):
                 return False
@@ -415,6 +429,7 @@ class BufferedReader:
                 if chunk is None:
                     continue
                 t, wall, backlog, data = chunk
+                self._last_read = t / 1e9
                 if chunks and chunks[-1].size + len(data) <= self.read_size:  # joins the tail (docstring)
                     chunks[-1].join(t, backlog, data)
                 else:
