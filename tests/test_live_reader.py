@@ -184,6 +184,47 @@ def test_consumer_paused_2s_while_50k_events_happen_loses_nothing(tree: Path, ba
     assert peak > 16384 * 24, f"the buffer held more than the kernel queue could (peak {peak} bytes)"
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_storm_buffered_while_the_consumer_sleeps_is_taken_in_few_feeds(tree: Path, backend: str,
+                                                                          kind: str) -> None:
+    """The consumer sleeps while 8,000 renames happen; the thread reads them, many reads of a few events each
+    (the reads that left the queue empty included). They are joined while they wait: the consumer then takes
+    them in about (bytes buffered) / read_size feeds, not one feed per read of the thread, and every rename is
+    joined, none twice, none flagged, no overflow."""
+    root = tree / "w"
+    for d in dirs(root, 4):
+        d.mkdir()
+    read_size = 64 << 10
+    with sysctl(QUEUE_SYSCTL[backend], 16384):
+        src = make(backend, root, read_size=read_size)
+        src.open()
+    seen: list[Rec] = []
+    try:
+        out, _ = workload("burst", str(root), "--threads", "2", "--renames", "4000").communicate(timeout=120)
+        reader = src._reader
+        assert reader is not None
+        end = time.monotonic() + 10  # the thread leaves a short queue to the consumer for up to 100 ms
+        while time.monotonic() < end and src._queued() > reader.buffered:
+            time.sleep(0.05)
+        buffered, thread_reads = reader.buffered, getattr(reader, "reads", 0)
+        feeds_before = src.stats["reads"]
+        seen += drain(src)
+        feeds = src.stats["reads"] - feeds_before
+    finally:
+        seen += src.close()
+    truth = json.loads(out)
+    expected = expected_renames(root, truth["renames"], truth["dirs"])
+    assert buffered > 4 * read_size, f"the storm waited in the buffer ({buffered} bytes)"
+    # A chunk is closed only when the next read would not fit in read_size (less than _MIN_ROOM left): each but
+    # the last holds more than read_size - 4096 bytes.
+    assert feeds <= buffered // (read_size - 4096) + 2, (feeds, buffered, thread_reads)
+    assert not [r for r in seen if r.kind == "overflow"], "no overflow"
+    renames = [r for r in seen if r.kind == "rename"]
+    assert [r for r in renames if r.flags] == [], "no one-sided or flagged rename"
+    got = pairs(renames)
+    assert len(got) == len(set(got)) and set(got) == expected, "every rename joined exactly once"
+
+
 # --- the read barrier goes through the buffer -----------------------------------------------------------------
 
 
@@ -364,11 +405,26 @@ def test_buffered_reader_error_comes_after_the_chunks_before_it(kind: str) -> No
 def test_buffered_reader_every_byte_once_in_order_within_the_bound(
         kind: str, writes: list[int], takes: list[bool], capacity: int, read_size: int) -> None:
     """Whatever the write sizes, the read size, the bound and when the consumer takes: the chunks are the
-    bytes written, once, in order, and the buffer never held more than the bound."""
+    bytes written, once, in order, and the buffer never held more than the bound. Each chunk (reads joined or
+    not) holds at most ``read_size`` bytes, comes later than the one before, and its barrier is honest: every
+    byte written before its time is in it, before it, or in its backlog (a join never claims a drain that did
+    not happen)."""
     r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     reader = new_reader(kind, r, capacity, read_size)
     sent = bytearray()
     got = bytearray()
+    written: list[tuple[int, int]] = []  # (monotonic ns once a write returned, bytes written by then)
+    chunks: list[tuple[int, int, int]] = []  # (t_ns, bytes taken up to its end, backlog)
+
+    def take() -> bool:
+        chunk = reader.take()
+        if chunk is None:
+            return False
+        assert 0 < len(chunk[3]) <= read_size
+        got.extend(chunk[3])
+        chunks.append((chunk[0], len(got), chunk[2]))
+        return True
+
     try:
         reader.start()
         for i, size in enumerate(writes):
@@ -378,26 +434,59 @@ def test_buffered_reader_every_byte_once_in_order_within_the_bound(
             while off < size:
                 try:
                     off += os.write(w, view[off:])
+                    written.append((time.monotonic_ns(), len(sent) + off))
                 except BlockingIOError:  # the pipe is full: the buffer is full too, or the thread is behind
-                    chunk = reader.take()
-                    if chunk is not None:
-                        got += chunk[3]
-                    else:
+                    if not take():
                         time.sleep(0.001)
             sent += data
             if takes[i % len(takes)]:
-                chunk = reader.take()
-                if chunk is not None:
-                    got += chunk[3]
+                take()
         end = time.monotonic() + 10
         while len(got) < len(sent) and time.monotonic() < end:
-            chunk = reader.take()
-            if chunk is None:
+            if not take():
                 time.sleep(0.001)
-            else:
-                got += chunk[3]
         assert bytes(got) == bytes(sent)
         assert reader.peak <= capacity and reader.buffered == 0
+    finally:
+        reader.close()
+        os.close(r)
+        os.close(w)
+    assert all(a[0] < b[0] for a, b in itertools.pairwise(chunks)), "chunk times increase"
+    for t_ns, upto, backlog in chunks:
+        before = max((n for t_w, n in written if t_w < t_ns), default=0)
+        assert before <= upto + backlog, "everything written before the chunk's time is in it or its backlog"
+
+
+def test_a_joined_chunk_has_the_time_and_backlog_of_its_last_read(kind: str) -> None:
+    """On a pipe: 100 bytes read alone (the pipe then empty), then 300 KiB written while that chunk waits. The
+    next read fills the waiting chunk up to read_size and joins it: one chunk of read_size bytes with the later
+    read's time and FIONREAD (what that read left in the pipe), not the first read's empty queue; the first
+    read's wall time."""
+    import fcntl
+
+    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 1 << 20)
+    read_size = 256 << 10
+    reader = (CBufferedReader(r, capacity=1 << 20, read_size=read_size, backstop=1) if kind == "c"
+              else BufferedReader(r, capacity=1 << 20, read_size=read_size, backstop=1))
+    try:
+        reader.start()
+        wall0 = time.time()
+        os.write(w, b"a" * 100)
+        end = time.monotonic() + 10
+        while reader.buffered < 100 and time.monotonic() < end:
+            time.sleep(0.001)
+        t_first = time.monotonic_ns()  # the first read was made before this
+        os.write(w, b"b" * (300 << 10))
+        while reader.buffered < read_size and time.monotonic() < end:
+            time.sleep(0.001)
+        time.sleep(0.05)  # a further read, if the thread made one, would start a chunk of its own
+        t_ns, wall, backlog, data = reader.take()  # type: ignore[misc]
+        assert data == b"a" * 100 + b"b" * (read_size - 100), "the second read filled the first chunk"
+        assert t_ns > t_first and wall0 <= wall < wall0 + 5
+        assert backlog == (300 << 10) - (read_size - 100), "the backlog the second read left"
+        rest = reader.take()
+        assert rest is not None and rest[3] == b"b" * backlog and rest[2] == 0
     finally:
         reader.close()
         os.close(r)

@@ -29,10 +29,14 @@
 
 #define MIN_ROOM 4096
 /* The thread leaves queued events to a consumer that keeps up (take() reads the fd itself when nothing is
- * buffered): it reads only once the consumer is behind (a chunk is still buffered), the kernel holds at least
- * `backstop` (FIONREAD's unit; the caller passes a quarter of a full queue), or events have waited
- * BACKSTOP_NS. */
+ * buffered): it reads only once the consumer is behind (a chunk is still buffered; then at most once every
+ * BEHIND_PACING_NS), the kernel holds at least `backstop` (FIONREAD's unit; the caller passes a quarter of a
+ * full queue), or events have waited BACKSTOP_NS. */
 #define BACKSTOP_NS (100 * 1000000LL)
+/* While a chunk waits (the consumer is behind), the thread reads at most once a millisecond, unless `backstop`
+ * is queued: a storm then joins the waiting chunk in reads of a millisecond's events each, instead of a read
+ * (and a wake-up of this thread) per few events, CPU taken from the consumer it waits for. */
+#define BEHIND_PACING_NS (1000000LL)
 
 typedef struct chunk {
     struct chunk *next;
@@ -51,6 +55,7 @@ typedef struct {
     size_t capacity, read_size, buffered, peak;
     int backstop;
     unsigned long long reads, full;
+    int64_t last_read_ns; /* CLOCK_MONOTONIC of the thread's last read (its pacing while behind) */
     chunk *head, *tail;
     chunk **tail_link; /* the pointer that points at tail: &head or &(tail's predecessor)->next */
     pthread_mutex_t mu;
@@ -87,18 +92,21 @@ static int backstop(Reader *r) {
     sp.events = POLLIN;
     for (;;) {
         int q = 0, behind;
+        int64_t last;
         pthread_mutex_lock(&r->mu);
         behind = r->head != NULL;
+        last = r->last_read_ns;
         if (r->stopping) {
             pthread_mutex_unlock(&r->mu);
             return 0;
         }
         pthread_mutex_unlock(&r->mu);
-        if (behind || ioctl(r->fd, FIONREAD, &q) < 0)
+        if (ioctl(r->fd, FIONREAD, &q) < 0)
             return 1; /* (an fd without FIONREAD: read, and report what read says) */
         if (q == 0)
             return 0;
-        if (q >= r->backstop || now_ns(CLOCK_MONOTONIC) - first >= BACKSTOP_NS)
+        int64_t now = now_ns(CLOCK_MONOTONIC);
+        if (q >= r->backstop || (behind && now - last >= BEHIND_PACING_NS) || now - first >= BACKSTOP_NS)
             return 1;
         if (poll(&sp, 1, 1) > 0)
             return 0;
@@ -158,6 +166,10 @@ static void *run(void *arg) {
             break;
         }
         double wall = (double)now_ns(CLOCK_REALTIME) / 1e9;
+        /* A chunk still waits: read what fills it up to read_size (if that leaves room for a whole event), so
+         * this read joins it below; the rest stays queued for the next one. */
+        if (r->tail != NULL && r->read_size - r->tail->n >= MIN_ROOM && r->read_size - r->tail->n < size)
+            size = r->read_size - r->tail->n;
         ssize_t n = read(r->fd, buf, size);
         if (n < 0) {
             int e = errno;
@@ -178,12 +190,13 @@ static void *run(void *arg) {
         int backlog = 0;
         if (ioctl(r->fd, FIONREAD, &backlog) < 0)
             backlog = 0;
+        r->last_read_ns = t;
         chunk *c = r->tail;
-        if (c != NULL && c->backlog != 0 && c->n + (size_t)n <= r->read_size) {
-            /* The consumer has not taken the last chunk yet, and the kernel queue was not empty after it: this
-             * read joins it (one batch of up to read_size bytes, with this read's time and FIONREAD, the first
-             * read's wall time). A read that left the queue empty ends its chunk: "the queue was seen empty
-             * here" is information the normalizers use (windows, fanotify's merge windows). */
+        if (c != NULL && c->n + (size_t)n <= r->read_size) {
+            /* The consumer has not taken the last chunk yet: this read joins it (one batch of up to read_size
+             * bytes, with this read's time and FIONREAD, the first read's wall time), so a consumer that fell
+             * behind takes what waits in a few large batches instead of one small one per read of the thread
+             * (reader.py's module docstring, "Batches", says why the joined chunk is exact). */
             if (c->n + (size_t)n > c->cap) {
                 size_t cap = c->cap * 2;
                 if (cap < c->n + (size_t)n)

@@ -9,7 +9,8 @@ the kernel interface itself:
   let the subclass read once; if nothing was queued, advance the clock (a ``Tick``);
 * the reader thread (``read_buffer`` > 0, the default; :mod:`.reader`): a thread drains the kernel fd into a
   bounded buffer of chunks while Python is busy; ``read`` then polls the buffer and the subclass takes its
-  read from it (:meth:`_next_chunk`), exactly the bytes, times and FIONREAD a direct read would have seen;
+  read from it (:meth:`_next_chunk`): the bytes, time and FIONREAD a direct read would have seen (reads the
+  thread joined while their chunk waited are one such read, at the last one's time: reader.py, "Batches");
 * feeding: every stream item goes to the normalizer and, if capturing, to the capture. A capture that cannot be
   written (disk full, file-size limit) is stopped with an ``error`` record; watching goes on;
 * ``close``: read what the kernel had queued when asked to stop (nothing that happened before the stop is

@@ -20,10 +20,10 @@ capture still holds exactly what the kernel gave.
 
 **A backstop, not a middleman.** A consumer that keeps up reads the fd itself: ``take`` with nothing buffered
 reads it right there (under the lock, so in order), and the thread leaves queued events alone while the
-consumer can still take them. It reads once the consumer is behind: a chunk of its own still waits, a quarter
-of a full kernel queue is queued, or events have waited 100 ms. So when fsnorm keeps up it reads exactly as
-without the thread (fresh reads, the kernel's own batches, nothing that changes what a drained read means);
-when Python stalls, the queue is drained long before it can overflow.
+consumer can still take them. It reads once the consumer is behind: a chunk of its own still waits (then at
+most once a millisecond), a quarter of a full kernel queue is queued, or events have waited 100 ms. So when
+fsnorm keeps up it reads exactly as without the thread (fresh reads, the kernel's own batches, nothing that
+changes what a drained read means); when Python stalls, the queue is drained long before it can overflow.
 
 **The source's own actions** (a watch added, a directory scanned, a handle resolved) happen when the consumer
 gets to them, while later reads may already wait in the buffer: LiveSource gives such items the time of the
@@ -33,12 +33,31 @@ read they follow and feeds a read made before its last action as not drained (``
 *and* the buffer empty with no read in flight: :meth:`BufferedReader.idle_at` checks all three under the lock
 the thread holds from its ``read()`` to the append, so a read cannot hide between the two.
 
-**Batches**: a read that finds the previous chunk still in the buffer, and the kernel queue not empty after
-that chunk's read, joins it, up to ``read_size`` bytes, with its own time and FIONREAD (the first one's wall
-time). The joined chunk is what one read at its time would have given, less precisely: its halves' windows
-start at the later time (they wait a little longer, never less) and its barrier is the later read's. A read
-that left the kernel queue empty always ends its chunk: "the queue was seen empty at t" is what expires lone
-halves and bounds fanotify's merge windows (core/fanotify.py), and joining across it would lose it.
+**Batches**: a read made while the chunk before it is still in the buffer (not taken yet) joins it, up to
+``read_size`` bytes (the read takes only what fills that chunk, if that leaves room for a whole event). A
+storm is read a few events at a time; once the consumer has fallen behind for a moment, it then takes what
+waited as a few large batches (one parse, one feed, one pass of the per-read work each) instead of one small
+chunk per read of the thread, which kept it behind until the storm ended
+(benchmarks/results/reader-batches.md). The joined chunk is what a single read at the last read's time would
+have returned (the reads are consecutive pieces of the kernel's stream: nothing is read elsewhere between
+them, nothing is dropped in between), so the core is fed a stream that a direct reader could have been fed
+(tests/test_reader_batches.py holds the core to it):
+
+* ``t_ns`` is the last read's: every event in the chunk had been read by then. Events get a later time than
+  the read that really took them: a lone half's window starts later (it waits a little longer, never less),
+  records carry the later time.
+* ``backlog`` (and so ``drained``) is the last read's FIONREAD: everything queued before ``t_ns`` is in this
+  chunk or in that backlog, which is exactly what follows the chunk in the stream. "The queue was seen empty"
+  after an earlier read inside the chunk is not claimed: a lone half or a fanotify merge window may wait
+  until the next barrier, but no drain that did not happen is ever claimed (matcher read barriers,
+  docs/architecture.md).
+* ``nbytes`` is the sum: the matcher's read position counts the stream's bytes.
+* The wall time is the first read's: the rescan after an overflow reports files changed since then, looking
+  back further, never less far.
+* Losses stay at their place: the kernel's overflow event is part of the bytes. The buffer's bound loses
+  nothing in user space (the thread stops reading; the kernel queue overflows behind it and reports it with
+  its own event), so a join never spans a gap.
+* A capture records the batch as it was fed, so replay gives the live records.
 
 **Waking the consumer**: an eventfd, readable exactly while the buffer holds a chunk (or the thread stopped
 on an error): set by the thread when it appends to an empty buffer, cleared by the consumer when it takes the
@@ -77,6 +96,11 @@ except ImportError:  # not built (no compiler at install time): the Python threa
 #: bytes the kernel returned.
 Chunk: TypeAlias = tuple[int, float, int, bytes]
 
+#: The most a chunk holds with :func:`make_reader` (reads joined, or one read): about 2,000 inotify events, a
+#: few milliseconds of the consumer's work. A consumer that is behind takes them one feed each; a larger
+#: chunk would only hold back the records of its first events until its last ones are done (the per-read
+#: cost is already spread over thousands of events: benchmarks/README.md, "Where the CPU goes").
+MAX_CHUNK = 64 << 10
 #: Default bound of the buffer: 16 MiB, several times a full default kernel queue (16,384 events: about
 #: 0.5 MiB of inotify events with short names, 2-3 MiB of fanotify FAN_RENAME events with two names).
 DEFAULT_READ_BUFFER = 16 << 20
@@ -91,6 +115,10 @@ _MIN_ROOM = 4096
 #: _BACKSTOP_S.
 DEFAULT_BACKSTOP = 64 * 1024
 _BACKSTOP_S = 0.1
+#: While a chunk waits (the consumer is behind), the thread reads at most this often unless ``backstop`` is
+#: queued: a storm joins the waiting chunk a millisecond's events at a time, not a read (and a wake-up of the
+#: thread) per few events, CPU that the consumer it waits for would lack.
+_BEHIND_PACING_S = 0.001
 
 
 def fionread(fd: int) -> int:
@@ -146,7 +174,9 @@ def reader_kind() -> ReaderKind:
 
 def make_reader(fd: int, *, capacity: int = DEFAULT_READ_BUFFER, read_size: int = 256 << 10,
                 backstop: int = DEFAULT_BACKSTOP, name: str = "fsnorm-reader") -> Reader:
-    """The reader thread for ``fd``: the C one where built, else the Python one (:func:`reader_kind`)."""
+    """The reader thread for ``fd``: the C one where built, else the Python one (:func:`reader_kind`). Its reads
+    and chunks hold at most ``read_size`` bytes, and never more than :data:`MAX_CHUNK`."""
+    read_size = min(read_size, MAX_CHUNK)
     if reader_kind() == "c":
         return CBufferedReader(fd, capacity=capacity, read_size=read_size, backstop=backstop)
     return BufferedReader(fd, capacity=capacity, read_size=read_size, backstop=backstop, name=name)
@@ -193,6 +223,29 @@ class CBufferedReader:
         return bool(self._r.stats()[4])
 
 
+class _Pending:
+    """A chunk in :class:`BufferedReader`'s buffer, not taken yet: later reads join it (module docstring,
+    "Batches"). The parts are joined once, when it is taken (bytes concatenated per read would copy the chunk
+    again for each of the small reads of a storm)."""
+
+    __slots__ = ("backlog", "parts", "size", "t_ns", "wall")
+
+    def __init__(self, t_ns: int, wall: float, backlog: int, data: bytes) -> None:
+        self.t_ns, self.wall, self.backlog = t_ns, wall, backlog
+        self.parts = [data]
+        self.size = len(data)
+
+    def join(self, t_ns: int, backlog: int, data: bytes) -> None:
+        """A later read joins: its time and FIONREAD are the chunk's now (the first read's wall time stays)."""
+        self.t_ns, self.backlog = t_ns, backlog
+        self.parts.append(data)
+        self.size += len(data)
+
+    def chunk(self) -> Chunk:
+        data = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
+        return (self.t_ns, self.wall, self.backlog, data)
+
+
 class BufferedReader:
     """One thread reading ``fd`` into a buffer of at most ``capacity`` bytes (module docstring).
 
@@ -207,7 +260,7 @@ class BufferedReader:
         self.capacity = capacity
         self.read_size = min(read_size, capacity)
         self.backstop = max(1, backstop)
-        self._chunks: deque[Chunk] = deque()
+        self._chunks: deque[_Pending] = deque()
         self._lock = threading.Lock()
         #: Signalled when the consumer took a chunk (room) or stop was asked.
         self._room = threading.Condition(self._lock)
@@ -217,6 +270,8 @@ class BufferedReader:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._started = False
         self._inline: memoryview | None = None
+        #: time.monotonic() of the thread's last read (its pacing while behind).
+        self._last_read = 0.0
         #: Why the thread stopped reading, raised by take() once the chunks before it are taken.
         self.error: OSError | None = None
         #: Bytes buffered now, the most ever buffered, chunks read, and how often the thread found the buffer
@@ -255,12 +310,12 @@ class BufferedReader:
                     self.reads += 1
                 return got
             if chunks:
-                chunk = chunks.popleft()
-                self.buffered -= len(chunk[3])
+                pending = chunks.popleft()
+                self.buffered -= pending.size
                 if not chunks and self.error is None:
                     self._clear_notify()
                 self._room.notify()
-                return chunk
+                return pending.chunk()
             error = self.error
         if error is not None:
             raise error
@@ -304,7 +359,7 @@ class BufferedReader:
     def buffered_data(self) -> list[bytes]:
         """A snapshot of the buffered chunks' bytes, oldest first (to count the events they hold)."""
         with self._lock:
-            return [c[3] for c in self._chunks]
+            return [c.chunk()[3] for c in self._chunks]
 
     # -- the thread ------------------------------------------------------------------------------------------
 
@@ -317,15 +372,16 @@ class BufferedReader:
             with self._lock:
                 if self._stopping:
                     return False
-                if self._chunks:
-                    return True
+                behind = bool(self._chunks)
             try:
                 queued = fionread(self.fd)
             except OSError:
                 return True  # an fd without FIONREAD: read, and report what read says
             if not queued:
                 return False
-            if queued >= self.backstop or time.monotonic() - first >= _BACKSTOP_S:
+            now = time.monotonic()
+            if queued >= self.backstop or now - first >= _BACKSTOP_S or \
+                    (behind and now - self._last_read >= _BEHIND_PACING_S):
                 return True
             if stop.poll(1):
                 return False
@@ -362,6 +418,8 @@ class BufferedReader:
             with lock:
                 if self._stopping:
                     return
+                if chunks and _MIN_ROOM <= self.read_size - chunks[-1].size < size:  # fill the waiting chunk
+                    size = self.read_size - chunks[-1].size
                 try:
                     chunk = read_chunk(self.fd, view[:size])
                 except OSError as exc:
@@ -370,15 +428,15 @@ class BufferedReader:
                     return
                 if chunk is None:
                     continue
-                if not chunks:
-                    os.eventfd_write(self._notify, 1)
-                    chunks.append(chunk)
-                elif chunks[-1][2] and len(chunks[-1][3]) + len(chunk[3]) <= self.read_size:  # (docstring)
-                    last = chunks[-1]
-                    chunks[-1] = (chunk[0], last[1], chunk[2], last[3] + chunk[3])
+                t, wall, backlog, data = chunk
+                self._last_read = t / 1e9
+                if chunks and chunks[-1].size + len(data) <= self.read_size:  # joins the tail (docstring)
+                    chunks[-1].join(t, backlog, data)
                 else:
-                    chunks.append(chunk)
-                self.buffered += len(chunk[3])
+                    if not chunks:
+                        os.eventfd_write(self._notify, 1)
+                    chunks.append(_Pending(t, wall, backlog, data))
+                self.buffered += len(data)
                 self.reads += 1
                 if self.buffered > self.peak:
                     self.peak = self.buffered
