@@ -23,9 +23,8 @@ typedef struct {
     size_t len, cap;
 } Buf;
 
-static int buf_reserve(Buf *b, size_t more) {
-    if (b->len + more <= b->cap)
-        return 0;
+/* Growing the buffer, the rare case, out of line; the check and the copy are inlined at every call. */
+static __attribute__((noinline)) int buf_grow(Buf *b, size_t more) {
     size_t cap = b->cap ? b->cap : 4096;
     while (cap < b->len + more)
         cap *= 2;
@@ -39,10 +38,16 @@ static int buf_reserve(Buf *b, size_t more) {
     return 0;
 }
 
-static int buf_add(Buf *b, const char *s, size_t n) {
+static inline int buf_reserve(Buf *b, size_t more) {
+    if (b->len + more <= b->cap)
+        return 0;
+    return buf_grow(b, more);
+}
+
+static inline int buf_add(Buf *b, const char *s, size_t n) {
     if (buf_reserve(b, n) < 0)
         return -1;
-    memcpy(b->data + b->len, s, n);
+    memcpy(b->data + b->len, s, n); /* a literal's constant size: a few moves */
     b->len += n;
     return 0;
 }
@@ -121,12 +126,24 @@ static int add_int(Buf *b, PyObject *v) {
         return 1;
     if (x == -1 && PyErr_Occurred())
         return -1;
-    char tmp[24], *p = tmp + sizeof tmp; /* digits right to left (snprintf costs several times more) */
+    /* digits right to left, two at a time (snprintf costs several times more) */
+    static const char PAIRS[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
+    char tmp[24], *p = tmp + sizeof tmp;
     unsigned long long u = x < 0 ? 0ULL - (unsigned long long)x : (unsigned long long)x;
-    do {
-        *--p = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
+    while (u >= 100) {
+        unsigned d = (unsigned)(u % 100) * 2;
+        u /= 100;
+        *--p = PAIRS[d + 1];
+        *--p = PAIRS[d];
+    }
+    if (u >= 10) {
+        *--p = PAIRS[u * 2 + 1];
+        *--p = PAIRS[u * 2];
+    } else {
+        *--p = (char)('0' + u);
+    }
     if (x < 0)
         *--p = '-';
     return buf_add(b, p, (size_t)(tmp + sizeof tmp - p));
@@ -238,7 +255,7 @@ static int add_common(Buf *b, PyObject *rec, const char *end, size_t end_n) {
     if (!PyUnicode_CheckExact(kind) || !PyUnicode_CheckExact(source) || !PyBytes_CheckExact(path) ||
         !PyBytes_CheckExact(dst))
         goto done;
-    int rename = PyUnicode_Compare(kind, s_rename) == 0;
+    int rename = kind == s_rename || PyUnicode_Compare(kind, s_rename) == 0; /* mostly the interned literal */
     if (rename == 0 && PyErr_Occurred()) {
         rc = -1;
         goto done;
