@@ -38,13 +38,13 @@ static __attribute__((noinline)) int buf_grow(Buf *b, size_t more) {
     return 0;
 }
 
-static inline int buf_reserve(Buf *b, size_t more) {
+static inline __attribute__((always_inline)) int buf_reserve(Buf *b, size_t more) {
     if (b->len + more <= b->cap)
         return 0;
     return buf_grow(b, more);
 }
 
-static inline int buf_add(Buf *b, const char *s, size_t n) {
+static inline __attribute__((always_inline)) int buf_add(Buf *b, const char *s, size_t n) {
     if (buf_reserve(b, n) < 0)
         return -1;
     memcpy(b->data + b->len, s, n); /* a literal's constant size: a few moves */
