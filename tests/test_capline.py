@@ -137,3 +137,34 @@ def test_common_lines_are_decoded_in_c(line: bytes) -> None:
 ])
 def test_other_lines_are_left_to_the_reference(line: bytes) -> None:
     assert parse_batch(line, KNOWN) is None  # type: ignore[misc]
+
+
+def test_the_reader_takes_the_c_path_for_common_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CaptureReader uses the decoder for an inotify capture's batch lines (and only for those), and reads the
+    items the writer wrote."""
+    from normalizer.capture import log
+
+    answered: list[bool] = []
+
+    def counting(line: bytes, known: int) -> Any:
+        fields = parse_batch(line, known)  # type: ignore[misc]
+        answered.append(fields is not None)
+        return fields
+
+    monkeypatch.setattr(log, "parse_batch", counting)
+    items: list[raw.AnyStreamItem] = [
+        raw.InotifyBatch(5, False, [(1, raw.IN_CREATE, 0, b"a"), (1, raw.IN_MOVED_FROM, 7, b"b")], 32, 64),
+        raw.Tick(6),
+        raw.InotifyBatch(7, True, [(1, raw.IN_MOVED_TO, 7, "c\u00e9".encode())]),
+        raw.InotifyBatch(8, True, [(1, raw.IN_MODIFY, 0, b"odd\nname")]),  # escaped in JSON: the reference
+    ]
+    buf = io.BytesIO()
+    w = CaptureWriter(buf, CaptureHeader(watches=[(1, b"/w")]))
+    for item in items:
+        w.write(item)
+    w._write(["E", 9, "closed"])
+    reader = CaptureReader(io.BytesIO(buf.getvalue()))
+    assert [repr(i) for i in reader] == [repr(i) for i in items]
+    assert reader.issues == [] and reader.ended_cleanly
+    # Every line is tried: the tick and end lines and the batch with an escaped name go to json.loads.
+    assert answered == [True, False, True, False, False]

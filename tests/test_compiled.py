@@ -154,10 +154,11 @@ def test_inotify_reads_parse_identically(pure: Worker, data: bytes) -> None:
 
 def test_pure_flag_selects_the_python_parser_and_json_writer() -> None:
     code = ("from normalizer.backends import _inotify_sys as s\nfrom normalizer.formats import fastjson as f\n"
-            "print(s._c_parse is None, f.encode_lines is None)")
+            "from normalizer.capture import fastline as c\n"
+            "print(s._c_parse is None, f.encode_lines is None, c.parse_batch is None)")
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "FSNORM_PURE": "1"}, check=True,
                          capture_output=True, text=True).stdout.split()
-    assert out == ["True", "True"]
+    assert out == ["True", "True", "True"]
 
 
 @st.composite
