@@ -174,6 +174,9 @@ static PyObject *parse_batch(PyObject *module, PyObject *args) {
             PyTuple_SET_ITEM(ev, 1, m);
             PyTuple_SET_ITEM(ev, 2, k);
             PyTuple_SET_ITEM(ev, 3, name);
+            /* Ints and bytes only: it can be in no cycle, so the collector need not look at it (what it would
+             * conclude itself at its next pass, _PyTuple_MaybeUntrack). */
+            PyObject_GC_UnTrack(ev);
             int rc = PyList_Append(events, ev);
             Py_DECREF(ev);
             if (rc < 0)
