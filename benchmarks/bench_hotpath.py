@@ -110,6 +110,9 @@ def instructions(events: int = 50_000) -> dict[str, dict[str, int]] | None:
         if path == "pure":
             env["FSNORM_PURE"] = "1"
         env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+        # A fixed hash seed: with a random one the counts of one tree vary by up to ~8% between runs (set and
+        # dict layouts, and so the points where the garbage collector runs, change with it).
+        env["PYTHONHASHSEED"] = "0"
 
         def count(what: str, env: dict[str, str] = env) -> int:
             code = f"from benchmarks.bench_hotpath import _work\n_work({what!r}, {events})"
