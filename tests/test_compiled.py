@@ -119,7 +119,9 @@ def test_version_names_the_c_extensions_in_use() -> None:
     """Each C extension is named when it is built and used; FSNORM_PURE turns off the ones with a reference
     that changes output, FSNORM_READER=python the reader thread."""
     reader, writer = _built("normalizer.backends._ringreader"), _built("normalizer.formats._jsonlines")
-    expect = [*(["reader thread", "inotify parser"] if reader else []), *(["JSON Lines writer"] if writer else [])]
+    decoder = _built("normalizer.capture._capline")
+    expect = [*(["reader thread", "inotify parser"] if reader else []), *(["JSON Lines writer"] if writer else []),
+              *(["capture batch decoder"] if decoder else [])]
     assert _version({}).endswith("; C: " + (", ".join(expect) or "none"))
     assert _version({"FSNORM_PURE": "1"}).endswith("; C: " + ("reader thread" if reader else "none"))
     assert _version({"FSNORM_PURE": "1", "FSNORM_READER": "python"}).endswith("; C: none")
@@ -177,10 +179,11 @@ def test_inotify_reads_parse_identically(pure: Worker, data: bytes) -> None:
 
 def test_pure_flag_selects_the_python_parser_and_json_writer() -> None:
     code = ("from normalizer.backends import _inotify_sys as s\nfrom normalizer.formats import fastjson as f\n"
-            "print(s._c_parse is None, f.encode_lines is None)")
+            "from normalizer.capture import fastline as c\n"
+            "print(s._c_parse is None, f.encode_lines is None, c.parse_batch is None)")
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "FSNORM_PURE": "1"}, check=True,
                          capture_output=True, text=True).stdout.split()
-    assert out == ["True", "True"]
+    assert out == ["True", "True", "True"]
 
 
 @st.composite
@@ -250,6 +253,46 @@ def test_c_json_lines_equal_rec_to_json(recs: list[Rec], end: str) -> None:
         expected = type(exc).__name__
     try:
         got: bytes | str = encode_lines(recs, end, rec_to_json)  # type: ignore[misc]
+    except UnicodeEncodeError as exc:
+        got = type(exc).__name__
+    assert got == expected
+
+
+class _Interpreted(Rec):
+    """An interpreted subclass of the (compiled) record: its fields are the native class's."""
+
+
+_FIELDS = ("kind", "path", "dst", "is_dir", "t_ns", "mask", "cookie", "flags", "dir_key", "dst_dir_key", "source",
+           "pid", "object_id", "message")
+
+
+def _as(cls: str, rec: Rec) -> Rec:
+    """``rec``'s fields in a record of another type (the C writer finds each type's field getters once)."""
+    if cls == "Rec":
+        return rec
+    from normalizer.core.fanotify import FanRec
+    from normalizer.core.matcher import Half
+
+    other: Rec = (Half(rec.path, rec.is_dir, rec.t_ns, rec.mask, rec.cookie, 1) if cls == "Half"
+                  else FanRec.__new__(FanRec) if cls == "FanRec" else _Interpreted("x", b"", False, 0, 0))
+    for name in _FIELDS:
+        setattr(other, name, getattr(rec, name))
+    return other
+
+
+@pytest.mark.skipif(encode_lines is None, reason="no C JSON Lines writer (_jsonlines not built, or FSNORM_PURE)")
+@settings(max_examples=300, deadline=None)
+@given(recs=st.lists(st.tuples(st.sampled_from(["Rec", "Half", "FanRec", "_Interpreted"]), _recs), max_size=6))
+def test_c_json_lines_equal_rec_to_json_for_every_record_type(recs: list[tuple[str, Rec]]) -> None:
+    """The same for the record's subclasses, mixed in one call: the matcher's Half, fanotify's FanRec and an
+    interpreted subclass (each type's fields are read through getters the writer looks up once per type)."""
+    mixed = [_as(cls, rec) for cls, rec in recs]
+    try:
+        expected: bytes | str = "".join(rec_to_json(r) + "\n" for r in mixed).encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError as exc:
+        expected = type(exc).__name__
+    try:
+        got: bytes | str = encode_lines(mixed, "\n", rec_to_json)  # type: ignore[misc]
     except UnicodeEncodeError as exc:
         got = type(exc).__name__
     assert got == expected
