@@ -541,14 +541,21 @@ class FanotifyNormalizer(NormalizerBase):
         uncertain = self._uncertain
         gone = self._gone
         late = self._late
+        late_names = self._late_names
         self._late_t = t
         for ev in batch.events:
-            if late:
+            mask, pid, d, nm, d2, nm2, obj, _extra = ev
+            if late and (mask & (ondir | FAN_Q_OVERFLOW) or obj in late or d in late or d2 in late
+                         or (mask & FAN_CREATE and (d, nm) in late_names)
+                         or (mask & rename_bit and (d2, nm2) in late_names)):
+                # An event a held merged DELETE must be placed around (_late_before, _late_after). Any other
+                # file event leaves every held delete where it is and takes the hot path below: under a storm
+                # a delete is nearly always held (the queue is never seen empty), and sending every event
+                # through _late_event cost most of the normalizer's time.
                 self._late_event(ev, t, out)
                 continue
             if fresh and self._in_fresh(ev, t, out):
                 continue
-            mask, pid, d, nm, d2, nm2, obj, _extra = ev
             if uncertain or gone:
                 slow(ev, t, out)
                 continue
@@ -851,23 +858,71 @@ class FanotifyNormalizer(NormalizerBase):
         n = len(batch.events)
         over = batch.drained or batch.backlog == 0
         max_wait = self.matcher.max_wait_ns
-        for h in list(self._late.values()):
-            if self._late.get(h.obj) is not h:
-                continue  # placed with its directory's delete
+        due: list[_LateDelete] = []
+        for h in self._late.values():
             if h.left == -1:
                 h.left = batch.backlog
             elif h.left is not None:
                 h.left -= n
             if over or (h.left is not None and h.left <= 0) or batch.t_ns - h.rec.t_ns > max_wait:
-                self._place(h, out)
+                due.append(h)
+        if due:
+            self._place_all(due, out)
         for h in self._late.values():
             h.anchor = 0
             h.first = -1  # not given with the read that brought it: moved, wherever it goes
             self._late_path(h)
 
     def _late_flush(self, out: list[Rec]) -> None:
-        for h in list(self._late.values()):
-            self._place(h, out)
+        if self._late:
+            self._place_all(list(self._late.values()), out)
+
+    def _place_all(self, due: list[_LateDelete], out: list[Rec]) -> None:
+        """:meth:`_place` each of ``due``, in order. When none of the held deletes is a directory's and no
+        mirrored pair of renames (an exchange) surrounds an anchor, one pass gives what placing them one by one
+        gives: each goes right before the record at its anchor, those with the same anchor in their order
+        (each insertion moves the later anchors at or after it). One by one costs a pass over every held delete
+        per insertion: quadratic, under a storm that holds thousands. The deletes still held afterwards are not
+        moved along: both callers leave none (a flush) or reset their anchors (the end of a read)."""
+        n = len(out)
+        if any(h.rec.is_dir for h in self._late.values()) or any(
+                h.anchor > n or (0 < h.anchor < n and _mirrors(out[h.anchor - 1], out[h.anchor])) for h in due):
+            for h in due:
+                self._place(h, out)  # (a directory's delete places those inside it first: skipped then)
+            return
+        late, names, inside = self._late, self._late_names, self._late_in
+        t = self._late_t
+        placed: list[tuple[int, FanRec]] = []
+        for h in due:
+            del late[h.obj]
+            same = names[(h.d, h.name)]
+            same.remove(h)
+            if not same:
+                del names[(h.d, h.name)]
+            there = inside[h.d]
+            there.remove(h)
+            if not there:
+                del inside[h.d]
+            if h.lost:
+                self.stats["held_back"] += 1
+                continue
+            if h.first == -1 and t > h.rec.t_ns:
+                h.rec.t_ns = t
+            if h.anchor != h.first:
+                self.stats["deletes_moved"] += 1
+            placed.append((h.anchor, h.rec))
+        if not placed:
+            return
+        placed.sort(key=itemgetter(0))  # stable: the same anchor keeps the order of ``due``
+        merged: list[Rec] = []
+        i = 0
+        for anchor, rec in placed:
+            if anchor > i:
+                merged.extend(out[i:anchor])
+                i = anchor
+            merged.append(rec)
+        merged.extend(out[i:])
+        out[:] = merged
 
     def _place(self, h: _LateDelete, out: list[Rec]) -> None:
         """Put a held delete at its anchor in ``out`` (after the held deletes inside it, for a directory) and
