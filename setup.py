@@ -118,11 +118,15 @@ READER = Extension("normalizer.backends._ringreader", ["normalizer/backends/_rin
 JSONLINES = Extension("normalizer.formats._jsonlines", ["normalizer/formats/_jsonlines.c"], optional=True,
                       extra_compile_args=["-O2", "-Wall", "-std=gnu11"])
 
+#: The fanotify read buffer parser (normalizer.backends.fanotify.parse_batch), plain C and optional.
+FANPARSE = Extension("normalizer.backends._fanparse", ["normalizer/backends/_fanparse.c"], optional=True,
+                     extra_compile_args=["-O2", "-Wall", "-std=gnu11"])
+
 
 def all_ext_modules() -> list[Any]:
     """The hot path (or nothing) and, wherever a toolchain is, the reader thread and the JSON Lines writer."""
     exts = ext_modules()
-    return exts + ([READER, JSONLINES] if _missing_toolchain() is None else [])
+    return exts + ([READER, JSONLINES, FANPARSE] if _missing_toolchain() is None else [])
 
 
 setup(ext_modules=all_ext_modules(), cmdclass={"build_ext": BuildExtOrPure})

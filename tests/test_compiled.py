@@ -211,7 +211,7 @@ _recs = st.builds(
     st.none() | st.integers(-2**66, 2**66), st.just(()) | st.lists(st.sampled_from(["timeout", "x\t"]),
                                                                    max_size=2).map(tuple),
     st.just({}) | st.fixed_dictionaries({}, optional={"message": st.text(max_size=5), "pid": st.integers(0, 99),
-                                                      "object_id": st.text(max_size=4)}))
+                                                      "object_id": st.text(max_size=4) | st.just("\udc80")}))
 
 
 @pytest.mark.skipif(encode_lines is None, reason="no C JSON Lines writer (_jsonlines not built, or FSNORM_PURE)")
