@@ -1224,3 +1224,47 @@ def test_placing_held_deletes_in_one_pass_equals_placing_them_one_by_one(
     want += ref.close()
     assert _stamped(got) == _stamped(want)
     assert fast.stats == ref.stats
+
+
+class _NoQuickDrop(FanotifyNormalizer):
+    """The reference for the hot loop's quick drop of events outside the tree: every such event through
+    ``_slow``."""
+
+    def _dropped_outside(self, d: bytes | None, d2: bytes | None, mask: int = 0) -> bool:
+        return False
+
+
+UNRES, NEW = fid(98), fid(97)
+_DIRS = st.sampled_from([A, OUT, UNRES, NEW, None])
+_MASKS = st.sampled_from([CREATE, DELETE, MODIFY, ATTRIB, CLOSE_WRITE, CREATE | MODIFY | CLOSE_WRITE | DELETE,
+                          MODIFY | CLOSE_WRITE, RENAME, RENAME | ONDIR, CREATE | ONDIR, DELETE | ONDIR, 0,
+                          MODIFY | (1 << 40), FROM, fs.FAN_Q_OVERFLOW])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_MASKS, _DIRS, _DIRS, st.integers(0, 3)), max_size=12),
+       st.sampled_from(["inode", "filesystem"]), st.booleans())
+def test_quick_drop_of_events_outside_the_tree_equals_the_slow_path(
+        events: list[tuple[int, bytes | None, bytes | None, int]], mode: str, drained: bool) -> None:
+    """Differential: events in directories outside the tree, retired, unresolvable or never seen (answered as
+    unresolvable), in either mark mode, give the records and counters the slow path gives."""
+    fast, ref = norm(mark_mode=mode), norm(mark_mode=mode)
+    ref.__class__ = _NoQuickDrop
+    got: list[Rec] = []
+    want: list[Rec] = []
+    for n, recs in ((fast, got), (ref, want)):
+        n.feed(resolved(OUT, b"/elsewhere", "outside"))
+        n.feed(resolved(UNRES, None, "stale"))
+        n._retired.add(fid(96))
+        evs = [ev(mask, d, b"f%d" % i, fid(200 + i), d2=d2 if mask & RENAME else None,
+                  name2=b"g%d" % i if mask & RENAME else b"")
+               for mask, d, d2, i in events]
+        evs.append(ev(MODIFY, fid(96), b"r", X))
+        fed = n.feed(raw.FanotifyBatch(MS, drained, evs, 0 if drained else 5))
+        recs += fed
+        for action in fed.actions:
+            if isinstance(action, Resolve):
+                recs += n.feed(resolved(action.key, None, "stale"))
+        recs += n.close()
+    assert _stamped(got) == _stamped(want)
+    assert fast.stats == ref.stats
