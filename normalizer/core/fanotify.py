@@ -94,6 +94,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from operator import itemgetter
 from typing import Literal, Unpack
 
+from mypy_extensions import mypyc_attr
+
 from ..records import Flag, Rec
 from . import raw
 from .actions import Fed, Resolve, Watch
@@ -266,8 +268,12 @@ def _parent(path: bytes) -> bytes:
     return path.rstrip(b"/").rpartition(b"/")[0] or b"/"
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class FanotifyNormalizer(NormalizerBase):
     """Turns fanotify stream items into records. One instance per fanotify group.
+
+    Compiled with the hot path (mypyc, setup.py); Python subclasses are allowed: the tests hold the hot loop's
+    shortcuts to the slow path they skip by overriding one method (tests/test_fanotify_normalize.py).
 
     ``mark_mode`` says how the source marked the tree (it decides what an unknown, unresolvable handle means,
     see the module docstring); ``path_filter`` is the session's include/exclude filter (an excluded directory
