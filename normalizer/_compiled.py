@@ -11,7 +11,9 @@ share one runtime and expect each other compiled: all or none) when:
   extension would run old code; ``make`` rebuilds it);
 * the extensions cannot be loaded (built for another interpreter, deleted).
 
-:func:`status` says which path is active and why (``fsnorm --version``). Nothing here imports the compiled modules.
+:func:`status` says which path is active and why, :func:`c_extensions` which hand-written C extensions run
+beside it; :func:`describe` puts both in one line (``fsnorm --version``). Nothing here imports the compiled
+modules or the C extensions.
 """
 
 from __future__ import annotations
@@ -114,6 +116,38 @@ def _spec_without_import(name: str) -> importlib.machinery.ModuleSpec | None:
         str(directory), (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES),
         (importlib.machinery.SourceFileLoader, importlib.machinery.SOURCE_SUFFIXES),
     ).find_spec(name)
+
+
+#: The hand-written C extensions (setup.py builds each where a compiler is present; each is optional and has a
+#: pure-Python reference): (module, what it does, whether ``FSNORM_PURE`` turns it off). The reader thread
+#: stays on under ``FSNORM_PURE``: it changes no record, only who waits on ``read()``; ``FSNORM_READER=python``
+#: selects the Python thread (normalizer/backends/reader.py).
+C_EXTENSIONS: tuple[tuple[str, str, bool], ...] = (
+    ("normalizer.backends._ringreader", "reader thread", False),
+    ("normalizer.backends._ringreader", "inotify parser", True),
+    ("normalizer.formats._jsonlines", "JSON Lines writer", True),
+)
+
+
+def c_extensions() -> tuple[str, ...]:
+    """What the C extensions built in this install do, as far as this process uses them (``FSNORM_PURE`` and
+    ``FSNORM_READER=python`` turn some off); found on disk, not imported."""
+    pure = os.environ.get(PURE_ENV, "") not in ("", "0")
+    python_reader = os.environ.get("FSNORM_READER", "").lower() == "python"
+    active = []
+    for name, what, off_when_pure in C_EXTENSIONS:
+        if (pure and off_when_pure) or (python_reader and what == "reader thread"):
+            continue
+        spec = _spec_without_import(name)
+        if spec is not None and isinstance(spec.loader, importlib.machinery.ExtensionFileLoader):
+            active.append(what)
+    return tuple(active)
+
+
+def describe() -> str:
+    """One line: the hot path (:func:`status`) and the C extensions in use (:func:`c_extensions`)."""
+    extensions = c_extensions()
+    return f"{_STATUS}; C: {', '.join(extensions) if extensions else 'none'}"
 
 
 def _select() -> Status:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import gzip
+import importlib.machinery
+import importlib.util
 import json
 import os
 import subprocess
@@ -93,13 +95,34 @@ def test_this_install_loads_the_compiled_modules() -> None:
     assert str(STATUS) == f"compiled hot path (mypyc: {len(STATUS.modules)} modules)"
 
 
+def _version(env: dict[str, str]) -> str:
+    clean = {k: v for k, v in os.environ.items() if k not in ("FSNORM_PURE", "FSNORM_READER")}
+    out = subprocess.run([sys.executable, "-m", "normalizer", "--version"], check=True, capture_output=True,
+                         text=True, env={**clean, "COLUMNS": "40", **env})
+    assert out.stdout.count("\n") == 1, out.stdout  # one line, however narrow the terminal
+    return out.stdout.strip()
+
+
+def _built(module: str) -> bool:
+    spec = importlib.util.find_spec(module)
+    return spec is not None and isinstance(spec.loader, importlib.machinery.ExtensionFileLoader)
+
+
 def test_version_says_which_path_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FSNORM_PURE", raising=False)
     default = str(_compiled._decide(_compiled._read_info()))  # what a process without FSNORM_PURE runs
     for env, expect in (({"FSNORM_PURE": "1"}, "pure-Python hot path (FSNORM_PURE=1)"), ({}, default)):
-        out = subprocess.run([sys.executable, "-m", "normalizer", "--version"], check=True, capture_output=True,
-                             text=True, env={**{k: v for k, v in os.environ.items() if k != "FSNORM_PURE"}, **env})
-        assert out.stdout.strip() == f"fsnorm {normalizer.__version__}, {expect}"
+        assert _version(env).startswith(f"fsnorm {normalizer.__version__}, {expect}; C: ")
+
+
+def test_version_names_the_c_extensions_in_use() -> None:
+    """Each C extension is named when it is built and used; FSNORM_PURE turns off the ones with a reference
+    that changes output, FSNORM_READER=python the reader thread."""
+    reader, writer = _built("normalizer.backends._ringreader"), _built("normalizer.formats._jsonlines")
+    expect = [*(["reader thread", "inotify parser"] if reader else []), *(["JSON Lines writer"] if writer else [])]
+    assert _version({}).endswith("; C: " + (", ".join(expect) or "none"))
+    assert _version({"FSNORM_PURE": "1"}).endswith("; C: " + ("reader thread" if reader else "none"))
+    assert _version({"FSNORM_PURE": "1", "FSNORM_READER": "python"}).endswith("; C: none")
 
 
 def test_stale_source_falls_back_to_pure(monkeypatch: pytest.MonkeyPatch) -> None:

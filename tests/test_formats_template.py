@@ -158,7 +158,7 @@ def test_same_lines_as_the_real_inotifywait(tmp_path: Path) -> None:
         for proc in (iw, fs):
             proc.send_signal(signal.SIGINT)
         for proc in (iw, fs):
-            proc.wait(timeout=20)
+            proc.communicate(timeout=20)  # waits and closes its stderr pipe
     noise = (b"ready", b"end")
     got_iw = [tuple(line.split(b"|")[:4]) for line in _lines(out_iw) if line.split(b"|")[1] not in noise]
     got_fs = [e for line in _lines(out_fs) for e in _as_inotifywait(line) if e[1] not in noise]

@@ -249,12 +249,23 @@ def live_options_parser(paths_nargs: str = "+") -> argparse.ArgumentParser:
     return live_options
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: one line, never wrapped to the terminal's width (argparse's own action wraps it), so that
+    scripts can read it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        print(f"fsnorm {__version__}, {_compiled.describe()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fsnorm", description="Clean, ordered records from Linux inotify/fanotify: one record per rename."
     )
-    parser.add_argument("--version", action="version", version=f"fsnorm {__version__}, {_compiled.status()}",
-                        help="print the version and which hot path runs (compiled or pure Python, and why)")
+    parser.add_argument("--version", action=_VersionAction, nargs=0,
+                        help="print the version, which hot path runs (compiled or pure Python, and why) and which "
+                             "C extensions are in use")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("replay", help="print the records of a capture log as JSON Lines")
