@@ -126,6 +126,7 @@ C_EXTENSIONS: tuple[tuple[str, str, bool], ...] = (
     ("normalizer.backends._ringreader", "reader thread", False),
     ("normalizer.backends._ringreader", "inotify parser", True),
     ("normalizer.formats._jsonlines", "JSON Lines writer", True),
+    ("normalizer.backends._fanparse", "fanotify parser", True),
 )
 
 

@@ -119,7 +119,9 @@ def test_version_names_the_c_extensions_in_use() -> None:
     """Each C extension is named when it is built and used; FSNORM_PURE turns off the ones with a reference
     that changes output, FSNORM_READER=python the reader thread."""
     reader, writer = _built("normalizer.backends._ringreader"), _built("normalizer.formats._jsonlines")
-    expect = [*(["reader thread", "inotify parser"] if reader else []), *(["JSON Lines writer"] if writer else [])]
+    fanparse = _built("normalizer.backends._fanparse")
+    expect = [*(["reader thread", "inotify parser"] if reader else []), *(["JSON Lines writer"] if writer else []),
+              *(["fanotify parser"] if fanparse else [])]
     assert _version({}).endswith("; C: " + (", ".join(expect) or "none"))
     assert _version({"FSNORM_PURE": "1"}).endswith("; C: " + ("reader thread" if reader else "none"))
     assert _version({"FSNORM_PURE": "1", "FSNORM_READER": "python"}).endswith("; C: none")
