@@ -1182,6 +1182,14 @@ class _OneByOne(FanotifyNormalizer):
             self._place(h, out)  # type: ignore[arg-type]
 
 
+class _AllThroughLate(_OneByOne):
+    """The reference for the hot loop while merged deletes are held: every event through ``_late_event`` (and
+    the held deletes placed one by one), as before the hot loop took the events that concern none of them."""
+
+    def _concerns_late(self, ev: raw.FanotifyEvent) -> bool:
+        return True
+
+
 def _stamped(recs: list[Rec]) -> list[tuple[object, ...]]:
     return [(*b, r.t_ns, r.mask, r.object_id) for b, r in zip(brief(recs), recs, strict=True)]
 
@@ -1195,15 +1203,18 @@ _PLACE_OPS = st.tuples(st.sampled_from(["churn", "churn", "churn", "create", "wr
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(_PLACE_OPS, max_size=40), st.integers(1, 4), st.booleans())
+@given(st.lists(_PLACE_OPS, max_size=40), st.integers(1, 4), st.booleans(), st.sampled_from([_OneByOne,
+                                                                                          _AllThroughLate]))
 def test_placing_held_deletes_in_one_pass_equals_placing_them_one_by_one(
-        ops: list[tuple[str, int, int, int, int]], read_size: int, tick: bool) -> None:
+        ops: list[tuple[str, int, int, int, int]], read_size: int, tick: bool,
+        reference: type[FanotifyNormalizer]) -> None:
     """Differential: on the merging model's streams (reads that leave a backlog, so deletes are held across
     reads; directories, so the one-by-one path is taken too; optionally a Tick at the end), the normalizer
-    that places the due deletes of a read in one pass gives exactly the records, times and counters of the
-    one that places them one by one."""
+    that places the due deletes of a read in one pass, and sends through the hot loop the events that concern
+    no held delete, gives exactly the records, times and counters of the one that places them one by one (and,
+    ``_AllThroughLate``, sends every event through ``_late_event`` while one is held)."""
     q = _MergingQueue()
-    fast, ref = norm(), norm(_OneByOne)
+    fast, ref = norm(), norm(reference)
     got: list[Rec] = []
     want: list[Rec] = []
     t = 0

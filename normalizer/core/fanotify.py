@@ -552,17 +552,10 @@ class FanotifyNormalizer(NormalizerBase):
         uncertain = self._uncertain
         gone = self._gone
         late = self._late
-        late_names = self._late_names
         self._late_t = t
         for ev in batch.events:
             mask, pid, d, nm, d2, nm2, obj, _extra = ev
-            if late and (mask & (ondir | FAN_Q_OVERFLOW) or obj in late or d in late or d2 in late
-                         or (mask & FAN_CREATE and (d, nm) in late_names)
-                         or (mask & rename_bit and (d2, nm2) in late_names)):
-                # An event a held merged DELETE must be placed around (_late_before, _late_after). Any other
-                # file event leaves every held delete where it is and takes the hot path below: under a storm
-                # a delete is nearly always held (the queue is never seen empty), and sending every event
-                # through _late_event cost most of the normalizer's time.
+            if late and self._concerns_late(ev):
                 self._late_event(ev, t, out)
                 continue
             if fresh and self._in_fresh(ev, t, out):
@@ -625,6 +618,18 @@ class FanotifyNormalizer(NormalizerBase):
         m.end(t, batch.drained, out, backlog=batch.backlog, consumed=len(batch.events))
         return self._wake(self._act(out) if self._new_dirs or self._retire_requests or self._rescan_requests
                           else out)
+
+    def _concerns_late(self, ev: raw.FanotifyEvent) -> bool:
+        """True if a held merged DELETE must be placed around this event (:meth:`_late_before`,
+        :meth:`_late_after`: its object, its directory or its name; a directory's event; an overflow). Any other
+        event leaves every held delete where it is and takes the hot loop: under a storm a delete is nearly
+        always held (the queue is never seen empty), and sending every event through :meth:`_late_event` cost
+        most of the normalizer's time (benchmarks/README.md, "The fanotify backend")."""
+        mask, _pid, d, nm, d2, nm2, obj, _ = ev
+        late = self._late
+        return bool(mask & (FAN_ONDIR | FAN_Q_OVERFLOW) or obj in late or d in late or d2 in late
+                    or (mask & FAN_CREATE and (d, nm) in self._late_names)
+                    or (mask & FAN_RENAME and (d2, nm2) in self._late_names))
 
     def _dropped_outside(self, d: bytes | None, d2: bytes | None, mask: int = 0) -> bool:
         """True (and counted as ``_slow`` counts it) if an event whose directories are not in the cache is
