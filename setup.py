@@ -6,10 +6,11 @@ before a ``.py`` of the same name, and :mod:`normalizer._compiled` decides at im
 (``FSNORM_PURE=1`` forces the ``.py``; docs/compiled.md). The build writes ``normalizer/_build_info.json``
 (what was compiled, from which sources, or why nothing was), which ``fsnorm --version`` reports.
 
-Beside it, two plain C extensions (``optional=True``): the reader thread and the inotify parser
+Beside it, three plain C extensions (``optional=True``): the reader thread and the inotify parser
 (``normalizer/backends/_ringreader.c``; where it cannot be built fsnorm uses the Python reader thread,
-normalizer.backends.reader, and the Python parser) and the JSON Lines writer of ``fsnorm watch``
-(``normalizer/formats/_jsonlines.c``; else ``rec_to_json`` per record, normalizer.formats.fastjson).
+normalizer.backends.reader, and the Python parser), the JSON Lines writer of ``fsnorm watch``
+(``normalizer/formats/_jsonlines.c``; else ``rec_to_json`` per record, normalizer.formats.fastjson) and the
+fanotify read parser (``normalizer/backends/_fanparse.c``; else ``_parse_fast``, normalizer.backends.fanotify).
 
 No compiler, no Python headers, no mypyc, or a compile error: the install still succeeds, pure Python, and says
 so in one line (``FSNORM_PURE_BUILD=1`` skips the compilation on purpose).
@@ -30,15 +31,16 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
-#: The compiled hot path: stream items, the record, the matcher, the inotify normalizer, the JSON writer, the
-#: capture reader and replay. A small, stable set: every other module (fanotify's normalizer included) stays
-#: Python and works with these compiled or not.
+#: The compiled hot path: stream items, the record, the matcher, the inotify and fanotify normalizers, the JSON
+#: writer, the capture reader and replay. A small, stable set: every other module stays Python and works with
+#: these compiled or not.
 COMPILED = [
     "normalizer/core/raw.py",
     "normalizer/core/rec.py",
     "normalizer/core/matcher.py",
     "normalizer/core/inotify.py",
     "normalizer/core/shadow.py",
+    "normalizer/core/fanotify.py",
     "normalizer/formats/jsonl.py",
     "normalizer/capture/log.py",
     "normalizer/capture/replay.py",
@@ -118,13 +120,18 @@ READER = Extension("normalizer.backends._ringreader", ["normalizer/backends/_rin
 JSONLINES = Extension("normalizer.formats._jsonlines", ["normalizer/formats/_jsonlines.c"], optional=True,
                       extra_compile_args=["-O2", "-Wall", "-std=gnu11"])
 
-CAPLINE = Extension("normalizer.capture._capline", ["normalizer/capture/_capline.c"], optional=True, extra_compile_args=["-O2", "-Wall", "-std=gnu11"])  # noqa: E501 - the capture reader's common batch line (capture/fastline.py)
+#: The capture reader's common batch line (normalizer.capture.fastline), plain C and optional.
+CAPLINE = Extension("normalizer.capture._capline", ["normalizer/capture/_capline.c"], optional=True,
+                    extra_compile_args=["-O2", "-Wall", "-std=gnu11"])
+#: The fanotify read buffer parser (normalizer.backends.fanotify.parse_batch), plain C and optional.
+FANPARSE = Extension("normalizer.backends._fanparse", ["normalizer/backends/_fanparse.c"], optional=True,
+                     extra_compile_args=["-O2", "-Wall", "-std=gnu11"])
 
 
 def all_ext_modules() -> list[Any]:
-    """The hot path (or nothing) and, wherever a toolchain is, the reader thread and the JSON Lines writer."""
+    """The hot path (or nothing) and, wherever a toolchain is, the hand-written C extensions (each optional)."""
     exts = ext_modules()
-    return exts + ([READER, JSONLINES, CAPLINE] if _missing_toolchain() is None else [])
+    return exts + ([READER, JSONLINES, CAPLINE, FANPARSE] if _missing_toolchain() is None else [])
 
 
 setup(ext_modules=all_ext_modules(), cmdclass={"build_ext": BuildExtOrPure})

@@ -13,7 +13,9 @@ deleting), stops fsnorm with SIGTERM and reports, for the storm only (start-up a
 
 Variants (``--variants``, comma-separated; each is one trial per round, rounds alternate their order):
 ``default``; ``no-rescan`` (``--no-rescan``: no shadow tree); ``pure`` (``FSNORM_PURE=1``); ``direct``
-(``--read-buffer 0``: no reader thread); ``python-reader`` (``FSNORM_READER=python``).
+(``--read-buffer 0``: no reader thread); ``python-reader`` (``FSNORM_READER=python``); ``fanotify``
+(``--backend fanotify``: one filesystem mark when run as root) and ``fanotify-pure`` (the same with
+``FSNORM_PURE=1``).
 
 ``--py-spy DIR`` records each variant's first trial with py-spy (``pip install py-spy``; Python frames only:
 compiled functions count in the Python line that called them; it samples wall time, so a write blocked on a
@@ -50,6 +52,8 @@ VARIANTS: dict[str, tuple[list[str], dict[str, str]]] = {
     "pure": ([], {"FSNORM_PURE": "1"}),
     "direct": (["--read-buffer", "0"], {}),
     "python-reader": ([], {"FSNORM_READER": "python"}),
+    "fanotify": (["--backend", "fanotify"], {}),
+    "fanotify-pure": (["--backend", "fanotify"], {"FSNORM_PURE": "1"}),
 }
 
 

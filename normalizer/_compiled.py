@@ -127,6 +127,7 @@ C_EXTENSIONS: tuple[tuple[str, str, bool], ...] = (
     ("normalizer.backends._ringreader", "inotify parser", True),
     ("normalizer.formats._jsonlines", "JSON Lines writer", True),
     ("normalizer.capture._capline", "capture batch decoder", True),
+    ("normalizer.backends._fanparse", "fanotify parser", True),
 )
 
 

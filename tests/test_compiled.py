@@ -119,9 +119,9 @@ def test_version_names_the_c_extensions_in_use() -> None:
     """Each C extension is named when it is built and used; FSNORM_PURE turns off the ones with a reference
     that changes output, FSNORM_READER=python the reader thread."""
     reader, writer = _built("normalizer.backends._ringreader"), _built("normalizer.formats._jsonlines")
-    decoder = _built("normalizer.capture._capline")
+    decoder, fanparse = _built("normalizer.capture._capline"), _built("normalizer.backends._fanparse")
     expect = [*(["reader thread", "inotify parser"] if reader else []), *(["JSON Lines writer"] if writer else []),
-              *(["capture batch decoder"] if decoder else [])]
+              *(["capture batch decoder"] if decoder else []), *(["fanotify parser"] if fanparse else [])]
     assert _version({}).endswith("; C: " + (", ".join(expect) or "none"))
     assert _version({"FSNORM_PURE": "1"}).endswith("; C: " + ("reader thread" if reader else "none"))
     assert _version({"FSNORM_PURE": "1", "FSNORM_READER": "python"}).endswith("; C: none")
@@ -237,7 +237,7 @@ _recs = st.builds(
     st.none() | st.integers(-2**66, 2**66), st.just(()) | st.lists(st.sampled_from(["timeout", "x\t"]),
                                                                    max_size=2).map(tuple),
     st.just({}) | st.fixed_dictionaries({}, optional={"message": st.text(max_size=5), "pid": st.integers(0, 99),
-                                                      "object_id": st.text(max_size=4)}))
+                                                      "object_id": st.text(max_size=4) | st.just("\udc80")}))
 
 
 @pytest.mark.skipif(encode_lines is None, reason="no C JSON Lines writer (_jsonlines not built, or FSNORM_PURE)")

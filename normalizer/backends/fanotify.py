@@ -48,6 +48,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, Unpack
 
+from .._compiled import PURE_ENV
 from ..capture.log import CaptureHeader
 from ..core import fanotify_abi as abi
 from ..core import raw
@@ -104,13 +105,39 @@ _EMPTY: tuple[tuple[int, bytes], ...] = ()
 _INFO_HDR = struct.Struct("=BxH8xI").unpack_from
 
 
+_c_parse: Callable[[bytes], list[raw.FanotifyEvent] | None] | None
+try:
+    from ._fanparse import parse_fanotify as _c_parse
+except ImportError:  # not built (no compiler at install time): the Python fast parser
+    _c_parse = None
+if os.environ.get(PURE_ENV, "") not in ("", "0"):
+    _c_parse = None  # the pure-Python reference path (normalizer._compiled)
+
+
 def parse_batch(data: bytes) -> list[raw.FanotifyEvent]:
     """A read() buffer as :data:`normalizer.core.raw.FanotifyEvent` tuples, info records placed by type.
 
-    The fast path takes each handle as one slice of the buffer (a fid, see :func:`normalizer.core.raw.fid_pack`).
-    Anything it does not expect (a bad length, a missing NUL, a big-endian host) hands the buffer to the
-    checked parser :func:`~normalizer.backends._fanotify_sys.parse_events`, which raises ValueError naming the
-    offset if the buffer is really corrupt. A later duplicate of a record type goes to ``extra``."""
+    The fast path takes each handle as one slice of the buffer (a fid, see :func:`normalizer.core.raw.fid_pack`):
+    in C (``_fanparse.parse_fanotify``, where it was built and ``FSNORM_PURE`` is not set), else
+    :func:`_parse_fast`, its reference. Anything it does not expect (a bad length, a missing NUL, a big-endian
+    host) hands the buffer to the checked parser :func:`~normalizer.backends._fanotify_sys.parse_events`, which
+    raises ValueError naming the offset if the buffer is really corrupt. A later duplicate of a record type
+    goes to ``extra``."""
+    if _LITTLE:
+        if _c_parse is not None:
+            events = _c_parse(data)
+            if events is not None:
+                return events
+        else:
+            try:
+                return _parse_fast(data)
+            except (ValueError, IndexError, struct.error):
+                pass
+    return [from_fan_event(ev) for ev in fs.parse_events(data)]
+
+
+def parse_batch_py(data: bytes) -> list[raw.FanotifyEvent]:
+    """:func:`parse_batch` in Python only (the reference the C parser is held to, tests/test_fanotify_cparse.py)."""
     if _LITTLE:
         try:
             return _parse_fast(data)

@@ -94,6 +94,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from operator import itemgetter
 from typing import Literal, Unpack
 
+from mypy_extensions import mypyc_attr
+
 from ..records import Flag, Rec
 from . import raw
 from .actions import Fed, Resolve, Watch
@@ -163,6 +165,9 @@ _MOVES = FAN_MOVED_FROM | FAN_MOVED_TO
 _FAST_KINDS: dict[int, str] = {
     bit: kind for bit, kind in _KIND_BY_BIT.items() if bit not in (FAN_MOVE_SELF, FAN_DELETE_SELF)
 }
+#: Bits that keep an event out of the quick drop of events outside the tree (_dropped_outside): a directory's
+#: (it may be learned), an overflow, renames and their halves, bits fsnorm does not know.
+_NOT_PLAIN = ~_EVENT_BITS | FAN_ONDIR | FAN_Q_OVERFLOW | FAN_RENAME | FAN_MOVED_FROM | FAN_MOVED_TO
 _MOVE_ONLY = frozenset({FAN_MOVED_FROM, FAN_MOVED_TO, FAN_MOVED_FROM | FAN_ONDIR, FAN_MOVED_TO | FAN_ONDIR})
 #: Directory-creating masks whose object handle a later event of the same batch may use as its directory.
 _LEARNS = FAN_CREATE | FAN_RENAME | FAN_MOVED_TO
@@ -263,8 +268,12 @@ def _parent(path: bytes) -> bytes:
     return path.rstrip(b"/").rpartition(b"/")[0] or b"/"
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class FanotifyNormalizer(NormalizerBase):
     """Turns fanotify stream items into records. One instance per fanotify group.
+
+    Compiled with the hot path (mypyc, setup.py); Python subclasses are allowed: the tests hold the hot loop's
+    shortcuts to the slow path they skip by overriding one method (tests/test_fanotify_normalize.py).
 
     ``mark_mode`` says how the source marked the tree (it decides what an unknown, unresolvable handle means,
     see the module docstring); ``path_filter`` is the session's include/exclude filter (an excluded directory
@@ -354,11 +363,13 @@ class FanotifyNormalizer(NormalizerBase):
         A directory created or moved in earlier in the same batch is not listed: the event that brought it
         gives its path as it was then (resolving it now would give its *current* path)."""
         known = self.cache.prefix_by_key
-        # The common batch names only known directories: found in C (two set differences, about 40 ns per
-        # event) before the per-event walk below (about 250 ns per event).
-        if not ((set(map(_DIR, events)) | set(map(_DIR2, events))) - known.keys() - {None}):
-            return []
         outside, retired, unresolved = self._outside, self._retired, self._unresolved
+        # The common batch names only directories known to be in the tree, or known to be outside it (a
+        # filesystem mark on a busy filesystem): found in C (set differences, about 40 ns per event) before
+        # the per-event walk below (about 250 ns per event).
+        unknown = (set(map(_DIR, events)) | set(map(_DIR2, events))) - known.keys() - {None}
+        if not unknown or not (unknown - outside.keys() - retired - unresolved.keys()):
+            return []
         learned: set[bytes] = set()
         need: dict[bytes, None] = {}
         for mask, _pid, d, _nm, d2, _nm2, obj, _extra in events:
@@ -543,12 +554,12 @@ class FanotifyNormalizer(NormalizerBase):
         late = self._late
         self._late_t = t
         for ev in batch.events:
-            if late:
+            mask, pid, d, nm, d2, nm2, obj, _extra = ev
+            if late and self._concerns_late(ev):
                 self._late_event(ev, t, out)
                 continue
             if fresh and self._in_fresh(ev, t, out):
                 continue
-            mask, pid, d, nm, d2, nm2, obj, _extra = ev
             if uncertain or gone:
                 slow(ev, t, out)
                 continue
@@ -567,6 +578,8 @@ class FanotifyNormalizer(NormalizerBase):
                             push(rec, out)
                         else:
                             append(rec)
+                        continue
+                    if p1 is None and p2 is None and self._dropped_outside(d, d2):
                         continue
             elif d is None:
                 if not mask & ondir and not mask & FAN_Q_OVERFLOW:
@@ -592,6 +605,8 @@ class FanotifyNormalizer(NormalizerBase):
                 elif use_rename and mask in move_only:
                     stats["dropped_moves"] += 1
                     continue
+                if mask and d not in prefixes and not mask & _NOT_PLAIN and self._dropped_outside(d, None, mask):
+                    continue
             slow(ev, t, out)
         if late:
             self._late_end(batch, out)
@@ -603,6 +618,39 @@ class FanotifyNormalizer(NormalizerBase):
         m.end(t, batch.drained, out, backlog=batch.backlog, consumed=len(batch.events))
         return self._wake(self._act(out) if self._new_dirs or self._retire_requests or self._rescan_requests
                           else out)
+
+    def _concerns_late(self, ev: raw.FanotifyEvent) -> bool:
+        """True if a held merged DELETE must be placed around this event (:meth:`_late_before`,
+        :meth:`_late_after`: its object, its directory or its name; a directory's event; an overflow). Any other
+        event leaves every held delete where it is and takes the hot loop: under a storm a delete is nearly
+        always held (the queue is never seen empty), and sending every event through :meth:`_late_event` cost
+        most of the normalizer's time (benchmarks/README.md, "The fanotify backend")."""
+        mask, _pid, d, nm, d2, nm2, obj, _ = ev
+        late = self._late
+        return bool(mask & (FAN_ONDIR | FAN_Q_OVERFLOW) or obj in late or d in late or d2 in late
+                    or (mask & FAN_CREATE and (d, nm) in self._late_names)
+                    or (mask & FAN_RENAME and (d2, nm2) in self._late_names))
+
+    def _dropped_outside(self, d: bytes | None, d2: bytes | None, mask: int = 0) -> bool:
+        """True (and counted as ``_slow`` counts it) if an event whose directories are not in the cache is
+        dropped: each is outside the tree (or retired), or, under a filesystem mark, unknown (an unresolvable
+        handle there is outside). ``mask``: a file event's bits (one drop per bit, as ``_event`` counts them;
+        0 for a plain file FAN_RENAME: one drop). What a filesystem mark on a busy filesystem sends most."""
+        outside, retired = self._outside, self._retired
+        fs_mark = self.mark_mode == "filesystem"
+        for key in (d, d2):
+            if key is not None and not (fs_mark or key in outside or key in retired):
+                return False  # unresolved: the slow path gives its record
+        if mask:
+            bits = mask & _EVENT_BITS
+            n = bin(bits).count("1")
+            if n > 1:
+                self.stats["merged_events"] += 1
+            self.stats["dropped_outside" if d in retired or d in outside else "dropped_unresolved"] += n
+        else:
+            self.stats["dropped_outside" if self.mark_mode == "inode" or d in outside or d in retired
+                       else "dropped_unresolved"] += 1
+        return True
 
     def _is_gone(self, path: bytes) -> bool:
         return path in self._gone or any(path.startswith(g + b"/") for g in self._gone)
@@ -851,23 +899,71 @@ class FanotifyNormalizer(NormalizerBase):
         n = len(batch.events)
         over = batch.drained or batch.backlog == 0
         max_wait = self.matcher.max_wait_ns
-        for h in list(self._late.values()):
-            if self._late.get(h.obj) is not h:
-                continue  # placed with its directory's delete
+        due: list[_LateDelete] = []
+        for h in self._late.values():
             if h.left == -1:
                 h.left = batch.backlog
             elif h.left is not None:
                 h.left -= n
             if over or (h.left is not None and h.left <= 0) or batch.t_ns - h.rec.t_ns > max_wait:
-                self._place(h, out)
+                due.append(h)
+        if due:
+            self._place_all(due, out)
         for h in self._late.values():
             h.anchor = 0
             h.first = -1  # not given with the read that brought it: moved, wherever it goes
             self._late_path(h)
 
     def _late_flush(self, out: list[Rec]) -> None:
-        for h in list(self._late.values()):
-            self._place(h, out)
+        if self._late:
+            self._place_all(list(self._late.values()), out)
+
+    def _place_all(self, due: list[_LateDelete], out: list[Rec]) -> None:
+        """:meth:`_place` each of ``due``, in order. When none of the held deletes is a directory's and no
+        mirrored pair of renames (an exchange) surrounds an anchor, one pass gives what placing them one by one
+        gives: each goes right before the record at its anchor, those with the same anchor in their order
+        (each insertion moves the later anchors at or after it). One by one costs a pass over every held delete
+        per insertion: quadratic, under a storm that holds thousands. The deletes still held afterwards are not
+        moved along: both callers leave none (a flush) or reset their anchors (the end of a read)."""
+        n = len(out)
+        if any(h.rec.is_dir for h in self._late.values()) or any(
+                h.anchor > n or (0 < h.anchor < n and _mirrors(out[h.anchor - 1], out[h.anchor])) for h in due):
+            for h in due:
+                self._place(h, out)  # (a directory's delete places those inside it first: skipped then)
+            return
+        late, names, inside = self._late, self._late_names, self._late_in
+        t = self._late_t
+        placed: list[tuple[int, FanRec]] = []
+        for h in due:
+            del late[h.obj]
+            same = names[(h.d, h.name)]
+            same.remove(h)
+            if not same:
+                del names[(h.d, h.name)]
+            there = inside[h.d]
+            there.remove(h)
+            if not there:
+                del inside[h.d]
+            if h.lost:
+                self.stats["held_back"] += 1
+                continue
+            if h.first == -1 and t > h.rec.t_ns:
+                h.rec.t_ns = t
+            if h.anchor != h.first:
+                self.stats["deletes_moved"] += 1
+            placed.append((h.anchor, h.rec))
+        if not placed:
+            return
+        placed.sort(key=itemgetter(0))  # stable: the same anchor keeps the order of ``due``
+        merged: list[Rec] = []
+        i = 0
+        for anchor, rec in placed:
+            if anchor > i:
+                merged.extend(out[i:anchor])
+                i = anchor
+            merged.append(rec)
+        merged.extend(out[i:])
+        out[:] = merged
 
     def _place(self, h: _LateDelete, out: list[Rec]) -> None:
         """Put a held delete at its anchor in ``out`` (after the held deletes inside it, for a directory) and

@@ -3,7 +3,8 @@
  * (normalizer.cli.formatting.Output.encode with the json format; normalizer.formats.jsonl.rec_to_json is the
  * reference, and tests/test_compiled.py holds the two to identical bytes with hypothesis).
  *
- * Only the common record is written here: flags empty, pid, object_id and message None, both paths valid
+ * Only the common record is written here: flags empty, message None, pid None or an int, object_id None or a
+ * str (a fanotify record has both: add_ids), both paths valid
  * UTF-8, kind and source str, cookie None or an int, t_ns and mask ints that fit in 64 bits. Any other record
  * (a flagged one-sided rename, an overflow, a note, an undecodable name) is handed to the reference function
  * given by the caller and its line encoded as Output.encode does: so the rules live in one place, in Python.
@@ -231,6 +232,31 @@ static PyObject *read_field(PyObject *rec, const TypeReaders *t, int i, PyObject
     return PyObject_GetAttr(rec, name); /* also the AttributeError of an unset slot */
 }
 
+/* The tail of a record with a pid or an object_id (every fanotify record: its pid and its handle's hex), as
+ * rec_to_json's _rare writes it with message None; 0 done, 1 use the reference (a pid that does not fit, an
+ * object_id with a lone surrogate), -1 error. */
+static int add_ids(Buf *b, PyObject *pid, PyObject *object_id) {
+    int r = ADD_LIT(b, ",\"pid\":");
+    if (r == 0)
+        r = pid == Py_None ? ADD_LIT(b, "null") : add_int(b, pid);
+    if (r == 0)
+        r = ADD_LIT(b, ",\"object_id\":");
+    if (r == 0 && object_id == Py_None)
+        r = ADD_LIT(b, "null");
+    else if (r == 0) {
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(object_id, &n);
+        if (s == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError))
+                return -1;
+            PyErr_Clear();
+            return 1;
+        }
+        r = add_quoted(b, (const unsigned char *)s, (size_t)n);
+    }
+    return r == 0 ? ADD_LIT(b, ",\"message\":null}") : r;
+}
+
 /* Append the line of one record if it is a common one: 0 done, 1 not common (nothing appended), -1 error. */
 static int add_common(Buf *b, PyObject *rec, const char *end, size_t end_n) {
     PyObject *f[NFIELDS] = {NULL};
@@ -248,7 +274,9 @@ static int add_common(Buf *b, PyObject *rec, const char *end, size_t end_n) {
     }
     PyObject *kind = f[0], *path = f[1], *dst = f[2], *is_dir = f[3], *cookie = f[4], *source = f[5];
     PyObject *flags = f[6], *t_ns = f[7], *mask = f[8];
-    if (f[9] != Py_None || f[10] != Py_None || f[11] != Py_None)
+    PyObject *pid = f[9], *object_id = f[10];
+    if (f[11] != Py_None || (pid != Py_None && !PyLong_CheckExact(pid)) ||
+        (object_id != Py_None && !PyUnicode_CheckExact(object_id)))
         goto done;
     if (!PyTuple_CheckExact(flags) || PyTuple_GET_SIZE(flags) != 0)
         goto done;
@@ -317,7 +345,8 @@ static int add_common(Buf *b, PyObject *rec, const char *end, size_t end_n) {
     if (r == 0)
         r = add_int(b, mask);
     if (r == 0)
-        r = ADD_LIT(b, ",\"pid\":null,\"object_id\":null,\"message\":null}");
+        r = pid == Py_None && object_id == Py_None ? ADD_LIT(b, ",\"pid\":null,\"object_id\":null,\"message\":null}")
+                                                  : add_ids(b, pid, object_id);
     if (r == 0)
         r = buf_add(b, end, end_n);
     rc = r;
