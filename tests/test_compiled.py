@@ -274,7 +274,7 @@ def _as(cls: str, rec: Rec) -> Rec:
     from normalizer.core.matcher import Half
 
     other: Rec = (Half(rec.path, rec.is_dir, rec.t_ns, rec.mask, rec.cookie, 1) if cls == "Half"
-                  else FanRec.__new__(FanRec) if cls == "FanRec" else _Interpreted("x", b"", False, 0, 0))
+                  else FanRec("x", b"", False, 0, 0) if cls == "FanRec" else _Interpreted("x", b"", False, 0, 0))
     for name in _FIELDS:
         setattr(other, name, getattr(rec, name))
     return other
