@@ -145,11 +145,22 @@ def storm_table(results: dict[str, Any]) -> str:
                     str(r.get("overflows_logged") or 0),
                     f"{_num(lj['p50_ms'])} / {_num(lj['p99_ms'])} / {_num(lj['max_ms'])}"
                     f"{vs}",
-                    _num(r["stall_ms"]), _num(r.get("catch_up_s")), _mib(r.get("rss_kib"))])
-    out += [[str(r.get("threads")), r["subject"], "error: " + r["error"][:100]] + [""] * 10 for r in rows
+                    _halves(r), _num(r["stall_ms"]), _num(r.get("catch_up_s")), _mib(r.get("rss_kib"))])
+    out += [[str(r.get("threads")), r["subject"], "error: " + r["error"][:100]] + [""] * 11 for r in rows
             if "error" in r]
     return table(["threads", "subject", "renames", "joined", "split", "wrong", "missed", "overflow records",
-                  "overflows logged", "joined p50/p99/max ms", "stall ms", "catch-up s", "RSS MiB"], out)
+                  "overflows logged", "joined p50/p99/max ms", "both halves p50/p99/max ms", "stall ms",
+                  "catch-up s", "RSS MiB"], out)
+
+
+def _halves(row: dict[str, Any]) -> str:
+    """The latency of renames delivered as two separate halves (to the later one): what a reader that does not
+    pair (inotifywait, the raw reader) takes to hand over both sides, beside the pairing subjects' joined
+    latency; "—" where no rename was split."""
+    ls = row.get("lat_split") or {}
+    if not ls.get("n"):
+        return "—"
+    return f"{_num(ls['p50_ms'])} / {_num(ls['p99_ms'])} / {_num(ls['max_ms'])}"
 
 
 def storm_cpu_table(results: dict[str, Any]) -> str:

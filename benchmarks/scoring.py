@@ -76,7 +76,9 @@ def _new_row() -> dict[str, Any]:
 
 def score(truth: Truth, records: Iterable[Record]) -> dict[str, Any]:
     """Score one session. Returns ``{"workloads": {label: row}, "session": {...}}``; a row has the category
-    counts, ``lat_joined`` / ``lat_one_sided`` / ``lat_markers`` summaries, ``stall_ms`` and CDF quantiles;
+    counts, ``lat_joined`` / ``lat_one_sided`` / ``lat_markers`` summaries, ``lat_split`` (a rename reported as
+    two separate halves, both seen: from the rename to the later half; what a reader that does not pair, such as
+    inotifywait, takes to deliver both sides), ``stall_ms`` and CDF quantiles;
     the session has the record counts (overflow, after it, wrong joins, duplicates) and the same latency
     summaries and CDFs over all workloads together."""
     joined: dict[tuple[str, str], deque[int]] = defaultdict(deque)
@@ -136,7 +138,7 @@ def score(truth: Truth, records: Iterable[Record]) -> dict[str, Any]:
     def row_of(label: str) -> tuple[dict[str, Any], dict[str, list[int]]]:
         if label not in rows:
             rows[label] = _new_row()
-            lat[label] = {"joined": [], "one_sided": [], "markers": []}
+            lat[label] = {"joined": [], "one_sided": [], "markers": [], "split": []}
         return rows[label], lat[label]
 
     side_owner: dict[tuple[str, str], str] = {}
@@ -163,6 +165,8 @@ def score(truth: Truth, records: Iterable[Record]) -> dict[str, Any]:
                 if b is None:
                     b = _pop(creates, g.dst)
                 row["split" if a is not None or b is not None else "missed"] += 1
+                if a is not None and b is not None:  # both sides delivered apart: when the later one came
+                    lats["split"].append(max(a, b) - g.t_ns)
             continue
         row["expected_one_sided"] += 1
         side, halves, plain, wrong = ((g.src, froms, deletes, wrong_src) if g.src
@@ -196,6 +200,7 @@ def score(truth: Truth, records: Iterable[Record]) -> dict[str, Any]:
         row["lat_joined"] = summarize_ns(lats["joined"])
         row["lat_one_sided"] = summarize_ns(lats["one_sided"])
         row["lat_markers"] = summarize_ns(lats["markers"])
+        row["lat_split"] = summarize_ns(lats["split"])
         row["stall_ms"] = row["lat_markers"]["max_ms"]
         row["cdf_joined_ms"] = cdf_ms(lats["joined"])
         row["cdf_one_sided_ms"] = cdf_ms(lats["one_sided"])

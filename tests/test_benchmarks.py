@@ -86,6 +86,9 @@ def test_score_counts_every_category_exactly() -> None:
         assert sum(row[c] for c in ("joined", "one_sided", "split", "wrong", "missed")) == row["issued"]
     assert w["lat_joined"] == {"n": 2, "p50_ms": 1.0, "p99_ms": 4.0, "max_ms": 4.0}
     assert out["lat_one_sided"] == {"n": 2, "p50_ms": 3.0, "p99_ms": 20.0, "max_ms": 20.0}
+    # the two split renames, to their later half: c -> d (2 ms), n -> o as delete + create (4 ms)
+    assert w["lat_split"] == {"n": 2, "p50_ms": 2.0, "p99_ms": 4.0, "max_ms": 4.0}
+    assert out["lat_split"]["n"] == 0 and inn["lat_split"]["n"] == 0  # one-sided renames have no second half
     assert w["stall_ms"] == 5.0 and out["stall_ms"] == 21.0 and inn["stall_ms"] is None
     assert result["session"] == result["session"] | {
         "records": 16, "overflow_records": 1, "records_after_overflow": 3, "wrong_join_records": 1,
