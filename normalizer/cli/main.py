@@ -164,7 +164,7 @@ def _tune_gc() -> None:
 
     Almost nothing the loop allocates is in a reference cycle (events, records and the path tables are freed by
     reference counting; the shadow tree is nested dicts without back links), yet at Python's default thresholds
-    a 3-second storm ran the collector 60-170 times, for 38-91 ms in all, and one full collection over the tree
+    a 3-second storm ran the collector 64-174 times, for 38-91 ms in all, and one full collection over the tree
     the start-up walk built took 48 ms at once: a pause in which nothing is read, that shows up in the
     joined latency's p99. ``gc.freeze()`` moves what ``open`` built out of the collector's sight (it is still
     freed by reference counting when it goes), and a young-generation threshold of 20,000 lets a storm pass
