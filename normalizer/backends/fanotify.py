@@ -123,17 +123,10 @@ def parse_batch(data: bytes) -> list[raw.FanotifyEvent]:
     host) hands the buffer to the checked parser :func:`~normalizer.backends._fanotify_sys.parse_events`, which
     raises ValueError naming the offset if the buffer is really corrupt. A later duplicate of a record type
     goes to ``extra``."""
-    if _LITTLE:
-        if _c_parse is not None:
-            events = _c_parse(data)
-            if events is not None:
-                return events
-        else:
-            try:
-                return _parse_fast(data)
-            except (ValueError, IndexError, struct.error):
-                pass
-    return [from_fan_event(ev) for ev in fs.parse_events(data)]
+    if _LITTLE and _c_parse is not None:
+        events = _c_parse(data)  # None exactly where _parse_fast raises: no point in trying it
+        return events if events is not None else _parse_checked(data)
+    return parse_batch_py(data)
 
 
 def parse_batch_py(data: bytes) -> list[raw.FanotifyEvent]:
@@ -143,6 +136,11 @@ def parse_batch_py(data: bytes) -> list[raw.FanotifyEvent]:
             return _parse_fast(data)
         except (ValueError, IndexError, struct.error):
             pass
+    return _parse_checked(data)
+
+
+def _parse_checked(data: bytes) -> list[raw.FanotifyEvent]:
+    """The checked parser's events as stream tuples: ValueError naming the offset if ``data`` is corrupt."""
     return [from_fan_event(ev) for ev in fs.parse_events(data)]
 
 
