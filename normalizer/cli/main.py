@@ -31,11 +31,13 @@ if TYPE_CHECKING:
     from ..api import WatchOptions
 
 
-def emit(records: Iterable[Rec], output: Output, out: BinaryIO, *, chunk: int = 4096) -> None:
-    """Write records, one line each (replay: a stream with an end, so writing in chunks is fine)."""
+def emit(chunks: Iterable[list[Rec]], output: Output, out: BinaryIO, *, chunk: int = 4096) -> None:
+    """Write records, one line each, given as lists (replay: a stream with an end, so writing ``chunk`` records
+    at a time is fine). Lists, not single records: the loop runs once per read of the capture, not per record
+    (this module is interpreted; benchmarks/README.md, "Replay")."""
     batch: list[Rec] = []
-    for rec in records:
-        batch.append(rec)
+    for recs in chunks:
+        batch += recs
         if len(batch) >= chunk:
             out.write(output.encode(batch))
             batch = []
@@ -54,7 +56,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from ..capture.replay import replay
+    from ..capture.replay import replay_chunks
     from .progress import Progress, open_capture, wanted
 
     issues: list[CaptureIssue] = []
@@ -71,10 +73,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     progress.track(f, size)
     try:
         with f:
-            records = replay(f, strict=args.strict, on_issue=on_issue, window_ns=window_ns,
-                             strict_order=False if args.relaxed_order else None, on_item=progress.item)
+            chunks = replay_chunks(f, strict=args.strict, on_issue=on_issue, window_ns=window_ns,
+                                   strict_order=False if args.relaxed_order else None, on_item=progress.item)
             sys.stdout.flush()
-            emit(records, output, sys.stdout.buffer)
+            _tune_gc()
+            emit(chunks, output, sys.stdout.buffer)
     finally:
         progress.close()
     return 1 if issues else 0
@@ -160,16 +163,17 @@ GC_THRESHOLDS = (20_000, 10, 10)
 
 
 def _tune_gc() -> None:
-    """Keep the cyclic garbage collector out of the way of a storm, in the command's own process.
+    """Keep the cyclic garbage collector out of the way of a storm or a replay, in the command's own process.
 
     Almost nothing the loop allocates is in a reference cycle (events, records and the path tables are freed by
     reference counting; the shadow tree is nested dicts without back links), yet at Python's default thresholds
     a 3-second storm ran the collector 64-174 times, for 38-91 ms in all, and one full collection over the tree
     the start-up walk built took 48 ms at once: a pause in which nothing is read, that shows up in the
-    joined latency's p99. ``gc.freeze()`` moves what ``open`` built out of the collector's sight (it is still
-    freed by reference counting when it goes), and a young-generation threshold of 20,000 lets a storm pass
-    without a collection (benchmarks/README.md, "Where the CPU goes"). Only the CLI does this: the library
-    leaves the host program's collector alone (README, "Per-event CPU")."""
+    joined latency's p99; replaying a million events spent a quarter of its time in the collector. ``gc.freeze()``
+    moves what was built so far (``open``'s walk) out of the collector's sight (it is still freed by reference
+    counting when it goes), and a young-generation threshold of 20,000 lets a storm pass without a collection
+    (benchmarks/README.md, "Where the CPU goes"). Only the CLI does this (``watch``, ``capture``, ``replay``):
+    the library leaves the host program's collector alone (README, "Per-event CPU")."""
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
 
