@@ -5,10 +5,11 @@ compiled / pure ``rounds`` times, and keeps each path's best: the machine is sha
 both paths the same chances. Rates are events per second of *CPU time* of the child (``time.process_time``),
 which a busy neighbour disturbs much less than wall time; the wall-clock rates are kept in the JSON too.
 
-* ``matcher``: synthetic raw inotify events -> records (benchmarks/synthetic.py; 40% rename halves);
-* ``matcher+json``: the same plus each record's JSON line;
+* ``matcher``: synthetic raw inotify events -> records (benchmarks/synthetic.py; 40% rename halves), counted a
+  feed at a time and let go, as a consumer does (``bench_matcher.count_matcher``);
+* ``matcher+json``: the same plus each feed's JSON Lines through the CLI's writer (``Output.encode``);
 * ``replay e2e``: a capture file on disk -> reader -> normalizer -> JSON Lines bytes in 4096-record chunks
-  (what ``fsnorm replay`` does minus the write to stdout).
+  (what ``fsnorm replay`` does minus the write to stdout, with the command's collector settings).
 
 Targets (issue #12): replay end to end >= 3,000,000 events/s, matcher alone >= 5,000,000 events/s.
 
@@ -41,7 +42,7 @@ MEASURES = ("matcher", "matcher+json", "replay e2e")
 
 def _child(events: int, repeat: int) -> dict[str, Any]:
     """Run in the child: every measure, best of ``repeat``, CPU and wall time."""
-    from benchmarks.bench_matcher import _write_capture, run_matcher, run_matcher_json, run_replay_json
+    from benchmarks.bench_matcher import _write_capture, count_matcher, run_matcher_json, run_replay_json
     from benchmarks.synthetic import batches
     from normalizer import _compiled
 
@@ -51,7 +52,7 @@ def _child(events: int, repeat: int) -> dict[str, Any]:
         capture = Path(tmp) / "s.fsncap"
         _write_capture(stream, capture)
         fns: dict[str, Callable[[], object]] = {
-            "matcher": lambda: run_matcher(stream),
+            "matcher": lambda: count_matcher(stream),
             "matcher+json": lambda: run_matcher_json(stream),
             "replay e2e": lambda: run_replay_json(capture),
         }
@@ -85,7 +86,7 @@ def _work(what: str, events: int) -> None:
     CLI's output module on its first call, which cost about 3,700 instructions per event of 50,000 when only
     the measured run imported it (the replay counts before 2026-12-02 06:30 UTC include it)."""
     import normalizer.cli.formatting  # noqa: F401 - imported by run_replay_json: not part of the measure
-    from benchmarks.bench_matcher import _write_capture, run_matcher, run_matcher_json, run_replay_json
+    from benchmarks.bench_matcher import _write_capture, count_matcher, run_matcher_json, run_replay_json
     from benchmarks.synthetic import batches
 
     stream = batches(events)
@@ -93,7 +94,7 @@ def _work(what: str, events: int) -> None:
         capture = Path(tmp) / "s.fsncap"
         _write_capture(stream, capture)
         if what == "matcher":
-            run_matcher(stream)
+            count_matcher(stream)
         elif what == "matcher+json":
             run_matcher_json(stream)
         elif what == "replay e2e":
