@@ -227,7 +227,13 @@ def test_golden_capture_gives_identical_results(pure: Worker, name: str) -> None
     _same(pure, "capture", (ROOT / "tests" / "data" / name).read_bytes())
 
 
-_names = st.binary(max_size=12) | st.text(max_size=8).map(lambda t: t.encode("utf-8", "surrogatepass"))
+#: A byte the writer must escape or check, inside a clean ASCII stretch: at any offset of the 8-byte words the C
+#: writer tests at once (formats/_jsonlines.c, has_less/has_byte), and long enough to cross several words.
+_SPECIAL = [b'"', b"\\", b"\n", b"\x00", b"\x1f", b" ", b"\x7f", b"\xc3\xa9", b"\xe9", b"\xff", b"\xed\xb2\x80"]
+_clean = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7e, exclude_characters='"\\'),
+                 max_size=40).map(str.encode)
+_names = (st.binary(max_size=12) | st.text(max_size=8).map(lambda t: t.encode("utf-8", "surrogatepass"))
+          | st.builds(lambda a, c, z: a + c + z, _clean, st.sampled_from(_SPECIAL), _clean) | _clean)
 _recs = st.builds(
     lambda kind, path, dst, is_dir, t_ns, mask, cookie, flags, rare: Rec.note(
         kind, b"/w/" + path, is_dir, t_ns, mask, cookie=cookie, flags=flags, **rare) if rare or flags
@@ -256,6 +262,29 @@ def test_c_json_lines_equal_rec_to_json(recs: list[Rec], end: str) -> None:
     except UnicodeEncodeError as exc:
         got = type(exc).__name__
     assert got == expected
+
+
+@pytest.mark.skipif(encode_lines is None, reason="no C JSON Lines writer (_jsonlines not built, or FSNORM_PURE)")
+@pytest.mark.parametrize("special", _SPECIAL)
+def test_c_json_lines_escape_a_byte_at_every_offset_of_a_word(special: bytes) -> None:
+    """Each byte to escape or check, at every offset 0-24 of a path and of a rename's dst (the C writer copies
+    clean 8-byte words whole and goes byte by byte from the first word that holds one); one call with no
+    record (the empty output) and one whose paths outgrow the writer's size estimate."""
+    recs: list[Rec] = []
+    for at in range(25):
+        name = b"a" * at + special + b"b" * (24 - at)
+        recs += [Rec("create", b"/w/" + name, False, 1, 256), Rec("rename", b"/w/x", False, 2, 192, 7, b"/w/" + name)]
+    long = [Rec("rename", b"/w/" + b"p" * 4000, True, 3, 192, 9, b"/w/" + b"q\n" * 3000)] * 5
+    for batch in (recs, [], long, recs + long):
+        try:
+            expected: bytes | str = "".join(rec_to_json(r) + "\n" for r in batch).encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError as exc:
+            expected = type(exc).__name__
+        try:
+            got: bytes | str = encode_lines(batch, "\n", rec_to_json)  # type: ignore[misc]
+        except UnicodeEncodeError as exc:
+            got = type(exc).__name__
+        assert got == expected
 
 
 class _Interpreted(Rec):
