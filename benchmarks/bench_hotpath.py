@@ -8,7 +8,7 @@ which a busy neighbour disturbs much less than wall time; the wall-clock rates a
 * ``matcher``: synthetic raw inotify events -> records (benchmarks/synthetic.py; 40% rename halves), counted a
   feed at a time and let go, as a consumer does (``bench_matcher.count_matcher``);
 * ``matcher+json``: the same plus each feed's JSON Lines through the CLI's writer (``Output.encode``);
-* ``replay e2e``: a capture file on disk -> reader -> normalizer -> JSON Lines bytes in 4096-record chunks
+* ``replay e2e``: a capture file on disk -> reader -> normalizer -> JSON Lines bytes in 1024-record chunks
   (what ``fsnorm replay`` does minus the write to stdout, with the command's collector settings).
 
 Targets (issue #12): replay end to end >= 3,000,000 events/s, matcher alone >= 5,000,000 events/s.

@@ -182,7 +182,7 @@ def _cli_gc() -> Iterator[None]:
 
 
 def run_replay_json(path: Path) -> int:
-    """What ``fsnorm replay`` does minus the write to stdout: ``replay_chunks`` -> ``cli.main.emit`` (4096-record
+    """What ``fsnorm replay`` does minus the write to stdout: ``replay_chunks`` -> ``cli.main.emit`` (1024-record
     chunks through ``Output.encode``, the C writer where built), with the command's collector settings."""
     from normalizer.cli.formatting import build_output
     from normalizer.cli.main import emit

@@ -31,10 +31,12 @@ if TYPE_CHECKING:
     from ..api import WatchOptions
 
 
-def emit(chunks: Iterable[list[Rec]], output: Output, out: BinaryIO, *, chunk: int = 4096) -> None:
+def emit(chunks: Iterable[list[Rec]], output: Output, out: BinaryIO, *, chunk: int = 1024) -> None:
     """Write records, one line each, given as lists (replay: a stream with an end, so writing ``chunk`` records
     at a time is fine). Lists, not single records: the loop runs once per read of the capture, not per record
-    (this module is interpreted; benchmarks/README.md, "Replay")."""
+    (this module is interpreted). 1,024 records make about 256 KiB of JSON Lines, which stay in the cache and
+    in the heap: 4,096 (1 MiB, page faults on every fresh buffer) cost 7% more CPU per event, 16,384 45% more
+    (benchmarks/README.md, "Replay and matcher measures")."""
     batch: list[Rec] = []
     for recs in chunks:
         batch += recs
