@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import os
 import stat
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -236,3 +238,41 @@ def test_the_library_client_releases_its_socket_when_the_stream_fails_or_ends(tm
     assert (first.kind, first.path) == ("create", b"data/f")
     list(ended)  # to the end of the stream
     assert len(before - fds()) == 1, ended  # its socket, released at the end
+
+
+def test_a_bare_iteration_that_stops_early_hangs_up_and_a_connected_one_goes_on(tmp_path: Path) -> None:
+    """``for rec in subscribe(addr): break`` leaves no socket open (nothing else could close it); a
+    subscription connected with ``with`` keeps its connection across iterations and gets every record once."""
+    def fds() -> set[str]:
+        return set(os.listdir("/proc/self/fd"))
+
+    with serving(tmp_path) as (srv, data):
+        before = fds()
+        bare = subscribe(srv.addr)
+        stop = threading.Event()
+
+        def churn() -> None:  # the bare iteration connects when it starts: files made after that reach it
+            for i in itertools.count():
+                if stop.wait(0.02):
+                    return
+                (data / f"a{i}").touch()
+
+        maker = threading.Thread(target=churn)
+        maker.start()
+        try:
+            for rec in bare:
+                assert rec.kind == "create" and rec.path.startswith(b"data/a")
+                assert len(fds() - before) == 1  # its socket, open while it iterates
+                break
+        finally:
+            stop.set()
+            maker.join()
+        assert bare.closed and fds() == before
+        (data / "sub").mkdir()
+        with subscribe(srv.addr, path="data/sub") as held:  # not the a* files, whatever is still on its way
+            (data / "sub" / "b").write_bytes(b"x")  # create, modify, close_write: one read of the socket, likely
+            got = [next(iter(held)) for _ in range(3)]  # three iterations on the same connection
+            assert not held.closed and len(fds() - before) == 1
+        assert [(r.kind, r.path) for r in got] == [("create", b"data/sub/b"), ("modify", b"data/sub/b"),
+                                                   ("close_write", b"data/sub/b")]
+        assert held.closed and fds() == before

@@ -142,6 +142,8 @@ class Subscription(Generic[R]):
         self.connect_timeout = connect_timeout
         self._sock: socket.socket | None = None
         self._closed = False
+        #: Records of a read that an iteration stopped before (``__iter__``), for the next one.
+        self._unread: list[R] = []
 
     @property
     def epoch(self) -> int:
@@ -233,24 +235,44 @@ class Subscription(Generic[R]):
 
     def __iter__(self) -> Iterator[R]:
         for batch in self.batches():
-            yield from batch
+            left = len(batch)
+            try:
+                for rec in batch:
+                    left -= 1
+                    yield rec
+            finally:
+                if left:  # stopped inside a read's records: the next iteration starts with the rest
+                    self._unread = batch[len(batch) - left:]
 
     def batches(self) -> Iterator[list[R]]:
-        """The records as they arrive, one list per socket read (what a CLI writes with one syscall)."""
+        """The records as they arrive, one list per socket read (what a CLI writes with one syscall).
+
+        An iteration that connected (a bare ``for rec in subscribe(...)``) hangs up when it stops, however it
+        stops (``break``, an exception in the loop's body, the iterator dropped): nothing else could. On a
+        subscription connected beforehand (``with subscribe(...) as sub``, :meth:`connect`), a stopped
+        iteration leaves the connection to its owner, and the next one goes on where it stopped."""
+        owned = self._sock is None
         self.connect()
-        if self._pending:
-            pending, self._pending = self._pending, []
-            yield [self._out(r) for r in pending]
-        while not self.session.ended and not self._closed:
-            try:
-                recs = self._pump()
-            except SubscriptionError:
-                self._sock.close()  # type: ignore[union-attr]  # the server closed it or it broke: release it
-                raise
-            if recs:
-                yield [self._out(r) for r in recs]
-        if self._sock is not None:
-            self._sock.close()  # the stream ended: released now, not when the object is collected
+        try:
+            if self._pending:
+                pending, self._pending = self._pending, []
+                yield [self._out(r) for r in pending]
+            if self._unread:
+                unread, self._unread = self._unread, []
+                yield unread
+            while not self.session.ended and not self._closed:
+                try:
+                    recs = self._pump()
+                except SubscriptionError:
+                    self._sock.close()  # type: ignore[union-attr]  # the server closed it or it broke: release it
+                    raise
+                if recs:
+                    yield [self._out(r) for r in recs]
+            if self._sock is not None:
+                self._sock.close()  # the stream ended: released now, not when the object is collected
+        finally:
+            if owned and not self._closed:
+                self.close()
 
     # -- asyncio --------------------------------------------------------------------------------------------
 
