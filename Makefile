@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 # The modules setup.py compiles (mypyc, and the C extensions): an edit to one of them reinstalls (recompiles)
 # before the next target.
-COMPILED_SRCS := $(shell grep -oE '"normalizer/[a-z_/]*\.(py|c)"' setup.py | tr -d '"')
+COMPILED_SRCS := $(shell grep -oE '"normalizer/[a-z_/]*\.(py|c|h)"' setup.py | tr -d '"')
 
 .PHONY: demo test lint typecheck unit bench bench-full soak fuzz clean
 FUZZ_SECONDS ?= 300

@@ -114,15 +114,17 @@ class BuildExtOrPure(build_ext):
         _pure(f"compiling failed ({str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r})")
 
 
-READER = Extension("normalizer.backends._ringreader", ["normalizer/backends/_ringreader.c"], optional=True,
-                   extra_compile_args=["-O2", "-Wall", "-std=gnu11"])
+#: The reader thread and inotify parser; it and the capture line decoder build the event tuple with the header.
+EVENT_H = ["normalizer/_cevent.h"]
+READER = Extension("normalizer.backends._ringreader", ["normalizer/backends/_ringreader.c"], depends=EVENT_H,
+                   optional=True, extra_compile_args=["-O2", "-Wall", "-std=gnu11"])
 #: The JSON Lines writer of a read's records (normalizer.formats.fastjson), also plain C and optional.
 JSONLINES = Extension("normalizer.formats._jsonlines", ["normalizer/formats/_jsonlines.c"], optional=True,
                       extra_compile_args=["-O2", "-Wall", "-std=gnu11"])
 
 #: The capture reader's common batch line (normalizer.capture.fastline), plain C and optional.
-CAPLINE = Extension("normalizer.capture._capline", ["normalizer/capture/_capline.c"], optional=True,
-                    extra_compile_args=["-O2", "-Wall", "-std=gnu11"])
+CAPLINE = Extension("normalizer.capture._capline", ["normalizer/capture/_capline.c"], depends=EVENT_H,
+                    optional=True, extra_compile_args=["-O2", "-Wall", "-std=gnu11"])
 #: The fanotify read buffer parser (normalizer.backends.fanotify.parse_batch), plain C and optional.
 FANPARSE = Extension("normalizer.backends._fanparse", ["normalizer/backends/_fanparse.c"], optional=True,
                      extra_compile_args=["-O2", "-Wall", "-std=gnu11"])

@@ -27,6 +27,8 @@
 #include <unistd.h>
 #include <fcntl.h>
 
+#include "../_cevent.h"
+
 #define MIN_ROOM 4096
 /* The thread leaves queued events to a consumer that keeps up (take() reads the fd itself when nothing is
  * buffered): it reads only once the consumer is behind (a chunk is still buffered; then at most once every
@@ -559,27 +561,13 @@ static PyObject *parse_inotify(PyObject *module, PyObject *args) {
         uint64_t stop = end;
         while (stop > start && data[stop - 1] == 0)
             stop--;
-        PyObject *item = PyTuple_New(4);
+        PyObject *name = PyBytes_FromStringAndSize((const char *)data + start, (Py_ssize_t)(stop - start));
+        PyObject *item = name == NULL ? NULL : inotify_event_tuple((long)wd, (unsigned long)mask,
+                                                                   (unsigned long)cookie, name);
         if (item == NULL) {
             Py_DECREF(out);
             return NULL;
         }
-        PyObject *w = PyLong_FromLong(wd), *m = PyLong_FromUnsignedLong(mask);
-        PyObject *c = PyLong_FromUnsignedLong(cookie);
-        PyObject *name = PyBytes_FromStringAndSize((const char *)data + start, (Py_ssize_t)(stop - start));
-        if (w == NULL || m == NULL || c == NULL || name == NULL) {
-            Py_XDECREF(w);
-            Py_XDECREF(m);
-            Py_XDECREF(c);
-            Py_XDECREF(name);
-            Py_DECREF(item);
-            Py_DECREF(out);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(item, 0, w);
-        PyTuple_SET_ITEM(item, 1, m);
-        PyTuple_SET_ITEM(item, 2, c);
-        PyTuple_SET_ITEM(item, 3, name);
         if (PyList_Append(out, item) < 0) {
             Py_DECREF(item);
             Py_DECREF(out);

@@ -24,6 +24,8 @@
 
 #include <stdint.h>
 
+#include "../_cevent.h"
+
 typedef struct {
     const unsigned char *p, *end;
 } Cur;
@@ -158,25 +160,10 @@ static PyObject *parse_batch(PyObject *module, PyObject *args) {
                     goto error;
                 goto not_common;
             }
-            PyObject *w = PyLong_FromLong(neg ? -1L : (long)wd);
-            PyObject *m = PyLong_FromUnsignedLong((unsigned long)mask);
-            PyObject *k = PyLong_FromUnsignedLong((unsigned long)cookie);
-            PyObject *ev = PyTuple_New(4);
-            if (w == NULL || m == NULL || k == NULL || ev == NULL) {
-                Py_XDECREF(w);
-                Py_XDECREF(m);
-                Py_XDECREF(k);
-                Py_XDECREF(ev);
-                Py_DECREF(name);
+            PyObject *ev = inotify_event_tuple(neg ? -1L : (long)wd, (unsigned long)mask, (unsigned long)cookie,
+                                               name);
+            if (ev == NULL)
                 goto error;
-            }
-            PyTuple_SET_ITEM(ev, 0, w);
-            PyTuple_SET_ITEM(ev, 1, m);
-            PyTuple_SET_ITEM(ev, 2, k);
-            PyTuple_SET_ITEM(ev, 3, name);
-            /* Ints and bytes only: it can be in no cycle, so the collector need not look at it (what it would
-             * conclude itself at its next pass, _PyTuple_MaybeUntrack). */
-            PyObject_GC_UnTrack(ev);
             int rc = PyList_Append(events, ev);
             Py_DECREF(ev);
             if (rc < 0)
