@@ -7,7 +7,8 @@ which a busy neighbour disturbs much less than wall time; the wall-clock rates a
 
 * ``matcher``: synthetic raw inotify events -> records (benchmarks/synthetic.py; 40% rename halves), counted a
   feed at a time and let go, as a consumer does (``bench_matcher.count_matcher``);
-* ``matcher+json``: the same plus each feed's JSON Lines through the CLI's writer (``Output.encode``);
+* ``matcher+json``: the same plus each feed's JSON Lines through the CLI's writer (``Output.encode``), with the CLI's
+  collector settings;
 * ``replay e2e``: a capture file on disk -> reader -> normalizer -> JSON Lines bytes in 1024-record chunks
   (what ``fsnorm replay`` does minus the write to stdout, with the command's collector settings).
 

@@ -88,17 +88,33 @@ def count_matcher(stream: list[raw.InotifyBatch]) -> int:
     return count + len(n.close())
 
 
+@contextlib.contextmanager
+def _cli_gc() -> Iterator[None]:
+    """The collector as ``fsnorm replay`` sets it (``cli.main._tune_gc``), restored afterwards: the other
+    measures of the same process run with Python's defaults, as a library user's do."""
+    from normalizer.cli.main import _tune_gc
+
+    thresholds = gc.get_threshold()
+    _tune_gc()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
 def run_matcher_json(stream: list[raw.InotifyBatch]) -> int:
     """The ``matcher+json`` measure: each feed's records through the CLI's JSON Lines writer (``Output.encode``,
-    the C writer where built), as ``fsnorm watch`` writes them (until 2026-12-02: ``rec_to_json`` per record in
-    an interpreted loop)."""
+    the C writer where built), as ``fsnorm watch`` writes them, with its collector settings (until 2026-12-02:
+    ``rec_to_json`` per record in an interpreted loop, Python's default collector)."""
     from normalizer.cli.formatting import build_output
 
     encode = build_output(argparse.Namespace(format="json")).encode
     n = _normalizer()
     size = 0
-    for b in stream:
-        size += len(encode(n.feed_batch(b)))
+    with _cli_gc():
+        for b in stream:
+            size += len(encode(n.feed_batch(b)))
     return size + len(encode(n.close()))
 
 
@@ -164,21 +180,6 @@ class _Counter:
 
     def flush(self) -> None:
         pass
-
-
-@contextlib.contextmanager
-def _cli_gc() -> Iterator[None]:
-    """The collector as ``fsnorm replay`` sets it (``cli.main._tune_gc``), restored afterwards: the other
-    measures of the same process run with Python's defaults, as a library user's do."""
-    from normalizer.cli.main import _tune_gc
-
-    thresholds = gc.get_threshold()
-    _tune_gc()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
 
 
 def run_replay_json(path: Path) -> int:
