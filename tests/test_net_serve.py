@@ -246,6 +246,7 @@ def test_a_bare_iteration_that_stops_early_hangs_up_and_a_connected_one_goes_on(
     def fds() -> set[str]:
         return set(os.listdir("/proc/self/fd"))
 
+    (tmp_path / "data" / "sub").mkdir(parents=True)  # before the server watches: no record of it on the way
     with serving(tmp_path) as (srv, data):
         before = fds()
         bare = subscribe(srv.addr)
@@ -268,7 +269,6 @@ def test_a_bare_iteration_that_stops_early_hangs_up_and_a_connected_one_goes_on(
             stop.set()
             maker.join()
         assert bare.closed and fds() == before
-        (data / "sub").mkdir()
         with subscribe(srv.addr, path="data/sub") as held:  # not the a* files, whatever is still on its way
             (data / "sub" / "b").write_bytes(b"x")  # create, modify, close_write: one read of the socket, likely
             got = [next(iter(held)) for _ in range(3)]  # three iterations on the same connection
