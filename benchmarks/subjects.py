@@ -145,6 +145,18 @@ def _tsv_writer(out: IO[str]) -> Callable[[str, str, str, str], None]:
     return emit
 
 
+def _tsv_writer_at(out: IO[str]) -> Callable[[int, str, str, str, str], None]:
+    """Like :func:`_tsv_writer`, with the stamp given: for a child's output, every line of one read of its
+    stdout gets the time of that read (what ``fsnorm watch``'s chunks get), not the time this process finished
+    parsing the lines before it."""
+    write = out.write
+
+    def emit(t: int, kind: str, src: str, dst: str, flags: str) -> None:
+        write(f"{t}\t{kind}\t{src}\t{dst}\t{flags}\n")
+
+    return emit
+
+
 def vm_hwm_kib(pid: int | str = "self") -> int | None:
     """Peak RSS (VmHWM) of a live process. Not ``ru_maxrss``: Linux carries that across execve, so a child
     forked from a big harness would report the harness's size."""
@@ -599,9 +611,9 @@ class Inotifywait(ChildSubject):
         tail = b""
         n = 0
         with open(out_path, "w", buffering=1 << 20, errors="surrogateescape") as out:
-            emit = _tsv_writer(out)
+            emit = _tsv_writer_at(out)
 
-            def on_data(data: bytes, _t: int) -> None:  # each line stamped as it is written (emit)
+            def on_data(data: bytes, t: int) -> None:  # every line of a read stamped with the read's time
                 nonlocal tail, n
                 data = tail + data
                 lines = data.split(b"\n")
@@ -613,11 +625,11 @@ class Inotifywait(ChildSubject):
                     first = events.split(b",")[0].decode()
                     kind = {"MOVED_FROM": "from", "MOVED_TO": "to", "Q_OVERFLOW": "overflow"}.get(first, first.lower())
                     if kind == "from":
-                        emit("from", p, "", "")
+                        emit(t, "from", p, "", "")
                     elif kind == "to":
-                        emit("to", "", p, "")
+                        emit(t, "to", "", p, "")
                     else:
-                        emit(kind, p, "", "")
+                        emit(t, kind, p, "", "")
                         if kind == "create":
                             ctl.saw_create(p)
 

@@ -156,6 +156,30 @@ def test_readers_read_what_subjects_write(tmp_path: Path) -> None:
                                               Record(12, "to", "", "/r/b/y"), Record(12, "overflow", "")]
 
 
+def test_a_child_subjects_lines_carry_the_time_of_the_read_that_brought_them(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every child subject is stamped alike: when a read of its stdout returned, not when this process had
+    parsed the lines before it (inotifywait's lines were stamped one by one after parsing, so a large read's
+    last lines carried the harness's own parsing time; fsnorm's chunks never did)."""
+    from benchmarks import subjects
+
+    reads = [(b"CREATE|/r/a\nMOVED_FROM|/r/x\nMOVED_TO|/r/", 100), (b"y\nDELETE,ISDIR|/r/d\n", 250)]
+
+    def pump(self: subjects.ChildSubject, ctl: subjects.Control, cmd: list[str], out_path: Path,
+             on_data: object) -> dict[str, object]:
+        assert callable(on_data)
+        for data, t in reads:
+            on_data(data, t)
+        return {}
+
+    monkeypatch.setattr(subjects.ChildSubject, "pump", pump)
+    out = tmp_path / "iw.tsv"
+    stats = subjects.Inotifywait().run(subjects.Control(str(tmp_path), "end"), out)
+    assert stats["records"] == 4
+    assert list(records(out, "tsv")) == [Record(100, "create", "/r/a"), Record(100, "from", "/r/x"),
+                                         Record(250, "to", "", "/r/y"), Record(250, "delete", "/r/d")]
+
+
 def test_storm_ground_truth_round_trips(tmp_path: Path) -> None:
     root = tmp_path / "w"
     result = run(root, seconds=0.1, threads=2, noise=1, seed=3, gt=tmp_path / "gt.json")
