@@ -180,6 +180,23 @@ def test_a_child_subjects_lines_carry_the_time_of_the_read_that_brought_them(tmp
                                          Record(250, "to", "", "/r/y"), Record(250, "delete", "/r/d")]
 
 
+def test_sched_now_counts_the_watchers_threads_cpu_and_run_queue_wait() -> None:
+    """The run-queue wait beside the CPU time (benchmarks/README.md, "The storm's tail"): the counters of every
+    thread of the watcher, summed, and they only grow."""
+    from benchmarks.subjects import FsnormApi
+
+    subject = FsnormApi()
+    first = subject.sched_now()
+    if first is None:
+        pytest.skip("this kernel keeps no /proc/PID/task/TID/schedstat")
+    end = os.times().elapsed + 0.05
+    while os.times().elapsed < end:  # burn CPU in this process
+        pass
+    second = subject.sched_now()
+    assert second is not None
+    assert second[0] - first[0] > 0.02 and second[1] >= first[1] >= 0 and second[2] > first[2] > 0
+
+
 def test_storm_ground_truth_round_trips(tmp_path: Path) -> None:
     root = tmp_path / "w"
     result = run(root, seconds=0.1, threads=2, noise=1, seed=3, gt=tmp_path / "gt.json")
@@ -224,6 +241,8 @@ def test_tiny_benchmark_runs_and_the_notebook_executes(tmp_path: Path, monkeypat
     for r in rows + results["storm"]["rows"] + results["burst"]["rows"]:
         assert "error" not in r, r
         assert sum(r[c] for c in ("joined", "one_sided", "split", "wrong", "missed")) == r["issued"] > 0
+    if os.path.exists("/proc/self/schedstat"):  # the watcher's run-queue wait beside its CPU time
+        assert all(r["runq_wait_s"] >= 0 and r["timeslices"] > 0 for r in results["storm"]["rows"])
     assert results["races"]["runs"] and results["races"]["runs"][0]["pairs"] > 0
     assert results["throughput"]["c_flat"]["renames"] > 0 and results["throughput"]["rows"][0]["trials"]
 
