@@ -180,10 +180,11 @@ def storm_cpu_table(results: dict[str, Any]) -> str:
             v = per_m(r)
             out.append([str(threads), r["subject"], f"{r['events']:,}", _num(r["cpu_s"]), _num(v),
                         _ratio(v, c_ref).strip() or "—", _ratio(v, f_ref).strip() or "—",
+                        _num(r.get("runq_wait_s")),
                         _pct(r.get("joined"), r.get("issued")), str(r.get("overflow_records", 0)),
                         _mib(r.get("rss_kib"))])
     return table(["threads", "subject", "events", "CPU s", "CPU s / 1M events", "vs inotifywait", "vs fsnorm",
-                  "joined", "overflow records", "peak RSS MiB"], out)
+                  "run-queue wait s", "joined", "overflow records", "peak RSS MiB"], out)
 
 
 def burst_table(results: dict[str, Any]) -> str:

@@ -241,7 +241,7 @@ def storm_session(ctx: Context, subject: str, threads: int, noise: int, seconds:
     sc = score(truth, records(out, stats["fmt"]))
     row = {"subject": subject, "workload": "storm", "threads": threads, "noise": noise, "seconds": seconds,
            "workload_seconds": wl.get("seconds"), "noise_ops": wl.get("noise_ops"), "events": wl.get("events"),
-           "cpu_s": stats.get("cpu_s"),
+           "cpu_s": stats.get("cpu_s"), "runq_wait_s": stats.get("runq_wait_s"), "timeslices": stats.get("timeslices"),
            **sc["workloads"].get("storm", {}), **_session_fields(stats, sc["session"])}
     race = None
     if stats["fmt"] == "rawdump":

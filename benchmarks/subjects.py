@@ -145,6 +145,18 @@ def _tsv_writer(out: IO[str]) -> Callable[[str, str, str, str], None]:
     return emit
 
 
+def _tsv_writer_at(out: IO[str]) -> Callable[[int, str, str, str, str], None]:
+    """Like :func:`_tsv_writer`, with the stamp given: for a child's output, every line of one read of its
+    stdout gets the time of that read (what ``fsnorm watch``'s chunks get), not the time this process finished
+    parsing the lines before it."""
+    write = out.write
+
+    def emit(t: int, kind: str, src: str, dst: str, flags: str) -> None:
+        write(f"{t}\t{kind}\t{src}\t{dst}\t{flags}\n")
+
+    return emit
+
+
 def vm_hwm_kib(pid: int | str = "self") -> int | None:
     """Peak RSS (VmHWM) of a live process. Not ``ru_maxrss``: Linux carries that across execve, so a child
     forked from a big harness would report the harness's size."""
@@ -173,6 +185,8 @@ class Subject:
         #: The watcher's pid when it is a child; its CPU seconds when the session ended (before the stop).
         self.child_pid: int | None = None
         self.cpu_end: float | None = None
+        #: The watcher's threads' scheduler counters (:meth:`sched_now`) when the session ended.
+        self.sched_end: tuple[float, float, int] | None = None
 
     def cpu_now(self) -> float | None:
         """CPU seconds (user + system) the watcher has used so far: the child's (/proc) or this process's."""
@@ -186,6 +200,30 @@ class Subject:
         except OSError:
             return None
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def sched_now(self) -> tuple[float, float, int] | None:
+        """The scheduler's counters of the watcher's threads so far, summed (``/proc/PID/task/*/schedstat``,
+        the child's or this process's): seconds on a CPU, seconds *runnable but waiting* for one (the run
+        queue), and how many times a thread was put on a CPU. None where the kernel does not keep them.
+
+        The wait is what a loaded machine adds to every delay the subject reports: a watcher that is runnable
+        but not running reads nothing and delivers nothing. It tells a tail that the watcher's own work
+        makes from one that the other threads on the machine make (benchmarks/README.md, "The storm's tail")."""
+        pid = self.child_pid if self.in_child else os.getpid()
+        if pid is None:
+            return None
+        run = wait = slices = seen = 0
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            return None
+        for tid in tids:
+            try:
+                fields = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()
+            except OSError:
+                continue  # a thread that ended meanwhile (or no schedstat at all: CONFIG_SCHED_INFO)
+            run, wait, slices, seen = run + int(fields[0]), wait + int(fields[1]), slices + int(fields[2]), seen + 1
+        return (run / 1e9, wait / 1e9, slices) if seen else None
 
     @classmethod
     def unavailable(cls) -> str | None:
@@ -268,6 +306,7 @@ class ChildSubject(Subject):
             if ctl.stopping and not signalled:
                 child_hwm = vm_hwm_kib(proc.pid)
                 self.cpu_end = self.cpu_now()
+                self.sched_end = self.sched_now()
                 proc.send_signal(signal.SIGTERM)
                 signalled = True
             if not poller.poll(50):
@@ -599,9 +638,9 @@ class Inotifywait(ChildSubject):
         tail = b""
         n = 0
         with open(out_path, "w", buffering=1 << 20, errors="surrogateescape") as out:
-            emit = _tsv_writer(out)
+            emit = _tsv_writer_at(out)
 
-            def on_data(data: bytes, _t: int) -> None:  # each line stamped as it is written (emit)
+            def on_data(data: bytes, t: int) -> None:  # every line of a read stamped with the read's time
                 nonlocal tail, n
                 data = tail + data
                 lines = data.split(b"\n")
@@ -613,11 +652,11 @@ class Inotifywait(ChildSubject):
                     first = events.split(b",")[0].decode()
                     kind = {"MOVED_FROM": "from", "MOVED_TO": "to", "Q_OVERFLOW": "overflow"}.get(first, first.lower())
                     if kind == "from":
-                        emit("from", p, "", "")
+                        emit(t, "from", p, "", "")
                     elif kind == "to":
-                        emit("to", "", p, "")
+                        emit(t, "to", "", p, "")
                     else:
-                        emit(kind, p, "", "")
+                        emit(t, kind, p, "", "")
                         if kind == "create":
                             ctl.saw_create(p)
 
@@ -658,10 +697,12 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     subject = cls(a.window_ms)
     cpu_ready: list[float | None] = []
+    sched_ready: list[tuple[float, float, int] | None] = []
 
     def at_ready() -> None:  # the CPU the watcher had used when it was ready (start-up, the initial walk)
         ctl.ready.wait()
         cpu_ready.append(subject.cpu_now())
+        sched_ready.append(subject.sched_now())
 
     threading.Thread(target=at_ready, daemon=True, name="cpu-at-ready").start()
     try:
@@ -679,6 +720,13 @@ def main(argv: list[str] | None = None) -> int:
     end = subject.cpu_end if subject.cpu_end is not None else subject.cpu_now()
     start = cpu_ready[0] if cpu_ready else None
     stats["cpu_s"] = end - start if end is not None and start is not None else None
+    # The same span for the scheduler's counters: seconds the watcher's threads were runnable but waited for a
+    # CPU, and how often one was put on a CPU (None where the kernel keeps no schedstat).
+    s_end = subject.sched_end if subject.sched_end is not None else subject.sched_now()
+    s_start = sched_ready[0] if sched_ready else None
+    if s_end is not None and s_start is not None:
+        stats["runq_wait_s"] = s_end[1] - s_start[1]
+        stats["timeslices"] = s_end[2] - s_start[2]
     stats.update(subject=cls.name, rss_kib=vm_hwm_kib(), max_queued_events=queued, wall_s=time.monotonic() - t0,
                  ready=ctl.ready.is_set(), ended=ctl.ended.is_set())
     ctl.say("stats " + json.dumps(stats))

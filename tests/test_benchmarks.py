@@ -156,6 +156,47 @@ def test_readers_read_what_subjects_write(tmp_path: Path) -> None:
                                               Record(12, "to", "", "/r/b/y"), Record(12, "overflow", "")]
 
 
+def test_a_child_subjects_lines_carry_the_time_of_the_read_that_brought_them(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every child subject is stamped alike: when a read of its stdout returned, not when this process had
+    parsed the lines before it (inotifywait's lines were stamped one by one after parsing, so a large read's
+    last lines carried the harness's own parsing time; fsnorm's chunks never did)."""
+    from benchmarks import subjects
+
+    reads = [(b"CREATE|/r/a\nMOVED_FROM|/r/x\nMOVED_TO|/r/", 100), (b"y\nDELETE,ISDIR|/r/d\n", 250)]
+
+    def pump(self: subjects.ChildSubject, ctl: subjects.Control, cmd: list[str], out_path: Path,
+             on_data: object) -> dict[str, object]:
+        assert callable(on_data)
+        for data, t in reads:
+            on_data(data, t)
+        return {}
+
+    monkeypatch.setattr(subjects.ChildSubject, "pump", pump)
+    out = tmp_path / "iw.tsv"
+    stats = subjects.Inotifywait().run(subjects.Control(str(tmp_path), "end"), out)
+    assert stats["records"] == 4
+    assert list(records(out, "tsv")) == [Record(100, "create", "/r/a"), Record(100, "from", "/r/x"),
+                                         Record(250, "to", "", "/r/y"), Record(250, "delete", "/r/d")]
+
+
+def test_sched_now_counts_the_watchers_threads_cpu_and_run_queue_wait() -> None:
+    """The run-queue wait beside the CPU time (benchmarks/README.md, "The storm's tail"): the counters of every
+    thread of the watcher, summed, and they only grow."""
+    from benchmarks.subjects import FsnormApi
+
+    subject = FsnormApi()
+    first = subject.sched_now()
+    if first is None:
+        pytest.skip("this kernel keeps no /proc/PID/task/TID/schedstat")
+    end = os.times().elapsed + 0.05
+    while os.times().elapsed < end:  # burn CPU in this process
+        pass
+    second = subject.sched_now()
+    assert second is not None
+    assert second[0] - first[0] > 0.02 and second[1] >= first[1] >= 0 and second[2] > first[2] > 0
+
+
 def test_storm_ground_truth_round_trips(tmp_path: Path) -> None:
     root = tmp_path / "w"
     result = run(root, seconds=0.1, threads=2, noise=1, seed=3, gt=tmp_path / "gt.json")
@@ -200,6 +241,8 @@ def test_tiny_benchmark_runs_and_the_notebook_executes(tmp_path: Path, monkeypat
     for r in rows + results["storm"]["rows"] + results["burst"]["rows"]:
         assert "error" not in r, r
         assert sum(r[c] for c in ("joined", "one_sided", "split", "wrong", "missed")) == r["issued"] > 0
+    if os.path.exists("/proc/self/schedstat"):  # the watcher's run-queue wait beside its CPU time
+        assert all(r["runq_wait_s"] >= 0 and r["timeslices"] > 0 for r in results["storm"]["rows"])
     assert results["races"]["runs"] and results["races"]["runs"][0]["pairs"] > 0
     assert results["throughput"]["c_flat"]["renames"] > 0 and results["throughput"]["rows"][0]["trials"]
 

@@ -538,6 +538,26 @@ def _run_workload(root: Path, *args: str) -> subprocess.Popen[str]:
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_a_queue_longer_than_a_read_comes_in_several_reads_with_every_rename_joined(tree: Path, mode: str) -> None:
+    """3,000 renames queued before the first read, several reads' worth (a FAN_RENAME event with two names is
+    at least 80 bytes; a read takes at most DEFAULT_READ_SIZE): each read ends at an event boundary, and every
+    rename is one joined record, in order, whichever read its event came in."""
+    from normalizer.backends.fanotify import DEFAULT_READ_SIZE
+
+    n = 3000
+    touch(tree / "w/a/f0")
+    names = [tree / f"w/{'ab'[k % 2]}/f{k}" for k in range(n + 1)]
+    with watch(tree, mode) as src:
+        for k in range(n):
+            os.rename(names[k], names[k + 1])
+        recs = drain(src)
+        reads = src.stats["reads"]
+    renames = [(r.path, r.dst, r.flags) for r in recs if r.kind == "rename"]
+    assert renames == [(os.fsencode(names[k]), os.fsencode(names[k + 1]), ()) for k in range(n)]
+    assert reads >= n * 80 // DEFAULT_READ_SIZE >= 3
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_storm_every_rename_exactly_once(tree: Path, mode: str) -> None:
     """4 threads renaming across 4 directories for 2 s while 2 threads create, write and delete."""
     storm_check(lambda: watch(tree, mode), tree / "w", "fs.fanotify.max_queued_events")

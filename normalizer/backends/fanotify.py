@@ -83,7 +83,15 @@ _REQUIRED = abi.FAN_CREATE | abi.FAN_DELETE_SELF | abi.FAN_MOVE_SELF | abi.FAN_O
 _SHADOW = abi.FAN_DELETE | abi.FAN_RENAME
 #: Events of the capture file that must not be reported (ignore mark).
 _CAPTURE_IGNORE = abi.FAN_MODIFY | abi.FAN_CLOSE_WRITE | abi.FAN_ATTRIB
-DEFAULT_READ_SIZE = 256 * 1024
+#: The most one read takes: about 600 FAN_RENAME events with two short names (the largest event, two handles and
+#: two 255-byte names, is under 1 KiB). Every record of a read waits until the whole read is normalized and
+#: written, and without a reader thread (fanotify's default) nothing reads the kernel queue meanwhile. With
+#: 256 KiB, a storm's reads held about 2,300 events, up to 26 ms of CPU each and several times that in wall time
+#: on a loaded 2-core machine, while the queue filled behind them; 64 KiB gave a median joined-rename p99
+#: 1.3-4x lower in alternated storms, and no overflow in 22 where 256 KiB overflowed in 2 of 16 (16 and 128 KiB
+#: did worse than 64: benchmarks/README.md, "The storm's tail"). The size only moves where the stream is cut
+#: into reads, which the kernel does anyway (a read returns whole events up to the buffer's size).
+DEFAULT_READ_SIZE = 64 * 1024
 #: The bits of a directory rename (with FAN_ONDIR), either kind of event.
 _RENAMES = abi.FAN_RENAME | abi.FAN_MOVED_FROM | abi.FAN_MOVED_TO | abi.FAN_MOVE_SELF
 
