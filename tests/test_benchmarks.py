@@ -195,7 +195,8 @@ def test_sched_now_counts_the_watchers_threads_cpu_and_run_queue_wait() -> None:
         pass                           # may give a 50 ms wall-clock loop less than the 20 ms checked below)
     second = subject.sched_now()
     assert second is not None
-    assert second[0] - first[0] > 0.02 and second[1] >= first[1] >= 0 and second[2] > first[2] > 0
+    # timeslices (the third) only grow: a busy loop that was never switched out adds none
+    assert second[0] - first[0] > 0.02 and second[1] >= first[1] >= 0 and second[2] >= first[2] > 0
 
 
 def test_storm_ground_truth_round_trips(tmp_path: Path) -> None:
