@@ -1156,6 +1156,33 @@ def test_an_exchange_across_an_uncertain_edge_keeps_the_directory_that_came_out(
     assert Watch(b"/w/b", True) in fed.actions
 
 
+@pytest.mark.parametrize("uncertain_first", [True, False])
+def test_an_uncertain_directory_exchanged_into_a_fresh_one_is_still_rescanned(uncertain_first: bool) -> None:
+    """Corpus fanotify-c504c54a1a54 by hand: b is uncertain (renamed away and back); m comes in with this read
+    (filesystem mark), holding sub, which the cache never saw; b <-> m/sub (RENAME_EXCHANGE: either half may
+    come first, depending on which path renameat2 was given first). b stays known at /w/m/sub, so once placed it
+    is rescanned there (what it holds is reported), and sub is known at /w/b. The cache lost b: sub, arriving
+    at /w/b, forgot what was there (the kernel's order), or the half of sub moved what the cache had at /w/m/sub
+    (b) back to /w/b; either way b's placing found no old path and asked for no rescan."""
+    from normalizer.core.actions import Rescan
+
+    n = norm(mark_mode="filesystem")
+    M, S = fid(800), fid(801)
+    halves = [ren(W, b"b", M, b"sub", B, True), ren(M, b"sub", W, b"b", S, True)]
+    if not uncertain_first:
+        halves.reverse()
+    fed = n.feed(batch(0, ren(None, b"", W, b"m", M, True), ren(W, b"b", W, b"bb", B, True),
+                       ren(W, b"bb", W, b"b", B, True), *halves))
+    assert sorted(brief(fed)[-2:]) == [("rename", b"", b"/w/b", ["unwatched"]),
+                                       ("rename", b"/w/b", b"", ["unwatched"])]
+    assert (n.cache.path(B), n.cache.path(S), n.uncertain_dirs()) == (b"/w/m/sub", b"/w/b", [B])
+    assert {a for a in fed.actions if isinstance(a, Watch)} == {Watch(b"/w/b", True), Watch(b"/w/m", True)}
+    out = n.feed(resolved(B, b"/w/m/sub"))  # placed: where the records put it
+    assert brief(out) == [("rescan", b"/w/m/sub", ["synthesized"])]
+    assert [a for a in out.actions if isinstance(a, Rescan)] == [Rescan(b"/w/m/sub", n._why_rescan)]
+    assert (n.cache.path(B), n.cache.path(S), n.uncertain_dirs()) == (b"/w/m/sub", b"/w/b", [])
+
+
 def test_a_fanrec_sets_every_slot_of_rec() -> None:
     """FanRec sets Rec's slots itself (core/fanotify.py says why): a slot added to Rec and not there would be
     unset on every fanotify record."""

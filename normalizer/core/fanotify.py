@@ -751,20 +751,19 @@ class FanotifyNormalizer(NormalizerBase):
         if not src_in and not dst_in:
             return False
         is_dir = bool(mask & FAN_ONDIR)
-        known = is_dir and src is not None and self.cache.key(src) is not None
         if self._uncertain and ((src_in and p2 is not None and self._is_uncertain(p2))
                                 or (dst_in and p1 is not None and self._is_uncertain(p1))):
             # Between a directory that came in with this read (its content not reported yet: its walk after
             # the read reports it) and one whose place is uncertain (held back: its rescan reports it): no
             # side of it was ever told, so nothing is (corpus fanotify-4d15307ce133). The cache follows.
             self.stats["held_back"] += 1
-            if known and src is not None and dst is not None:
-                self.cache.move(src, dst)
+            if is_dir and src is not None and dst is not None:
+                self._follow(obj, src, dst)
             return True
         if src_in and dst_in:
             self.stats["dropped_fresh"] += 1
-            if known and src is not None and dst is not None:
-                self.cache.move(src, dst)
+            if is_dir and src is not None and dst is not None:
+                self._follow(obj, src, dst)
             return True
         oid = None if obj is None else obj.hex()
         if src_in:  # out of the fresh directory into a known one: it appears at dst
@@ -774,8 +773,8 @@ class FanotifyNormalizer(NormalizerBase):
             self.matcher.push(rec, out)
             self._fresh_out = rec
             if is_dir and obj is not None and dst:  # its content was not reported either: scan it there
-                if known and src is not None:
-                    self.cache.move(src, dst)
+                if src is not None:
+                    self._follow(obj, src, dst)
                 self._dir_arrived(obj, dst, moved_in=True)
             return True
         if src is None:  # from outside (or an unknown directory) into the fresh one: the scan reports it
@@ -796,11 +795,9 @@ class FanotifyNormalizer(NormalizerBase):
             out.insert(len(out) - 1, rec)
         else:
             self.matcher.push(rec, out)
-        if known and dst is not None and (obj is None or self.cache.key(src) == obj):
-            # Only if what the cache holds at ``src`` is what moved: after the first half of an exchange
-            # across the edge, ``src`` names the directory that came out (corpus fanotify-bbee3941fc44); the
-            # one that went in is learned by the fresh directory's walk.
-            self.cache.move(src, dst)
+        if is_dir and dst is not None:
+            # The one that went in is learned by the fresh directory's walk if the cache did not know it.
+            self._follow(obj, src, dst)
         return True
 
     # -- a merged DELETE, placed after the later events of its object (module docstring) -------------------
@@ -1290,13 +1287,8 @@ class FanotifyNormalizer(NormalizerBase):
             return
         cache = self.cache
         if cached_src and cached_dst:
-            # Only what the cache has at ``cached_src`` if that is this directory (or it knows this one): after
-            # an exchange's first half brought an unknown directory there, the path is the other one's
-            # (corpus fanotify-00b5f85b8e28: moving it took the new d0 below the uncertain directory, unlisted).
-            if cache.key(cached_src) == obj or obj in cache:
-                cache.move(cached_src, cached_dst, obj)
-            if cache.path(obj) != cached_dst:
-                cache.add(obj, cached_dst)
+            if not self._follow(obj, cached_src, cached_dst):
+                cache.arrive(obj, cached_dst)  # never learned: known there now (listed there, or by the rescan)
             if dst:
                 self._dir_arrived(obj, dst, moved_in=True)  # its content was not reported: list it there
         elif cached_src:
@@ -1304,7 +1296,7 @@ class FanotifyNormalizer(NormalizerBase):
         elif cached_dst and not self._excluded(cached_dst):
             self._retired.discard(obj)
             self._outside.pop(obj, None)
-            cache.add(obj, cached_dst)  # moved in from outside: the rescan marks and lists it
+            cache.arrive(obj, cached_dst)  # moved in from outside: the rescan marks and lists it
 
     def _where_it_was(self, key: bytes, path: bytes, t: int, out: list[Rec]) -> None:
         """An event in a certain directory names the uncertain directory ``key`` at ``path``: that is where it
@@ -1359,17 +1351,37 @@ class FanotifyNormalizer(NormalizerBase):
     _why_rescan = "rescan of a directory renamed back and forth before fsnorm read (the kernel may have " \
         "merged its events): what happened below it is reported as found now"
 
-    def _dir_moved(self, key: bytes, src: bytes, dst: bytes) -> None:
-        """Keep the cache in step with a directory rename (either side may be outside the tree)."""
+    def _follow(self, obj: bytes | None, src: bytes, dst: bytes) -> bool:
+        """The cache's part of the rename of a directory from ``src`` to ``dst`` (its sides' paths in the cache):
+        the directory moves there with what is below it, found by its handle ``obj`` wherever the cache has it
+        (the subtree that the first half of an exchange displaced, moved by the second half). What the cache
+        holds at ``src`` moves only if it is that directory. If it is another one, the renamed directory was
+        never learned (it came in with a directory not listed yet, or from below an uncertain one) and the
+        other one is the exchange's other side, which took that place with the first half: it is where the
+        cache has it. Moving it anyway put it where the renamed one went, where learning that one then
+        forgot it (corpus fanotify-c504c54a1a54: an uncertain directory lost so, never rescanned) or took it
+        below an uncertain directory, unlisted (fanotify-00b5f85b8e28; also fanotify-bbee3941fc44). Without
+        a handle, the path is all there is. True if the directory was known (it is at ``dst`` now)."""
         cache = self.cache
+        if obj is None:
+            if cache.key(src) is not None:
+                cache.move(src, dst)
+            return False
+        old = cache.path(obj)
+        if old is None:
+            return False
+        cache.move(old, dst, obj)
+        if cache.path(obj) != dst:
+            cache.add(obj, dst)
+        return True
+
+    def _dir_moved(self, key: bytes, src: bytes, dst: bytes) -> None:
+        """Keep the cache in step with a directory rename (either side may be outside the tree): a directory
+        the cache did not know is listed where it went, like one moved in."""
         if dst and self._excluded(dst):
             dst = b""
         if src and dst:
-            if cache.key(src) is not None or key in cache:
-                cache.move(src, dst, key)  # by key: the second half of an exchange moves the displaced side
-                if cache.path(key) != dst:
-                    cache.add(key, dst)
-            else:
+            if not self._follow(key, src, dst):
                 self._dir_arrived(key, dst, moved_in=True)
         elif src:
             self._retire(src, key)
@@ -1383,7 +1395,10 @@ class FanotifyNormalizer(NormalizerBase):
         self._retired.discard(key)
         self._outside.pop(key, None)
         self._unresolved.pop(key, None)
-        self.cache.add(key, path)
+        if moved_in:
+            self.cache.arrive(key, path)  # what the cache has there moves on by its key, or ends (_follow)
+        else:
+            self.cache.add(key, path)
         self._new_dirs.append((key, moved_in))
         if moved_in:
             self._fresh.append(key)

@@ -79,6 +79,16 @@ class PathTable(Generic[K]):
             self._forget(other)
         self._set(key, path)
 
+    def arrive(self, key: K, path: bytes) -> None:
+        """``key``, which the table does not know where it came from, was renamed to ``path``: as :meth:`add`,
+        but a known directory at ``path`` is displaced with its subtree (module docstring), as :meth:`move`
+        does, not forgotten. It was replaced (its end comes by its key), or it is the other side of an exchange
+        whose other half, read next, moves it on by its key (forgotten, it was lost with what is below it)."""
+        other = self._key_by_path.get(path)
+        if other is not None and other != key:
+            self._displace(path, b"")
+        self.add(key, path)
+
     def remove(self, key: K) -> bytes | None:
         """Forget ``key``; return the path it had."""
         path = self._path_by_key.get(key)
