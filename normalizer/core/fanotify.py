@@ -11,7 +11,10 @@ session gave. What it knows about fanotify (DESIGN.md, tests/test_fanotify_sys.p
   has never seen, by a ``HandleResolved`` item the live source produced with ``open_by_handle_at`` when the
   feed of the batch asked for it with a ``Resolve`` action (the batch is held until answered; answers fed
   before their batch, as capture version 2 has them, leave nothing to ask). It is kept current by the rename
-  records themselves: a directory renamed inside the tree moves its whole subtree in the cache.
+  records themselves: a directory renamed inside the tree moves its whole subtree in the cache, found by its
+  own handle, never as what the cache holds at the source path (after an exchange's first half, the other
+  side); one the cache never learned, renamed onto a known one, displaces that one instead of forgetting it
+  (:meth:`FanotifyNormalizer._follow`).
 * **FAN_RENAME is the record.** One FAN_RENAME event becomes one ``rename`` record: old and new directory +
   name, either omitted when its directory is not watched (flag ``unwatched``, path ``""``). No cookie, no
   window, no matcher state. MOVED_FROM / MOVED_TO of the same rename(2) carry nothing FAN_RENAME does not, so
