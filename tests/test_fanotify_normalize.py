@@ -1183,6 +1183,27 @@ def test_an_uncertain_directory_exchanged_into_a_fresh_one_is_still_rescanned(un
     assert (n.cache.path(B), n.cache.path(S), n.uncertain_dirs()) == (b"/w/m/sub", b"/w/b", [])
 
 
+@pytest.mark.parametrize("outside_first", [True, False])
+def test_an_exchange_across_the_trees_edge_keeps_the_directory_that_came_in(outside_first: bool) -> None:
+    """Filesystem mark: /w/a/d (with e below it) exchanged with o, a directory outside the tree. o comes in
+    at /w/a/d (listed there), d and e leave the tree (retired, unmarked), whichever half comes first. With o's
+    half first, d's half retired "what the cache had at /w/a/d" (o by then), not d: o's events were dropped
+    and d (displaced) stayed known."""
+    n = norm(mark_mode="filesystem")
+    G = fid(900)
+    n.feed(resolved(OUT, None, "outside"))
+    halves = [ren(OUT, b"o", A, b"d", G, True), ren(A, b"d", OUT, b"o", D, True)]
+    if not outside_first:
+        halves.reverse()
+    fed = n.feed(batch(0, *halves))
+    assert sorted(brief(fed)) == [("rename", b"", b"/w/a/d", ["unwatched"]),
+                                  ("rename", b"/w/a/d", b"", ["unwatched"])]
+    assert (n.cache.path(G), n.cache.path(D), n.cache.path(E)) == (b"/w/a/d", None, None)
+    assert {a for a in fed.actions if isinstance(a, Unwatch)} == {Unwatch(D), Unwatch(E)}
+    assert Watch(b"/w/a/d", True) in fed.actions
+    assert brief(n.feed(batch(1, ev(CREATE, G, b"x", X), ev(CREATE, E, b"y", Y)))) == [("create", b"/w/a/d/x", [])]
+
+
 def test_a_fanrec_sets_every_slot_of_rec() -> None:
     """FanRec sets Rec's slots itself (core/fanotify.py says why): a slot added to Rec and not there would be
     unset on every fanotify record."""

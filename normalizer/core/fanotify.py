@@ -1409,7 +1409,10 @@ class FanotifyNormalizer(NormalizerBase):
                 self._arrived.add(key)
 
     def _retire(self, path: bytes, key: bytes | None = None) -> None:
-        gone = self.cache.remove_below(path)
+        """The directory ``key`` (or, without a handle, what the cache has at ``path``) left the tree with its
+        subtree: forgotten, its events dropped. By its handle, as :meth:`_follow` moves it: after the first
+        half of an exchange across the tree's edge, ``path`` holds the directory that came in."""
+        gone = self.cache.remove_below(path) if key is None else self.cache.remove_subtree(key)
         if key is not None and key not in gone:
             gone.append(key)
         if self._uncertain:

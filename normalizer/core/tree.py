@@ -162,6 +162,24 @@ class PathTable(Generic[K]):
         if not keys:
             del self._displaced[group]
 
+    def remove_subtree(self, key: K) -> list[K]:
+        """Forget the directory ``key`` and every directory below it, found by its key wherever the table has
+        it: at its path, or displaced (then what is displaced with it below it; never what took its place).
+        Returns their keys (``[]`` if ``key`` is not known)."""
+        path = self._path_by_key.get(key)
+        if path is None:
+            return []
+        if self._key_by_path.get(path) == key:
+            return self.remove_below(path)
+        group = self._group_of.get(key)
+        base = path.rstrip(b"/") + b"/"
+        gone = [key] if group is None else [
+            k for k in self._displaced[group][0] if k == key or self._path_by_key[k].startswith(base)]
+        for k in gone:
+            self._undisplace(k)
+            self._forget(k)
+        return gone
+
     def remove_below(self, path: bytes) -> list[K]:
         """Forget ``path`` and everything under it; return their keys (the source removes the kernel watches)."""
         gone = [key for _, key in self.below(path)]
