@@ -1108,6 +1108,23 @@ def test_a_file_out_of_a_fresh_directory_by_an_exchange_and_back_in_keeps_its_or
     assert [r.is_dir for r in out] == [True, True, False, False]
 
 
+def test_an_exchange_out_of_a_fresh_directory_is_told_in_order_past_the_directorys_own_records() -> None:
+    """Corpus fanotify-8e9733e753bc by hand: m comes in; m/sub (a directory) is exchanged with the file /w/f;
+    then sub (now /w/f) is removed. The kernel's order is sub's half, sub's own MOVE_SELF (merged with its
+    later DELETE_SELF: delete_self + watch_end records), the file's half. The file's leaving /w/f is told first
+    (the other half's mirror), also with sub's own records between the two halves; after them, it said that a
+    file left /w/f where the records had just put a directory."""
+    n = norm(mark_mode="filesystem")
+    M, S = fid(510), fid(511)
+    out = n.feed(batch(0, ren(None, b"", B, b"m", M, True), ren(M, b"sub", W, b"f", S, True),
+                       ev(MOVE_SELF | DELETE_SELF | ONDIR, S, b"."), ren(W, b"f", M, b"sub", X),
+                       ev(DELETE | ONDIR, W, b"f", S)))
+    assert brief(out) == [("rename", b"", b"/w/b/m", ["unwatched"]), ("rename", b"/w/f", b"", ["unwatched"]),
+                          ("rename", b"", b"/w/f", ["unwatched"]), ("delete_self", b"/w/f", ["merged"]),
+                          ("watch_end", b"/w/f", []), ("delete", b"/w/f", [])]
+    assert [r.is_dir for r in out[1:3]] == [False, True]
+
+
 def test_a_scanned_file_renamed_away_lets_a_new_file_of_its_name_be_reported() -> None:
     """Corpus fanotify-96ddce3b4ea3 by hand: a scan reported /w/a/c (its kernel CREATE may still be queued,
     and is dropped); then c is renamed to a plain rename (the hot path) and a new c is created: that CREATE is
