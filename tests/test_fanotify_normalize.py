@@ -890,6 +890,21 @@ def test_a_held_delete_whose_directory_became_uncertain_is_held_back_for_the_res
     assert n.stats["held_back"] == 2 and not n._late
 
 
+def test_a_held_delete_in_a_directory_that_came_in_with_the_read_is_left_to_its_walk() -> None:
+    """Filesystem mark: f created and written in /w/a/d, d moved out and back in (to be listed by its walk
+    after the read), f deleted (merged into the first event); f's own DELETE_SELF anchors the delete after
+    d came back. The records have not told what d holds there, and the walk will not find f: the delete is
+    held back, as events in such a directory are dropped. Named /w/b/d/f, it deleted an entry the records
+    never had (corpus fanotify-9ef9d90f48e7, where d came out of an uncertain directory)."""
+    n = norm(mark_mode="filesystem")
+    out = n.feed(batch(0, ev(CREATE | MODIFY | DELETE, D, b"f", X), ren(A, b"d", None, b"", D, True),
+                       ren(None, b"", B, b"d", D, True), ev(DELETE_SELF, None, b"", X)))
+    assert brief(out) == [("create", b"/w/a/d/f", ["merged"]), ("modify", b"/w/a/d/f", ["merged"]),
+                          ("rename", b"/w/a/d", b"", ["unwatched"]), ("rename", b"", b"/w/b/d", ["unwatched"])]
+    assert n.stats["held_back"] == 1 and not n._late
+    assert Watch(b"/w/b/d", True) in out.actions
+
+
 class _MergingQueue:
     """A model of fanotify's queue for one process working in /w/a, /w/b and a directory ``s`` it may create
     in /w/a, fill, move between /w/a and /w/b and remove: an event merges into the oldest unread event of the

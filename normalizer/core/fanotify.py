@@ -51,7 +51,8 @@ session gave. What it knows about fanotify (DESIGN.md, tests/test_fanotify_sys.p
   past the read that brought it (the queue not empty after it) comes with the next feed, at its start or after
   its object's events there (its window ends when the backlog is read, a Tick comes, or ``max_wait_ns`` has
   passed). It is named where its directory was at its place, keeps ``merged`` and its mask, and is held back
-  (``stats["held_back"]``) if its directory's place was uncertain there (the rescan reports the entry gone).
+  (``stats["held_back"]``) if its directory's place was uncertain there (the rescan reports the entry gone) or
+  came into the tree with that read (its walk after the read lists what it holds).
   ``stats["deletes_moved"]`` counts those not given at their canonical place. The other bits stay at the
   oldest position: which of them happened first is unknown, and the name held that object there. A CREATE
   merged late needs a hard link back to a name the file had (not handled). Not with ``use_rename=False``
@@ -893,9 +894,14 @@ class FanotifyNormalizer(NormalizerBase):
 
     def _late_path(self, h: _LateDelete) -> None:
         """Name a held delete where its directory is at its anchor; if that place is uncertain, it will be
-        held back like the events there (the rescan of that directory reports the file gone)."""
+        held back like the events there (the rescan of that directory reports the file gone). Likewise at or
+        below a directory that came into the tree with this read: the records have not told what it holds (its
+        walk after the read does, the file gone), and its events are dropped (:meth:`_in_fresh`). Named there,
+        the delete removed an entry the records never had (corpus fanotify-9ef9d90f48e7: the file's own
+        DELETE_SELF anchored it after its directory moved out of an uncertain one, to be listed where it went)."""
         prefix = self.cache.prefix_by_key.get(h.d)
-        h.lost = prefix is None or (bool(self._uncertain) and self._is_uncertain(prefix))
+        h.lost = prefix is None or (bool(self._uncertain) and self._is_uncertain(prefix)) \
+            or (bool(self._fresh) and self._under_fresh(prefix))
         if prefix is not None and not h.lost:
             h.rec.path = prefix + h.name
 
@@ -1368,11 +1374,12 @@ class FanotifyNormalizer(NormalizerBase):
         (the subtree that the first half of an exchange displaced, moved by the second half). What the cache
         holds at ``src`` moves only if it is that directory. If it is another one, the renamed directory was
         never learned (it came in with a directory not listed yet, or from below an uncertain one) and the
-        other one is the exchange's other side, which took that place with the first half: it is where the
-        cache has it. Moving it anyway put it where the renamed one went, where learning that one then
-        forgot it (corpus fanotify-c504c54a1a54: an uncertain directory lost so, never rescanned) or took it
-        below an uncertain directory, unlisted (fanotify-00b5f85b8e28; also fanotify-bbee3941fc44). Without
-        a handle, the path is all there is. True if the directory was known (it is at ``dst`` now)."""
+        other one is the exchange's other side, which took that place with the first half: it stays (corpus
+        fanotify-c504c54a1a54: moved away, an uncertain directory was then forgotten and never rescanned;
+        fanotify-00b5f85b8e28: a directory taken below an uncertain one, never listed; fanotify-bbee3941fc44).
+        False if the directory was not known (the caller places it, with ``DirCache.arrive``: what the cache
+        has at ``dst`` is displaced, not forgotten, for the same reason). Without a handle, the path is all
+        there is."""
         cache = self.cache
         if obj is None:
             if cache.key(src) is not None:
