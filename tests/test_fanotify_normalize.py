@@ -1140,6 +1140,22 @@ def test_an_exchange_out_of_a_fresh_directory_is_told_in_order_past_the_director
     assert [r.is_dir for r in out[1:3]] == [False, True]
 
 
+def test_an_exchange_across_an_uncertain_edge_is_told_in_order_past_the_directorys_own_records() -> None:
+    """Corpus fanotify-c2a86b164d48 by hand: a is uncertain; a/d (a directory) is exchanged with the file /w/f,
+    then d (now /w/f) is removed. d's half comes first (out of the uncertain directory: it appears at /w/f),
+    then its own merged MOVE_SELF|DELETE_SELF, then the file's half (into the uncertain directory: it leaves
+    /w/f). The file's leaving is told first, as across the edge of a directory that came in with the read;
+    told in kernel order, a file left /w/f where the records had just put a directory."""
+    n = norm(mark_mode="filesystem")
+    out = n.feed(batch(0, ren(W, b"a", W, b"ab", A, True), ren(W, b"ab", W, b"a", A, True),
+                       ren(A, b"d", W, b"f", D, True), ev(MOVE_SELF | DELETE_SELF | ONDIR, D, b"."),
+                       ren(W, b"f", A, b"d", X), ev(DELETE | ONDIR, W, b"f", D)))
+    assert brief(out)[2:] == [("rename", b"/w/f", b"", ["unwatched"]), ("rename", b"", b"/w/f", ["unwatched"]),
+                              ("delete_self", b"/w/f", ["merged"]), ("watch_end", b"/w/f", []),
+                              ("delete", b"/w/f", [])]
+    assert [r.is_dir for r in out[2:4]] == [False, True]
+
+
 def test_a_scanned_file_renamed_away_lets_a_new_file_of_its_name_be_reported() -> None:
     """Corpus fanotify-96ddce3b4ea3 by hand: a scan reported /w/a/c (its kernel CREATE may still be queued,
     and is dropped); then c is renamed to a plain rename (the hot path) and a new c is created: that CREATE is
@@ -1177,13 +1193,14 @@ def test_a_directory_exchanged_with_a_scanned_one_reports_the_create_of_a_scanne
 def test_an_exchange_across_an_uncertain_edge_keeps_the_directory_that_came_out() -> None:
     """Corpus fanotify-00b5f85b8e28 by hand: a is uncertain; m (never listed) is in it; m/sub is exchanged with
     the known b: sub comes out to b (listed there), b goes into the uncertain a. The second half must not move
-    what is now at b (sub) into the uncertain directory: sub stays at b and is walked there."""
+    what is now at b (sub) into the uncertain directory: sub stays at b and is walked there. b's leaving is
+    told before sub's arrival (the exchange's mirror, as across the edge of a directory that came in)."""
     n = norm()
     M, S = fid(600), fid(601)
     fed = n.feed(batch(0, ren(W, b"a", W, b"ab", A, True), ren(W, b"ab", W, b"a", A, True),
                        ren(None, b"", A, b"m", M, True), ren(M, b"sub", W, b"b", S, True),
                        ren(W, b"b", M, b"sub", B, True)))
-    assert brief(fed)[-2:] == [("rename", b"", b"/w/b", ["unwatched"]), ("rename", b"/w/b", b"", ["unwatched"])]
+    assert brief(fed)[-2:] == [("rename", b"/w/b", b"", ["unwatched"]), ("rename", b"", b"/w/b", ["unwatched"])]
     assert n.cache.path(S) == b"/w/b"
     assert Watch(b"/w/b", True) in fed.actions
 

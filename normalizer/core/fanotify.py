@@ -317,8 +317,9 @@ class FanotifyNormalizer(NormalizerBase):
         self._retire_requests: list[bytes] = []
         #: Handles of the directories moved in during the current batch (filesystem mark: the kernel reports
         #: what happens in them at once, while the source's scan after the batch reports what they hold then;
-        #: see _in_fresh), and the last record of something moved out of one (a RENAME_EXCHANGE across the
-        #: edge puts its mirror before it).
+        #: see _in_fresh), and the last one-sided record of something moved out of one, or out of an uncertain
+        #: directory, during the batch (a RENAME_EXCHANGE across such an edge puts its mirror before it:
+        #: _push_left).
         self._fresh: list[bytes] = []
         self._fresh_out: Rec | None = None
         #: Filesystem mark: directories moved in from outside whose MOVE_SELF (which follows) is not reported.
@@ -539,7 +540,7 @@ class FanotifyNormalizer(NormalizerBase):
         m.begin(t)
         if self._fresh:
             self._fresh.clear()
-            self._fresh_out = None
+        self._fresh_out = None
         prefixes = self.cache.prefix_by_key
         push = m.push
         held = m.held_queue
@@ -790,27 +791,34 @@ class FanotifyNormalizer(NormalizerBase):
         rec = FanRec("rename", src, is_dir, t, mask, b"", (Flag.UNWATCHED,), pid, oid)
         rec.dir_key = d
         rec.message = "moved into a directory that came into the tree in the same read: its scan reports it"
-        last = self._fresh_out
-        at = len(out)
-        if last is not None and last.dst == src and last.object_id != oid:
-            # Past the records of the first half's own MOVE_SELF (merged with the directory's later events:
-            # corpus fanotify-8e9733e753bc, its move_self|delete_self and watch_end), which do not change the
-            # tree's shape (tests/oracle.py and core/shadow.py pair an exchange's renames the same way).
-            while at and out[at - 1] is not last and out[at - 1].kind not in ("rename", "create", "delete") \
-                    and out[at - 1].path == src:
-                at -= 1
-        if last is not None and at and out[at - 1] is last and last.dst == src and last.object_id != oid:
-            # The second half of a RENAME_EXCHANGE across the edge: the object that was at ``src`` left before
-            # the other one took its place, so it is told first (in kernel order the two would cancel out).
-            # Not the same object moving on (corpus fanotify-3ad44ee7efec: out of the fresh directory by an
-            # exchange, then back into it by a rename).
-            out.insert(at - 1, rec)
-        else:
-            self.matcher.push(rec, out)
+        self._push_left(rec, out)
         if is_dir and dst is not None:
             # The one that went in is learned by the fresh directory's walk if the cache did not know it.
             self._follow(obj, src, dst)
         return True
+
+    def _push_left(self, rec: FanRec, out: list[Rec]) -> None:
+        """Push the one-sided record of an object that left ``rec.path`` for a directory whose content a
+        listing tells (one that came in with this read, or an uncertain one). If the last one-sided record of
+        this batch brought another object to that path (out of such a directory), this is the second half of
+        a RENAME_EXCHANGE across the edge: the object that was at the path left before the other one took its
+        place, so it is told first (in kernel order the two would cancel out). Not the same object moving on
+        (corpus fanotify-3ad44ee7efec: out of the fresh directory by an exchange, then back into it by a
+        rename). The first half's own MOVE_SELF may stand between the two, merged with the directory's later
+        events (its move_self|delete_self and watch_end records, which do not change the tree's shape:
+        tests/oracle.py and core/shadow.py pair an exchange's renames the same way; corpus
+        fanotify-8e9733e753bc). Across an uncertain directory's edge too (corpus fanotify-c2a86b164d48)."""
+        last = self._fresh_out
+        src = rec.path
+        if last is not None and last.dst == src and last.object_id != rec.object_id:
+            at = len(out)
+            while at and out[at - 1] is not last and out[at - 1].kind not in ("rename", "create", "delete") \
+                    and out[at - 1].path == src:
+                at -= 1
+            if at and out[at - 1] is last:
+                out.insert(at - 1, rec)
+                return
+        self.matcher.push(rec, out)
 
     # -- a merged DELETE, placed after the later events of its object (module docstring) -------------------
 
@@ -1293,13 +1301,14 @@ class FanotifyNormalizer(NormalizerBase):
             if not is_dir and nm2[:1] == b"#":
                 self.tmpfiles.appeared(dst, nm2)
             self.matcher.push(rec, out)
+            self._fresh_out = rec
         elif src:
             if self._synthesized and d is not None:
                 self._seen_by_scan(FAN_RENAME, d, nm)
             rec = FanRec("rename", src, is_dir, t, mask, b"", (Flag.UNWATCHED, *merged), pid, oid)
             rec.message = f"moved into a directory whose place is uncertain ({self._why_uncertain}): its " \
                 "rescan reports it there"
-            self.matcher.push(rec, out)
+            self._push_left(rec, out)
         if not is_dir or obj is None:
             return
         cache = self.cache
