@@ -638,6 +638,26 @@ def test_below_a_directory_renamed_back_nothing_is_guessed_and_a_rescan_is_asked
     assert brief(n.feed(batch(1, ev(CREATE, D, b"y", Y)))) == [("create", b"/w/ab/d/y", [])]  # exact again
 
 
+def test_an_uncertain_directory_placed_below_another_one_is_left_to_that_ones_rescan() -> None:
+    """Corpus fanotify-2ec8fcccaddb by hand: d (in a) and a are both renamed away and back (uncertain); d is
+    renamed inside a (held back: the records still have /w/a/d, the cache follows it to /w/a/x). d is placed
+    first: it is below a, still uncertain, so it only moves in the cache; a rescan of /w/a/x would list entries
+    under a directory the records never had. a's rescan covers it."""
+    from normalizer.core.actions import Rescan
+
+    n = norm()
+    n.feed(batch(0, ren(A, b"d", A, b"dd", D, True), ren(A, b"dd", A, b"d", D, True),
+                 ren(W, b"a", W, b"ab", A, True), ren(W, b"ab", W, b"a", A, True), ren(A, b"d", A, b"x", D, True),
+                 drained=False))
+    assert n.uncertain_dirs() == [D, A] and n.cache.path(D) == b"/w/a/x"
+    out = n.feed(resolved(D, b"/w/a/x"))
+    assert brief(out) == [] and not [a for a in out.actions if isinstance(a, Rescan)]
+    assert n.uncertain_dirs() == [A] and n.cache.path(D) == b"/w/a/x"
+    out = n.feed(resolved(A, b"/w/a"))
+    assert brief(out) == [("rescan", b"/w/a", ["synthesized"])]
+    assert [a for a in out.actions if isinstance(a, Rescan)] == [Rescan(b"/w/a", n._why_rescan)]
+
+
 def test_an_event_naming_the_uncertain_directory_in_a_certain_one_says_where_it_was() -> None:
     n = norm()
     n.feed(batch(0, ren(W, b"a", W, b"ab", A, True), ren(W, b"ab", W, b"a", A, True), drained=False))

@@ -1341,7 +1341,10 @@ class FanotifyNormalizer(NormalizerBase):
         last event read. Move its subtree there (a synthesized rename says so if that is news), then a
         ``rescan`` record and a :class:`~.actions.Rescan` action: the events held back below it are replaced by
         what a listing finds, diffed against what the records said (other uncertain directories below it are
-        covered by the same rescan)."""
+        covered by the same rescan). One placed while it is below another uncertain directory is covered by
+        that one's rescan: it only moves in the cache (its path there may be one the records never had: the
+        renames inside the other one were held back; corpus fanotify-2ec8fcccaddb, where its rescan listed
+        entries under a directory the records did not have)."""
         key = item.fid
         del self._uncertain[key]
         old = self.cache.path(key)
@@ -1351,6 +1354,10 @@ class FanotifyNormalizer(NormalizerBase):
             # Gone (stale, deleted): a directory is deleted empty, by an rmdir or a rename onto it, and the
             # record of either was given in its place (the parent's DELETE, the rename that replaced it).
             self._resolved(item)
+            return
+        if new and self._uncertain and self._is_uncertain(new.rpartition(b"/")[0] + b"/"):
+            self.stats["held_back"] += 1
+            self.cache.move(old, new, key)
             return
         m = self.matcher
         m.begin(item.t_ns)
