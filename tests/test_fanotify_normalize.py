@@ -638,6 +638,26 @@ def test_below_a_directory_renamed_back_nothing_is_guessed_and_a_rescan_is_asked
     assert brief(n.feed(batch(1, ev(CREATE, D, b"y", Y)))) == [("create", b"/w/ab/d/y", [])]  # exact again
 
 
+def test_an_uncertain_directory_placed_below_another_one_is_left_to_that_ones_rescan() -> None:
+    """Corpus fanotify-2ec8fcccaddb by hand: d (in a) and a are both renamed away and back (uncertain); d is
+    renamed inside a (held back: the records still have /w/a/d, the cache follows it to /w/a/x). d is placed
+    first: it is below a, still uncertain, so it only moves in the cache; a rescan of /w/a/x would list entries
+    under a directory the records never had. a's rescan covers it."""
+    from normalizer.core.actions import Rescan
+
+    n = norm()
+    n.feed(batch(0, ren(A, b"d", A, b"dd", D, True), ren(A, b"dd", A, b"d", D, True),
+                 ren(W, b"a", W, b"ab", A, True), ren(W, b"ab", W, b"a", A, True), ren(A, b"d", A, b"x", D, True),
+                 drained=False))
+    assert n.uncertain_dirs() == [D, A] and n.cache.path(D) == b"/w/a/x"
+    out = n.feed(resolved(D, b"/w/a/x"))
+    assert brief(out) == [] and not [a for a in out.actions if isinstance(a, Rescan)]
+    assert n.uncertain_dirs() == [A] and n.cache.path(D) == b"/w/a/x"
+    out = n.feed(resolved(A, b"/w/a"))
+    assert brief(out) == [("rescan", b"/w/a", ["synthesized"])]
+    assert [a for a in out.actions if isinstance(a, Rescan)] == [Rescan(b"/w/a", n._why_rescan)]
+
+
 def test_an_event_naming_the_uncertain_directory_in_a_certain_one_says_where_it_was() -> None:
     n = norm()
     n.feed(batch(0, ren(W, b"a", W, b"ab", A, True), ren(W, b"ab", W, b"a", A, True), drained=False))
@@ -890,6 +910,21 @@ def test_a_held_delete_whose_directory_became_uncertain_is_held_back_for_the_res
     assert n.stats["held_back"] == 2 and not n._late
 
 
+def test_a_held_delete_in_a_directory_that_came_in_with_the_read_is_left_to_its_walk() -> None:
+    """Filesystem mark: f created and written in /w/a/d, d moved out and back in (to be listed by its walk
+    after the read), f deleted (merged into the first event); f's own DELETE_SELF anchors the delete after
+    d came back. The records have not told what d holds there, and the walk will not find f: the delete is
+    held back, as events in such a directory are dropped. Named /w/b/d/f, it deleted an entry the records
+    never had (corpus fanotify-9ef9d90f48e7, where d came out of an uncertain directory)."""
+    n = norm(mark_mode="filesystem")
+    out = n.feed(batch(0, ev(CREATE | MODIFY | DELETE, D, b"f", X), ren(A, b"d", None, b"", D, True),
+                       ren(None, b"", B, b"d", D, True), ev(DELETE_SELF, None, b"", X)))
+    assert brief(out) == [("create", b"/w/a/d/f", ["merged"]), ("modify", b"/w/a/d/f", ["merged"]),
+                          ("rename", b"/w/a/d", b"", ["unwatched"]), ("rename", b"", b"/w/b/d", ["unwatched"])]
+    assert n.stats["held_back"] == 1 and not n._late
+    assert Watch(b"/w/b/d", True) in out.actions
+
+
 class _MergingQueue:
     """A model of fanotify's queue for one process working in /w/a, /w/b and a directory ``s`` it may create
     in /w/a, fill, move between /w/a and /w/b and remove: an event merges into the oldest unread event of the
@@ -1108,6 +1143,39 @@ def test_a_file_out_of_a_fresh_directory_by_an_exchange_and_back_in_keeps_its_or
     assert [r.is_dir for r in out] == [True, True, False, False]
 
 
+def test_an_exchange_out_of_a_fresh_directory_is_told_in_order_past_the_directorys_own_records() -> None:
+    """Corpus fanotify-8e9733e753bc by hand: m comes in; m/sub (a directory) is exchanged with the file /w/f;
+    then sub (now /w/f) is removed. The kernel's order is sub's half, sub's own MOVE_SELF (merged with its
+    later DELETE_SELF: delete_self + watch_end records), the file's half. The file's leaving /w/f is told first
+    (the other half's mirror), also with sub's own records between the two halves; after them, it said that a
+    file left /w/f where the records had just put a directory."""
+    n = norm(mark_mode="filesystem")
+    M, S = fid(510), fid(511)
+    out = n.feed(batch(0, ren(None, b"", B, b"m", M, True), ren(M, b"sub", W, b"f", S, True),
+                       ev(MOVE_SELF | DELETE_SELF | ONDIR, S, b"."), ren(W, b"f", M, b"sub", X),
+                       ev(DELETE | ONDIR, W, b"f", S)))
+    assert brief(out) == [("rename", b"", b"/w/b/m", ["unwatched"]), ("rename", b"/w/f", b"", ["unwatched"]),
+                          ("rename", b"", b"/w/f", ["unwatched"]), ("delete_self", b"/w/f", ["merged"]),
+                          ("watch_end", b"/w/f", []), ("delete", b"/w/f", [])]
+    assert [r.is_dir for r in out[1:3]] == [False, True]
+
+
+def test_an_exchange_across_an_uncertain_edge_is_told_in_order_past_the_directorys_own_records() -> None:
+    """Corpus fanotify-c2a86b164d48 by hand: a is uncertain; a/d (a directory) is exchanged with the file /w/f,
+    then d (now /w/f) is removed. d's half comes first (out of the uncertain directory: it appears at /w/f),
+    then its own merged MOVE_SELF|DELETE_SELF, then the file's half (into the uncertain directory: it leaves
+    /w/f). The file's leaving is told first, as across the edge of a directory that came in with the read;
+    told in kernel order, a file left /w/f where the records had just put a directory."""
+    n = norm(mark_mode="filesystem")
+    out = n.feed(batch(0, ren(W, b"a", W, b"ab", A, True), ren(W, b"ab", W, b"a", A, True),
+                       ren(A, b"d", W, b"f", D, True), ev(MOVE_SELF | DELETE_SELF | ONDIR, D, b"."),
+                       ren(W, b"f", A, b"d", X), ev(DELETE | ONDIR, W, b"f", D)))
+    assert brief(out)[2:] == [("rename", b"/w/f", b"", ["unwatched"]), ("rename", b"", b"/w/f", ["unwatched"]),
+                              ("delete_self", b"/w/f", ["merged"]), ("watch_end", b"/w/f", []),
+                              ("delete", b"/w/f", [])]
+    assert [r.is_dir for r in out[2:4]] == [False, True]
+
+
 def test_a_scanned_file_renamed_away_lets_a_new_file_of_its_name_be_reported() -> None:
     """Corpus fanotify-96ddce3b4ea3 by hand: a scan reported /w/a/c (its kernel CREATE may still be queued,
     and is dropped); then c is renamed to a plain rename (the hot path) and a new c is created: that CREATE is
@@ -1145,15 +1213,64 @@ def test_a_directory_exchanged_with_a_scanned_one_reports_the_create_of_a_scanne
 def test_an_exchange_across_an_uncertain_edge_keeps_the_directory_that_came_out() -> None:
     """Corpus fanotify-00b5f85b8e28 by hand: a is uncertain; m (never listed) is in it; m/sub is exchanged with
     the known b: sub comes out to b (listed there), b goes into the uncertain a. The second half must not move
-    what is now at b (sub) into the uncertain directory: sub stays at b and is walked there."""
+    what is now at b (sub) into the uncertain directory: sub stays at b and is walked there. b's leaving is
+    told before sub's arrival (the exchange's mirror, as across the edge of a directory that came in)."""
     n = norm()
     M, S = fid(600), fid(601)
     fed = n.feed(batch(0, ren(W, b"a", W, b"ab", A, True), ren(W, b"ab", W, b"a", A, True),
                        ren(None, b"", A, b"m", M, True), ren(M, b"sub", W, b"b", S, True),
                        ren(W, b"b", M, b"sub", B, True)))
-    assert brief(fed)[-2:] == [("rename", b"", b"/w/b", ["unwatched"]), ("rename", b"/w/b", b"", ["unwatched"])]
+    assert brief(fed)[-2:] == [("rename", b"/w/b", b"", ["unwatched"]), ("rename", b"", b"/w/b", ["unwatched"])]
     assert n.cache.path(S) == b"/w/b"
     assert Watch(b"/w/b", True) in fed.actions
+
+
+@pytest.mark.parametrize("uncertain_first", [True, False])
+def test_an_uncertain_directory_exchanged_into_a_fresh_one_is_still_rescanned(uncertain_first: bool) -> None:
+    """Corpus fanotify-c504c54a1a54 by hand: b is uncertain (renamed away and back); m comes in with this read
+    (filesystem mark), holding sub, which the cache never saw; b <-> m/sub (RENAME_EXCHANGE: either half may
+    come first, depending on which path renameat2 was given first). b stays known at /w/m/sub, so once placed it
+    is rescanned there (what it holds is reported), and sub is known at /w/b. The cache lost b: sub, arriving
+    at /w/b, forgot what was there (the kernel's order), or the half of sub moved what the cache had at /w/m/sub
+    (b) back to /w/b; either way b's placing found no old path and asked for no rescan."""
+    from normalizer.core.actions import Rescan
+
+    n = norm(mark_mode="filesystem")
+    M, S = fid(800), fid(801)
+    halves = [ren(W, b"b", M, b"sub", B, True), ren(M, b"sub", W, b"b", S, True)]
+    if not uncertain_first:
+        halves.reverse()
+    fed = n.feed(batch(0, ren(None, b"", W, b"m", M, True), ren(W, b"b", W, b"bb", B, True),
+                       ren(W, b"bb", W, b"b", B, True), *halves))
+    assert sorted(brief(fed)[-2:]) == [("rename", b"", b"/w/b", ["unwatched"]),
+                                       ("rename", b"/w/b", b"", ["unwatched"])]
+    assert (n.cache.path(B), n.cache.path(S), n.uncertain_dirs()) == (b"/w/m/sub", b"/w/b", [B])
+    assert {a for a in fed.actions if isinstance(a, Watch)} == {Watch(b"/w/b", True), Watch(b"/w/m", True)}
+    out = n.feed(resolved(B, b"/w/m/sub"))  # placed: where the records put it
+    assert brief(out) == [("rescan", b"/w/m/sub", ["synthesized"])]
+    assert [a for a in out.actions if isinstance(a, Rescan)] == [Rescan(b"/w/m/sub", n._why_rescan)]
+    assert (n.cache.path(B), n.cache.path(S), n.uncertain_dirs()) == (b"/w/m/sub", b"/w/b", [])
+
+
+@pytest.mark.parametrize("outside_first", [True, False])
+def test_an_exchange_across_the_trees_edge_keeps_the_directory_that_came_in(outside_first: bool) -> None:
+    """Filesystem mark: /w/a/d (with e below it) exchanged with o, a directory outside the tree. o comes in
+    at /w/a/d (listed there), d and e leave the tree (retired, unmarked), whichever half comes first. With o's
+    half first, d's half retired "what the cache had at /w/a/d" (o by then), not d: o's events were dropped
+    and d (displaced) stayed known."""
+    n = norm(mark_mode="filesystem")
+    G = fid(900)
+    n.feed(resolved(OUT, None, "outside"))
+    halves = [ren(OUT, b"o", A, b"d", G, True), ren(A, b"d", OUT, b"o", D, True)]
+    if not outside_first:
+        halves.reverse()
+    fed = n.feed(batch(0, *halves))
+    assert sorted(brief(fed)) == [("rename", b"", b"/w/a/d", ["unwatched"]),
+                                  ("rename", b"/w/a/d", b"", ["unwatched"])]
+    assert (n.cache.path(G), n.cache.path(D), n.cache.path(E)) == (b"/w/a/d", None, None)
+    assert {a for a in fed.actions if isinstance(a, Unwatch)} == {Unwatch(D), Unwatch(E)}
+    assert Watch(b"/w/a/d", True) in fed.actions
+    assert brief(n.feed(batch(1, ev(CREATE, G, b"x", X), ev(CREATE, E, b"y", Y)))) == [("create", b"/w/a/d/x", [])]
 
 
 def test_a_fanrec_sets_every_slot_of_rec() -> None:

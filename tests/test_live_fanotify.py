@@ -152,6 +152,32 @@ def test_directory_moved_in_with_content_is_watched_and_its_content_synthesized(
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_directory_moved_in_over_an_empty_one_ends_the_replaced_one_by_its_handle(tree: Path, mode: str) -> None:
+    """The directory moved in (a handle the cache never saw) displaces the empty one it replaces instead of
+    forgetting it: the replaced one's own events (its merged ATTRIB|DELETE_SELF) end it at its path, as
+    inotify's delete_self + watch_end do. Forgotten, its handle was unknown: inode marks gave them as
+    ``unresolved`` records with a bare name (core/fanotify.py, ``_follow``)."""
+    (tree / "w/b/e").mkdir()
+    (tree / "out/pkg/src").mkdir(parents=True)
+    (tree / "out/pkg/README").write_text("r")
+    with watch(tree, mode) as src:
+        os.rename(tree / "out/pkg", tree / "w/b/e")
+        recs = drain(src)
+        touch(tree / "w/b/e/src/new.py")
+        recs += drain(src)
+        assert sorted(src.normalizer.cache.paths()) == sorted(
+            os.fsencode(tree / p) for p in ("w", "w/a", "w/b", "w/b/e", "w/b/e/src"))
+    assert [r for r in recs if "unresolved" in r.flags] == []
+    assert [b for b in brief(tree, recs) if b[0] != "attrib"] == [
+        ("rename", "", "w/b/e", ("unwatched",)),
+        ("delete_self", "w/b/e", ("merged",)),
+        ("watch_end", "w/b/e", ()),
+        ("create", "w/b/e/README", ("synthesized",)),
+        ("create", "w/b/e/src", ("synthesized",)),
+        ("create", "w/b/e/src/new.py", ()),
+    ]
+
+@pytest.mark.parametrize("mode", MODES)
 def test_created_directory_is_watched_and_nothing_is_reported_twice(tree: Path, mode: str) -> None:
     with watch(tree, mode) as src:
         d = tree / "w/a/new"

@@ -151,6 +151,23 @@ def test_an_exchange_swaps_the_two_subtrees_with_or_without_keys() -> None:
         assert t.prefix_by_key[4] == b"/w/x/t/"
 
 
+
+def test_an_unknown_directory_arriving_on_a_known_one_displaces_it_for_the_exchanges_other_half() -> None:
+    """fanotify: an exchange of a known x with a y the cache never learned, y's half first (y arrives at /w/x
+    from nowhere the cache knows): x and its subtree are displaced, not forgotten, and x's half moves them on
+    by its key (corpus fanotify-c504c54a1a54). ``add`` forgets the occupant (a walk's answer is the truth)."""
+    from normalizer.core.tree import DirCache
+
+    dc = DirCache()
+    dc.add(b"x", b"/w/x")
+    dc.add(b"s", b"/w/x/s")
+    dc.arrive(b"y", b"/w/x")
+    assert dc.key(b"/w/x") == b"y" and dc.path(b"x") == b"/w/x" and dc.key(b"/w/x/s") is None
+    dc.move(b"/w/x", b"/w/m/y", b"x")
+    assert dc.items() == [(b"x", b"/w/m/y"), (b"s", b"/w/m/y/s"), (b"y", b"/w/x")]
+    dc.add(b"z", b"/w/x")
+    assert dc.path(b"y") is None and dc.key(b"/w/x") == b"z"
+
 def test_a_move_back_after_a_replacement_moves_the_directory_that_is_there() -> None:
     """x renamed over an empty y whose end (IN_IGNORED) came, then renamed back: not an exchange."""
     t = WatchTable()

@@ -11,7 +11,10 @@ session gave. What it knows about fanotify (DESIGN.md, tests/test_fanotify_sys.p
   has never seen, by a ``HandleResolved`` item the live source produced with ``open_by_handle_at`` when the
   feed of the batch asked for it with a ``Resolve`` action (the batch is held until answered; answers fed
   before their batch, as capture version 2 has them, leave nothing to ask). It is kept current by the rename
-  records themselves: a directory renamed inside the tree moves its whole subtree in the cache.
+  records themselves: a directory renamed inside the tree moves its whole subtree in the cache, found by its
+  own handle, never as what the cache holds at the source path (after an exchange's first half, the other
+  side); one the cache never learned, renamed onto a known one, displaces that one instead of forgetting it
+  (:meth:`FanotifyNormalizer._follow`).
 * **FAN_RENAME is the record.** One FAN_RENAME event becomes one ``rename`` record: old and new directory +
   name, either omitted when its directory is not watched (flag ``unwatched``, path ``""``). No cookie, no
   window, no matcher state. MOVED_FROM / MOVED_TO of the same rename(2) carry nothing FAN_RENAME does not, so
@@ -48,7 +51,8 @@ session gave. What it knows about fanotify (DESIGN.md, tests/test_fanotify_sys.p
   past the read that brought it (the queue not empty after it) comes with the next feed, at its start or after
   its object's events there (its window ends when the backlog is read, a Tick comes, or ``max_wait_ns`` has
   passed). It is named where its directory was at its place, keeps ``merged`` and its mask, and is held back
-  (``stats["held_back"]``) if its directory's place was uncertain there (the rescan reports the entry gone).
+  (``stats["held_back"]``) if its directory's place was uncertain there (the rescan reports the entry gone) or
+  came into the tree with that read (its walk after the read lists what it holds).
   ``stats["deletes_moved"]`` counts those not given at their canonical place. The other bits stay at the
   oldest position: which of them happened first is unknown, and the name held that object there. A CREATE
   merged late needs a hard link back to a name the file had (not handled). Not with ``use_rename=False``
@@ -313,8 +317,9 @@ class FanotifyNormalizer(NormalizerBase):
         self._retire_requests: list[bytes] = []
         #: Handles of the directories moved in during the current batch (filesystem mark: the kernel reports
         #: what happens in them at once, while the source's scan after the batch reports what they hold then;
-        #: see _in_fresh), and the last record of something moved out of one (a RENAME_EXCHANGE across the
-        #: edge puts its mirror before it).
+        #: see _in_fresh), and the last one-sided record of something moved out of one, or out of an uncertain
+        #: directory, during the batch (a RENAME_EXCHANGE across such an edge puts its mirror before it:
+        #: _push_left).
         self._fresh: list[bytes] = []
         self._fresh_out: Rec | None = None
         #: Filesystem mark: directories moved in from outside whose MOVE_SELF (which follows) is not reported.
@@ -535,7 +540,7 @@ class FanotifyNormalizer(NormalizerBase):
         m.begin(t)
         if self._fresh:
             self._fresh.clear()
-            self._fresh_out = None
+        self._fresh_out = None
         prefixes = self.cache.prefix_by_key
         push = m.push
         held = m.held_queue
@@ -751,20 +756,19 @@ class FanotifyNormalizer(NormalizerBase):
         if not src_in and not dst_in:
             return False
         is_dir = bool(mask & FAN_ONDIR)
-        known = is_dir and src is not None and self.cache.key(src) is not None
         if self._uncertain and ((src_in and p2 is not None and self._is_uncertain(p2))
                                 or (dst_in and p1 is not None and self._is_uncertain(p1))):
             # Between a directory that came in with this read (its content not reported yet: its walk after
             # the read reports it) and one whose place is uncertain (held back: its rescan reports it): no
             # side of it was ever told, so nothing is (corpus fanotify-4d15307ce133). The cache follows.
             self.stats["held_back"] += 1
-            if known and src is not None and dst is not None:
-                self.cache.move(src, dst)
+            if is_dir and src is not None and dst is not None:
+                self._follow(obj, src, dst)
             return True
         if src_in and dst_in:
             self.stats["dropped_fresh"] += 1
-            if known and src is not None and dst is not None:
-                self.cache.move(src, dst)
+            if is_dir and src is not None and dst is not None:
+                self._follow(obj, src, dst)
             return True
         oid = None if obj is None else obj.hex()
         if src_in:  # out of the fresh directory into a known one: it appears at dst
@@ -774,8 +778,8 @@ class FanotifyNormalizer(NormalizerBase):
             self.matcher.push(rec, out)
             self._fresh_out = rec
             if is_dir and obj is not None and dst:  # its content was not reported either: scan it there
-                if known and src is not None:
-                    self.cache.move(src, dst)
+                if src is not None:
+                    self._follow(obj, src, dst)
                 self._dir_arrived(obj, dst, moved_in=True)
             return True
         if src is None:  # from outside (or an unknown directory) into the fresh one: the scan reports it
@@ -787,21 +791,34 @@ class FanotifyNormalizer(NormalizerBase):
         rec = FanRec("rename", src, is_dir, t, mask, b"", (Flag.UNWATCHED,), pid, oid)
         rec.dir_key = d
         rec.message = "moved into a directory that came into the tree in the same read: its scan reports it"
-        last = self._fresh_out
-        if last is not None and out and out[-1] is last and last.dst == src and last.object_id != oid:
-            # The second half of a RENAME_EXCHANGE across the edge: the object that was at ``src`` left before
-            # the other one took its place, so it is told first (in kernel order the two would cancel out).
-            # Not the same object moving on (corpus fanotify-3ad44ee7efec: out of the fresh directory by an
-            # exchange, then back into it by a rename).
-            out.insert(len(out) - 1, rec)
-        else:
-            self.matcher.push(rec, out)
-        if known and dst is not None and (obj is None or self.cache.key(src) == obj):
-            # Only if what the cache holds at ``src`` is what moved: after the first half of an exchange
-            # across the edge, ``src`` names the directory that came out (corpus fanotify-bbee3941fc44); the
-            # one that went in is learned by the fresh directory's walk.
-            self.cache.move(src, dst)
+        self._push_left(rec, out)
+        if is_dir and dst is not None:
+            # The one that went in is learned by the fresh directory's walk if the cache did not know it.
+            self._follow(obj, src, dst)
         return True
+
+    def _push_left(self, rec: FanRec, out: list[Rec]) -> None:
+        """Push the one-sided record of an object that left ``rec.path`` for a directory whose content a
+        listing tells (one that came in with this read, or an uncertain one). If the last one-sided record of
+        this batch brought another object to that path (out of such a directory), this is the second half of
+        a RENAME_EXCHANGE across the edge: the object that was at the path left before the other one took its
+        place, so it is told first (in kernel order the two would cancel out). Not the same object moving on
+        (corpus fanotify-3ad44ee7efec: out of the fresh directory by an exchange, then back into it by a
+        rename). The first half's own MOVE_SELF may stand between the two, merged with the directory's later
+        events (its move_self|delete_self and watch_end records, which do not change the tree's shape:
+        tests/oracle.py and core/shadow.py pair an exchange's renames the same way; corpus
+        fanotify-8e9733e753bc). Across an uncertain directory's edge too (corpus fanotify-c2a86b164d48)."""
+        last = self._fresh_out
+        src = rec.path
+        if last is not None and last.dst == src and last.object_id != rec.object_id:
+            at = len(out)
+            while at and out[at - 1] is not last and out[at - 1].kind not in ("rename", "create", "delete") \
+                    and out[at - 1].path == src:
+                at -= 1
+            if at and out[at - 1] is last:
+                out.insert(at - 1, rec)
+                return
+        self.matcher.push(rec, out)
 
     # -- a merged DELETE, placed after the later events of its object (module docstring) -------------------
 
@@ -885,9 +902,14 @@ class FanotifyNormalizer(NormalizerBase):
 
     def _late_path(self, h: _LateDelete) -> None:
         """Name a held delete where its directory is at its anchor; if that place is uncertain, it will be
-        held back like the events there (the rescan of that directory reports the file gone)."""
+        held back like the events there (the rescan of that directory reports the file gone). Likewise at or
+        below a directory that came into the tree with this read: the records have not told what it holds (its
+        walk after the read does, the file gone), and its events are dropped (:meth:`_in_fresh`). Named there,
+        the delete removed an entry the records never had (corpus fanotify-9ef9d90f48e7: the file's own
+        DELETE_SELF anchored it after its directory moved out of an uncertain one, to be listed where it went)."""
         prefix = self.cache.prefix_by_key.get(h.d)
-        h.lost = prefix is None or (bool(self._uncertain) and self._is_uncertain(prefix))
+        h.lost = prefix is None or (bool(self._uncertain) and self._is_uncertain(prefix)) \
+            or (bool(self._fresh) and self._under_fresh(prefix))
         if prefix is not None and not h.lost:
             h.rec.path = prefix + h.name
 
@@ -1279,24 +1301,20 @@ class FanotifyNormalizer(NormalizerBase):
             if not is_dir and nm2[:1] == b"#":
                 self.tmpfiles.appeared(dst, nm2)
             self.matcher.push(rec, out)
+            self._fresh_out = rec
         elif src:
             if self._synthesized and d is not None:
                 self._seen_by_scan(FAN_RENAME, d, nm)
             rec = FanRec("rename", src, is_dir, t, mask, b"", (Flag.UNWATCHED, *merged), pid, oid)
             rec.message = f"moved into a directory whose place is uncertain ({self._why_uncertain}): its " \
                 "rescan reports it there"
-            self.matcher.push(rec, out)
+            self._push_left(rec, out)
         if not is_dir or obj is None:
             return
         cache = self.cache
         if cached_src and cached_dst:
-            # Only what the cache has at ``cached_src`` if that is this directory (or it knows this one): after
-            # an exchange's first half brought an unknown directory there, the path is the other one's
-            # (corpus fanotify-00b5f85b8e28: moving it took the new d0 below the uncertain directory, unlisted).
-            if cache.key(cached_src) == obj or obj in cache:
-                cache.move(cached_src, cached_dst, obj)
-            if cache.path(obj) != cached_dst:
-                cache.add(obj, cached_dst)
+            if not self._follow(obj, cached_src, cached_dst):
+                cache.arrive(obj, cached_dst)  # never learned: known there now (listed there, or by the rescan)
             if dst:
                 self._dir_arrived(obj, dst, moved_in=True)  # its content was not reported: list it there
         elif cached_src:
@@ -1304,7 +1322,7 @@ class FanotifyNormalizer(NormalizerBase):
         elif cached_dst and not self._excluded(cached_dst):
             self._retired.discard(obj)
             self._outside.pop(obj, None)
-            cache.add(obj, cached_dst)  # moved in from outside: the rescan marks and lists it
+            cache.arrive(obj, cached_dst)  # moved in from outside: the rescan marks and lists it
 
     def _where_it_was(self, key: bytes, path: bytes, t: int, out: list[Rec]) -> None:
         """An event in a certain directory names the uncertain directory ``key`` at ``path``: that is where it
@@ -1323,7 +1341,10 @@ class FanotifyNormalizer(NormalizerBase):
         last event read. Move its subtree there (a synthesized rename says so if that is news), then a
         ``rescan`` record and a :class:`~.actions.Rescan` action: the events held back below it are replaced by
         what a listing finds, diffed against what the records said (other uncertain directories below it are
-        covered by the same rescan)."""
+        covered by the same rescan). One placed while it is below another uncertain directory is covered by
+        that one's rescan: it only moves in the cache (its path there may be one the records never had: the
+        renames inside the other one were held back; corpus fanotify-2ec8fcccaddb, where its rescan listed
+        entries under a directory the records did not have)."""
         key = item.fid
         del self._uncertain[key]
         old = self.cache.path(key)
@@ -1333,6 +1354,10 @@ class FanotifyNormalizer(NormalizerBase):
             # Gone (stale, deleted): a directory is deleted empty, by an rmdir or a rename onto it, and the
             # record of either was given in its place (the parent's DELETE, the rename that replaced it).
             self._resolved(item)
+            return
+        if new and self._uncertain and self._is_uncertain(new.rpartition(b"/")[0] + b"/"):
+            self.stats["held_back"] += 1
+            self.cache.move(old, new, key)
             return
         m = self.matcher
         m.begin(item.t_ns)
@@ -1359,17 +1384,38 @@ class FanotifyNormalizer(NormalizerBase):
     _why_rescan = "rescan of a directory renamed back and forth before fsnorm read (the kernel may have " \
         "merged its events): what happened below it is reported as found now"
 
-    def _dir_moved(self, key: bytes, src: bytes, dst: bytes) -> None:
-        """Keep the cache in step with a directory rename (either side may be outside the tree)."""
+    def _follow(self, obj: bytes | None, src: bytes, dst: bytes) -> bool:
+        """The cache's part of the rename of a directory from ``src`` to ``dst`` (its sides' paths in the cache):
+        the directory moves there with what is below it, found by its handle ``obj`` wherever the cache has it
+        (the subtree that the first half of an exchange displaced, moved by the second half). What the cache
+        holds at ``src`` moves only if it is that directory. If it is another one, the renamed directory was
+        never learned (it came in with a directory not listed yet, or from below an uncertain one) and the
+        other one is the exchange's other side, which took that place with the first half: it stays (corpus
+        fanotify-c504c54a1a54: moved away, an uncertain directory was then forgotten and never rescanned;
+        fanotify-00b5f85b8e28: a directory taken below an uncertain one, never listed; fanotify-bbee3941fc44).
+        False if the directory was not known (the caller places it, with ``DirCache.arrive``: what the cache
+        has at ``dst`` is displaced, not forgotten, for the same reason). Without a handle, the path is all
+        there is."""
         cache = self.cache
+        if obj is None:
+            if cache.key(src) is not None:
+                cache.move(src, dst)
+            return False
+        old = cache.path(obj)
+        if old is None:
+            return False
+        cache.move(old, dst, obj)
+        if cache.path(obj) != dst:
+            cache.add(obj, dst)
+        return True
+
+    def _dir_moved(self, key: bytes, src: bytes, dst: bytes) -> None:
+        """Keep the cache in step with a directory rename (either side may be outside the tree): a directory
+        the cache did not know is listed where it went, like one moved in."""
         if dst and self._excluded(dst):
             dst = b""
         if src and dst:
-            if cache.key(src) is not None or key in cache:
-                cache.move(src, dst, key)  # by key: the second half of an exchange moves the displaced side
-                if cache.path(key) != dst:
-                    cache.add(key, dst)
-            else:
+            if not self._follow(key, src, dst):
                 self._dir_arrived(key, dst, moved_in=True)
         elif src:
             self._retire(src, key)
@@ -1383,7 +1429,10 @@ class FanotifyNormalizer(NormalizerBase):
         self._retired.discard(key)
         self._outside.pop(key, None)
         self._unresolved.pop(key, None)
-        self.cache.add(key, path)
+        if moved_in:
+            self.cache.arrive(key, path)  # what the cache has there moves on by its key, or ends (_follow)
+        else:
+            self.cache.add(key, path)
         self._new_dirs.append((key, moved_in))
         if moved_in:
             self._fresh.append(key)
@@ -1391,7 +1440,10 @@ class FanotifyNormalizer(NormalizerBase):
                 self._arrived.add(key)
 
     def _retire(self, path: bytes, key: bytes | None = None) -> None:
-        gone = self.cache.remove_below(path)
+        """The directory ``key`` (or, without a handle, what the cache has at ``path``) left the tree with its
+        subtree: forgotten, its events dropped. By its handle, as :meth:`_follow` moves it: after the first
+        half of an exchange across the tree's edge, ``path`` holds the directory that came in."""
+        gone = self.cache.remove_below(path) if key is None else self.cache.remove_subtree(key)
         if key is not None and key not in gone:
             gone.append(key)
         if self._uncertain:

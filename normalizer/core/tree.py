@@ -79,6 +79,16 @@ class PathTable(Generic[K]):
             self._forget(other)
         self._set(key, path)
 
+    def arrive(self, key: K, path: bytes) -> None:
+        """``key``, which the table does not know where it came from, was renamed to ``path``: as :meth:`add`,
+        but a known directory at ``path`` is displaced with its subtree (module docstring), as :meth:`move`
+        does, not forgotten. It was replaced (its end comes by its key), or it is the other side of an exchange
+        whose other half, read next, moves it on by its key (forgotten, it was lost with what is below it)."""
+        other = self._key_by_path.get(path)
+        if other is not None and other != key:
+            self._displace(path, b"")
+        self.add(key, path)
+
     def remove(self, key: K) -> bytes | None:
         """Forget ``key``; return the path it had."""
         path = self._path_by_key.get(key)
@@ -151,6 +161,24 @@ class PathTable(Generic[K]):
         keys.remove(key)
         if not keys:
             del self._displaced[group]
+
+    def remove_subtree(self, key: K) -> list[K]:
+        """Forget the directory ``key`` and every directory below it, found by its key wherever the table has
+        it: at its path, or displaced (then what is displaced with it below it; never what took its place).
+        Returns their keys (``[]`` if ``key`` is not known)."""
+        path = self._path_by_key.get(key)
+        if path is None:
+            return []
+        if self._key_by_path.get(path) == key:
+            return self.remove_below(path)
+        group = self._group_of.get(key)
+        base = path.rstrip(b"/") + b"/"
+        gone = [key] if group is None else [
+            k for k in self._displaced[group][0] if k == key or self._path_by_key[k].startswith(base)]
+        for k in gone:
+            self._undisplace(k)
+            self._forget(k)
+        return gone
 
     def remove_below(self, path: bytes) -> list[K]:
         """Forget ``path`` and everything under it; return their keys (the source removes the kernel watches)."""
