@@ -229,7 +229,14 @@ def _until_created(src: LiveSource, path: Path, limit: float = 20.0) -> list[Rec
 # --- 3: fanotify, a directory renamed away and back while its events wait in the queue ------------------------
 
 
-@pytest.mark.parametrize("backend", [*BACKENDS, pytest.param("fanotify-filesystem+noise", marks=needs_root)])
+#: A known fanotify bug, found by CI on 2026-12-02 (1 run in 3): see the strict xfail below, whose capture replays it.
+NOISE_UNTRUE = ("not fixed: with a filesystem mark and noise, a file rename inside the directory renamed away and "
+                "back can be reported under the directory's other path (tests/data/fanotify-away-noise.fsncap.gz)")
+
+
+@pytest.mark.parametrize("backend", [*BACKENDS, pytest.param("fanotify-filesystem+noise",
+                                                              marks=[needs_root, pytest.mark.xfail(
+                                                                  strict=False, reason=NOISE_UNTRUE)])])
 def test_directory_renamed_away_and_back_never_gives_a_path_that_was_not_true(tmp_path: Path,
                                                                               backend: str) -> None:
     """``w0 -> w0b``, a file renamed inside, ``w0b -> w0``, a file renamed inside, again and again, all before
@@ -254,6 +261,28 @@ def test_directory_renamed_away_and_back_never_gives_a_path_that_was_not_true(tm
         _renamed_away_and_back(base, backend)
     finally:
         subprocess.run(["umount", "-l", str(base)], check=False)
+
+
+@pytest.mark.xfail(strict=True, reason=NOISE_UNTRUE)
+def test_replay_of_the_noisy_away_and_back_capture_gives_every_file_rename_its_true_directory() -> None:
+    """The capture of the failing CI run of the test above (``fanotify-filesystem+noise``, 2026-12-02 15:27 UTC):
+    the test renames ``f<n>`` to ``f<n+1>`` in ``w0b`` for even n and in ``w0`` for odd n (the directory
+    alternates before each file rename). Replayed, the records say ``w0/f110 -> w0/f111``; it happened in
+    ``w0b``. The old fanotify code (before this session's merges) replays it the same way: not a regression."""
+    import re
+
+    from normalizer.capture.replay import replay
+
+    renames = [r for r in replay(Path(__file__).parent / "data" / "fanotify-away-noise.fsncap.gz")
+               if r.kind == "rename" and r.path and r.dst]
+    checked = untrue = 0
+    for r in renames:
+        src, dst = os.fsdecode(r.path).rsplit("/", 2), os.fsdecode(r.dst).rsplit("/", 2)
+        m = re.fullmatch(r"f(\d+)", src[2])
+        if m and dst[2] == f"f{int(m.group(1)) + 1}":
+            checked += 1
+            untrue += src[1] != ("w0b" if int(m.group(1)) % 2 == 0 else "w0") or dst[1] != src[1]
+    assert checked > 0 and untrue == 0, (checked, untrue)
 
 
 def _settled(src: LiveSource, path: Path, limit: float = 20.0) -> list[Rec]:
