@@ -30,9 +30,10 @@ typedef struct {
     PyObject *obj; /* the bytes object holding data (refcount 1: ours alone until returned) */
 } Buf;
 
-/* Growing the buffer, the rare case, out of line; the check and the copy are inlined at every call. */
+/* Growing the buffer, the rare case, out of line; the check and the copy are inlined at every call. The
+ * capacity is never 0: encode_lines starts it at its estimate. */
 static __attribute__((noinline)) int buf_grow(Buf *b, size_t more) {
-    size_t cap = b->cap ? b->cap : 4096;
+    size_t cap = b->cap;
     while (cap < b->len + more)
         cap *= 2;
     if (_PyBytes_Resize(&b->obj, (Py_ssize_t)cap) < 0) /* on failure it released obj and set it NULL */
