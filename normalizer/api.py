@@ -43,6 +43,7 @@ from .backends.fanotify import (
 )
 from .backends.inotify import EVENT_BITS, InotifySource
 from .backends.reader import DEFAULT_READ_BUFFER
+from .backends.sched import DEFAULT_SLICE_US
 from .core import raw
 from .core.matcher import DEFAULT_MAX_PENDING, DEFAULT_MAX_WAIT_NS, DEFAULT_WINDOW_NS
 from .errors import SourceError
@@ -104,6 +105,11 @@ class WatchOptions(TypedDict, total=False):
     #: 16 MiB with inotify, 0 with fanotify); 0: no reader thread, the consumer reads the kernel fd itself
     #: (README "The reader thread").
     read_buffer: int
+    #: The scheduler slice fsnorm's reader thread asks for, in microseconds (default 300; 0: the kernel's
+    #: default; 100-100,000): a short slice lets it drain the kernel queue soon after it wakes on a busy
+    #: machine, without taking a larger share of the CPU (README "Scheduler slice"). Your own threads are
+    #: left alone (``normalizer.backends.sched.request_slice`` tunes one).
+    sched_slice_us: int
 
 
 def mask_for_events(events: Iterable[str]) -> int:
@@ -137,6 +143,7 @@ def make_source(
     recursive: bool = True,
     missing_ok: bool = False,
     read_buffer: int | None = None,
+    sched_slice_us: int = DEFAULT_SLICE_US,
 ) -> LiveSource:
     """The live source for the options (see :class:`WatchOptions`). fanotify-only options with
     ``backend="inotify"`` are an error; with ``"auto"`` they apply when fanotify is chosen."""
@@ -154,13 +161,13 @@ def make_source(
             mark_mode=mark_mode or "auto", use_rename=rename, window_ns=window_ns, max_wait_ns=max_wait_ns,
             max_pending=max_pending, strict_order=strict_order, include=include, exclude=exclude, rescan=rescan,
             capture=capture, recursive=recursive, missing_ok=missing_ok,
-            read_buffer=FANOTIFY_READ_BUFFER if read_buffer is None else read_buffer)
+            read_buffer=FANOTIFY_READ_BUFFER if read_buffer is None else read_buffer, sched_slice_us=sched_slice_us)
     if backend == "inotify":
         return InotifySource(
             list(paths), mask=raw.DEFAULT_INOTIFY_MASK if mask is None else mask, window_ns=window_ns,
             max_wait_ns=max_wait_ns, max_pending=max_pending, strict_order=strict_order, include=include,
             exclude=exclude, rescan=rescan, capture=capture, recursive=recursive, missing_ok=missing_ok,
-            read_buffer=DEFAULT_READ_BUFFER if read_buffer is None else read_buffer)
+            read_buffer=DEFAULT_READ_BUFFER if read_buffer is None else read_buffer, sched_slice_us=sched_slice_us)
     raise SourceError(f"unknown backend {backend!r} (use 'inotify', 'fanotify' or 'auto')")
 
 

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include <fcntl.h>
@@ -63,6 +64,8 @@ typedef struct {
     pthread_mutex_t mu;
     pthread_cond_t room;
     pthread_t thread;
+    long tid; /* the thread's kernel id (gettid), set by the thread as it starts; 0 before */
+    pthread_cond_t have_tid;
     int started, joined, stopping, running, err;
     char *ibuf; /* the consumer's own reads (take() with nothing buffered) */
 } Reader;
@@ -117,6 +120,10 @@ static int backstop(Reader *r) {
 
 static void *run(void *arg) {
     Reader *r = (Reader *)arg;
+    pthread_mutex_lock(&r->mu);
+    r->tid = syscall(SYS_gettid);
+    pthread_cond_broadcast(&r->have_tid);
+    pthread_mutex_unlock(&r->mu);
     char *buf = malloc(r->read_size);
     struct pollfd p[2];
     p[0].fd = r->fd;
@@ -292,6 +299,7 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds) {
     self->stop_w = fds[1];
     pthread_mutex_init(&self->mu, NULL);
     pthread_cond_init(&self->room, NULL);
+    pthread_cond_init(&self->have_tid, NULL);
     return 0;
 }
 
@@ -323,8 +331,22 @@ static PyObject *Reader_start(Reader *self, PyObject *unused) {
             return PyErr_SetFromErrno(PyExc_OSError);
         }
         self->started = 1;
+        /* Wait (without the GIL: microseconds) until the thread has said who it is, so native_id() answers
+         * right after start(), as threading.Thread.native_id does. */
+        Py_BEGIN_ALLOW_THREADS
+        pthread_mutex_lock(&self->mu);
+        while (self->tid == 0)
+            pthread_cond_wait(&self->have_tid, &self->mu);
+        pthread_mutex_unlock(&self->mu);
+        Py_END_ALLOW_THREADS
     }
     Py_RETURN_NONE;
+}
+
+static PyObject *Reader_native_id(Reader *self, PyObject *unused) {
+    if (!self->started)
+        Py_RETURN_NONE;
+    return PyLong_FromLong(self->tid);
 }
 
 static void stop_thread(Reader *self) {
@@ -510,6 +532,7 @@ static PyMethodDef Reader_methods[] = {
     {"fileno", (PyCFunction)Reader_fileno, METH_NOARGS, "The eventfd, readable while a chunk waits."},
     {"buffered_data", (PyCFunction)Reader_buffered_data, METH_NOARGS, "The buffered chunks' bytes."},
     {"stats", (PyCFunction)Reader_stats, METH_NOARGS, "(buffered, peak, reads, full, running)."},
+    {"native_id", (PyCFunction)Reader_native_id, METH_NOARGS, "The thread's kernel id once started, else None."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -47,6 +47,7 @@ from ..errors import CaptureError, SourceError
 from ..records import Flag, Rec
 from .reader import DEFAULT_READ_BUFFER, MIN_READ_BUFFER, Chunk, Reader, fionread, make_reader, read_chunk
 from .roots import RootControl
+from .sched import DEFAULT_SLICE_US, SliceError, check_slice_us, request_slice
 
 PathArg = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
@@ -118,12 +119,21 @@ class LiveSource(RootControl):
 
     def __init__(self, roots: Sequence[PathArg], *, path_filter: PathFilter,
                  capture: str | os.PathLike[str] | None, rescan: bool = True,
-                 read_buffer: int = DEFAULT_READ_BUFFER) -> None:
+                 read_buffer: int = DEFAULT_READ_BUFFER, sched_slice_us: int = DEFAULT_SLICE_US) -> None:
         if not roots:
             raise SourceError("no directory to watch")
         check_read_buffer(read_buffer)
+        try:
+            check_slice_us(sched_slice_us)
+        except ValueError as exc:
+            raise SourceError(f"sched_slice_us: {exc}") from None
         #: Bytes the reader thread may hold (0: no thread, the consumer reads the fd itself).
         self.read_buffer = read_buffer
+        #: The scheduler slice the reader thread asks for, in microseconds (0: the kernel's default;
+        #: normalizer.backends.sched), and why the kernel refused it, if it did (the thread runs on with the
+        #: default slice).
+        self.sched_slice_us = sched_slice_us
+        self.sched_slice_error: str | None = None
         self._reader: Reader | None = None
         #: The time of the last read (or Tick) fed: the stream's clock (_in_stream_order).
         self._stream_t = 0
@@ -361,6 +371,18 @@ class LiveSource(RootControl):
         self._poll.register(reader.fileno(), select.POLLIN)
         self._reader = reader
         reader.start()
+        self._request_slice(reader)
+
+    def _request_slice(self, reader: Reader) -> None:
+        """Give the reader thread a short scheduler slice (normalizer.backends.sched): once the consumer is
+        behind, it drains the kernel queue soon after it is woken, even when every CPU is busy."""
+        tid = reader.native_id
+        if not self.sched_slice_us or tid is None:
+            return
+        try:
+            request_slice(self.sched_slice_us, tid)
+        except SliceError as exc:
+            self.sched_slice_error = f"{exc.strerror}; the reader thread keeps the kernel's default slice"
 
     def _backstop(self) -> int:
         """A quarter of a full kernel queue in FIONREAD's unit (inotify: bytes, at least 16 an event; fanotify:

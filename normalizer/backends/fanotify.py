@@ -61,6 +61,7 @@ from ..errors import CapabilityError, FsnormError, SourceError, WatchLimitError
 from ..records import Rec
 from . import _fanotify_sys as fs
 from .base import LiveSource, PathArg, matcher_settings
+from .sched import DEFAULT_SLICE_US
 
 #: The events fsnorm subscribes to with FAN_RENAME (MOVED_FROM / MOVED_TO would only repeat it).
 DEFAULT_FANOTIFY_MASK = (
@@ -367,6 +368,7 @@ class FanotifySource(LiveSource):
         recursive: bool = True,
         missing_ok: bool = False,
         read_buffer: int = FANOTIFY_READ_BUFFER,
+        sched_slice_us: int = DEFAULT_SLICE_US,
         **settings: Unpack[MatcherSettings],
     ) -> None:
         #: False: each directory root with its direct entries only. Inode marks go on the root alone; under a
@@ -381,7 +383,7 @@ class FanotifySource(LiveSource):
                     | (_SHADOW if rescan else 0))
         self.kinds = None if mask is None else reported_kinds(mask, required, fanotify=True)
         super().__init__(roots, path_filter=PathFilter(include, exclude, self.kinds), capture=capture,
-                         rescan=rescan, read_buffer=read_buffer)
+                         rescan=rescan, read_buffer=read_buffer, sched_slice_us=sched_slice_us)
         self._root_prefixes = [r if r.endswith(b"/") else r + b"/" for r in self.roots]
         self.mask = (base if mask is None else mask) | required
         self.announce_scans = bool(self.mask & (abi.FAN_OPEN | abi.FAN_ACCESS | abi.FAN_CLOSE_NOWRITE))

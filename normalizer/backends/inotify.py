@@ -36,6 +36,7 @@ from ..records import Rec
 from ._inotify_sys import DEFAULT_READ_BUFSIZE, MIN_READ_BUFSIZE, InotifyFD, _parse
 from .base import LiveSource, PathArg, matcher_settings
 from .reader import DEFAULT_READ_BUFFER
+from .sched import DEFAULT_SLICE_US
 
 #: Flags added to every watch: directories only, never through a symlink, no events for unlinked children.
 _WATCH_FLAGS = raw.IN_ONLYDIR | raw.IN_DONT_FOLLOW | raw.IN_EXCL_UNLINK
@@ -71,6 +72,7 @@ class InotifySource(LiveSource):
         recursive: bool = True,
         missing_ok: bool = False,
         read_buffer: int = DEFAULT_READ_BUFFER,
+        sched_slice_us: int = DEFAULT_SLICE_US,
         **settings: Unpack[MatcherSettings],
     ) -> None:
         if not MIN_READ_BUFSIZE <= read_size <= 4 << 20:
@@ -83,7 +85,7 @@ class InotifySource(LiveSource):
         #: True: a root that does not exist yet is waited for (backends/roots.py).
         self.missing_ok = missing_ok
         super().__init__(roots, path_filter=PathFilter(include, exclude, kinds), capture=capture, rescan=rescan,
-                         read_buffer=read_buffer)
+                         read_buffer=read_buffer, sched_slice_us=sched_slice_us)
         self.mask = (mask | required) & raw.IN_ALL_EVENTS
         self.announce_scans = bool(self.mask & (raw.IN_OPEN | raw.IN_ACCESS | raw.IN_CLOSE_NOWRITE))
         matcher = matcher_settings(settings)

@@ -153,6 +153,8 @@ class Reader(Protocol):
     def full(self) -> int: ...
     @property
     def running(self) -> bool: ...
+    @property
+    def native_id(self) -> int | None: ...
     def start(self) -> None: ...
     def fileno(self) -> int: ...
     def take(self) -> Chunk | None: ...
@@ -221,6 +223,11 @@ class CBufferedReader:
     @property
     def running(self) -> bool:
         return bool(self._r.stats()[4])
+
+    @property
+    def native_id(self) -> int | None:
+        """The thread's kernel id once started (its scheduler slice is set by it: normalizer.backends.sched)."""
+        return self._r.native_id()
 
 
 class _Pending:
@@ -295,6 +302,10 @@ class BufferedReader:
     @property
     def running(self) -> bool:
         return self._thread.is_alive()
+
+    @property
+    def native_id(self) -> int | None:
+        return self._thread.native_id
 
     def take(self) -> Chunk | None:
         """The oldest chunk; with nothing buffered, a read of the fd made here (under the lock, so in order: a
