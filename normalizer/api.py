@@ -105,10 +105,10 @@ class WatchOptions(TypedDict, total=False):
     #: 16 MiB with inotify, 0 with fanotify); 0: no reader thread, the consumer reads the kernel fd itself
     #: (README "The reader thread").
     read_buffer: int
-    #: The scheduler slice fsnorm's reader thread asks for, in microseconds (default 300; 0: the kernel's
-    #: default; 100-100,000): a short slice lets it drain the kernel queue soon after it wakes on a busy
-    #: machine, without taking a larger share of the CPU (README "Scheduler slice"). Your own threads are
-    #: left alone (``normalizer.backends.sched.request_slice`` tunes one).
+    #: A scheduler slice for fsnorm's reader thread, in microseconds (100-100,000; default 0: the kernel's):
+    #: a short slice lets it be picked sooner when it wakes on a busy machine, without a larger share of the
+    #: CPU (Linux 6.6+; README "Scheduler slice"). Your own threads are left alone
+    #: (``normalizer.backends.sched.request_slice`` tunes one).
     sched_slice_us: int
 
 

@@ -96,6 +96,30 @@ def test_score_counts_every_category_exactly() -> None:
         "duplicate_records": 1, "corrupt_lines": 0}
     assert result["session"]["lat_joined"] == {"n": 2, "p50_ms": 1.0, "p99_ms": 4.0, "max_ms": 4.0}
     assert result["session"]["lat_markers"]["max_ms"] == 21.0
+    assert w["lat_joined_read"]["n"] == 0  # nothing in these records says when the watcher read
+
+
+def test_the_joined_latency_splits_at_the_watchers_own_read_where_its_json_says_when(tmp_path: Path) -> None:
+    """fsnorm's JSON Lines carry the read time (``t_ns``) under the harness's stamp (``#t``): the storm table's
+    "of which read" column is rename -> that read, in the rename's own order."""
+    t = 1_000_000_000
+    truth = Truth([TruthRename("w", "/r/a", "/r/b", t), TruthRename("w", "/r/a", "/r/b", t + 10 * MS),
+                   TruthRename("w", "/r/c", "/r/d", t)], [])
+    out = tmp_path / "subject.out"
+    lines = [f"#{t + 30 * MS}",
+             json.dumps({"kind": "rename", "src": "/r/a", "dst": "/r/b", "t_ns": t + 2 * MS}),
+             json.dumps({"kind": "rename", "src": "/r/c", "dst": "/r/d", "t_ns": t + 3 * MS}),
+             f"#{t + 40 * MS}",
+             json.dumps({"kind": "rename", "src": "/r/a", "dst": "/r/b", "t_ns": t + 16 * MS})]
+    out.write_text("\n".join(lines) + "\n")
+    w = score(truth, records(out, "jsonl"))["workloads"]["w"]
+    assert w["joined"] == 3
+    assert sorted_lat(w["lat_joined"]) == (3, 30.0)  # delivered 30, 30 and 30 ms after each rename
+    assert sorted_lat(w["lat_joined_read"]) == (3, 6.0)  # read 2, 3 and 6 ms after
+
+
+def sorted_lat(summary: dict[str, float | int | None]) -> tuple[object, object]:
+    return summary["n"], summary["max_ms"]
 
 
 def test_rename_units() -> None:

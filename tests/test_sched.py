@@ -145,8 +145,10 @@ def test_the_reader_thread_gets_the_slice_and_the_callers_thread_keeps_its_own(
         source.close()
 
 
-def test_the_default_is_asked_for_and_zero_asks_for_nothing(tree: Path, own_slice: int | None) -> None:
-    for option, expected in ((None, DEFAULT_SLICE_US), (0, in_thread(thread_slice_us))):
+def test_by_default_and_with_zero_the_reader_thread_keeps_the_kernels_slice(tree: Path,
+                                                                            own_slice: int | None) -> None:
+    assert DEFAULT_SLICE_US == 0
+    for option, expected in ((None, own_slice), (0, own_slice)):
         source = make_source([tree / "w"]) if option is None else make_source([tree / "w"], sched_slice_us=option)
         try:
             source.open()
@@ -183,9 +185,9 @@ def test_watch_gives_every_thread_of_its_process_the_slice_asked_for(tree: Path)
     assert "slice" not in err
 
 
-def test_watch_asks_for_the_default_slice_unless_told_zero(tree: Path) -> None:
+def test_watch_keeps_the_kernels_slice_by_default_and_with_zero(tree: Path) -> None:
     default = in_thread(thread_slice_us)
-    for args, expected in (([], DEFAULT_SLICE_US), (["--sched-slice", "0"], default)):
+    for args, expected in (([], default), (["--sched-slice", "0"], default)):
         with watching([str(tree / "w"), *args], 3) as (proc, lines):
             assert {thread_slice_us(t) for t in tids(proc.pid)} == {expected}
             stop_watch(proc, lines)
@@ -200,7 +202,7 @@ def test_watch_refuses_a_bad_slice_as_a_usage_error(tree: Path, value: str, says
 
 def test_watch_under_a_policy_without_slices_says_so_once_and_goes_on_watching(tree: Path) -> None:
     """``chrt --idle``: the kernel has no slice for SCHED_IDLE; fsnorm warns and watches as before."""
-    cmd = ["chrt", "--idle", "0", *FSNORM, "watch", str(tree / "w")]
+    cmd = ["chrt", "--idle", "0", *FSNORM, "watch", str(tree / "w"), "--sched-slice", "300"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     assert proc.stdout is not None
     lines = Lines(proc.stdout)
@@ -217,7 +219,7 @@ def test_watch_under_a_policy_without_slices_says_so_once_and_goes_on_watching(t
 def test_help_names_the_option_and_its_default() -> None:
     res = subprocess.run([*FSNORM, "watch", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60,
                          check=True, env={**os.environ, "COLUMNS": "200"})
-    assert "--sched-slice USEC" in res.stdout and f"(default {DEFAULT_SLICE_US};" in res.stdout
+    assert "--sched-slice USEC" in res.stdout and f"default {DEFAULT_SLICE_US}: the kernel's" in res.stdout
 
 
 def test_the_module_imports_ctypes_only_when_a_slice_is_asked_for() -> None:

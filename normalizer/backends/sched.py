@@ -13,9 +13,17 @@ watcher used anyway. This is the interface the scheduler offers latency-sensitiv
 (``sched_attr.sched_runtime`` for SCHED_OTHER, 0.1-100 ms; ``sched_setattr(2)``); it needs no privilege.
 
 **Where.** :func:`request_slice` sets the calling thread's slice; threads and processes it creates afterwards
-inherit it. ``fsnorm watch`` asks for it for its whole process at start (every thread of it reads, parses and
-writes for the kernel queue); the library asks only for its own reader thread (``read_buffer``), never for
-the caller's threads, which are the caller's to tune (:func:`request_slice` is public for that).
+inherit it. ``fsnorm watch --sched-slice USEC`` asks for it for its whole process at start (every thread of it
+reads, parses and writes for the kernel queue); the library (``sched_slice_us``) asks only for its own reader
+thread (``read_buffer``), never for the caller's threads, which are the caller's to tune (:func:`request_slice`
+is public for that).
+
+**Off by default.** In the benchmark's storm (4-8 threads renaming flat out + 2 noise threads on 2 CPUs,
+alternated with and without, load 1.5-7) a 300 us slice gave no consistent gain: `fsnorm watch`'s joined p99
+fell in some pairs and rose in others, the iterator's rose, and storms overflowed as often with it as without
+(benchmarks/README.md, "Scheduler slice"). There the busy threads are many more than the CPUs, and an earlier
+deadline does not make the queue's CPU share larger. It stays a knob for a machine whose other work runs in
+long slices.
 
 **Kernels without it.** Before Linux 6.6 (CFS) the value is accepted and has no effect. A kernel or sandbox
 that refuses the call (seccomp, an architecture whose system call number is not known here) gets a
@@ -34,10 +42,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import ctypes
 
-#: The slice fsnorm asks for by default, in microseconds (``--sched-slice``, ``sched_slice_us``): a fifth of
-#: this machine's default slice (1.4 ms on 2 CPUs); the reader's work per wake-up (one ``read`` of at most
-#: 64 KiB) fits in it (benchmarks/README.md, "Scheduler slice").
-DEFAULT_SLICE_US = 300
+#: The slice fsnorm asks for by default (``--sched-slice``, ``sched_slice_us``): 0, none (module docstring,
+#: "Off by default").
+DEFAULT_SLICE_US = 0
 #: The kernel's bounds (``kernel/sched/syscalls.c``): it clamps a requested slice to them.
 MIN_SLICE_US = 100
 MAX_SLICE_US = 100_000

@@ -297,11 +297,10 @@ def live_options_parser(paths_nargs: str = "+") -> argparse.ArgumentParser:
                               "K, M or G; at least 64K); 0: no reader thread. Beyond it the kernel queue fills and "
                               "overflows as without it")
     live_options.add_argument("--sched-slice", type=_slice_us, default=DEFAULT_SLICE_US, metavar="USEC",
-                              help=f"scheduler slice fsnorm's threads ask for, in microseconds (default "
-                              f"{DEFAULT_SLICE_US}; {MIN_SLICE_US}-{MAX_SLICE_US}; 0: the kernel's default). A "
-                              "short slice lets fsnorm read the kernel queue soon after events arrive when every "
-                              "CPU is busy, without a larger share of the CPU (Linux 6.6+; README \"Scheduler "
-                              "slice\")")
+                              help=f"scheduler slice for fsnorm's threads, in microseconds ({MIN_SLICE_US}-"
+                              f"{MAX_SLICE_US}; default {DEFAULT_SLICE_US}: the kernel's). A short slice lets "
+                              "fsnorm be picked sooner when it wakes on a busy machine, without a larger share of "
+                              "the CPU (Linux 6.6+; README \"Scheduler slice\")")
     live_options.add_argument("--backend", choices=["inotify", "fanotify", "auto"], default="inotify",
                               help="kernel interface (default inotify; auto: fanotify on Linux 5.17+, "
                               "docs/fanotify.md)")
