@@ -47,6 +47,9 @@ class Record(NamedTuple):
     src: str
     dst: str = ""
     flags: str = ""  # comma-separated
+    #: CLOCK_MONOTONIC of the watcher's own read of the event(s), where its output says (fsnorm's ``t_ns``):
+    #: splits a latency into the kernel -> watcher part and the watcher -> user code part.
+    read_ns: int | None = None
 
 
 class Read(NamedTuple):

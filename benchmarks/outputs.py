@@ -76,10 +76,11 @@ def jsonl_records(path: Path) -> Iterator[Record]:
                 yield Record(t, "corrupt", "")
                 continue
             flags = ",".join(rec.get("flags") or ())
+            read_ns = rec.get("t_ns")
             if rec["kind"] == "rename":
-                yield Record(t, "rename", rec["src"], rec["dst"], flags)
+                yield Record(t, "rename", rec["src"], rec["dst"], flags, read_ns)
             else:
-                yield Record(t, rec["kind"], rec.get("path", ""), "", flags)
+                yield Record(t, rec["kind"], rec.get("path", ""), "", flags, read_ns)
 
 
 def records(path: Path, fmt: str) -> Iterator[Record]:

@@ -144,13 +144,21 @@ def storm_table(results: dict[str, Any]) -> str:
                     str(r["split"]), str(r["wrong"]), f"{r['missed']:,}", str(r["overflow_records"]),
                     str(r.get("overflows_logged") or 0),
                     f"{_num(lj['p50_ms'])} / {_num(lj['p99_ms'])} / {_num(lj['max_ms'])}"
-                    f"{vs}",
+                    f"{vs}", _read_p99(r),
                     _halves(r), _num(r["stall_ms"]), _num(r.get("catch_up_s")), _mib(r.get("rss_kib"))])
-    out += [[str(r.get("threads")), r["subject"], "error: " + r["error"][:100]] + [""] * 11 for r in rows
+    out += [[str(r.get("threads")), r["subject"], "error: " + r["error"][:100]] + [""] * 12 for r in rows
             if "error" in r]
     return table(["threads", "subject", "renames", "joined", "split", "wrong", "missed", "overflow records",
-                  "overflows logged", "joined p50/p99/max ms", "both halves p50/p99/max ms", "stall ms",
-                  "catch-up s", "RSS MiB"], out)
+                  "overflows logged", "joined p50/p99/max ms", "of which read p99 ms", "both halves p50/p99/max ms",
+                  "stall ms", "catch-up s", "RSS MiB"], out)
+
+
+def _read_p99(row: dict[str, Any]) -> str:
+    """The p99 from a joined rename to the watcher's own read of it (fsnorm's ``t_ns``): the part of the joined
+    latency spent before the kernel queue was read; the rest is the watcher's work, the pipe and the consumer.
+    "—" for subjects whose output does not say when they read."""
+    lr = row.get("lat_joined_read") or {}
+    return _num(lr.get("p99_ms")) if lr.get("n") else "—"
 
 
 def _halves(row: dict[str, Any]) -> str:

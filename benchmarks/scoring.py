@@ -78,10 +78,14 @@ def score(truth: Truth, records: Iterable[Record]) -> dict[str, Any]:
     """Score one session. Returns ``{"workloads": {label: row}, "session": {...}}``; a row has the category
     counts, ``lat_joined`` / ``lat_one_sided`` / ``lat_markers`` summaries, ``lat_split`` (a rename reported as
     two separate halves, both seen: from the rename to the later half; what a reader that does not pair, such as
-    inotifywait, takes to deliver both sides), ``stall_ms`` and CDF quantiles;
+    inotifywait, takes to deliver both sides), ``lat_joined_read`` (from the rename to the watcher's own read of
+    it, for the joined renames whose record says when that was: fsnorm's ``t_ns``), ``stall_ms`` and CDF
+    quantiles;
     the session has the record counts (overflow, after it, wrong joins, duplicates) and the same latency
     summaries and CDFs over all workloads together."""
     joined: dict[tuple[str, str], deque[int]] = defaultdict(deque)
+    #: The watcher's own read time of each joined rename, where its output has one (same order as ``joined``).
+    joined_read: dict[tuple[str, str], deque[int]] = defaultdict(deque)
     froms: dict[str, deque[int]] = defaultdict(deque)
     tos: dict[str, deque[int]] = defaultdict(deque)
     creates: dict[str, deque[int]] = defaultdict(deque)
@@ -98,6 +102,8 @@ def score(truth: Truth, records: Iterable[Record]) -> dict[str, Any]:
         if kind == "rename":
             if r.src and r.dst:
                 joined[(r.src, r.dst)].append(r.t_ns)
+                if r.read_ns is not None:
+                    joined_read[(r.src, r.dst)].append(r.read_ns)
             elif r.src:
                 froms[r.src].append(r.t_ns)
             elif r.dst:
@@ -138,7 +144,7 @@ def score(truth: Truth, records: Iterable[Record]) -> dict[str, Any]:
     def row_of(label: str) -> tuple[dict[str, Any], dict[str, list[int]]]:
         if label not in rows:
             rows[label] = _new_row()
-            lat[label] = {"joined": [], "one_sided": [], "markers": [], "split": []}
+            lat[label] = {"joined": [], "one_sided": [], "markers": [], "split": [], "joined_read": []}
         return rows[label], lat[label]
 
     side_owner: dict[tuple[str, str], str] = {}
@@ -155,6 +161,9 @@ def score(truth: Truth, records: Iterable[Record]) -> dict[str, Any]:
             if hit:
                 row["joined"] += 1
                 lats["joined"].append(hit.popleft() - g.t_ns)
+                read = joined_read.get((g.src, g.dst))
+                if read:
+                    lats["joined_read"].append(read.popleft() - g.t_ns)
             elif g.src in wrong_src or g.dst in wrong_dst:
                 row["wrong"] += 1
             else:
@@ -201,6 +210,7 @@ def score(truth: Truth, records: Iterable[Record]) -> dict[str, Any]:
         row["lat_one_sided"] = summarize_ns(lats["one_sided"])
         row["lat_markers"] = summarize_ns(lats["markers"])
         row["lat_split"] = summarize_ns(lats["split"])
+        row["lat_joined_read"] = summarize_ns(lats["joined_read"])
         row["stall_ms"] = row["lat_markers"]["max_ms"]
         row["cdf_joined_ms"] = cdf_ms(lats["joined"])
         row["cdf_one_sided_ms"] = cdf_ms(lats["one_sided"])
