@@ -53,10 +53,12 @@ def raw_records(path: Path) -> Iterator[Record]:
 
 
 def tsv_records(path: Path) -> Iterator[Record]:
+    """``t kind src dst flags`` lines, and a sixth column where the subject knows when the watcher read the
+    event (the iterator: the record's ``t_ns``)."""
     with open(path, encoding="utf-8", errors="surrogateescape") as f:
         for line in f:
-            t, kind, src, dst, flags = line.rstrip("\n").split("\t")
-            yield Record(int(t), kind, src, dst, flags)
+            t, kind, src, dst, flags, *read = line.rstrip("\n").split("\t")
+            yield Record(int(t), kind, src, dst, flags, int(read[0]) if read else None)
 
 
 def jsonl_records(path: Path) -> Iterator[Record]:

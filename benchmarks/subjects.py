@@ -145,6 +145,18 @@ def _tsv_writer(out: IO[str]) -> Callable[[str, str, str, str], None]:
     return emit
 
 
+def _tsv_writer_read(out: IO[str]) -> Callable[[str, str, str, str, int], None]:
+    """Like :func:`_tsv_writer`, with a sixth column: when the watcher read the event (fsnorm's ``t_ns``), which
+    splits the latency at that read (benchmarks.scoring, ``lat_joined_read``)."""
+    write = out.write
+    mono = time.monotonic_ns
+
+    def emit(kind: str, src: str, dst: str, flags: str, read_ns: int) -> None:
+        write(f"{mono()}\t{kind}\t{src}\t{dst}\t{flags}\t{read_ns}\n")
+
+    return emit
+
+
 def _tsv_writer_at(out: IO[str]) -> Callable[[int, str, str, str, str], None]:
     """Like :func:`_tsv_writer`, with the stamp given: for a child's output, every line of one read of its
     stdout gets the time of that read (what ``fsnorm watch``'s chunks get), not the time this process finished
@@ -466,7 +478,7 @@ class FsnormApi(Subject):
         ctl.wake = stream.stop
         n = 0
         with open(out_path, "w", buffering=1 << 20, errors="surrogateescape") as out, stream:
-            emit = _tsv_writer(out)
+            emit = _tsv_writer_read(out)
             fsdecode = os.fsdecode
             if ctl.stopping:
                 stream.stop()
@@ -474,10 +486,10 @@ class FsnormApi(Subject):
                 n += 1
                 flags = ",".join((rec.reason, *rec.flags) if rec.reason else rec.flags)
                 if rec.kind == "rename":
-                    emit("rename", fsdecode(rec.src or ""), fsdecode(rec.dst or ""), flags)
+                    emit("rename", fsdecode(rec.src or ""), fsdecode(rec.dst or ""), flags, rec.t_ns)
                 else:
                     path = fsdecode(rec.path)
-                    emit(rec.kind, path, "", flags)
+                    emit(rec.kind, path, "", flags, rec.t_ns)
                     if rec.kind == "create":
                         ctl.saw_create(path)
         return {"records": n}

@@ -118,6 +118,16 @@ def test_the_joined_latency_splits_at_the_watchers_own_read_where_its_json_says_
     assert sorted_lat(w["lat_joined_read"]) == (3, 6.0)  # read 2, 3 and 6 ms after
 
 
+def test_the_iterators_tsv_carries_the_read_time_in_a_sixth_column(tmp_path: Path) -> None:
+    t = 1_000_000_000
+    out = tmp_path / "subject.out"
+    out.write_text(f"{t + 9 * MS}\trename\t/r/a\t/r/b\t\t{t + 4 * MS}\n{t + 9 * MS}\tcreate\t/r/c\t\t\n")
+    got = list(records(out, "tsv"))
+    assert [(r.kind, r.read_ns) for r in got] == [("rename", t + 4 * MS), ("create", None)]
+    w = score(Truth([TruthRename("w", "/r/a", "/r/b", t)], []), got)["workloads"]["w"]
+    assert sorted_lat(w["lat_joined"]) == (1, 9.0) and sorted_lat(w["lat_joined_read"]) == (1, 4.0)
+
+
 def sorted_lat(summary: dict[str, float | int | None]) -> tuple[object, object]:
     return summary["n"], summary["max_ms"]
 
