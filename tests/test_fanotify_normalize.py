@@ -638,6 +638,45 @@ def test_below_a_directory_renamed_back_nothing_is_guessed_and_a_rescan_is_asked
     assert brief(n.feed(batch(1, ev(CREATE, D, b"y", Y)))) == [("create", b"/w/ab/d/y", [])]  # exact again
 
 
+def test_events_queued_before_the_read_that_preceded_a_late_answer_are_held_back_below_it() -> None:
+    """tests/data/fanotify-away-noise.fsncap.gz by hand. a -> ab, ab -> a (uncertain; the records end at
+    /w/a); the read leaves 3 events queued: g -> h (in ab: a later a -> ab merged into the first one, which
+    that read delivered), a create elsewhere, h -> i (in ab again). The answer (/w/ab) comes before they are
+    read: they may precede the merged rename, so the answer's path is not theirs, and the rescan's listing,
+    made after them, says what they did. Below the directory they are held back (the count spans reads); the
+    create elsewhere is reported; the next event below it is exact again."""
+    n = norm()
+    out = n.feed(raw.FanotifyBatch(0, False, [ren(W, b"a", W, b"ab", A, True), ren(A, b"f", A, b"g", X),
+                                              ren(W, b"ab", W, b"a", A, True)], 3))
+    assert brief(out)[-1] == ("rename", b"/w/ab", b"/w/a", ["merged"]) and n.uncertain_dirs() == [A]
+    out = n.feed(resolved(A, b"/w/ab"))
+    assert brief(out) == [("rename", b"/w/a", b"/w/ab", ["merged", "synthesized"]),
+                          ("rescan", b"/w/ab", ["synthesized"])]
+    why = n._why_rescan
+    for kind, path in (("delete", b"/w/ab/g"), ("create", b"/w/ab/i")):
+        n.feed(raw.SourceNotice(1, kind, path, False, ("synthesized",), why))
+    held = n.stats["held_back"]
+    out = n.feed(raw.FanotifyBatch(2 * MS, False, [ren(A, b"g", A, b"h", X), ev(CREATE, W, b"end", Y)], 2))
+    assert brief(out) == [("create", b"/w/end", [])]
+    out = n.feed(raw.FanotifyBatch(3 * MS, False, [ren(A, b"h", A, b"i", X), ren(A, b"i", A, b"j", X)], 0))
+    assert brief(out) == [("rename", b"/w/ab/i", b"/w/ab/j", [])]
+    assert n.stats["held_back"] == held + 2 and n.uncertain_dirs() == []
+    out = n.feed(batch(4, ren(A, b"j", A, b"k", X)))
+    assert brief(out) == [("rename", b"/w/ab/j", b"/w/ab/k", [])]
+
+
+def test_a_late_answer_after_a_read_that_emptied_the_queue_holds_nothing_back() -> None:
+    """The same cycle, but the read left nothing queued (``backlog`` 0), or did not say (``None``: an answer is
+    then taken for every event after it): the next events below the directory are reported at once."""
+    for backlog in (0, None):
+        n = norm()
+        n.feed(raw.FanotifyBatch(0, backlog == 0, [ren(W, b"a", W, b"ab", A, True), ren(W, b"ab", W, b"a", A, True)],
+                                 backlog))
+        n.feed(resolved(A, b"/w/ab"))
+        out = n.feed(raw.FanotifyBatch(2 * MS, False, [ren(A, b"f", A, b"g", X)], 5))
+        assert brief(out) == [("rename", b"/w/ab/f", b"/w/ab/g", [])], backlog
+
+
 def test_an_uncertain_directory_placed_below_another_one_is_left_to_that_ones_rescan() -> None:
     """Corpus fanotify-2ec8fcccaddb by hand: d (in a) and a are both renamed away and back (uncertain); d is
     renamed inside a (held back: the records still have /w/a/d, the cache follows it to /w/a/x). d is placed

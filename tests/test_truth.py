@@ -263,12 +263,16 @@ def test_directory_renamed_away_and_back_never_gives_a_path_that_was_not_true(tm
         subprocess.run(["umount", "-l", str(base)], check=False)
 
 
-@pytest.mark.xfail(strict=True, reason=NOISE_UNTRUE)
 def test_replay_of_the_noisy_away_and_back_capture_gives_every_file_rename_its_true_directory() -> None:
-    """The capture of the failing CI run of the test above (``fanotify-filesystem+noise``, 2026-12-02 15:27 UTC):
+    """The capture of a failing CI run of the test above (``fanotify-filesystem+noise``, 2026-12-02 15:27 UTC):
     the test renames ``f<n>`` to ``f<n+1>`` in ``w0b`` for even n and in ``w0`` for odd n (the directory
-    alternates before each file rename). Replayed, the records say ``w0/f110 -> w0/f111``; it happened in
-    ``w0b``. The old fanotify code (before this session's merges) replays it the same way: not a regression."""
+    alternates before each file rename). The read that left the directory uncertain (at ``w0b`` in the
+    records) was not the last: 69 events were still queued, among them ``f110 -> f111`` (in ``w0b``), then,
+    merged into the first ``w0b -> w0`` that read delivered, the directory's last rename, then
+    ``f111 -> f112`` (in ``w0``). The source resolved the directory (``w0``) with those events still queued
+    and fed the answer before the next read; at ``w0`` they were reported as ``w0/f110 -> w0/f111`` (false)
+    and ``w0/f111 -> w0/f112``. The events queued before the read that preceded such an answer are held back
+    below the directory (its rescan, listed after them, says what they did): no rename under a wrong path."""
     import re
 
     from normalizer.capture.replay import replay
