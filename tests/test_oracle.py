@@ -38,6 +38,7 @@ from oracle import (
     Model,
     MoveIn,
     MoveOut,
+    Noise,
     Op,
     Program,
     Pump,
@@ -70,10 +71,12 @@ KNOWN_BROKEN: dict[str, dict[str, str]] = {
     "fanotify": {},
 }
 
-#: How often each operation is drawn (pump: a read between operations).
+#: How often each operation is drawn (pump: a read between operations; noise: files created outside the tree,
+#: which a filesystem mark reads and drops, so that a read may stop in the middle of the program's events).
 WEIGHTS: dict[str, int] = {
     "create": 4, "write": 2, "mkdir": 3, "mkdir_p": 2, "rm": 2, "rm_r": 2, "rename": 6, "move_out": 2,
     "move_in": 3, "exchange_files": 2, "exchange_dirs": 2, "away_back": 2, "symlink": 1, "tmpfile": 1, "pump": 3,
+    "noise": 1,
 }
 NAMES = ("a", "b", "c", "d0", "f2")
 #: Operations per program at most (``ORACLE_MAX_OPS``: longer programs in the long run).
@@ -171,6 +174,8 @@ def _build(draw: st.DrawFn, kind: str, model: Model) -> Op | None:
         path = _new_path(draw, model)
         head, _, name = path.rpartition("/")
         return TmpFile(head, name)
+    if kind == "noise":
+        return Noise(draw(st.sampled_from([200, 700, 1500])))
     return Pump()
 
 
