@@ -72,7 +72,12 @@ session gave. What it knows about fanotify (DESIGN.md, tests/test_fanotify_sys.p
   moves the subtree there, a ``synthesized`` + ``merged`` rename record says where the directory went if
   that differs from the last record, a ``rescan`` record names it, and the feed returns a
   :class:`~normalizer.core.actions.Rescan` action: the source lists the subtree and reports what differs
-  from what the records said (the held-back events' net effect) as synthesized records. Why a rescan and
+  from what the records said (the held-back events' net effect) as synthesized records. An answer fed
+  while events queued before the last read are still unread (the read's ``backlog``: the source confirmed
+  the place late, against the next read) makes the directory *settle*: those events are held back below it
+  too when they come, as they may precede a rename of it that the kernel merged into an event that read
+  delivered (the answer's path was not true for them), and the rescan's listing, made after them, says what
+  they did (tests/data/fanotify-away-noise.fsncap.gz). Why a rescan and
   not a better guess: nothing in the stream says which events below the directory vanished into earlier
   ones, so no ordering of what was read can be trusted; a listing can. The first rename of the cycle (read
   before the cycle showed) cannot be flagged. A *merged* DELETE_SELF of a directory stands where its first
