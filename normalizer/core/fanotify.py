@@ -579,6 +579,8 @@ class FanotifyNormalizer(NormalizerBase):
         # While a directory settles: 1 + the events still to come that were queued before its answer (0: none),
         # counted down here; the first event after them ends it.
         stale = self._stale_left + 1 if settling else 0
+        if not settling and self._stale_left:
+            self._stale_left = 0  # its directories left the tree or were deleted meanwhile
         for ev in batch.events:
             mask, pid, d, nm, d2, nm2, obj, _extra = ev
             if stale:
