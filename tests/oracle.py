@@ -356,8 +356,31 @@ class Pump(Op):
         return True
 
 
+@dataclass(frozen=True)
+class Noise(Op):
+    """``count`` new files outside the tree, on its filesystem (in ``out/.noise``, distinct names: the kernel
+    merges none of their events). A filesystem mark reports them, so fsnorm's reads fill up with events it drops:
+    a read may then deliver only the start of what the program did, the rest staying queued behind the noise
+    (what another process writing on the filesystem does, but at the program's own points). Nothing for
+    inode marks or inotify."""
+
+    kind: ClassVar[str] = "noise"
+    count: int
+
+    def apply(self, w: Path, out: Path) -> None:
+        where = out / ".noise"
+        where.mkdir(exist_ok=True)
+        first = len(os.listdir(where))
+        for i in range(first, first + self.count):
+            os.mknod(where / f"n{i}")
+
+    def model(self, m: Model) -> bool:
+        return True
+
+
 OPS: dict[str, type[Op]] = {c.kind: c for c in (CreateFile, Write, Mkdir, MakeDeep, Remove, RemoveTree, Rename,
-                                                  MoveOut, MoveIn, Exchange, AwayAndBack, Symlink, TmpFile, Pump)}
+                                                  MoveOut, MoveIn, Exchange, AwayAndBack, Symlink, TmpFile, Pump,
+                                                  Noise)}
 
 
 def gate_of(op: Op) -> str:

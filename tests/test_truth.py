@@ -4,7 +4,9 @@ filesystem mark (root) and fanotify with inode marks."""
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -229,14 +231,8 @@ def _until_created(src: LiveSource, path: Path, limit: float = 20.0) -> list[Rec
 # --- 3: fanotify, a directory renamed away and back while its events wait in the queue ------------------------
 
 
-#: A known fanotify bug, found by CI on 2026-12-02 (1 run in 3): see the strict xfail below, whose capture replays it.
-NOISE_UNTRUE = ("not fixed: with a filesystem mark and noise, a file rename inside the directory renamed away and "
-                "back can be reported under the directory's other path (tests/data/fanotify-away-noise.fsncap.gz)")
-
-
-@pytest.mark.parametrize("backend", [*BACKENDS, pytest.param("fanotify-filesystem+noise",
-                                                              marks=[needs_root, pytest.mark.xfail(
-                                                                  strict=False, reason=NOISE_UNTRUE)])])
+@pytest.mark.parametrize("backend", [*BACKENDS, pytest.param("fanotify-filesystem+noise", marks=needs_root),
+                                     pytest.param("fanotify-filesystem+bulk", marks=needs_root)])
 def test_directory_renamed_away_and_back_never_gives_a_path_that_was_not_true(tmp_path: Path,
                                                                               backend: str) -> None:
     """``w0 -> w0b``, a file renamed inside, ``w0b -> w0``, a file renamed inside, again and again, all before
@@ -248,7 +244,9 @@ def test_directory_renamed_away_and_back_never_gives_a_path_that_was_not_true(tm
     records (tests/oracle.py) equals the real one, every rename read from the kernel is one that happened,
     and a later rename inside is exact. ``+noise``: another process keeps writing outside the tree on the same
     filesystem, so the filesystem mark's queue is seldom empty right after fsnorm resolved the directory (the
-    resolution then waits for the next read)."""
+    resolution then waits for the next read). ``+bulk``: the test itself creates files outside the tree between
+    its renames, so that the read that shows the cycle leaves later renames of the round queued (the case of
+    tests/data/fanotify-away-noise.fsncap.gz, which ``+noise`` met 1 CI run in 3, every time)."""
     # On a tmpfs of its own: a filesystem mark sees every event of its filesystem, and on a shared one
     # (other processes writing in /tmp) the queue is seldom empty, so fsnorm could rarely confirm where the
     # directory is. The `+noise` variant makes such noise on purpose, on this filesystem.
@@ -263,12 +261,16 @@ def test_directory_renamed_away_and_back_never_gives_a_path_that_was_not_true(tm
         subprocess.run(["umount", "-l", str(base)], check=False)
 
 
-@pytest.mark.xfail(strict=True, reason=NOISE_UNTRUE)
 def test_replay_of_the_noisy_away_and_back_capture_gives_every_file_rename_its_true_directory() -> None:
-    """The capture of the failing CI run of the test above (``fanotify-filesystem+noise``, 2026-12-02 15:27 UTC):
+    """The capture of a failing CI run of the test above (``fanotify-filesystem+noise``, 2026-12-02 15:27 UTC):
     the test renames ``f<n>`` to ``f<n+1>`` in ``w0b`` for even n and in ``w0`` for odd n (the directory
-    alternates before each file rename). Replayed, the records say ``w0/f110 -> w0/f111``; it happened in
-    ``w0b``. The old fanotify code (before this session's merges) replays it the same way: not a regression."""
+    alternates before each file rename). The read that left the directory uncertain (at ``w0b`` in the
+    records) was not the last: 69 events were still queued, among them ``f110 -> f111`` (in ``w0b``), then,
+    merged into the first ``w0b -> w0`` that read delivered, the directory's last rename, then
+    ``f111 -> f112`` (in ``w0``). The source resolved the directory (``w0``) with those events still queued
+    and fed the answer before the next read; at ``w0`` they were reported as ``w0/f110 -> w0/f111`` (false)
+    and ``w0/f111 -> w0/f112``. The events queued before the read that preceded such an answer are held back
+    below the directory (its rescan, listed after them, says what they did): no rename under a wrong path."""
     import re
 
     from normalizer.capture.replay import replay
@@ -283,6 +285,16 @@ def test_replay_of_the_noisy_away_and_back_capture_gives_every_file_rename_its_t
             checked += 1
             untrue += src[1] != ("w0b" if int(m.group(1)) % 2 == 0 else "w0") or dst[1] != src[1]
     assert checked > 0 and untrue == 0, (checked, untrue)
+
+
+def _bulk_noise(where: Path, names: Iterator[int] | None) -> None:
+    """``+bulk``: 20 new files outside the tree (distinct names: the kernel merges nothing), so that a round's
+    events fill several reads of fanotify's 64 KiB buffer: the read that shows the directory's cycle leaves
+    the round's later file renames queued, some of them before a rename of the directory that the kernel
+    merged into an event that read delivered (tests/data/fanotify-away-noise.fsncap.gz, every time)."""
+    if names is not None:
+        for i in itertools.islice(names, 20):
+            os.mknod(where / f"b{i}")
 
 
 def _settled(src: LiveSource, path: Path, limit: float = 20.0) -> list[Rec]:
@@ -312,7 +324,8 @@ def _renamed_away_and_back(tmp_path: Path, backend: str) -> None:
                               "open(os.path.join(sys.argv[1], 'ready'), 'w').close()\n"
                               "while time.monotonic() < end:\n    p = os.path.join(sys.argv[1], 'n')\n"
                               "    open(p, 'w').close(); os.unlink(p)\n", str(tmp_path / "noise")]) \
-        if noise else None
+        if noise == "noise" else None
+    bulk = iter(range(1 << 30)) if noise == "bulk" else None
     while noisy is not None and not (tmp_path / "noise/ready").exists():
         time.sleep(0.01)
     root = tmp_path / "r"
@@ -333,8 +346,10 @@ def _renamed_away_and_back(tmp_path: Path, backend: str) -> None:
                 os.rename(root / at, root / away)
                 truth.append((f"r/{at}", f"r/{away}"))
                 at = away
+                _bulk_noise(tmp_path / "noise", bulk)
                 os.rename(root / at / f"f{n}", root / at / f"f{n + 1}")
                 truth.append((f"r/{at}/f{n}", f"r/{at}/f{n + 1}"))
+                _bulk_noise(tmp_path / "noise", bulk)
                 existed.update((f"r/{at}/f{n}", f"r/{at}/f{n + 1}"))
                 n += 1
             recs += _settled(src, root / f"end{round_}")

@@ -72,7 +72,12 @@ session gave. What it knows about fanotify (DESIGN.md, tests/test_fanotify_sys.p
   moves the subtree there, a ``synthesized`` + ``merged`` rename record says where the directory went if
   that differs from the last record, a ``rescan`` record names it, and the feed returns a
   :class:`~normalizer.core.actions.Rescan` action: the source lists the subtree and reports what differs
-  from what the records said (the held-back events' net effect) as synthesized records. Why a rescan and
+  from what the records said (the held-back events' net effect) as synthesized records. An answer fed
+  while events queued before the last read are still unread (the read's ``backlog``: the source confirmed
+  the place late, against the next read) makes the directory *settle*: those events are held back below it
+  too when they come, as they may precede a rename of it that the kernel merged into an event that read
+  delivered (the answer's path was not true for them), and the rescan's listing, made after them, says what
+  they did (tests/data/fanotify-away-noise.fsncap.gz). Why a rescan and
   not a better guess: nothing in the stream says which events below the directory vanished into earlier
   ones, so no ordering of what was read can be trusted; a listing can. The first rename of the cycle (read
   before the cycle showed) cannot be flagged. A *merged* DELETE_SELF of a directory stands where its first
@@ -328,6 +333,15 @@ class FanotifyNormalizer(NormalizerBase):
         #: directories whose place is uncertain until resolved again.
         self._left: dict[bytes, set[bytes]] = {}
         self._uncertain: dict[bytes, None] = {}
+        #: Directories placed again by an answer that came while events queued before the last read were still
+        #: unread (:meth:`_placed_again`): below them, those events are held back like an uncertain
+        #: directory's. ``_stale_left`` counts them (the last read's ``backlog``; 0 when none is settling);
+        #: ``_backlog`` is the last read's backlog (0 once the queue was seen empty, or if the source did not
+        #: say: an answer is then taken for all the events after it, as a source that resolves only while the
+        #: queue is empty feeds it).
+        self._settling: dict[bytes, None] = {}
+        self._stale_left = 0
+        self._backlog = 0
         #: A batch that named directory handles never seen, held until each was answered (``Resolve``), and
         #: the handles still unanswered.
         self._held: raw.FanotifyBatch | None = None
@@ -399,7 +413,7 @@ class FanotifyNormalizer(NormalizerBase):
         late = self._late  # a directory whose merged delete is held is gone already: nothing to watch
         watches = list(self._unique((path, moved_in) for key, moved_in in self._new_dirs
                                     if (path := path_of(key)) is not None and key not in late
-                                    and not (uncertain and self._is_uncertain(path + b"/"))))
+                                    and not ((uncertain or self._settling) and self._is_uncertain(path + b"/"))))
         if len(watches) > 1:
             # One below another whose walk lists (and marks) it: the walk covers it, and listing it first
             # would report its content before the directory itself (a directory moved in, then into another
@@ -449,6 +463,9 @@ class FanotifyNormalizer(NormalizerBase):
             self._gone.clear()
             self.own_scans.clear()
             self._left.clear()
+            self._backlog = 0
+            if self._settling:
+                self._settled()
             m.begin(item.t_ns)
             m.advance(item.t_ns, out)
         elif isinstance(item, raw.SourceNotice):
@@ -558,14 +575,24 @@ class FanotifyNormalizer(NormalizerBase):
         gone = self._gone
         late = self._late
         self._late_t = t
+        settling = self._settling
+        # While a directory settles: 1 + the events still to come that were queued before its answer (0: none),
+        # counted down here; the first event after them ends it.
+        stale = self._stale_left + 1 if settling else 0
+        if not settling and self._stale_left:
+            self._stale_left = 0  # its directories left the tree or were deleted meanwhile
         for ev in batch.events:
             mask, pid, d, nm, d2, nm2, obj, _extra = ev
+            if stale:
+                stale -= 1
+                if not stale:
+                    self._settled()
             if late and self._concerns_late(ev):
                 self._late_event(ev, t, out)
                 continue
             if fresh and self._in_fresh(ev, t, out):
                 continue
-            if uncertain or gone:
+            if uncertain or gone or settling:
                 slow(ev, t, out)
                 continue
             if mask == rename_bit:
@@ -615,11 +642,19 @@ class FanotifyNormalizer(NormalizerBase):
             slow(ev, t, out)
         if late:
             self._late_end(batch, out)
+        if stale:
+            if stale == 1:
+                self._settled()
+            else:
+                self._stale_left = stale - 1
         if batch.drained:
             synthesized.clear()
             gone.clear()
             self.own_scans.clear()
             self._left.clear()
+            if settling:
+                self._settled()
+        self._backlog = 0 if batch.drained or batch.backlog is None else batch.backlog
         m.end(t, batch.drained, out, backlog=batch.backlog, consumed=len(batch.events))
         return self._wake(self._act(out) if self._new_dirs or self._retire_requests or self._rescan_requests
                           else out)
@@ -756,7 +791,7 @@ class FanotifyNormalizer(NormalizerBase):
         if not src_in and not dst_in:
             return False
         is_dir = bool(mask & FAN_ONDIR)
-        if self._uncertain and ((src_in and p2 is not None and self._is_uncertain(p2))
+        if (self._uncertain or self._settling) and ((src_in and p2 is not None and self._is_uncertain(p2))
                                 or (dst_in and p1 is not None and self._is_uncertain(p1))):
             # Between a directory that came in with this read (its content not reported yet: its walk after
             # the read reports it) and one whose place is uncertain (held back: its rescan reports it): no
@@ -908,7 +943,7 @@ class FanotifyNormalizer(NormalizerBase):
         the delete removed an entry the records never had (corpus fanotify-9ef9d90f48e7: the file's own
         DELETE_SELF anchored it after its directory moved out of an uncertain one, to be listed where it went)."""
         prefix = self.cache.prefix_by_key.get(h.d)
-        h.lost = prefix is None or (bool(self._uncertain) and self._is_uncertain(prefix)) \
+        h.lost = prefix is None or (bool(self._uncertain or self._settling) and self._is_uncertain(prefix)) \
             or (bool(self._fresh) and self._under_fresh(prefix))
         if prefix is not None and not h.lost:
             h.rec.path = prefix + h.name
@@ -1003,8 +1038,9 @@ class FanotifyNormalizer(NormalizerBase):
             del self._late_in[h.d]
         if h.rec.is_dir:
             self.cache.remove(h.obj)
-            if h.obj in self._uncertain:
-                del self._uncertain[h.obj]
+            if h.obj in self._uncertain or h.obj in self._settling:
+                self._uncertain.pop(h.obj, None)
+                self._settling.pop(h.obj, None)
                 self.cache.remove_below(h.rec.path)
         if h.lost:
             self.stats["held_back"] += 1
@@ -1082,7 +1118,7 @@ class FanotifyNormalizer(NormalizerBase):
             self._unplaced(kind, d, nm, is_dir, t, mask, pid, obj, merged, out)
             return
         m = self.matcher
-        if self._uncertain:
+        if self._uncertain or self._settling:
             if self._is_uncertain(prefix):
                 self._held_back(bit, nm, is_dir, obj, prefix)
                 return
@@ -1130,8 +1166,9 @@ class FanotifyNormalizer(NormalizerBase):
                 self._dir_arrived(obj, path, moved_in=False)
             elif bit == FAN_DELETE:
                 self.cache.remove(obj)
-                if obj in self._uncertain:
-                    del self._uncertain[obj]
+                if obj in self._uncertain or obj in self._settling:
+                    self._uncertain.pop(obj, None)
+                    self._settling.pop(obj, None)
                     self.cache.remove_below(path)
 
     def _unplaced(self, kind: str, d: bytes, nm: bytes, is_dir: bool, t: int, mask: int, pid: int,
@@ -1185,7 +1222,7 @@ class FanotifyNormalizer(NormalizerBase):
         src, why_src = self._side(d, nm)
         dst, why_dst = self._side(d2, nm2)
         cached_src, cached_dst = src, dst  # the cache's view, which the upkeep below follows
-        if self._uncertain:
+        if self._uncertain or self._settling:
             src_held = bool(src) and d is not None and self._is_uncertain(self.cache.prefix_by_key[d])
             dst_held = bool(dst) and d2 is not None and self._is_uncertain(self.cache.prefix_by_key[d2])
             if src_held or dst_held:
@@ -1256,10 +1293,11 @@ class FanotifyNormalizer(NormalizerBase):
         held back and never reported)."""
         cache = self.cache
         prefixes = cache.prefix_by_key
-        for key in self._uncertain:
-            top = prefixes.get(key)
-            if top is not None and prefix.startswith(top) and cache.key(top[:-1] or b"/") == key:
-                return True
+        for keys in (self._uncertain, self._settling):
+            for key in keys:
+                top = prefixes.get(key)
+                if top is not None and prefix.startswith(top) and cache.key(top[:-1] or b"/") == key:
+                    return True
         return False
 
     def _held_back(self, bit: int, nm: bytes, is_dir: bool, obj: bytes | None, prefix: bytes) -> None:
@@ -1379,10 +1417,23 @@ class FanotifyNormalizer(NormalizerBase):
                             message=self._why_rescan, source="fanotify")
             m.push(note, out)
             self._rescan_requests.append((new, self._why_rescan))
+            if self._backlog:
+                # Events queued before the last read are still unread: some may precede a rename of this
+                # directory that the kernel merged into an event that read delivered (the answer's path was not
+                # true for them), and the rescan's listing, made after them, says what they did. Held back
+                # below it until they are read (tests/data/fanotify-away-noise.fsncap.gz).
+                self._settling[key] = None
+                self._stale_left = max(self._backlog, self._stale_left)
         m.end(item.t_ns, False, out)
 
     _why_rescan = "rescan of a directory renamed back and forth before fsnorm read (the kernel may have " \
         "merged its events): what happened below it is reported as found now"
+
+    def _settled(self) -> None:
+        """The events queued before the answers of the settling directories are read (or the queue was seen
+        empty): what happens below them is reported again."""
+        self._settling.clear()
+        self._stale_left = 0
 
     def _follow(self, obj: bytes | None, src: bytes, dst: bytes) -> bool:
         """The cache's part of the rename of a directory from ``src`` to ``dst`` (its sides' paths in the cache):
@@ -1446,9 +1497,10 @@ class FanotifyNormalizer(NormalizerBase):
         gone = self.cache.remove_below(path) if key is None else self.cache.remove_subtree(key)
         if key is not None and key not in gone:
             gone.append(key)
-        if self._uncertain:
+        if self._uncertain or self._settling:
             for k in gone:
                 self._uncertain.pop(k, None)
+                self._settling.pop(k, None)
         self._retired.update(gone)
         self._retire_requests.extend(gone)
 
