@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from live import drain, exchange
+from oracle import Rebuilder, compare, walk
 
 from normalizer.backends.base import LiveSource
 from normalizer.backends.fanotify import FanotifySource
@@ -480,3 +481,88 @@ def test_a_directory_moved_where_a_departed_new_one_was_keeps_its_watches(tmp_pa
         recs += drain(src)  # type: ignore[arg-type]
     assert [(r.kind, rel(w, r.path)) for r in recs if r.kind == "create"] == [("create", "b")]
     assert renames(w, recs) == [("b", ""), ("d2", "b"), ("b", "d2"), ("d2/e/f1", "d2/e/g1")]
+
+
+# --- a new directory watched by its path after queued events gave that path to another directory -------------
+
+#: The read size that makes the first read end right after the event that names the new directory: the
+#: smallest the kernel accepts (272 bytes), filled up to the byte by a symlink with a long name.
+_SPLIT_READ = 272
+
+
+def _filler(w: Path, before: list[str]) -> None:
+    """A symlink whose IN_CREATE makes the events named ``before`` (then it, then one more of a one-letter name)
+    fill exactly one read of _SPLIT_READ bytes: struct inotify_event is 16 bytes plus the name padded to 16."""
+    used = sum(16 + (len(name) + 16) // 16 * 16 for name in before) + 16 + 16 + 16
+    os.symlink("nowhere", w / ("f" * (_SPLIT_READ - used - 1)))
+
+
+def _race(w: Path, out: Path, variant: str) -> None:
+    """Before fsnorm reads: the events up to ``mkdir b`` fill its first read, and what comes after gives the
+    path b to another directory, with content, before fsnorm gets to watch and list b."""
+    if variant == "exchange-new":  # b and a, both new, exchanged: each path names the other directory
+        (w / "a").mkdir()
+        (w / "a" / "x").write_text("x")
+        _filler(w, ["a"])
+        (w / "b").mkdir()
+        exchange(w / "a", w / "b")
+        os.rename(out / "c", w / "b" / "c")  # into the old a, now b, not watched yet: only a listing shows it
+    elif variant == "exchange-watched":  # b exchanged with d2, watched all along
+        _filler(w, [])
+        (w / "b").mkdir()
+        exchange(w / "b", w / "d2")
+        os.rename(out / "c", w / "b" / "c")
+    elif variant == "renamed-over":  # a new c, with content, renamed over the empty b
+        _filler(w, [])
+        (w / "b").mkdir()
+        (w / "c").mkdir()
+        (w / "c" / "x").write_text("x")
+        os.rename(w / "c", w / "b")
+    elif variant == "parent-renamed":  # the new p/b's parent renamed away, a new p/b made in its place
+        _filler(w, [])
+        (w / "p" / "b").mkdir()
+        os.rename(w / "p", w / "p9")
+        (w / "p" / "b").mkdir(parents=True)
+        (w / "p" / "b" / "x").write_text("x")
+    else:
+        raise AssertionError(variant)
+
+
+_NOT_FIXED = pytest.mark.xfail(strict=True, reason="README Limits: not fixed yet")
+
+
+@pytest.mark.parametrize("variant", [pytest.param("exchange-new", marks=_NOT_FIXED), "exchange-watched",
+                                     pytest.param("renamed-over", marks=_NOT_FIXED),
+                                     pytest.param("parent-renamed", marks=_NOT_FIXED)])
+def test_a_new_directory_whose_path_queued_events_gave_away_is_reported_where_it_is(tmp_path: Path,
+                                                                                    variant: str) -> None:
+    """inotify watches a new directory by its path, after reading the event that named it: made deterministic
+    by a read that ends right after ``mkdir b`` (``read_size`` 272, no reader thread), with events still queued
+    that give the path b to another directory (a RENAME_EXCHANGE, a rename over it, its parent renamed and
+    made again). fsnorm watched and listed that other directory, and the records that followed placed the
+    listing and the watch wrongly: the tree rebuilt from the records lacked what is at b and had it where the
+    exchange put the created one, and a file made later in b was reported elsewhere (tests/corpus/oracle/
+    inotify-1c3d1bd6deff.json). Once the events queued at the watch are read, the paths they renamed are
+    listed again and the watches put right: the records end in the real tree."""
+    w, out = tmp_path / "w", tmp_path / "out"
+    (w / "d2").mkdir(parents=True)
+    (w / "d2" / "old").write_text("old")
+    (w / "p").mkdir()
+    out.mkdir()
+    (out / "c").write_text("c")
+    with source("inotify", [w], read_size=_SPLIT_READ, read_buffer=0) as src:
+        start = walk(w)
+        _race(w, out, variant)
+        first = src.read(0)
+        assert [rel(w, r.path) for r in first if r.kind == "create" and not r.flags][-1] == (
+            "p/b" if variant == "parent-renamed" else "b"), "the first read did not end at mkdir b"
+        recs = first + drain(src)  # type: ignore[arg-type]
+        (w / "b" if variant != "parent-renamed" else w / "p" / "b").joinpath("new").write_text("new")
+        later = drain(src)  # type: ignore[arg-type]
+    rebuilt = Rebuilder(w, start)
+    rebuilt.feed(recs + later)
+    verdicts = [(compare(reading.tree, walk(w)), reading.problems) for reading in rebuilt.readings]
+    assert (([], [], []), []) in verdicts, (verdicts, [(r.kind, rel(w, r.path), rel(w, r.dst), r.flags)
+                                                        for r in recs])
+    made = [rel(w, r.path) for r in later if r.kind == "create"]
+    assert made == ["p/b/new" if variant == "parent-renamed" else "b/new"], made
