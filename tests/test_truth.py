@@ -431,6 +431,8 @@ def test_a_new_directory_exchanged_before_the_queue_emptied_leaves_no_record_out
     got = [(r.kind, rel(w, r.path), rel(w, r.dst)) for r in later if r.kind in ("rename", "delete", "create")]
     assert got == [("rename", "b", "d2"), ("rename", "d2", "b"), ("delete", "b/e/f1", ""), ("delete", "b/e", ""),
                    ("rename", "d2/k", "d2/k2"), ("create", "b/k", "")], got
+    if backend == "inotify":  # b was watched with nothing queued: nothing to list again
+        assert not [r for r in recs + later if r.kind == "rescan"]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -518,6 +520,12 @@ def _race(w: Path, out: Path, variant: str) -> None:
         (w / "c").mkdir()
         (w / "c" / "x").write_text("x")
         os.rename(w / "c", w / "b")
+    elif variant == "made-again":  # b removed and made again, with content
+        _filler(w, [])
+        (w / "b").mkdir()
+        (w / "b").rmdir()
+        (w / "b").mkdir()
+        (w / "b" / "x").write_text("x")
     elif variant == "parent-renamed":  # the new p/b's parent renamed away, a new p/b made in its place
         _filler(w, [])
         (w / "p" / "b").mkdir()
@@ -528,18 +536,14 @@ def _race(w: Path, out: Path, variant: str) -> None:
         raise AssertionError(variant)
 
 
-_NOT_FIXED = pytest.mark.xfail(strict=True, reason="README Limits: not fixed yet")
-
-
-@pytest.mark.parametrize("variant", [pytest.param("exchange-new", marks=_NOT_FIXED), "exchange-watched",
-                                     pytest.param("renamed-over", marks=_NOT_FIXED),
-                                     pytest.param("parent-renamed", marks=_NOT_FIXED)])
+@pytest.mark.parametrize("variant", ["exchange-new", "exchange-watched", "renamed-over", "made-again",
+                                     "parent-renamed"])
 def test_a_new_directory_whose_path_queued_events_gave_away_is_reported_where_it_is(tmp_path: Path,
                                                                                     variant: str) -> None:
     """inotify watches a new directory by its path, after reading the event that named it: made deterministic
     by a read that ends right after ``mkdir b`` (``read_size`` 272, no reader thread), with events still queued
     that give the path b to another directory (a RENAME_EXCHANGE, a rename over it, its parent renamed and
-    made again). fsnorm watched and listed that other directory, and the records that followed placed the
+    made again; b removed and made again). fsnorm watched and listed that other directory, and the records that followed placed the
     listing and the watch wrongly: the tree rebuilt from the records lacked what is at b and had it where the
     exchange put the created one, and a file made later in b was reported elsewhere (tests/corpus/oracle/
     inotify-1c3d1bd6deff.json). Once the events queued at the watch are read, the paths they renamed are
@@ -566,3 +570,6 @@ def test_a_new_directory_whose_path_queued_events_gave_away_is_reported_where_it
                                                         for r in recs])
     made = [rel(w, r.path) for r in later if r.kind == "create"]
     assert made == ["p/b/new" if variant == "parent-renamed" else "b/new"], made
+    relisted = [rel(w, r.path) for r in recs if r.kind == "rescan"]
+    assert relisted == {"exchange-new": [".", ], "exchange-watched": [], "renamed-over": ["b"],
+                        "made-again": ["b"], "parent-renamed": ["p", "p9"]}[variant], relisted

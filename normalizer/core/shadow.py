@@ -91,6 +91,14 @@ class ShadowTree:
     def __len__(self) -> int:
         return sum(1 for _ in self._walk())
 
+    def has_dir(self, path: bytes) -> bool:
+        """True if ``path`` is a root or a directory the tree holds (inotify's relisting starts at the nearest
+        one: normalizer.backends.inotify)."""
+        if any(path == root for _prefix, root, _node in self._roots):
+            return True
+        found = self._parent(path, create=False)
+        return found is not None and isinstance(found[0].get(found[1]), dict)
+
     def _walk(self) -> Iterator[tuple[bytes, bool]]:
         for prefix, _root, node in self._roots:
             stack: list[tuple[bytes, Node]] = [(prefix, node)]
