@@ -542,12 +542,14 @@ def test_a_new_directory_whose_path_queued_events_gave_away_is_reported_where_it
                                                                                     variant: str) -> None:
     """inotify watches a new directory by its path, after reading the event that named it: made deterministic
     by a read that ends right after ``mkdir b`` (``read_size`` 272, no reader thread), with events still queued
-    that give the path b to another directory (a RENAME_EXCHANGE, a rename over it, its parent renamed and
-    made again; b removed and made again). fsnorm watched and listed that other directory, and the records that followed placed the
-    listing and the watch wrongly: the tree rebuilt from the records lacked what is at b and had it where the
-    exchange put the created one, and a file made later in b was reported elsewhere (tests/corpus/oracle/
-    inotify-1c3d1bd6deff.json). Once the events queued at the watch are read, the paths they renamed are
-    listed again and the watches put right: the records end in the real tree."""
+    that give the path b to another directory (a RENAME_EXCHANGE, a rename over it, b removed and made again,
+    its parent renamed and made again). fsnorm watched and listed that other directory, and the records that
+    followed placed the listing and the watch wrongly: the tree rebuilt from the records lacked what is at b
+    and had it where the exchange put the created one, and a file made later in b was reported elsewhere
+    (tests/corpus/oracle/inotify-1c3d1bd6deff.json). Once the events queued at the watch are read, the places
+    they named are listed again (a ``rescan`` record each: the root for the exchange, as the shadow reads its
+    two renames as moves and has no b) and the watches put right: the records end in the real tree. An
+    exchange with a directory watched all along needed no listing and gets none."""
     w, out = tmp_path / "w", tmp_path / "out"
     (w / "d2").mkdir(parents=True)
     (w / "d2" / "old").write_text("old")
@@ -571,5 +573,35 @@ def test_a_new_directory_whose_path_queued_events_gave_away_is_reported_where_it
     made = [rel(w, r.path) for r in later if r.kind == "create"]
     assert made == ["p/b/new" if variant == "parent-renamed" else "b/new"], made
     relisted = [rel(w, r.path) for r in recs if r.kind == "rescan"]
-    assert relisted == {"exchange-new": [".", ], "exchange-watched": [], "renamed-over": ["b"],
+    assert relisted == {"exchange-new": ["."], "exchange-watched": [], "renamed-over": ["b"],
                         "made-again": ["b"], "parent-renamed": ["p", "p9"]}[variant], relisted
+
+
+def test_a_new_directory_settles_once_what_was_queued_at_its_watch_is_read_not_when_the_queue_empties(
+        tmp_path: Path) -> None:
+    """The listing race above, with events that keep coming after the watch: the queue is never seen empty
+    until the end, so the relisting must come from counting what was queued at the watch (the source's
+    ``_settling``), right after those bytes were read, before the records of what came later. Waiting for an
+    empty queue would leave the records wrong for as long as a busy tree keeps the queue filled."""
+    w, out = tmp_path / "w", tmp_path / "out"
+    (w / "d2").mkdir(parents=True)
+    (w / "p").mkdir()
+    out.mkdir()
+    (out / "c").write_text("c")
+    with source("inotify", [w], read_size=_SPLIT_READ, read_buffer=0) as src:
+        start = walk(w)
+        _race(w, out, "renamed-over")
+        recs = src.read(0)
+        for i in range(40):  # after the watch: not in what it waits for
+            os.symlink("nowhere", w / "d2" / f"n{i:02}")
+        while not any(r.kind == "rescan" for r in recs):
+            got = src.read(0)
+            assert got or src._queued(), "the queue emptied before the relisting"
+            recs += got
+        assert src._queued(), "the queue was empty at the relisting: the count was not what settled it"
+        recs += drain(src)  # type: ignore[arg-type]
+    kinds = [(r.kind, rel(w, r.path)) for r in recs if r.kind in ("rescan", "create")]
+    assert kinds.index(("rescan", "b")) < kinds.index(("create", "d2/n39")), kinds
+    rebuilt = Rebuilder(w, start)
+    rebuilt.feed(recs)
+    assert (([], [], []), []) in [(compare(reading.tree, walk(w)), reading.problems) for reading in rebuilt.readings]

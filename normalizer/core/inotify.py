@@ -325,6 +325,10 @@ class InotifyNormalizer(NormalizerBase):
         if not known and (asked or self._parent_key(path) in self._fresh):
             self._fresh.add(wd)
         if asked and not known:
+            if len(self._settling) >= 4096:
+                # Bounded: replay never settles by count (nor does a queue that stays full), only a drained
+                # read; the oldest settle now (live: listed again now if an event rebound them).
+                self._settle(list(self._settling)[:2048])
             self._settling[wd] = path
 
     def _parent_key(self, path: bytes) -> int | None:
