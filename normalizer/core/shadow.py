@@ -14,7 +14,11 @@ it was and ``b`` gone. When both carry object ids (fanotify) and the ids differ,
 half of an exchange (the same object moved back would carry the same id; only records that do not change the
 tree's shape may come between): what the first rename displaced at ``b`` goes to ``a`` (tests/oracle.py reads
 them the same way). inotify has no object ids and cannot tell an
-exchange of two files from ``mv a b; mv b a`` (README, "Limits").
+exchange of two files from ``mv a b; mv b a`` (README, "Limits"), nor one of two empty directories; but a rename
+without ids that lands where rename(2) could not have replaced what was there (a directory onto a file, a file
+onto a directory, a directory onto a non-empty one) is the first half of an exchange for certain, and its mirror
+next is read as the second half. (inotify's relisting of a new directory's rebound path diffs against this
+shadow: read as two moves, such an exchange made it report a directory the records already had.)
 
 Layout, chosen for memory (it is kept for every watched file, all the time): one dict per directory, name ->
 child dict (a directory) or None (anything else). A file costs its name (a bytes object) and one dict slot;
@@ -202,7 +206,10 @@ class ShadowTree:
             if kind not in _FOLLOWED:
                 continue
             if kind == "rename":
-                if rec.object_id is not None and rec.path and rec.dst and self._exchanged(rec):
+                if rec.object_id is not None:
+                    if rec.path and rec.dst and self._exchanged(rec):
+                        continue
+                elif self._landing is not None and self._second_half(rec):
                     continue
             elif self._landing is not None and kind != "watch_end":
                 self._landing = None  # a create or delete between two renames: they are no exchange
@@ -232,13 +239,18 @@ class ShadowTree:
             if kind == "delete":
                 node.pop(name, None)
             else:
+                if kind == "rename" and rec.path and rec.object_id is None and node.get(name) is not None:
+                    # A file renamed onto a directory: an exchange for certain (module docstring).
+                    self._landing = (path, rec.path, "", node[name])
+                    nodes.clear()  # the directory's node, cached by path, is no longer there
                 node[name] = None
 
     def _exchanged(self, rec: Rec) -> bool:
         """Exchanges (module docstring): True if ``rec`` is the second half of one (applied here); else note
         what ``rec`` is about to displace, if anything."""
         landing, self._landing = self._landing, None
-        if landing is not None and rec.path == landing[0] and rec.dst == landing[1] and rec.object_id != landing[2]:
+        if landing is not None and rec.path == landing[0] and rec.dst == landing[1] and landing[2] and \
+                rec.object_id != landing[2]:
             self._nodes.clear()
             found = self._parent(rec.dst, create=True)
             if found is not None:
@@ -250,6 +262,18 @@ class ShadowTree:
             self._landing = (rec.dst, rec.path, rec.object_id, found[0][found[1]])
         return False
 
+    def _second_half(self, rec: Rec) -> bool:
+        """No object ids: True if ``rec`` mirrors the rename before it, which landed where only an exchange
+        could (module docstring): what that one displaced goes to ``rec``'s destination."""
+        landing, self._landing = self._landing, None
+        if landing is None or landing[2] or rec.path != landing[0] or rec.dst != landing[1]:
+            return False
+        self._nodes.clear()
+        found = self._parent(rec.dst, create=True)
+        if found is not None:
+            found[0][found[1]] = landing[3]
+        return True
+
     def _apply_dir(self, rec: Rec) -> None:
         kind = rec.kind
         if kind == "create":
@@ -258,6 +282,12 @@ class ShadowTree:
             self.remove(rec.path)
         elif kind == "rename":
             if rec.path and rec.dst:
+                if rec.object_id is None:
+                    found = self._parent(rec.dst, create=False)
+                    if found is not None and found[1] in found[0]:
+                        there = found[0][found[1]]
+                        if there is None or there:  # a file, or a non-empty directory: an exchange
+                            self._landing = (rec.dst, rec.path, "", there)
                 self.move(rec.path, rec.dst, rec.is_dir)
             elif rec.path:
                 self.remove(rec.path)
