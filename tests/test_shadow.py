@@ -144,3 +144,21 @@ def test_renames_without_object_ids_are_an_exchange_only_where_rename_could_not_
             shadow.apply(recs[:split])
             shadow.apply(recs[split:])
             assert shadow.snapshot() == {ROOT + p: d for p, d in want.items()}, (recs, split)
+
+
+def test_an_arrival_then_a_departure_of_the_other_kind_is_an_exchange_with_the_outside() -> None:
+    """inotify: ``-> X [dir]`` then ``X -> [file]`` (or the reverse) can only be X exchanged with an entry
+    outside the tree (a move in then a move out would move out what arrived): what arrived stays. Of the same
+    kind the pair may be either, read as a move in and a move out; a record between ends the pair."""
+    start = [_rec("create", ROOT + b"/f", False)]
+    cases = [
+        ([_moved(b"", ROOT + b"/f", True, None), _moved(ROOT + b"/f", b"", False, None)], {b"/f": True}),
+        ([_moved(b"", ROOT + b"/f", False, None), _moved(ROOT + b"/f", b"", False, None)], {}),
+        ([_moved(b"", ROOT + b"/f", True, None), _rec("create", ROOT + b"/g", False),
+          _moved(ROOT + b"/f", b"", False, None)], {b"/g": False}),
+    ]
+    for recs, after in cases:
+        shadow = ShadowTree([ROOT])
+        shadow.apply(start)
+        shadow.apply(recs)
+        assert shadow.snapshot() == {ROOT + p: d for p, d in after.items()}, recs

@@ -17,8 +17,11 @@ them the same way). inotify has no object ids and cannot tell an
 exchange of two files from ``mv a b; mv b a`` (README, "Limits"), nor one of two empty directories; but a rename
 without ids that lands where rename(2) could not have replaced what was there (a directory onto a file, a file
 onto a directory, a directory onto a non-empty one) is the first half of an exchange for certain, and its mirror
-next is read as the second half. (inotify's relisting of a new directory's rebound path diffs against this
-shadow: read as two moves, such an exchange made it report a directory the records already had.)
+next is read as the second half. Likewise ``-> X`` (or ``a -> X``) then ``X ->`` of the other kind (a file
+after a directory, or the reverse) is an exchange of X with an entry outside the tree (README, "Limits", on
+coalescing: inotify gives the same pair for a move in and a move out): what arrived stays. (inotify's
+relisting of a new directory's rebound path diffs against this shadow: read as two moves, such exchanges made
+it report entries the records already had.)
 
 Layout, chosen for memory (it is kept for every watched file, all the time): one dict per directory, name ->
 child dict (a directory) or None (anything else). A file costs its name (a bytes object) and one dict slot;
@@ -57,6 +60,9 @@ class ShadowTree:
         #: The last two-sided rename with an object id that landed on an existing entry: (dst, src, its object
         #: id, the entry it displaced), until the next rename (module docstring: exchanges).
         self._landing: tuple[bytes, bytes, str, Node | None] | None = None
+        #: The last rename without object ids that brought something to a path, and whether a directory, until
+        #: the next record (module docstring: an exchange with the outside).
+        self._arrived: tuple[bytes, bool] | None = None
 
     # -- lookups -------------------------------------------------------------------------------------------
 
@@ -209,10 +215,17 @@ class ShadowTree:
                 if rec.object_id is not None:
                     if rec.path and rec.dst and self._exchanged(rec):
                         continue
-                elif self._landing is not None and self._second_half(rec):
-                    continue
-            elif self._landing is not None and kind != "watch_end":
+                else:
+                    arrived, self._arrived = self._arrived, None
+                    if rec.dst:
+                        self._arrived = (rec.dst, rec.is_dir)
+                    elif arrived is not None and arrived[0] == rec.path and arrived[1] != rec.is_dir:
+                        continue  # the other half of an exchange with the outside: what arrived stays
+                    if self._landing is not None and self._second_half(rec):
+                        continue
+            elif kind != "watch_end":
                 self._landing = None  # a create or delete between two renames: they are no exchange
+                self._arrived = None
             if rec.is_dir or kind == "watch_end":
                 nodes.clear()
                 self._apply_dir(rec)
