@@ -301,7 +301,8 @@ class InotifySource(LiveSource):
         self.stats["relists"] = self.stats.get("relists", 0) + 1
         out = self._feed_all(items)
         if shadow is not None and listed:
-            out.extend(self._rescan(self._last_read_wall, listed, why))
+            # No ``modify`` records: no event was lost, what was written came as records.
+            out.extend(self._rescan(float("inf"), listed, why))
         else:
             items = []
             self._rescan_forget(lambda _path: False, items)
