@@ -13,13 +13,14 @@ A ``RENAME_EXCHANGE`` is two renames, ``a -> b`` then ``b -> a``; read as two mo
 it was and ``b`` gone. When both carry object ids (fanotify) and the ids differ, the second rename is the other
 half of an exchange (the same object moved back would carry the same id; only records that do not change the
 tree's shape may come between): what the first rename displaced at ``b`` goes to ``a`` (tests/oracle.py reads
-them the same way). inotify has no object ids and cannot tell an
-exchange of two files from ``mv a b; mv b a`` (README, "Limits"), nor one of two empty directories; but a rename
-without ids that lands where rename(2) could not have replaced what was there (a directory onto a file, a file
-onto a directory, a directory onto a non-empty one) is the first half of an exchange for certain, and its mirror
-next is read as the second half. Likewise ``-> X`` (or ``a -> X``) then ``X ->`` of the other kind (a file
-after a directory, or the reverse) is an exchange of X with an entry outside the tree (README, "Limits", on
-coalescing: inotify gives the same pair for a move in and a move out): what arrived stays. (inotify's
+them the same way). inotify has no object ids and cannot tell an exchange of two files from ``mv a b; mv b a``
+(README, "Limits"), nor one of two empty directories; but an inotify rename that lands where rename(2) could
+not have replaced what was there (a directory onto a file, a file onto a directory, a directory onto a
+non-empty one) is the first half of an exchange for certain, and its mirror next is read as the second half
+(fanotify's renames without ids are read as before). Likewise inotify's ``-> X`` (or ``a -> X``) then ``X ->``
+of the other kind (a file after a directory, or the reverse) is an exchange of X with an entry outside the tree
+(README, "Limits", on coalescing: inotify gives the same pair for a move in and a move out): what arrived
+stays. (inotify's
 relisting of a new directory's rebound path diffs against this shadow: read as two moves, such exchanges made
 it report entries the records already had.)
 
@@ -215,7 +216,7 @@ class ShadowTree:
                 if rec.object_id is not None:
                     if rec.path and rec.dst and self._exchanged(rec):
                         continue
-                else:
+                elif rec.source != "fanotify":  # inotify (fanotify's reading is left as it was)
                     arrived, self._arrived = self._arrived, None
                     if rec.dst:
                         self._arrived = (rec.dst, rec.is_dir)
@@ -252,7 +253,8 @@ class ShadowTree:
             if kind == "delete":
                 node.pop(name, None)
             else:
-                if kind == "rename" and rec.path and rec.object_id is None and node.get(name) is not None:
+                if kind == "rename" and rec.path and rec.object_id is None and node.get(name) is not None and \
+                        rec.source != "fanotify":
                     # A file renamed onto a directory: an exchange for certain (module docstring).
                     self._landing = (path, rec.path, "", node[name])
                     nodes.clear()  # the directory's node, cached by path, is no longer there
@@ -295,7 +297,7 @@ class ShadowTree:
             self.remove(rec.path)
         elif kind == "rename":
             if rec.path and rec.dst:
-                if rec.object_id is None:
+                if rec.object_id is None and rec.source != "fanotify":
                     found = self._parent(rec.dst, create=False)
                     if found is not None and found[1] in found[0]:
                         there = found[0][found[1]]
