@@ -432,7 +432,7 @@ def test_a_new_directory_exchanged_before_the_queue_emptied_leaves_no_record_out
     assert got == [("rename", "b", "d2"), ("rename", "d2", "b"), ("delete", "b/e/f1", ""), ("delete", "b/e", ""),
                    ("rename", "d2/k", "d2/k2"), ("create", "b/k", "")], got
     if backend == "inotify":  # b was watched with nothing queued: nothing to list again
-        assert not [r for r in recs + later if r.kind == "rescan"]
+        assert not src.relisted  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -547,8 +547,8 @@ def test_a_new_directory_whose_path_queued_events_gave_away_is_reported_where_it
     followed placed the listing and the watch wrongly: the tree rebuilt from the records lacked what is at b
     and had it where the exchange put the created one, and a file made later in b was reported elsewhere
     (tests/corpus/oracle/inotify-1c3d1bd6deff.json). Once the events queued at the watch are read, the places
-    they named are listed again (a ``rescan`` record each: both sides of the exchange, which the records
-    read as one as b is not empty) and the watches put right: the records end in the real tree. An
+    they named are listed again (both sides of the exchange, which the records read as one as b is not
+    empty; ``synthesized`` records whose message says so) and the watches put right: the records end in the real tree. An
     exchange with a directory watched all along needed no listing and gets none."""
     w, out = tmp_path / "w", tmp_path / "out"
     (w / "d2").mkdir(parents=True)
@@ -557,7 +557,8 @@ def test_a_new_directory_whose_path_queued_events_gave_away_is_reported_where_it
     (w / "p" / "keep").write_text("keep")  # written just now, and where the records have it when p is relisted
     out.mkdir()
     (out / "c").write_text("c")
-    with source("inotify", [w], read_size=_SPLIT_READ, read_buffer=0) as src:
+    capture = tmp_path / "cap.fsncap"
+    with source("inotify", [w], read_size=_SPLIT_READ, read_buffer=0, capture=capture) as src:
         start = walk(w)
         _race(w, out, variant)
         first = src.read(0)
@@ -573,7 +574,10 @@ def test_a_new_directory_whose_path_queued_events_gave_away_is_reported_where_it
                                                         for r in recs])
     made = [rel(w, r.path) for r in later if r.kind == "create"]
     assert made == ["p/b/new" if variant == "parent-renamed" else "b/new"], made
-    relisted = [rel(w, r.path) for r in recs if r.kind == "rescan"]
+    shown = [(r.kind, r.path, r.dst, r.flags) for r in recs + later]
+    assert [(r.kind, r.path, r.dst, r.flags) for r in replay(capture)] == shown, "the replay differs"
+    relisted = [rel(w, p) for p in src.relisted]
+    assert all(r.message.startswith("listed again") for r in recs if "synthesized" in r.flags and r.message), recs
     assert not [r for r in recs if r.kind == "modify"], "a relisting reported writes no event was lost for"
     assert relisted == {"exchange-new": ["a", "b"], "exchange-watched": [], "renamed-over": ["b"],
                         "made-again": ["b"], "parent-renamed": ["p", "p9"]}[variant], relisted
@@ -596,14 +600,15 @@ def test_a_new_directory_settles_once_what_was_queued_at_its_watch_is_read_not_w
         recs = src.read(0)
         for i in range(40):  # after the watch: not in what it waits for
             os.symlink("nowhere", w / "d2" / f"n{i:02}")
-        while not any(r.kind == "rescan" for r in recs):
+        while not src.relisted:
             got = src.read(0)
             assert got or src._queued(), "the queue emptied before the relisting"
             recs += got
         assert src._queued(), "the queue was empty at the relisting: the count was not what settled it"
         recs += drain(src)  # type: ignore[arg-type]
-    kinds = [(r.kind, rel(w, r.path)) for r in recs if r.kind in ("rescan", "create")]
-    assert kinds.index(("rescan", "b")) < kinds.index(("create", "d2/n39")), kinds
+    assert [rel(w, p) for p in src.relisted] == ["b"]
+    kinds = [(r.kind, rel(w, r.path), (r.message or "")[:12]) for r in recs if r.kind == "create"]
+    assert kinds.index(("create", "b/x", "listed again")) < kinds.index(("create", "d2/n39", "")), kinds
     rebuilt = Rebuilder(w, start)
     rebuilt.feed(recs)
     assert (([], [], []), []) in [(compare(reading.tree, walk(w)), reading.problems) for reading in rebuilt.readings]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import select
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Unpack
 
@@ -32,7 +33,7 @@ from ..core.filters import EVENT_BITS, PathFilter, kinds_of_mask, mask_from_kind
 from ..core.inotify import InotifyNormalizer
 from ..core.matcher import MatcherSettings
 from ..errors import SourceError, WatchLimitError
-from ..records import Flag, Rec
+from ..records import Rec
 from ._inotify_sys import DEFAULT_READ_BUFSIZE, MIN_READ_BUFSIZE, InotifyFD, _parse
 from .base import LiveSource, PathArg, matcher_settings
 from .reader import DEFAULT_READ_BUFFER
@@ -110,6 +111,8 @@ class InotifySource(LiveSource):
         self._settling: list[list[int]] = []
         #: Places to list again (path -> why) once the matcher holds nothing back (``_relist_when_idle``).
         self._relist_due: dict[bytes, str] = {}
+        #: The last places listed again (``_relist``; for tests and monitoring).
+        self.relisted: deque[bytes] = deque(maxlen=64)
         self._relisting = False
         self._fd: InotifyFD | None = None
 
@@ -278,9 +281,9 @@ class InotifySource(LiveSource):
         back the wd an inode has: the table moves it), then, with a shadow, report what differs from the
         records as ``synthesized`` records (the overflow's rescan, restricted to them). Each starts at the
         nearest directory the records have (a path they do not have but the disk does, its parent), so what
-        is reported below it has a directory to go in; a path neither has (a rename's source) is skipped. A
-        ``rescan`` record says where and why. Without a shadow only the
-        watches are put right and the ``rescan`` records tell the consumer the subtrees may differ."""
+        is reported below it has a directory to go in; a path neither has (a rename's source) is skipped. The
+        synthesized records carry ``why`` as their message (no ``rescan`` record: a source notice of that kind
+        would need a new capture format version). Without a shadow only the watches are put right."""
         shadow = self._shadow
         tops: list[bytes] = []
         for path in sorted(paths):
@@ -293,12 +296,11 @@ class InotifySource(LiveSource):
                 tops.append(path)
         items: list[raw.AnyStreamItem] = []
         listed: list[bytes] = []
-        t = time.monotonic_ns()
         for top in tops:
-            items.append(raw.SourceNotice(t, "rescan", top, True, (Flag.SYNTHESIZED.value,), why))
             if top in self.roots or self._rescan_dir(top, items):
                 listed.append(top)
         self.stats["relists"] = self.stats.get("relists", 0) + 1
+        self.relisted.extend(listed)
         out = self._feed_all(items)
         if shadow is not None and listed:
             # No ``modify`` records: no event was lost, what was written came as records.
