@@ -548,8 +548,9 @@ def test_a_new_directory_whose_path_queued_events_gave_away_is_reported_where_it
     and had it where the exchange put the created one, and a file made later in b was reported elsewhere
     (tests/corpus/oracle/inotify-1c3d1bd6deff.json). Once the events queued at the watch are read, the places
     they named are listed again (both sides of the exchange, which the records read as one as b is not
-    empty; ``synthesized`` records whose message says so) and the watches put right: the records end in the real tree. An
-    exchange with a directory watched all along needed no listing and gets none."""
+    empty; ``synthesized`` records whose message says so) and the watches put right: the records end in the
+    real tree, and the replay gives them too. An exchange with a directory watched all along needed no
+    listing and gets none."""
     w, out = tmp_path / "w", tmp_path / "out"
     (w / "d2").mkdir(parents=True)
     (w / "d2" / "old").write_text("old")
