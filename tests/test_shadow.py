@@ -96,7 +96,8 @@ def _moved(src: bytes, dst: bytes, is_dir: bool, object_id: str | None) -> Rec:
 
 def test_an_exchange_with_object_ids_swaps_and_a_move_back_does_not() -> None:
     """fanotify's RENAME_EXCHANGE of a directory and a file: two renames with different object ids; the same
-    object moved away and back carries one id; without ids (inotify) the two renames are two moves."""
+    object moved away and back carries one id. Without ids (inotify) a directory renamed onto a file can only
+    be an exchange (rename(2) refuses it): the same swap."""
     start = [_rec("create", ROOT + b"/d", True), _rec("create", ROOT + b"/d/x", False),
              _rec("create", ROOT + b"/f", False)]
     swap = [_moved(ROOT + b"/d", ROOT + b"/f", True, "aa"), _moved(ROOT + b"/f", ROOT + b"/d", False, "bb")]
@@ -105,7 +106,58 @@ def test_an_exchange_with_object_ids_swaps_and_a_move_back_does_not() -> None:
             ([_moved(ROOT + b"/d", ROOT + b"/f", True, "aa"), _moved(ROOT + b"/f", ROOT + b"/d", True, "aa")],
              {b"/d": True, b"/d/x": False}),
             ([_moved(ROOT + b"/d", ROOT + b"/f", True, None), _moved(ROOT + b"/f", ROOT + b"/d", False, None)],
-             {b"/d": False})):
+             {b"/f": True, b"/f/x": False, b"/d": False})):
+        shadow = ShadowTree([ROOT])
+        shadow.apply(start)
+        shadow.apply(recs)
+        assert shadow.snapshot() == {ROOT + p: d for p, d in after.items()}, recs
+
+
+def test_renames_without_object_ids_are_an_exchange_only_where_rename_could_not_replace() -> None:
+    """inotify: a rename that lands where rename(2) could not have replaced the entry (a file onto a directory,
+    a directory onto a non-empty one) and its mirror next are one RENAME_EXCHANGE; onto an empty directory or
+    a file of the same kind the pair may be a move and a move back, read so (README Limits); a record between
+    that changes the tree's shape ends the pair."""
+    start = [_rec("create", ROOT + b"/d", True), _rec("create", ROOT + b"/d/x", False),
+             _rec("create", ROOT + b"/e", True), _rec("create", ROOT + b"/e/y", False),
+             _rec("create", ROOT + b"/empty", True), _rec("create", ROOT + b"/f", False)]
+    base = {b"/d": True, b"/d/x": False, b"/e": True, b"/e/y": False, b"/empty": True, b"/f": False}
+
+    def pair(a: bytes, b: bytes, a_dir: bool, b_dir: bool) -> list[Rec]:
+        return [_moved(ROOT + a, ROOT + b, a_dir, None), _moved(ROOT + b, ROOT + a, b_dir, None)]
+
+    cases = [
+        (pair(b"/f", b"/d", False, True), {**base, b"/f": True, b"/f/x": False, b"/d": False}),
+        (pair(b"/d", b"/e", True, True), {b"/d": True, b"/d/y": False, b"/e": True, b"/e/x": False,
+                                          b"/empty": True, b"/f": False}),
+        (pair(b"/d", b"/empty", True, True), {b"/d": True, b"/d/x": False, b"/e": True, b"/e/y": False,
+                                              b"/f": False}),
+        ([_moved(ROOT + b"/d", ROOT + b"/e", True, None), _rec("create", ROOT + b"/g", False),
+          _moved(ROOT + b"/e", ROOT + b"/d", True, None)],
+         {b"/d": True, b"/d/x": False, b"/empty": True, b"/f": False, b"/g": False}),
+    ]
+    for recs, after in cases:
+        want = {k: v for k, v in after.items() if not (k == b"/d/x" and after.get(b"/d") is False)}
+        for split in range(len(recs) + 1):  # the pair may span two reads
+            shadow = ShadowTree([ROOT])
+            shadow.apply(start)
+            shadow.apply(recs[:split])
+            shadow.apply(recs[split:])
+            assert shadow.snapshot() == {ROOT + p: d for p, d in want.items()}, (recs, split)
+
+
+def test_an_arrival_then_a_departure_of_the_other_kind_is_an_exchange_with_the_outside() -> None:
+    """inotify: ``-> X [dir]`` then ``X -> [file]`` (or the reverse) can only be X exchanged with an entry
+    outside the tree (a move in then a move out would move out what arrived): what arrived stays. Of the same
+    kind the pair may be either, read as a move in and a move out; a record between ends the pair."""
+    start = [_rec("create", ROOT + b"/f", False)]
+    cases = [
+        ([_moved(b"", ROOT + b"/f", True, None), _moved(ROOT + b"/f", b"", False, None)], {b"/f": True}),
+        ([_moved(b"", ROOT + b"/f", False, None), _moved(ROOT + b"/f", b"", False, None)], {}),
+        ([_moved(b"", ROOT + b"/f", True, None), _rec("create", ROOT + b"/g", False),
+          _moved(ROOT + b"/f", b"", False, None)], {b"/g": False}),
+    ]
+    for recs, after in cases:
         shadow = ShadowTree([ROOT])
         shadow.apply(start)
         shadow.apply(recs)

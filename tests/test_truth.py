@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from live import drain, exchange
+from oracle import Rebuilder, compare, walk
 
 from normalizer.backends.base import LiveSource
 from normalizer.backends.fanotify import FanotifySource
@@ -445,6 +446,8 @@ def test_a_new_directory_exchanged_before_the_queue_emptied_leaves_no_record_out
     got = [(r.kind, rel(w, r.path), rel(w, r.dst)) for r in later if r.kind in ("rename", "delete", "create")]
     assert got == [("rename", "b", "d2"), ("rename", "d2", "b"), ("delete", "b/e/f1", ""), ("delete", "b/e", ""),
                    ("rename", "d2/k", "d2/k2"), ("create", "b/k", "")], got
+    if backend == "inotify":  # b was watched with nothing queued: nothing to list again
+        assert not src.relisted  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -495,3 +498,133 @@ def test_a_directory_moved_where_a_departed_new_one_was_keeps_its_watches(tmp_pa
         recs += drain(src)  # type: ignore[arg-type]
     assert [(r.kind, rel(w, r.path)) for r in recs if r.kind == "create"] == [("create", "b")]
     assert renames(w, recs) == [("b", ""), ("d2", "b"), ("b", "d2"), ("d2/e/f1", "d2/e/g1")]
+
+
+# --- a new directory watched by its path after queued events gave that path to another directory -------------
+
+#: The read size that makes the first read end right after the event that names the new directory: the
+#: smallest the kernel accepts (272 bytes), filled up to the byte by a symlink with a long name.
+_SPLIT_READ = 272
+
+
+def _filler(w: Path, before: list[str]) -> None:
+    """A symlink whose IN_CREATE makes the events named ``before`` (then it, then one more of a one-letter name)
+    fill exactly one read of _SPLIT_READ bytes: struct inotify_event is 16 bytes plus the name padded to 16."""
+    used = sum(16 + (len(name) + 16) // 16 * 16 for name in before) + 16 + 16 + 16
+    os.symlink("nowhere", w / ("f" * (_SPLIT_READ - used - 1)))
+
+
+def _race(w: Path, out: Path, variant: str) -> None:
+    """Before fsnorm reads: the events up to ``mkdir b`` fill its first read, and what comes after gives the
+    path b to another directory, with content, before fsnorm gets to watch and list b."""
+    if variant == "exchange-new":  # b and a, both new, exchanged: each path names the other directory
+        (w / "a").mkdir()
+        (w / "a" / "x").write_text("x")
+        _filler(w, ["a"])
+        (w / "b").mkdir()
+        exchange(w / "a", w / "b")
+        os.rename(out / "c", w / "b" / "c")  # into the old a, now b, not watched yet: only a listing shows it
+    elif variant == "exchange-watched":  # b exchanged with d2, watched all along
+        _filler(w, [])
+        (w / "b").mkdir()
+        exchange(w / "b", w / "d2")
+        os.rename(out / "c", w / "b" / "c")
+    elif variant == "renamed-over":  # a new c, with content, renamed over the empty b
+        _filler(w, [])
+        (w / "b").mkdir()
+        (w / "c").mkdir()
+        (w / "c" / "x").write_text("x")
+        os.rename(w / "c", w / "b")
+    elif variant == "made-again":  # b removed and made again, with content
+        _filler(w, [])
+        (w / "b").mkdir()
+        (w / "b").rmdir()
+        (w / "b").mkdir()
+        (w / "b" / "x").write_text("x")
+    elif variant == "parent-renamed":  # the new p/b's parent renamed away, a new p/b made in its place
+        _filler(w, [])
+        (w / "p" / "b").mkdir()
+        os.rename(w / "p", w / "p9")
+        (w / "p" / "b").mkdir(parents=True)
+        (w / "p" / "b" / "x").write_text("x")
+    else:
+        raise AssertionError(variant)
+
+
+@pytest.mark.parametrize("variant", ["exchange-new", "exchange-watched", "renamed-over", "made-again",
+                                     "parent-renamed"])
+def test_a_new_directory_whose_path_queued_events_gave_away_is_reported_where_it_is(tmp_path: Path,
+                                                                                    variant: str) -> None:
+    """inotify watches a new directory by its path, after reading the event that named it: made deterministic
+    by a read that ends right after ``mkdir b`` (``read_size`` 272, no reader thread), with events still queued
+    that give the path b to another directory (a RENAME_EXCHANGE, a rename over it, b removed and made again,
+    its parent renamed and made again). fsnorm watched and listed that other directory, and the records that
+    followed placed the listing and the watch wrongly: the tree rebuilt from the records lacked what is at b
+    and had it where the exchange put the created one, and a file made later in b was reported elsewhere
+    (tests/corpus/oracle/inotify-1c3d1bd6deff.json). Once the events queued at the watch are read, the places
+    they named are listed again (both sides of the exchange, which the records read as one as b is not
+    empty; ``synthesized`` records whose message says so) and the watches put right: the records end in the
+    real tree, and the replay gives them too. An exchange with a directory watched all along needed no
+    listing and gets none."""
+    w, out = tmp_path / "w", tmp_path / "out"
+    (w / "d2").mkdir(parents=True)
+    (w / "d2" / "old").write_text("old")
+    (w / "p").mkdir()
+    (w / "p" / "keep").write_text("keep")  # written just now, and where the records have it when p is relisted
+    out.mkdir()
+    (out / "c").write_text("c")
+    capture = tmp_path / "cap.fsncap"
+    with source("inotify", [w], read_size=_SPLIT_READ, read_buffer=0, capture=capture) as src:
+        start = walk(w)
+        _race(w, out, variant)
+        first = src.read(0)
+        assert [rel(w, r.path) for r in first if r.kind == "create" and not r.flags][-1] == (
+            "p/b" if variant == "parent-renamed" else "b"), "the first read did not end at mkdir b"
+        recs = first + drain(src)  # type: ignore[arg-type]
+        (w / "b" if variant != "parent-renamed" else w / "p" / "b").joinpath("new").write_text("new")
+        later = drain(src)  # type: ignore[arg-type]
+    rebuilt = Rebuilder(w, start)
+    rebuilt.feed(recs + later)
+    verdicts = [(compare(reading.tree, walk(w)), reading.problems) for reading in rebuilt.readings]
+    assert (([], [], []), []) in verdicts, (verdicts, [(r.kind, rel(w, r.path), rel(w, r.dst), r.flags)
+                                                        for r in recs])
+    made = [rel(w, r.path) for r in later if r.kind == "create"]
+    assert made == ["p/b/new" if variant == "parent-renamed" else "b/new"], made
+    shown = [(r.kind, r.path, r.dst, r.flags) for r in recs + later]
+    assert [(r.kind, r.path, r.dst, r.flags) for r in replay(capture)] == shown, "the replay differs"
+    relisted = [rel(w, p) for p in src.relisted]
+    assert all(r.message.startswith("listed again") for r in recs if "synthesized" in r.flags and r.message), recs
+    assert not [r for r in recs if r.kind == "modify"], "a relisting reported writes no event was lost for"
+    assert relisted == {"exchange-new": ["a", "b"], "exchange-watched": [], "renamed-over": ["b"],
+                        "made-again": ["b"], "parent-renamed": ["p", "p9"]}[variant], relisted
+
+
+def test_a_new_directory_settles_once_what_was_queued_at_its_watch_is_read_not_when_the_queue_empties(
+        tmp_path: Path) -> None:
+    """The listing race above, with events that keep coming after the watch: the queue is never seen empty
+    until the end, so the relisting must come from counting what was queued at the watch (the source's
+    ``_settling``), right after those bytes were read, before the records of what came later. Waiting for an
+    empty queue would leave the records wrong for as long as a busy tree keeps the queue filled."""
+    w, out = tmp_path / "w", tmp_path / "out"
+    (w / "d2").mkdir(parents=True)
+    (w / "p").mkdir()
+    out.mkdir()
+    (out / "c").write_text("c")
+    with source("inotify", [w], read_size=_SPLIT_READ, read_buffer=0) as src:
+        start = walk(w)
+        _race(w, out, "renamed-over")
+        recs = src.read(0)
+        for i in range(40):  # after the watch: not in what it waits for
+            os.symlink("nowhere", w / "d2" / f"n{i:02}")
+        while not src.relisted:
+            got = src.read(0)
+            assert got or src._queued(), "the queue emptied before the relisting"
+            recs += got
+        assert src._queued(), "the queue was empty at the relisting: the count was not what settled it"
+        recs += drain(src)  # type: ignore[arg-type]
+    assert [rel(w, p) for p in src.relisted] == ["b"]
+    kinds = [(r.kind, rel(w, r.path), (r.message or "")[:12]) for r in recs if r.kind == "create"]
+    assert kinds.index(("create", "b/x", "listed again")) < kinds.index(("create", "d2/n39", "")), kinds
+    rebuilt = Rebuilder(w, start)
+    rebuilt.feed(recs)
+    assert (([], [], []), []) in [(compare(reading.tree, walk(w)), reading.problems) for reading in rebuilt.readings]

@@ -527,9 +527,9 @@ class LiveSource(RootControl):
         raise NotImplementedError
 
     def _rescan_below(self, action: Rescan) -> list[Rec]:
-        """Carry out ``Rescan``: list the subtree again and report what differs from the shadow (only the
-        fanotify source is ever asked; without a shadow, ``rescan=False``, the ``rescan`` record that came
-        with the action is all the consumer gets)."""
+        """Carry out ``Rescan``: list the subtree again and report what differs from the shadow (the fanotify
+        source; without a shadow, ``rescan=False``, the ``rescan`` record that came with the action is all the
+        consumer gets). The inotify source carries out a feed's Rescans together instead (its ``_relist``)."""
         raise NotImplementedError
 
     def _observe(self, recs: list[Rec]) -> None:

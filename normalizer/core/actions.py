@@ -73,7 +73,8 @@ class Rescan:
 
     Why an action, not records: the core knows *that* its view of a subtree may be wrong (fanotify merged a
     directory's renames, so where the directory stood at an event below it could not be known, and those
-    events were held back) but only a listing can say what the subtree holds; so, as for an overflow, the core
+    events were held back; inotify watched a new directory by a path that events still queued had given to
+    another directory) but only a listing can say what the subtree holds; so, as for an overflow, the core
     says what is certain, and asks the source for the listing it cannot do itself (sans-IO). ``why`` is the
     message the synthesized records carry."""
 

@@ -19,9 +19,9 @@ class NormalizerBase:
     A subclass notes, while feeding, the watches to end (``_retire_requests``: wds or directory fids) and the
     directories that appeared (``_new_dirs``, in its own terms, resolved by :meth:`_watches` when the feed
     ends), and the subtrees to list again (``_rescan_requests``: (path, why), fanotify's directories whose
-    place was uncertain); :meth:`_act` turns them into the feed's actions: the unwatches first, then the
-    watches (a watch below a directory that left is not asked for, as its path no longer resolves), then the
-    rescans."""
+    place was uncertain, inotify's paths rebound while a new watch settled); :meth:`_act` turns them into the
+    feed's actions: the unwatches first, then the watches (a watch below a directory that left is not asked
+    for, as its path no longer resolves), then the rescans."""
 
     matcher: Matcher
     _retire_requests: list[int] | list[bytes]

@@ -24,7 +24,7 @@ from typing import Unpack
 
 from ..records import Flag, Rec
 from . import raw
-from .actions import Fed, Watch
+from .actions import Fed, Rescan, Watch
 from .base import NormalizerBase
 from .matcher import Half, MatcherSettings
 from .ownscan import SCAN_BITS
@@ -90,6 +90,19 @@ class InotifyNormalizer(NormalizerBase):
         self._scanned: set[tuple[int, bytes]] = set()
         self._fresh: set[int] = set()
         self._fresh_known: set[tuple[int, bytes]] = set()
+        #: Directories fsnorm asked to watch and got a wd the table did not hold, by wd -> the path given to
+        #: inotify_add_watch, *settling* until the events queued at that call are read (the source says when,
+        #: :meth:`settle`; or a drained read). inotify resolved that path when called, and the directory it found
+        #: there is the one watched and listed; events still queued may have given that path (or one above
+        #: it) to another directory by then (a RENAME_EXCHANGE, a rename over it, a rename of its parent and a
+        #: mkdir), and the records would then place that listing and that watch where the created directory
+        #: went (tests/corpus/oracle/inotify-1c3d1bd6deff.json). Such an event, read while the watch settles,
+        #: is noted in ``_unsettled`` (the places it named, as (parent wd, name), both sides of a rename); when
+        #: the watch has settled they are listed again (``Rescan`` actions), which puts the watches right and
+        #: reports what the records got wrong as ``synthesized`` records. Keyed by wd: the path is what the
+        #: kernel resolved, not where the records now have the directory.
+        self._settling: dict[int, bytes] = {}
+        self._unsettled: dict[int, set[tuple[int, bytes]]] = {}
         self.dropped_prescan = 0
         self._retire_requests: list[int] = []
         #: Counters a caller may report: events for retired watches (expected, dropped by design).
@@ -239,10 +252,14 @@ class InotifyNormalizer(NormalizerBase):
                 if is_dir and bit == raw.IN_CREATE:
                     self._new_dirs.append((wd, name))
                     self._unwatched_new.add((wd, name))
+                    if self._settling:
+                        self._rebound(prefix + name, (wd, name))
         if pf_path is not None:
             m.push_from(Half(pf_path, False, t, pf_mask, pf_cookie, pf_cookie, pf_wd), out)
         if batch.drained:
             scanned.clear()
+            if self._settling:
+                self._settle(list(self._settling))
             if fresh:
                 fresh.clear()
                 self._fresh_known.clear()
@@ -253,7 +270,48 @@ class InotifyNormalizer(NormalizerBase):
         if self._unwatched_new or self._unwatched_displaced:
             self._unwatched_new.clear()
             self._unwatched_displaced.clear()
-        return self._wake(self._act(out) if self._new_dirs or self._retire_requests else out)
+        return self._wake(self._act(out) if self._new_dirs or self._retire_requests or self._rescan_requests
+                          else out)
+
+    # -- a new directory's path given to another directory by events still queued at its watch -------------
+
+    _why_relist = "listed again: events queued when fsnorm watched a new directory by its path gave that path " \
+        "(or one above it) to another directory; what the records got wrong is reported as found now"
+
+    def settle(self, wds: list[int]) -> Fed:
+        """The events queued when fsnorm watched these directories (``_settling``) have all been read: the
+        ``Rescan`` actions for what they may have got wrong (none if no event rebound a watched path). Called
+        by the live source, which counts what was queued at each watch; a drained read settles every watch
+        (replay: the actions are not carried out)."""
+        out = Fed()
+        self._settle(wds)
+        if self._rescan_requests:
+            out.actions = tuple(Rescan(path, why) for path, why in self._rescan_requests)
+            self._rescan_requests.clear()
+        return out
+
+    def _settle(self, wds: list[int]) -> None:
+        """End these watches' settling; ask for the places their ``_unsettled`` events named to be listed
+        again, at their current paths, outermost only."""
+        places: set[tuple[int, bytes]] = set()
+        for wd in wds:
+            if self._settling.pop(wd, None) is not None:
+                places |= self._unsettled.pop(wd, set())
+        if not places:
+            return
+        paths = sorted({join(parent, name) for wd, name in places if (parent := self.table.path(wd)) is not None})
+        tops: list[bytes] = []
+        for path in paths:  # sorted: an enclosing path comes before what is below it
+            if not tops or not path.startswith(tops[-1].rstrip(b"/") + b"/"):
+                tops.append(path)
+        self._rescan_requests.extend((top, self._why_relist) for top in tops)
+
+    def _rebound(self, path: bytes, *places: tuple[int, bytes]) -> None:
+        """A directory appeared at ``path`` (created, or a rename's either side): if that is the path a settling
+        watch was asked for, or one above it, note ``places`` (``_settling``)."""
+        for wd, asked in self._settling.items():
+            if asked == path or asked.startswith(path.rstrip(b"/") + b"/"):
+                self._unsettled.setdefault(wd, set()).update(places)
 
     def _note_watch(self, wd: int, path: bytes, known: bool) -> None:
         """A watch was added: it is fresh if fsnorm asked for it, or if it lies in a fresh directory (the
@@ -266,6 +324,12 @@ class InotifyNormalizer(NormalizerBase):
             self._watch_asked.discard(path)
         if not known and (asked or self._parent_key(path) in self._fresh):
             self._fresh.add(wd)
+        if asked and not known:
+            if len(self._settling) >= 4096:
+                # Bounded: replay never settles by count (nor does a queue that stays full), only a drained
+                # read; the oldest settle now (live: listed again now if an event rebound them).
+                self._settle(list(self._settling)[:2048])
+            self._settling[wd] = path
 
     def _parent_key(self, path: bytes) -> int | None:
         """The wd of the directory that holds ``path`` (None if it is not watched)."""
@@ -352,6 +416,13 @@ class InotifyNormalizer(NormalizerBase):
         """A directory MOVED_TO: move its watches if it came from inside the tree, else watch it anew."""
         src, dst = rec.path, rec.dst
         here = (wd, name)
+        if self._settling:
+            src_key = rec.dir_key
+            if src and isinstance(src_key, int):
+                self._rebound(dst, here, (src_key, src.rpartition(b"/")[2]))
+                self._rebound(src, here, (src_key, src.rpartition(b"/")[2]))
+            else:
+                self._rebound(dst, here)
         if src and rec.cookie is not None:
             old = self._dir_from.pop(rec.cookie, None)
             if old is not None and self._dir_from_by_path.get(old) == rec.cookie:

@@ -13,8 +13,16 @@ A ``RENAME_EXCHANGE`` is two renames, ``a -> b`` then ``b -> a``; read as two mo
 it was and ``b`` gone. When both carry object ids (fanotify) and the ids differ, the second rename is the other
 half of an exchange (the same object moved back would carry the same id; only records that do not change the
 tree's shape may come between): what the first rename displaced at ``b`` goes to ``a`` (tests/oracle.py reads
-them the same way). inotify has no object ids and cannot tell an
-exchange of two files from ``mv a b; mv b a`` (README, "Limits").
+them the same way). inotify has no object ids and cannot tell an exchange of two files from ``mv a b; mv b a``
+(README, "Limits"), nor one of two empty directories; but an inotify rename that lands where rename(2) could
+not have replaced what was there (a directory onto a file, a file onto a directory, a directory onto a
+non-empty one) is the first half of an exchange for certain, and its mirror next is read as the second half
+(fanotify's renames without ids are read as before). Likewise inotify's ``-> X`` (or ``a -> X``) then ``X ->``
+of the other kind (a file after a directory, or the reverse) is an exchange of X with an entry outside the tree
+(README, "Limits", on coalescing: inotify gives the same pair for a move in and a move out): what arrived
+stays. (inotify's
+relisting of a new directory's rebound path diffs against this shadow: read as two moves, such exchanges made
+it report entries the records already had.)
 
 Layout, chosen for memory (it is kept for every watched file, all the time): one dict per directory, name ->
 child dict (a directory) or None (anything else). A file costs its name (a bytes object) and one dict slot;
@@ -53,6 +61,9 @@ class ShadowTree:
         #: The last two-sided rename with an object id that landed on an existing entry: (dst, src, its object
         #: id, the entry it displaced), until the next rename (module docstring: exchanges).
         self._landing: tuple[bytes, bytes, str, Node | None] | None = None
+        #: The last rename without object ids that brought something to a path, and whether a directory, until
+        #: the next record (module docstring: an exchange with the outside).
+        self._arrived: tuple[bytes, bool] | None = None
 
     # -- lookups -------------------------------------------------------------------------------------------
 
@@ -90,6 +101,14 @@ class ShadowTree:
 
     def __len__(self) -> int:
         return sum(1 for _ in self._walk())
+
+    def has_dir(self, path: bytes) -> bool:
+        """True if ``path`` is a root or a directory the tree holds (inotify's relisting starts at the nearest
+        one: normalizer.backends.inotify)."""
+        if any(path == root for _prefix, root, _node in self._roots):
+            return True
+        found = self._parent(path, create=False)
+        return found is not None and isinstance(found[0].get(found[1]), dict)
 
     def _walk(self) -> Iterator[tuple[bytes, bool]]:
         for prefix, _root, node in self._roots:
@@ -194,10 +213,20 @@ class ShadowTree:
             if kind not in _FOLLOWED:
                 continue
             if kind == "rename":
-                if rec.object_id is not None and rec.path and rec.dst and self._exchanged(rec):
-                    continue
-            elif self._landing is not None and kind != "watch_end":
+                if rec.object_id is not None:
+                    if rec.path and rec.dst and self._exchanged(rec):
+                        continue
+                elif rec.source != "fanotify":  # inotify (fanotify's reading is left as it was)
+                    arrived, self._arrived = self._arrived, None
+                    if rec.dst:
+                        self._arrived = (rec.dst, rec.is_dir)
+                    elif arrived is not None and arrived[0] == rec.path and arrived[1] != rec.is_dir:
+                        continue  # the other half of an exchange with the outside: what arrived stays
+                    if self._landing is not None and self._second_half(rec):
+                        continue
+            elif kind != "watch_end":
                 self._landing = None  # a create or delete between two renames: they are no exchange
+                self._arrived = None
             if rec.is_dir or kind == "watch_end":
                 nodes.clear()
                 self._apply_dir(rec)
@@ -224,13 +253,19 @@ class ShadowTree:
             if kind == "delete":
                 node.pop(name, None)
             else:
+                if kind == "rename" and rec.path and rec.object_id is None and node.get(name) is not None and \
+                        rec.source != "fanotify":
+                    # A file renamed onto a directory: an exchange for certain (module docstring).
+                    self._landing = (path, rec.path, "", node[name])
+                    nodes.clear()  # the directory's node, cached by path, is no longer there
                 node[name] = None
 
     def _exchanged(self, rec: Rec) -> bool:
         """Exchanges (module docstring): True if ``rec`` is the second half of one (applied here); else note
         what ``rec`` is about to displace, if anything."""
         landing, self._landing = self._landing, None
-        if landing is not None and rec.path == landing[0] and rec.dst == landing[1] and rec.object_id != landing[2]:
+        if landing is not None and rec.path == landing[0] and rec.dst == landing[1] and landing[2] and \
+                rec.object_id != landing[2]:
             self._nodes.clear()
             found = self._parent(rec.dst, create=True)
             if found is not None:
@@ -242,6 +277,18 @@ class ShadowTree:
             self._landing = (rec.dst, rec.path, rec.object_id, found[0][found[1]])
         return False
 
+    def _second_half(self, rec: Rec) -> bool:
+        """No object ids: True if ``rec`` mirrors the rename before it, which landed where only an exchange
+        could (module docstring): what that one displaced goes to ``rec``'s destination."""
+        landing, self._landing = self._landing, None
+        if landing is None or landing[2] or rec.path != landing[0] or rec.dst != landing[1]:
+            return False
+        self._nodes.clear()
+        found = self._parent(rec.dst, create=True)
+        if found is not None:
+            found[0][found[1]] = landing[3]
+        return True
+
     def _apply_dir(self, rec: Rec) -> None:
         kind = rec.kind
         if kind == "create":
@@ -250,6 +297,12 @@ class ShadowTree:
             self.remove(rec.path)
         elif kind == "rename":
             if rec.path and rec.dst:
+                if rec.object_id is None and rec.source != "fanotify":
+                    found = self._parent(rec.dst, create=False)
+                    if found is not None and found[1] in found[0]:
+                        there = found[0][found[1]]
+                        if there is None or there:  # a file, or a non-empty directory: an exchange
+                            self._landing = (rec.dst, rec.path, "", there)
                 self.move(rec.path, rec.dst, rec.is_dir)
             elif rec.path:
                 self.remove(rec.path)
