@@ -116,6 +116,27 @@ def test_a_thread_under_the_idle_policy_is_left_alone_with_a_clear_error() -> No
     assert "policy" in message and policy == os.SCHED_IDLE
 
 
+def test_a_refusal_by_the_kernel_is_a_slice_error_naming_the_errno() -> None:
+    """The kernel refuses (EPERM): an unprivileged process asks for the slice of a thread of another user's
+    process (pid 1's). Run in a child that drops root first."""
+    code = ("import os; os.setgid(65534); os.setuid(65534)\n"
+            "from normalizer.backends.sched import SliceError, request_slice\n"
+            "try:\n    request_slice(300, 1)\nexcept SliceError as exc:\n    print(exc.errno, exc.strerror)\n"
+            "else:\n    print('set')\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert res.returncode == 0 and res.stdout.strip() == "1 sched_setattr: Operation not permitted", res
+
+
+def test_the_reset_on_fork_flag_is_kept() -> None:
+    def flagged_then_ask() -> tuple[int, int | None]:
+        os.sched_setscheduler(0, os.SCHED_OTHER | os.SCHED_RESET_ON_FORK, os.sched_param(0))
+        request_slice(350)
+        return os.sched_getscheduler(0), thread_slice_us()
+
+    assert in_thread(flagged_then_ask) == (os.SCHED_OTHER | os.SCHED_RESET_ON_FORK, 350)
+
+
 def test_the_nice_value_is_kept() -> None:
     def nice_then_ask() -> tuple[int, int | None]:
         os.setpriority(os.PRIO_PROCESS, 0, 7)  # this thread only (Linux)

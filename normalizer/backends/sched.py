@@ -57,6 +57,8 @@ _SYSCALLS = {"x86_64": (314, 315), "aarch64": (274, 275), "riscv64": (274, 275),
 _ATTR = struct.Struct("=IIQiIQQQ")
 #: The policies a slice applies to (the fair class): a thread under a real-time or idle policy is left alone.
 _FAIR_POLICIES = (os.SCHED_OTHER, os.SCHED_BATCH)
+#: ``sched_attr.sched_flags``: the reset-on-fork flag ``sched_getscheduler`` reports in the policy's high bit.
+_SCHED_FLAG_RESET_ON_FORK = 0x01
 
 
 class SliceError(OSError):
@@ -97,13 +99,17 @@ def request_slice(us: int, tid: int = 0) -> None:
     if call is None:
         raise SliceError(0, f"sched_setattr's system call number on {platform.machine()} is not known")
     libc, setattr_nr, _ = call
-    policy = os.sched_getscheduler(tid)
+    got = os.sched_getscheduler(tid)
+    policy = got & ~os.SCHED_RESET_ON_FORK  # systemd's units, pid 1 among them, often carry the flag: kept
+    flags = _SCHED_FLAG_RESET_ON_FORK if got & os.SCHED_RESET_ON_FORK else 0
     if policy not in _FAIR_POLICIES:
         raise SliceError(0, f"the thread runs under scheduling policy {policy}, not SCHED_OTHER or SCHED_BATCH: "
                             "its scheduling is left as it is")
     nice = os.getpriority(os.PRIO_PROCESS, tid)  # per thread on Linux; sched_setattr sets it too
-    attr = _buffer(_ATTR.pack(_ATTR.size, policy, 0, nice, 0, us * 1000, 0, 0))
+    attr = _buffer(_ATTR.pack(_ATTR.size, policy, flags, nice, 0, us * 1000, 0, 0))
     if libc.syscall(setattr_nr, tid, attr, 0) != 0:
+        import ctypes
+
         err = ctypes.get_errno()
         raise SliceError(err, f"sched_setattr: {os.strerror(err)}")
 
