@@ -628,3 +628,68 @@ def test_a_new_directory_settles_once_what_was_queued_at_its_watch_is_read_not_w
     rebuilt = Rebuilder(w, start)
     rebuilt.feed(recs)
     assert (([], [], []), []) in [(compare(reading.tree, walk(w)), reading.problems) for reading in rebuilt.readings]
+
+
+def test_without_a_shadow_the_relisting_puts_the_watches_below_the_places_right(tmp_path: Path) -> None:
+    """``rescan=False`` (no shadow tree, so no listing's diff): the relisting still watches every directory below
+    the places again where it is now. A new ``a`` with a ``sub`` exchanged with a new ``b`` before fsnorm read
+    ``mkdir b``: the exchange's records move ``b/sub``'s watch to ``a/sub``; the relisting must move it back,
+    or a file made in ``b/sub`` afterwards is reported as ``a/sub/new`` (found by review)."""
+    w, out = tmp_path / "w", tmp_path / "out"
+    (w / "d2").mkdir(parents=True)
+    out.mkdir()
+    with source("inotify", [w], read_size=_SPLIT_READ, read_buffer=0, rescan=False) as src:
+        (w / "a" / "sub").mkdir(parents=True)
+        _filler(w, ["a"])
+        (w / "b").mkdir()
+        exchange(w / "a", w / "b")  # b is now the a that holds sub
+        recs = drain(src)  # type: ignore[arg-type]
+        assert [rel(w, p) for p in src.relisted] == ["a", "b"], recs
+        (w / "b" / "sub" / "new").write_text("new")
+        later = drain(src)  # type: ignore[arg-type]
+    assert [rel(w, r.path) for r in later if r.kind == "create"] == ["b/sub/new"], later
+
+
+def test_a_relisting_still_waiting_at_close_is_said_in_an_error_record(tmp_path: Path) -> None:
+    """The relisting waits while the matcher holds a rename half (its records come first); a half that waits
+    until the end (a move out with a 60 s window) makes close come first. The records below the place may then
+    not match the tree, and an ``error`` record for the place says so, after the half flushed at close."""
+    w, out = tmp_path / "w", tmp_path / "out"
+    (w / "d2").mkdir(parents=True)
+    (w / "d2" / "old").write_text("old")
+    out.mkdir()
+    minute = 60_000_000_000
+    with source("inotify", [w], read_size=_SPLIT_READ, read_buffer=0, window_ns=minute, max_wait_ns=minute) as src:
+        _race(w, out, "renamed-over")
+        os.rename(w / "d2" / "old", out / "old")  # its half waits for a partner that never comes
+        recs: list[Rec] = []
+        for _ in range(100):
+            recs += src.read(0)
+            if not src._queued():
+                break
+        assert not src.relisted, recs  # still waiting for the matcher
+        last = src.close()
+    notes = [(rel(w, r.path), r.message or "") for r in last if r.kind == "error"]
+    assert [place for place, _ in notes] == ["b", "c"], last  # c renamed over b: both places were named
+    assert all(m.startswith("closed before this directory could be listed again") for _, m in notes), notes
+    flushed = [i for i, r in enumerate(last) if r.kind == "rename" and rel(w, r.path) == "d2/old"]
+    assert flushed and flushed[0] < next(i for i, r in enumerate(last) if r.kind == "error"), last
+
+
+def test_a_relisting_of_a_place_under_no_root_is_skipped(tmp_path: Path) -> None:
+    """A place whose root was removed (``Stream.remove``) while its relisting waited for the matcher: it is
+    under no root now, and the relisting skips it (the climb to the nearest directory the shadow has went
+    on forever at ``/``: found by review)."""
+    import threading
+
+    w = tmp_path / "w"
+    w.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    with source("inotify", [w]) as src:
+        done: list[list[Rec]] = []
+        worker = threading.Thread(target=lambda: done.append(src._relist(  # type: ignore[attr-defined]
+            [os.fsencode(tmp_path / "elsewhere")], "test")), daemon=True)
+        worker.start()
+        worker.join(10)
+        assert not worker.is_alive(), "the relisting did not return"
+    assert done == [[]]

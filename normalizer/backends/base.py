@@ -274,6 +274,7 @@ class LiveSource(RootControl):
             out.extend(self._read_queued())
         self.closed = True
         out.extend(self.filter.apply(self.normalizer.close()))
+        out.extend(self._closing_notes())
         if self._capture is not None:
             try:
                 self._capture.close(reason)
@@ -282,6 +283,10 @@ class LiveSource(RootControl):
         self._close_fds()
         self.stats["records"] += len(out)
         return out
+
+    def _closing_notes(self) -> list[Rec]:
+        """Records that say what close left undone (after the flushed halves, before the capture closes)."""
+        return []
 
     def _read_queued(self) -> list[Rec]:
         """Read everything that is queued now (and only that: a busy queue does not keep close waiting)."""
@@ -631,6 +636,7 @@ class LiveSource(RootControl):
         unlisted: list[bytes] = []
         modified: list[bytes] = []
         recent = since_wall - 1.0
+        stat_files = since_wall != float("inf")  # a relisting reports no modify: no stat per file
         for root in self.roots if tops is None else tops:
             stack = [root]
             while stack:
@@ -652,7 +658,7 @@ class LiveSource(RootControl):
                             if is_dir:
                                 if self.scope.recursive_at(child):
                                     stack.append(child)
-                            elif self._mtime(entry) >= recent:
+                            elif stat_files and self._mtime(entry) >= recent:
                                 modified.append(child)
                 except (FileNotFoundError, NotADirectoryError):
                     continue  # gone meanwhile: its parent's events (queued now) tell the story

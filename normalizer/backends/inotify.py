@@ -32,6 +32,7 @@ from ..core.actions import Action, Rescan, Watch
 from ..core.filters import EVENT_BITS, PathFilter, kinds_of_mask, mask_from_kinds, reported_kinds
 from ..core.inotify import InotifyNormalizer
 from ..core.matcher import MatcherSettings
+from ..core.tree import join
 from ..errors import SourceError, WatchLimitError
 from ..records import Rec
 from ._inotify_sys import DEFAULT_READ_BUFSIZE, MIN_READ_BUFSIZE, InotifyFD, _parse
@@ -289,10 +290,12 @@ class InotifySource(LiveSource):
         shadow = self._shadow
         tops: list[bytes] = []
         for path in sorted(paths):
+            if not self._under_a_root(path):
+                continue  # its root was removed while the relisting waited: nothing of it is watched now
             if shadow is not None and not shadow.has_dir(path) and not os.path.lexists(path):
                 continue  # nothing there in the records nor now (a rename's source): nothing to put right
             while shadow is not None and path not in self.roots and not shadow.has_dir(path):
-                path = path.rpartition(b"/")[0] or b"/"
+                path = path.rpartition(b"/")[0] or b"/"  # ends at its root, which the shadow always has
             if not any(path == top or path.startswith(top.rstrip(b"/") + b"/") for top in tops):
                 tops = [top for top in tops if not top.startswith(path.rstrip(b"/") + b"/")]
                 tops.append(path)
@@ -301,6 +304,8 @@ class InotifySource(LiveSource):
         for top in tops:
             if top in self.roots or self._rescan_dir(top, items):
                 listed.append(top)
+                if shadow is None:  # the rescan's walk re-adds the watches below; without it, this does
+                    self._rewatch_below(top, items)
         self.stats["relists"] = self.stats.get("relists", 0) + 1
         self.relisted.extend(listed)
         out = self._feed_all(items)
@@ -312,6 +317,34 @@ class InotifySource(LiveSource):
             self._rescan_forget(lambda _path: False, items)
             out.extend(self._feed_all(items))
         return out
+
+    def _under_a_root(self, path: bytes) -> bool:
+        return any(path == root or path.startswith(root.rstrip(b"/") + b"/") for root in self.roots)
+
+    def _rewatch_below(self, top: bytes, items: list[raw.AnyStreamItem]) -> None:
+        """Watch every directory below ``top`` again where it is now (``_rescan_dir``: the kernel gives back each
+        inode's wd and the table moves it), as the overflow rescan's walk does, without the listing's diff."""
+        stack = [top]
+        while stack:
+            path = stack.pop()
+            try:
+                with os.scandir(path) as entries:
+                    found = [join(path, os.fsencode(e.name)) for e in entries if e.is_dir(follow_symlinks=False)]
+            except OSError:
+                continue  # gone or unreadable meanwhile: its parent's events tell the story
+            for child in found:
+                if not self.filter.excluded(child) and self.scope.recursive_at(child) and \
+                        self._rescan_dir(child, items):
+                    stack.append(child)
+
+    def _closing_notes(self) -> list[Rec]:
+        """A relisting still due at close (it waits for the matcher, which held a rename half until the end):
+        an ``error`` record for each place, since the records below it may not match the tree."""
+        due, self._relist_due = self._relist_due, {}
+        t = time.monotonic_ns()
+        return [Rec.note("error", path, True, t, 0, source="inotify",
+                         message=f"closed before this directory could be listed again: the records below it "
+                         f"may not match the tree ({why})") for path, why in sorted(due.items())]
 
     # -- roots added and removed while running (backends/roots.py) -----------------------------------------
 
