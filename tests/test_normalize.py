@@ -361,3 +361,17 @@ def test_a_directory_that_left_before_it_was_watched_takes_no_move_self_of_anoth
     out += n.feed(raw.Tick(n.matcher.window_ns + MS))
     assert [r[:3] for r in brief(out) if r[0] == "rename"] == [
         ("rename", b"/w/b", b""), ("rename", b"/w/d2", b"/w/b"), ("rename", b"/w/b", b"/w/d2")]
+
+
+def test_settling_watches_are_bounded_and_those_settled_early_are_counted() -> None:
+    """4,097 new directories watched while what was queued at their watches is unread: the bound settles the
+    oldest 2,048 at once, and says how many (``settled_early``, in the source's stats)."""
+    n = tree()
+    names = [b"d%05d" % i for i in range(4097)]
+    n.feed(batch(0, *(ev(1, raw.IN_CREATE | raw.IN_ISDIR, name) for name in names), drained=False))
+    for i, name in enumerate(names):
+        n.feed(raw.WatchAdded(1, 100 + i, b"/w/" + name))
+    assert n.settled_early == 2048
+    assert len(n._settling) == 4097 - 2048
+    assert all(len(wds) <= 4097 - 2048 for wds in n._settling_at.values())
+    assert n._settling_at[b"/w/d04096"] == {100 + 4096} and b"/w/d00000" not in n._settling_at

@@ -167,6 +167,8 @@ class InotifySource(LiveSource):
         out.extend(self._recover(overflows, before_read))
         if settled:
             out.extend(self._carry_out(self.normalizer.settle(settled).actions))
+        if self.normalizer.settled_early:
+            self.stats["settled_early"] = self.normalizer.settled_early
         return out
 
     def _settled(self, n: int) -> list[int]:

@@ -50,6 +50,16 @@ _BIT_ORDER = sorted([*_KIND_BY_BIT, raw.IN_MOVED_FROM, raw.IN_MOVED_TO, raw.IN_M
 _KNOWN_BITS = raw.IN_DELIVERED_BITS
 
 
+
+def _at_and_above(path: bytes) -> list[bytes]:
+    """``path`` (without a trailing slash) and every directory above it, up to ``/``."""
+    path = path.rstrip(b"/") or b"/"
+    out = [path]
+    while path != b"/":
+        path = path.rpartition(b"/")[0] or b"/"
+        out.append(path)
+    return out
+
 class InotifyNormalizer(NormalizerBase):
     """Turns inotify stream items into records. One instance per inotify fd (cookies are per system, but
     only one fd's halves can be told apart)."""
@@ -102,7 +112,14 @@ class InotifyNormalizer(NormalizerBase):
         #: reports what the records got wrong as ``synthesized`` records. Keyed by wd: the path is what the
         #: kernel resolved, not where the records now have the directory.
         self._settling: dict[int, bytes] = {}
+        #: The settling wds by every path at or above the one asked for: what a directory event at a path
+        #: concerns is one lookup (``_rebound``), not a scan of every settling watch (up to 4,096 while the
+        #: consumer is behind an untar's or a checkout's mkdirs).
+        self._settling_at: dict[bytes, set[int]] = {}
         self._unsettled: dict[int, set[tuple[int, bytes]]] = {}
+        #: Watches settled early by the bound on ``_settling`` (events read later could not be checked for
+        #: them): a counter the source reports (``stats["settled_early"]``).
+        self.settled_early = 0
         self.dropped_prescan = 0
         self._retire_requests: list[int] = []
         #: Counters a caller may report: events for retired watches (expected, dropped by design).
@@ -295,8 +312,15 @@ class InotifyNormalizer(NormalizerBase):
         again, at their current paths, outermost only."""
         places: set[tuple[int, bytes]] = set()
         for wd in wds:
-            if self._settling.pop(wd, None) is not None:
+            asked = self._settling.pop(wd, None)
+            if asked is not None:
                 places |= self._unsettled.pop(wd, set())
+                for at in _at_and_above(asked):
+                    those = self._settling_at.get(at)
+                    if those is not None:
+                        those.discard(wd)
+                        if not those:
+                            del self._settling_at[at]
         if not places:
             return
         paths = sorted({join(parent, name) for wd, name in places if (parent := self.table.path(wd)) is not None})
@@ -309,9 +333,8 @@ class InotifyNormalizer(NormalizerBase):
     def _rebound(self, path: bytes, *places: tuple[int, bytes]) -> None:
         """A directory appeared at ``path`` (created, or a rename's either side): if that is the path a settling
         watch was asked for, or one above it, note ``places`` (``_settling``)."""
-        for wd, asked in self._settling.items():
-            if asked == path or asked.startswith(path.rstrip(b"/") + b"/"):
-                self._unsettled.setdefault(wd, set()).update(places)
+        for wd in self._settling_at.get(path.rstrip(b"/") or b"/", ()):
+            self._unsettled.setdefault(wd, set()).update(places)
 
     def _note_watch(self, wd: int, path: bytes, known: bool) -> None:
         """A watch was added: it is fresh if fsnorm asked for it, or if it lies in a fresh directory (the
@@ -328,8 +351,11 @@ class InotifyNormalizer(NormalizerBase):
             if len(self._settling) >= 4096:
                 # Bounded: replay never settles by count (nor does a queue that stays full), only a drained
                 # read; the oldest settle now (live: listed again now if an event rebound them).
+                self.settled_early += 2048
                 self._settle(list(self._settling)[:2048])
             self._settling[wd] = path
+            for at in _at_and_above(path):
+                self._settling_at.setdefault(at, set()).add(wd)
 
     def _parent_key(self, path: bytes) -> int | None:
         """The wd of the directory that holds ``path`` (None if it is not watched)."""
