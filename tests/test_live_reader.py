@@ -526,3 +526,28 @@ def test_a_read_smaller_than_the_next_event_is_made_again_into_a_buffer_it_fits(
     w = os.fsencode(tree / "w")
     assert got == [("rename", w + b"/a/" + old.encode(), w + b"/b/" + new.encode()),
                    ("create", w + b"/a/short", b"")], brief(tree, recs)
+
+
+def test_the_python_readers_count_waits_for_a_read_in_flight_to_be_appended() -> None:
+    """The thread holds its lock from ``read()`` to the append: ``buffered`` read meanwhile would miss bytes
+    that left the kernel queue, and a source's ``_queued`` (FIONREAD, then the buffer) would undercount, so
+    an inotify watch could settle before its queued events were read (found by review). The count is taken
+    under that lock: it waits for the append."""
+    import threading
+
+    r, w = os.pipe2(os.O_NONBLOCK)
+    reader = BufferedReader(r, capacity=MIN_READ_BUFFER)
+    try:
+        got: list[int] = []
+        with reader._lock:  # a read in flight
+            counter = threading.Thread(target=lambda: got.append(reader.buffered))
+            counter.start()
+            counter.join(0.2)
+            assert counter.is_alive() and not got  # waits for the lock
+            reader._buffered = 7  # the append
+        counter.join(10)
+        assert got == [7]
+    finally:
+        reader.close()
+        os.close(r)
+        os.close(w)

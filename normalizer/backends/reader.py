@@ -302,12 +302,20 @@ class BufferedReader:
         self.error: OSError | None = None
         #: Bytes buffered now, the most ever buffered, chunks read, and how often the thread found the buffer
         #: full (each time, the kernel queue had to hold what came next).
-        self.buffered = 0
+        self._buffered = 0
         self.peak = 0
         self.reads = 0
         self.full = 0
 
     # -- the consumer's side ---------------------------------------------------------------------------------
+
+    @property
+    def buffered(self) -> int:
+        """Bytes buffered now, read under the lock the thread holds from its read to the append: a count taken
+        after the kernel's (FIONREAD) never misses bytes the thread took from the kernel but had not appended
+        yet (the sources' ``_queued``), as the C reader's ``stats()`` does under its mutex."""
+        with self._lock:
+            return self._buffered
 
     def start(self) -> None:
         if not self._started:
@@ -341,7 +349,7 @@ class BufferedReader:
                 return got
             if chunks:
                 pending = chunks.popleft()
-                self.buffered -= pending.size
+                self._buffered -= pending.size
                 if not chunks and self.error is None:
                     self._clear_notify()
                 self._room.notify()
@@ -381,7 +389,7 @@ class BufferedReader:
         self.stop()
         with self._lock:
             self._chunks.clear()
-            self.buffered = 0
+            self._buffered = 0
         if self._notify >= 0:
             os.close(self._notify)
             self._notify = -1
@@ -430,13 +438,13 @@ class BufferedReader:
         lock, room = self._lock, self._room
         while True:
             with lock:
-                if self.capacity - self.buffered < _MIN_ROOM and not self._stopping:
+                if self.capacity - self._buffered < _MIN_ROOM and not self._stopping:
                     self.full += 1
-                    while self.capacity - self.buffered < _MIN_ROOM and not self._stopping:
+                    while self.capacity - self._buffered < _MIN_ROOM and not self._stopping:
                         room.wait()
                 if self._stopping:
                     return
-                size = min(self.read_size, self.capacity - self.buffered)
+                size = min(self.read_size, self.capacity - self._buffered)
             try:
                 ready = poller.poll()
             except InterruptedError:  # pragma: no cover - PEP 475 retries poll
@@ -466,7 +474,7 @@ class BufferedReader:
                     if not chunks:
                         os.eventfd_write(self._notify, 1)
                     chunks.append(_Pending(t, wall, backlog, data))
-                self.buffered += len(data)
+                self._buffered += len(data)
                 self.reads += 1
-                if self.buffered > self.peak:
-                    self.peak = self.buffered
+                if self._buffered > self.peak:
+                    self.peak = self._buffered
