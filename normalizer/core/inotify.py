@@ -325,8 +325,9 @@ class InotifyNormalizer(NormalizerBase):
             return
         paths = sorted({join(parent, name) for wd, name in places if (parent := self.table.path(wd)) is not None})
         tops: list[bytes] = []
-        for path in paths:  # sorted: an enclosing path comes before what is below it
-            if not tops or not path.startswith(tops[-1].rstrip(b"/") + b"/"):
+        for path in paths:  # sorted: an enclosing path comes before what is below it (not always just before:
+            # "d", "d.bak", "d/x" sort so), hence every top is checked
+            if not any(path.startswith(top.rstrip(b"/") + b"/") for top in tops):
                 tops.append(path)
         self._rescan_requests.extend((top, self._why_relist) for top in tops)
 
