@@ -58,9 +58,10 @@ from benchmarks.workloads import SCENARIOS, dirs, load_truth
 
 ALL_SUBJECTS = ("fsnorm", "fsnorm-api", "fsnorm-fanotify", "watchdog", "watchdog-full", "pyinotify", "raw",
                 "inotifywait")
-#: The storm's subjects (#12 targets): fsnorm's three ways in, the peers, the raw reader and the C reference.
-STORM_SUBJECTS = ("fsnorm", "fsnorm-direct", "fsnorm-fanotify", "fsnorm-api", "watchdog", "pyinotify", "raw",
-                  "inotifywait")
+#: The storm's subjects (#12 targets): fsnorm's three ways in (the CLI with and without its default priority
+#: boost, the iterator without and with one), the peers, the raw reader and the C reference.
+STORM_SUBJECTS = ("fsnorm", "fsnorm-noboost", "fsnorm-fanotify", "fsnorm-api", "fsnorm-api-boost", "watchdog",
+                  "pyinotify", "raw", "inotifywait")
 PEERS = ("fsnorm", "fsnorm-fanotify", "watchdog", "watchdog-full", "pyinotify", "raw")
 SECTIONS = ("scenarios", "storm", "races", "burst", "throughput", "matcher", "nats")
 DEFAULT_OUT = REPO / "benchmarks" / "results"

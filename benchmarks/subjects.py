@@ -388,6 +388,23 @@ class FsnormDirect(FsnormCli):
         return None
 
 
+class FsnormNoBoost(FsnormCli):
+    """``fsnorm watch --priority-boost 0``: fsnorm at the priority it was started with, beside the default
+    (which raises its session by 4 nice levels, normalizer.backends.priority), for an A/B in one run."""
+
+    name = "fsnorm-noboost"
+    description = "fsnorm (inotify) without its default priority boost: `fsnorm watch --priority-boost 0`"
+    extra: ClassVar[list[str]] = ["--priority-boost", "0"]
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        try:
+            from normalizer.backends import priority  # noqa: F401
+        except ImportError:
+            return "this fsnorm has no priority boost (nor --priority-boost)"
+        return None
+
+
 def _has_fanotify() -> str | None:
     try:
         import normalizer.backends.fanotify  # noqa: F401
@@ -467,11 +484,13 @@ class FsnormApi(Subject):
 
     name = "fsnorm-api"
     description = "fsnorm (inotify): Python API iterator, public records"
+    #: Options given to ``normalizer.watch`` besides the window.
+    api_options: ClassVar[dict[str, Any]] = {}
 
     def run(self, ctl: Control, out_path: Path) -> dict[str, Any]:
         import normalizer
 
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = dict(self.api_options)
         if self.window_ms is not None:
             options["window_ms"] = self.window_ms
         stream = normalizer.watch([ctl.root], **options)
@@ -493,6 +512,19 @@ class FsnormApi(Subject):
                     if rec.kind == "create":
                         ctl.saw_create(path)
         return {"records": n}
+
+
+class FsnormApiBoost(FsnormApi):
+    """The iterator as a daemon built on it would run it: ``normalizer.watch(root, priority_boost=4)`` (the
+    library leaves its host's priority alone unless asked; README "Priority boost")."""
+
+    name = "fsnorm-api-boost"
+    description = "fsnorm (inotify): Python API iterator with priority_boost=4"
+    api_options: ClassVar[dict[str, Any]] = {"priority_boost": 4}
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        return FsnormNoBoost.unavailable()
 
 
 _WATCHDOG_KINDS = {"created": "create", "deleted": "delete", "modified": "modify", "closed": "close_write",
@@ -677,8 +709,8 @@ class Inotifywait(ChildSubject):
 
 
 SUBJECTS: dict[str, type[Subject]] = {cls.name: cls for cls in (
-    FsnormCli, FsnormDirect, FsnormApi, FsnormFanotify, Watchdog, WatchdogFull, Pyinotify, RawSubject,
-    Inotifywait)}
+    FsnormCli, FsnormDirect, FsnormNoBoost, FsnormApi, FsnormApiBoost, FsnormFanotify, Watchdog, WatchdogFull,
+    Pyinotify, RawSubject, Inotifywait)}
 
 
 def availability() -> dict[str, str | None]:

@@ -110,6 +110,12 @@ class WatchOptions(TypedDict, total=False):
     #: CPU (Linux 6.6+; README "Scheduler slice"). Your own threads are left alone
     #: (``normalizer.backends.sched.request_slice`` tunes one).
     sched_slice_us: int
+    #: Raise the whole process and its session's scheduling group by this many nice levels while the stream
+    #: is open, given back at close (0-39; default 0: your process's priority is yours). A daemon whose job is
+    #: the stream should ask for 4, as ``fsnorm watch`` does by default: on a busy machine the records then
+    #: wait milliseconds instead of tens (README "Priority boost"; needs CAP_SYS_NICE or RLIMIT_NICE; what was
+    #: not applied is in ``stream.source.priority.error``).
+    priority_boost: int
 
 
 def mask_for_events(events: Iterable[str]) -> int:
@@ -144,6 +150,7 @@ def make_source(
     missing_ok: bool = False,
     read_buffer: int | None = None,
     sched_slice_us: int = DEFAULT_SLICE_US,
+    priority_boost: int = 0,
 ) -> LiveSource:
     """The live source for the options (see :class:`WatchOptions`). fanotify-only options with
     ``backend="inotify"`` are an error; with ``"auto"`` they apply when fanotify is chosen."""
@@ -161,13 +168,15 @@ def make_source(
             mark_mode=mark_mode or "auto", use_rename=rename, window_ns=window_ns, max_wait_ns=max_wait_ns,
             max_pending=max_pending, strict_order=strict_order, include=include, exclude=exclude, rescan=rescan,
             capture=capture, recursive=recursive, missing_ok=missing_ok,
-            read_buffer=FANOTIFY_READ_BUFFER if read_buffer is None else read_buffer, sched_slice_us=sched_slice_us)
+            read_buffer=FANOTIFY_READ_BUFFER if read_buffer is None else read_buffer, sched_slice_us=sched_slice_us,
+            priority_boost=priority_boost)
     if backend == "inotify":
         return InotifySource(
             list(paths), mask=raw.DEFAULT_INOTIFY_MASK if mask is None else mask, window_ns=window_ns,
             max_wait_ns=max_wait_ns, max_pending=max_pending, strict_order=strict_order, include=include,
             exclude=exclude, rescan=rescan, capture=capture, recursive=recursive, missing_ok=missing_ok,
-            read_buffer=DEFAULT_READ_BUFFER if read_buffer is None else read_buffer, sched_slice_us=sched_slice_us)
+            read_buffer=DEFAULT_READ_BUFFER if read_buffer is None else read_buffer, sched_slice_us=sched_slice_us,
+            priority_boost=priority_boost)
     raise SourceError(f"unknown backend {backend!r} (use 'inotify', 'fanotify' or 'auto')")
 
 

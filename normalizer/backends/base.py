@@ -45,6 +45,7 @@ from ..core.shadow import ShadowTree
 from ..core.tree import join
 from ..errors import CaptureError, SourceError
 from ..records import Flag, Rec
+from .priority import PriorityBoost, boost_priority, check_boost
 from .reader import DEFAULT_READ_BUFFER, MIN_READ_BUFFER, Chunk, Reader, fionread, make_reader, read_chunk
 from .roots import RootControl
 from .sched import DEFAULT_SLICE_US, SliceError, check_slice_us, request_slice
@@ -119,7 +120,8 @@ class LiveSource(RootControl):
 
     def __init__(self, roots: Sequence[PathArg], *, path_filter: PathFilter,
                  capture: str | os.PathLike[str] | None, rescan: bool = True,
-                 read_buffer: int = DEFAULT_READ_BUFFER, sched_slice_us: int = DEFAULT_SLICE_US) -> None:
+                 read_buffer: int = DEFAULT_READ_BUFFER, sched_slice_us: int = DEFAULT_SLICE_US,
+                 priority_boost: int = 0) -> None:
         if not roots:
             raise SourceError("no directory to watch")
         check_read_buffer(read_buffer)
@@ -127,6 +129,14 @@ class LiveSource(RootControl):
             check_slice_us(sched_slice_us)
         except ValueError as exc:
             raise SourceError(f"sched_slice_us: {exc}") from None
+        try:
+            check_boost(priority_boost)
+        except ValueError as exc:
+            raise SourceError(f"priority_boost: {exc}") from None
+        #: Nice levels to raise the process and its session group by while open (normalizer.backends.priority),
+        #: and what that did (None until open, and with 0).
+        self.priority_boost = priority_boost
+        self.priority: PriorityBoost | None = None
         #: Bytes the reader thread may hold (0: no thread, the consumer reads the fd itself).
         self.read_buffer = read_buffer
         #: The scheduler slice the reader thread asks for, in microseconds (0: the kernel's default;
@@ -221,6 +231,9 @@ class LiveSource(RootControl):
             return []
         for root in self.roots:
             check_root(root)
+        if self.priority_boost and self.priority is None:
+            # Before the reader thread starts (it inherits the nice value of the thread that starts it).
+            self.priority = boost_priority(self.priority_boost)
         try:
             self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             self._poll.register(self._wake_r, select.POLLIN)
@@ -230,6 +243,8 @@ class LiveSource(RootControl):
                 self._capture = CaptureWriter(self._capture_path, self._capture_header())
         except BaseException:
             self._close_fds()
+            self._restore_priority()
+            self.priority = None  # a later open() boosts again
             raise
         self._opened = True
         self._last_consumed = 0
@@ -281,8 +296,14 @@ class LiveSource(RootControl):
             except CaptureError as exc:
                 out.append(self._capture_failed(exc))
         self._close_fds()
+        self._restore_priority()
         self.stats["records"] += len(out)
         return out
+
+    def _restore_priority(self) -> None:
+        """Give back the boost open() took (what is still as it left it: PriorityBoost.restore)."""
+        if self.priority is not None:
+            self.priority.restore()
 
     def _closing_notes(self) -> list[Rec]:
         """Records that say what close left undone (after the flushed halves, before the capture closes)."""

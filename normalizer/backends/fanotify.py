@@ -369,6 +369,7 @@ class FanotifySource(LiveSource):
         missing_ok: bool = False,
         read_buffer: int = FANOTIFY_READ_BUFFER,
         sched_slice_us: int = DEFAULT_SLICE_US,
+        priority_boost: int = 0,
         **settings: Unpack[MatcherSettings],
     ) -> None:
         #: False: each directory root with its direct entries only. Inode marks go on the root alone; under a
@@ -383,7 +384,8 @@ class FanotifySource(LiveSource):
                     | (_SHADOW if rescan else 0))
         self.kinds = None if mask is None else reported_kinds(mask, required, fanotify=True)
         super().__init__(roots, path_filter=PathFilter(include, exclude, self.kinds), capture=capture,
-                         rescan=rescan, read_buffer=read_buffer, sched_slice_us=sched_slice_us)
+                         rescan=rescan, read_buffer=read_buffer, sched_slice_us=sched_slice_us,
+                         priority_boost=priority_boost)
         self._root_prefixes = [r if r.endswith(b"/") else r + b"/" for r in self.roots]
         self.mask = (base if mask is None else mask) | required
         self.announce_scans = bool(self.mask & (abi.FAN_OPEN | abi.FAN_ACCESS | abi.FAN_CLOSE_NOWRITE))

@@ -75,6 +75,7 @@ class InotifySource(LiveSource):
         missing_ok: bool = False,
         read_buffer: int = DEFAULT_READ_BUFFER,
         sched_slice_us: int = DEFAULT_SLICE_US,
+        priority_boost: int = 0,
         **settings: Unpack[MatcherSettings],
     ) -> None:
         if not MIN_READ_BUFSIZE <= read_size <= 4 << 20:
@@ -87,7 +88,8 @@ class InotifySource(LiveSource):
         #: True: a root that does not exist yet is waited for (backends/roots.py).
         self.missing_ok = missing_ok
         super().__init__(roots, path_filter=PathFilter(include, exclude, kinds), capture=capture, rescan=rescan,
-                         read_buffer=read_buffer, sched_slice_us=sched_slice_us)
+                         read_buffer=read_buffer, sched_slice_us=sched_slice_us,
+                         priority_boost=priority_boost)
         self.mask = (mask | required) & raw.IN_ALL_EVENTS
         self.announce_scans = bool(self.mask & (raw.IN_OPEN | raw.IN_ACCESS | raw.IN_CLOSE_NOWRITE))
         matcher = matcher_settings(settings)

@@ -119,7 +119,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ..api import make_source
     from ..net.exports import make_exports
     from ..net.server import Server, ServerOptions, parse_listen
-    from .main import _source_options
+    from .main import _source_options, report_priority
 
     if not args.listen:
         _warn("error: serve needs at least one --listen ADDR (unix:/path or tcp:HOST:PORT)")
@@ -144,6 +144,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server = Server(source, exports, options)
 
     def ready(addresses: list[str]) -> None:
+        report_priority(args, source)
         names = ", ".join(f"{os.fsdecode(e.name)}={os.fsdecode(e.root)}" for e in exports)
         _warn(f"serving {names} (epoch {server.journal.epoch}) on {' '.join(addresses)}")
 

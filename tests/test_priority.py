@@ -1,0 +1,304 @@
+"""The priority boost (normalizer.backends.priority) on the real kernel: the nice value of every thread of the
+process, the session's scheduling group (``/proc/PID/autogroup``), what is given back, and what an unprivileged
+process is told.
+
+Every boost here runs in a child process in a session of its own (``start_new_session``): the test runner's
+session group is never touched by these tests. The latency the boost buys is measured in ``make bench`` (the
+storm, benchmarks/README.md "Priority boost"), never asserted here."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from live import Lines, wait_for_watches
+from watchproc import FSNORM, REPO, close_watch, stop_watch
+
+import normalizer
+from normalizer.backends.priority import DEFAULT_CLI_BOOST, MAX_BOOST, autogroup_nice, check_boost
+from normalizer.errors import SourceError
+
+GROUPS = autogroup_nice() is not None
+needs_groups = pytest.mark.skipif(not GROUPS, reason="this kernel does not group tasks by session (autogroup)")
+NOBODY = 65534
+
+#: Run in the child before the code under test. ``unprivileged``: become an ordinary user, keeping /proc/self
+#: writable by it as for any process that never changed its credentials (PR_SET_DUMPABLE). ``without_admin``:
+#: stay root but give up CAP_SYS_ADMIN (capset), as a service granted only CAP_SYS_NICE is.
+_UNPRIVILEGED = """
+import ctypes, os, struct
+libc = ctypes.CDLL(None, use_errno=True)
+def unprivileged():
+    os.setgroups([]); os.setgid(65534); os.setuid(65534)
+    libc.prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
+def without_admin():
+    header = ctypes.create_string_buffer(struct.pack("=Ii", 0x20080522, 0))  # _LINUX_CAPABILITY_VERSION_3
+    data = ctypes.create_string_buffer(24)
+    assert libc.capget(header, data) == 0
+    caps = list(struct.unpack("=6I", data.raw))
+    caps[0] &= ~(1 << 21)  # CAP_SYS_ADMIN out of the effective set
+    assert libc.capset(header, ctypes.create_string_buffer(struct.pack("=6I", *caps), 24)) == 0
+"""
+
+_PROBE = """
+import json, os, threading
+from normalizer.backends.priority import autogroup_nice, boost_priority
+def nices():
+    return sorted({os.getpriority(os.PRIO_PROCESS, int(t)) for t in os.listdir("/proc/self/task")})
+def state():
+    return {"nices": nices(), "group": autogroup_nice()}
+"""
+
+
+def in_session(body: str, *, user: str = "") -> dict[str, object]:
+    """Run ``body`` (which sets ``out``, a dict) in a fresh Python in a session of its own; its ``out``."""
+    code = _UNPRIVILEGED + _PROBE + textwrap.dedent(user) + textwrap.dedent(body) + "\nprint(json.dumps(out))\n"
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
+                         check=False, start_new_session=True)
+    assert res.returncode == 0, res.stderr
+    result: dict[str, object] = json.loads(res.stdout.strip().splitlines()[-1])
+    return result
+
+
+# -- the function ----------------------------------------------------------------------------------------------
+
+
+@needs_groups
+def test_every_thread_and_the_session_group_are_raised_and_given_back() -> None:
+    out = in_session("""
+        gate = threading.Event()
+        early = threading.Thread(target=gate.wait); early.start()  # a thread that exists before the boost
+        before = state()
+        b = boost_priority(4)
+        late_nice = []
+        late = threading.Thread(target=lambda: late_nice.append(os.getpriority(os.PRIO_PROCESS, 0)))
+        late.start(); late.join()
+        during = state()
+        b.restore()
+        after = state()
+        gate.set(); early.join()
+        out = {"before": before, "during": during, "after": after, "late": late_nice, "error": b.error,
+               "group": b.autogroup, "threads": len(b.threads)}
+    """)
+    assert out["before"] == {"nices": [0], "group": 0}
+    assert out["during"] == {"nices": [-4], "group": -4}
+    assert out["late"] == [-4]  # a thread started after the boost inherits it
+    assert out["threads"] == 2 and out["group"] == [0, -4] and out["error"] is None
+    assert out["after"] == {"nices": [0], "group": 0}
+
+
+@needs_groups
+def test_the_boost_counts_from_the_nice_value_the_process_was_started_with() -> None:
+    out = in_session("""
+        os.setpriority(os.PRIO_PROCESS, 0, 10)  # `nice -n 10 fsnorm watch`: the user asked for less
+        b = boost_priority(4)
+        out = {"during": state(), "group": b.autogroup}
+    """)
+    # The threads go from 10 to 6; the session group (0) is already above that and is never lowered.
+    assert out == {"during": {"nices": [6], "group": 0}, "group": None}
+
+
+@needs_groups
+def test_the_nice_range_ends_at_minus_20() -> None:
+    out = in_session("""
+        b = boost_priority(39)
+        out = {"during": state(), "nice": b.nice}
+    """)
+    assert out == {"during": {"nices": [-20], "group": -20}, "nice": -20}
+
+
+@needs_groups
+def test_restore_leaves_what_someone_else_changed_since() -> None:
+    out = in_session("""
+        b = boost_priority(4)
+        with open("/proc/self/autogroup", "w") as f:
+            f.write("-7")  # an administrator's own choice, made while fsnorm ran
+        os.setpriority(os.PRIO_PROCESS, 0, -2)
+        b.restore()
+        out = state()
+    """)
+    assert out == {"nices": [-2], "group": -7}
+
+
+def test_zero_changes_nothing() -> None:
+    out = in_session("""
+        b = boost_priority(0)
+        out = {"state": state(), "threads": b.threads, "group": b.autogroup, "applied": b.applied}
+    """)
+    assert out == {"state": {"nices": [0], "group": 0 if GROUPS else None}, "threads": [], "group": None,
+                   "applied": True}
+
+
+@pytest.mark.parametrize("bad", [-1, MAX_BOOST + 1, True, 4.0, "4"])
+def test_a_boost_outside_the_nice_range_is_refused_before_anything_changes(bad: object) -> None:
+    with pytest.raises(ValueError, match="0 \\(none\\) to 39 nice levels"):
+        check_boost(bad)  # type: ignore[arg-type]
+
+
+def test_an_unprivileged_process_is_told_why_and_nothing_changes() -> None:
+    out = in_session("""
+        unprivileged()
+        b = boost_priority(4)
+        out = {"state": state(), "error": b.error, "threads": b.threads, "group": b.autogroup}
+    """)
+    assert out["state"] == {"nices": [0], "group": 0 if GROUPS else None}
+    assert out["threads"] == [] and out["group"] is None
+    assert "Permission denied" in str(out["error"]) and "CAP_SYS_NICE or RLIMIT_NICE" in str(out["error"])
+
+
+@needs_groups
+def test_without_cap_sys_admin_the_session_group_changes_at_most_once_a_second() -> None:
+    """The kernel lets a process without CAP_SYS_ADMIN change a session group only a second after the last
+    change (anyone's, the kernel keeps one time for all): here, the one just made. The threads are raised
+    (CAP_SYS_NICE), the group is said to be left; a second later it is raised too."""
+    out = in_session("""
+        with open("/proc/self/autogroup", "w") as f:
+            f.write("0")  # a change, just now
+        without_admin()
+        b = boost_priority(4)
+        first = {"state": state(), "error": b.error, "group": b.autogroup}
+        b.restore()
+        time.sleep(1.2)
+        b = boost_priority(4)
+        out = {"first": first, "second": {"state": state(), "error": b.error, "group": b.autogroup}}
+    """, user="import time\n")
+    first, second = out["first"], out["second"]
+    assert isinstance(first, dict) and isinstance(second, dict)
+    assert first["state"] == {"nices": [-4], "group": 0} and first["group"] is None
+    assert "a second ago" in str(first["error"]) and "CAP_SYS_ADMIN" in str(first["error"])
+    assert second == {"state": {"nices": [-4], "group": -4}, "error": None, "group": [0, -4]}
+
+
+# -- the library: off unless asked, given back at close ---------------------------------------------------------
+
+
+@needs_groups
+def test_the_library_boosts_only_when_asked_and_gives_it_back_at_close(tree: Path) -> None:
+    out = in_session(f"""
+        import normalizer
+        with normalizer.watch({str(tree / "w")!r}) as s:
+            plain = state()
+        with normalizer.watch({str(tree / "w")!r}, priority_boost=3) as s:
+            reader = s.source._reader.native_id
+            boosted = state()
+            reader_nice = os.getpriority(os.PRIO_PROCESS, reader)
+            error = s.source.priority.error
+        out = {{"plain": plain, "boosted": boosted, "reader": reader_nice, "error": error, "after": state()}}
+    """)
+    assert out["plain"] == {"nices": [0], "group": 0}
+    assert out["boosted"] == {"nices": [-3], "group": -3} and out["reader"] == -3 and out["error"] is None
+    assert out["after"] == {"nices": [0], "group": 0}
+
+
+@pytest.mark.parametrize("bad", [-4, 40])
+def test_the_library_refuses_a_bad_boost_with_a_source_error(tree: Path, bad: int) -> None:
+    with pytest.raises(SourceError, match="priority_boost"):
+        normalizer.watch(tree / "w", priority_boost=bad)
+
+
+# -- the CLI: on by default ---------------------------------------------------------------------------------------
+
+
+def _start(args: list[str], *, user: str = "") -> tuple[subprocess.Popen[str], Lines]:
+    """``fsnorm watch ARGS`` in a session of its own (optionally as nobody), once it watches."""
+    pre = None
+    if user:
+        def pre() -> None:
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+    proc = subprocess.Popen([*FSNORM, "watch", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=REPO, start_new_session=True, preexec_fn=pre)
+    assert proc.stdout is not None
+    return proc, Lines(proc.stdout)
+
+
+def _nices(pid: int) -> set[int]:
+    return {int(Path(f"/proc/{pid}/task/{t}/stat").read_text().rsplit(")", 1)[1].split()[16])
+            for t in os.listdir(f"/proc/{pid}/task")}
+
+
+def _group(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
+
+
+@needs_groups
+@pytest.mark.parametrize(("args", "nice"), [([], -DEFAULT_CLI_BOOST), (["--priority-boost", "0"], 0),
+                                            (["--priority-boost", "7"], -7)])
+def test_watch_raises_its_threads_and_session_by_default_and_gives_the_session_back(tree: Path, args: list[str],
+                                                                                    nice: int) -> None:
+    proc, lines = _start([str(tree / "w"), *args])
+    try:
+        wait_for_watches(proc.pid, 3)
+        assert _nices(proc.pid) == {nice} and len(os.listdir(f"/proc/{proc.pid}/task")) >= 2
+        assert _group(proc.pid) == nice
+        os.rename(tree / "w/a", tree / "w/d")
+        assert '"kind":"rename"' in lines.next()
+        _, err = stop_watch(proc, lines)
+    finally:
+        close_watch(proc, lines)
+    assert "priority" not in err
+
+
+@needs_groups
+def test_watch_gives_the_session_group_back_when_it_exits(tree: Path) -> None:
+    """The shell (here: sh) that started ``fsnorm watch`` in its session reads its group after fsnorm exits."""
+    script = (f"cat /proc/self/autogroup; {' '.join(FSNORM)} watch {tree / 'w'} >/dev/null 2>&1 & "
+              "sleep 2; cat /proc/self/autogroup; kill -TERM $!; wait $!; cat /proc/self/autogroup")
+    res = subprocess.run(["sh", "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60, check=True,
+                         start_new_session=True)
+    nices = [int(line.split()[-1]) for line in res.stdout.splitlines()]
+    assert nices == [0, -DEFAULT_CLI_BOOST, 0], res.stdout
+
+
+@pytest.fixture
+def public_tree() -> Iterator[Path]:
+    """The ``tree`` layout where an unprivileged user can watch and rename (pytest's own temporary directory is
+    private to root), owned by that user; removed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix="fsnorm-priority-", dir="/tmp"))
+    try:
+        for d in ("w/a", "w/b", "out"):
+            (base / d).mkdir(parents=True)
+        for p in (base, base / "w", base / "w/a", base / "w/b", base / "out"):
+            os.chown(p, NOBODY, NOBODY)
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_unprivileged_watch_skips_the_default_quietly_and_warns_about_an_explicit_boost(public_tree: Path) -> None:
+    tree = public_tree
+    for args, warned in (([], False), (["--priority-boost", "4"], True)):
+        proc, lines = _start([str(tree / "w"), *args], user="nobody")
+        try:
+            wait_for_watches(proc.pid, 3)
+            assert _nices(proc.pid) == {0}
+            os.rename(tree / "w/a", tree / "w/d")
+            assert '"kind":"rename"' in lines.next()
+            os.rename(tree / "w/d", tree / "w/a")
+            _, err = stop_watch(proc, lines)
+        finally:
+            close_watch(proc, lines)
+        assert err.count("priority boost of 4 only partly applied (nice -4 not set: Permission denied") == warned, err
+
+
+@pytest.mark.parametrize(("value", "says"), [("-1", "0 (none) to 39"), ("40", "0 (none) to 39"),
+                                             ("high", "not a number of nice levels")])
+def test_watch_refuses_a_bad_boost_as_a_usage_error(tree: Path, value: str, says: str) -> None:
+    res = subprocess.run([*FSNORM, "watch", str(tree / "w"), "--priority-boost", value], cwd=REPO,
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 2 and says in res.stderr and "Traceback" not in res.stderr
+
+
+def test_help_names_the_option_and_its_default() -> None:
+    res = subprocess.run([*FSNORM, "watch", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60,
+                         check=True, env={**os.environ, "COLUMNS": "200"})
+    assert "--priority-boost N" in res.stdout and f"default {DEFAULT_CLI_BOOST}, as auditd" in res.stdout
