@@ -680,9 +680,7 @@ class LiveSource(RootControl):
         # that rescan already reported (an overflow meeting a held-back subtree).
         out = self._feed_all(items)
         items = []
-        old = self._shadow.snapshot()
-        if below is not None:
-            old = {p: d for p, d in old.items() if p.startswith(below)}
+        old = self._shadow.snapshot(tops)  # with tops, only their subtrees
         if unknown:  # keep what the shadow knew below a directory that could not be listed
             current.update((p, d) for p, d in old.items() if p.startswith(unknown))
         t = time.monotonic_ns()
