@@ -8,7 +8,7 @@ bare names and non-structural kinds change nothing.
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from live import rebuild
 
@@ -162,3 +162,79 @@ def test_an_arrival_then_a_departure_of_the_other_kind_is_an_exchange_with_the_o
         shadow.apply(start)
         shadow.apply(recs)
         assert shadow.snapshot() == {ROOT + p: d for p, d in after.items()}, recs
+
+
+#: Paths the subtree-snapshot property draws roots, entries and tops from: nested, and the filesystem root.
+_PATHS = [b"/", b"/r", b"/r/a", b"/r/a/b", b"/r/a/b/c", b"/r/b", b"/r/ab", b"/s", b"/s/a", b"/s/a/a"]
+
+
+#: One change of a shadow: (what, path, the move's destination, is_dir); what is add, remove, move, add_root
+#: or remove_root.
+ShadowOp = tuple[str, bytes, bytes, bool]
+
+
+@st.composite
+def shadow_ops(draw: st.DrawFn) -> tuple[list[bytes], list[ShadowOp]]:
+    """Roots and changes making nested roots, some added after entries below them were (so two roots' nodes
+    hold the same path, not always of the same kind), with removes, moves and roots removed."""
+    child = st.builds(lambda parent, name: parent.rstrip(b"/") + b"/" + name,
+                      st.sampled_from(_PATHS), st.sampled_from(NAMES[:2]))
+    paths = st.one_of(st.sampled_from(_PATHS), child)
+    ops: list[ShadowOp] = []
+    for _ in range(draw(st.integers(0, 30))):
+        op = draw(st.sampled_from(["add", "add", "add", "remove", "move", "add_root", "add_root", "remove_root"]))
+        if op == "add":
+            ops.append((op, draw(paths), b"", draw(st.booleans())))
+        elif op == "remove":
+            ops.append((op, draw(paths), b"", False))
+        elif op == "move":
+            ops.append((op, draw(paths), draw(paths), draw(st.booleans())))
+        else:
+            ops.append((op, draw(st.sampled_from(_PATHS)), b"", False))
+    return draw(st.lists(st.sampled_from(_PATHS), min_size=1, max_size=3)), ops
+
+
+def _shadow_of(roots: list[bytes], ops: list[ShadowOp]) -> ShadowTree:
+    shadow = ShadowTree(roots)
+    for what, path, dst, is_dir in ops:
+        if what == "add":
+            shadow.add(path, is_dir)
+        elif what == "remove":
+            shadow.remove(path)
+        elif what == "move":
+            shadow.move(path, dst, is_dir)
+        elif what == "add_root":
+            shadow.add_root(path)
+        else:
+            shadow.remove_root(path)
+    return shadow
+
+
+@settings(max_examples=500, deadline=None)
+@given(shadow_ops(), st.lists(st.one_of(st.sampled_from(_PATHS),
+                                        st.sampled_from([b"/r/a/x", b"/q", b"/r/a/b/c/d"])), max_size=4))
+@example(([b"/r"], [("add", b"/r/a/b", b"", True), ("add_root", b"/r/a", b"", False),
+                    ("add", b"/r/a/b", b"", False)]), [b"/r"])
+def test_a_subtree_snapshot_is_the_whole_snapshot_filtered(shadow: tuple[list[bytes], list[ShadowOp]],
+                                                           tops: list[bytes]) -> None:
+    """``snapshot(below)``, which copies only the subtrees (the rescan of a few places), gives what the rescan
+    took before: the whole snapshot, filtered to the paths under one of the tops. (The example: /r's node and
+    the nested root /r/a's both hold /r/a/b, a directory in one and a file in the other; the whole snapshot
+    takes the shorter root's last.)"""
+    tree = _shadow_of(*shadow)
+    under = tuple(top + b"/" for top in tops)
+    assert tree.snapshot(tops) == {p: d for p, d in tree.snapshot().items() if p.startswith(under)}
+
+
+def test_a_subtree_snapshot_holds_only_the_subtree() -> None:
+    shadow = ShadowTree([ROOT, ROOT + b"/n"])
+    for path, is_dir in ((b"/a", True), (b"/a/f", False), (b"/a/s", True), (b"/a/s/g", False), (b"/b", True),
+                         (b"/b/h", False), (b"/ab", False), (b"/n", True), (b"/n/i", False)):
+        shadow.add(ROOT + path, is_dir)
+    assert shadow.snapshot([ROOT + b"/a"]) == {ROOT + b"/a/f": False, ROOT + b"/a/s": True,
+                                               ROOT + b"/a/s/g": False}  # not /a itself, nor /ab
+    assert shadow.snapshot([ROOT + b"/a/s", ROOT + b"/a/f", ROOT + b"/nothing"]) == {ROOT + b"/a/s/g": False}
+    assert shadow.snapshot([ROOT + b"/n"]) == {ROOT + b"/n/i": False}  # the nested root's own node
+    assert shadow.snapshot([ROOT + b"/b", ROOT + b"/b/h"]) == {ROOT + b"/b/h": False}  # overlapping tops
+    assert shadow.snapshot([]) == {}
+    assert len(shadow.snapshot([ROOT])) == len(shadow.snapshot()) == 9

@@ -652,6 +652,30 @@ def test_without_a_shadow_the_relisting_puts_the_watches_below_the_places_right(
     assert [rel(w, r.path) for r in later if r.kind == "create"] == ["b/sub/new"], later
 
 
+def test_without_a_shadow_the_relisting_announces_its_listings(tmp_path: Path) -> None:
+    """``rescan=False``: the relisting's walk is the rescan's (``LiveSource._rescan_walk``), which announces
+    each listing, so with ``open``, ``access`` and ``close_nowrite`` watched fsnorm's own listings of the place
+    and the directories below it give no record, as at start (the walk of its own it had before announced
+    none: each listing came as ``open``, ``access`` and ``close_nowrite`` records, on the directory and on its
+    parent).
+    The relisting is called directly on a quiet tree: nothing else opens a directory."""
+    from normalizer.core import raw
+
+    w = tmp_path / "w"
+    (w / "a" / "sub" / "deeper").mkdir(parents=True)
+    (w / "a" / "f").write_text("f")
+    mask = raw.DEFAULT_INOTIFY_MASK | raw.IN_OPEN | raw.IN_ACCESS | raw.IN_CLOSE_NOWRITE
+    with source("inotify", [w], read_buffer=0, rescan=False, mask=mask) as src:
+        at_start = drain(src)  # type: ignore[arg-type]
+        recs = src._relist([os.fsencode(w / "a")], "test")  # type: ignore[attr-defined]
+        recs += drain(src)  # type: ignore[arg-type]
+        (w / "a" / "sub" / "deeper" / "new").mkdir()  # the watches are still there: the create is reported
+        later = drain(src)  # type: ignore[arg-type]
+    assert [rel(w, p) for p in src.relisted] == ["a"]  # type: ignore[attr-defined]
+    assert at_start == [] and recs == [], [(r.kind, rel(w, r.path)) for r in at_start + recs]
+    assert [(r.kind, rel(w, r.path)) for r in later] == [("create", "a/sub/deeper/new")], later
+
+
 def test_a_relisting_still_waiting_at_close_is_said_in_an_error_record(tmp_path: Path) -> None:
     """The relisting waits while the matcher holds a rename half (its records come first); a half that waits
     until the end (a move out with a 60 s window) makes close come first. The records below the place may then

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import enum
 import errno
 import fcntl
@@ -40,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from normalizer.backends._fd import OwnedFD
+from normalizer.backends._libc import load_libc
 from normalizer.core.fanotify_abi import *  # noqa: F403  (re-exported: the binding speaks the ABI's names)
 from normalizer.core.fanotify_abi import (
     _FAN_MARK_TYPE_BITS,
@@ -174,10 +174,11 @@ class _Statfs(ctypes.Structure):
 
 
 class _Libc:
-    """The few libc entry points, with argtypes declared (the mask of fanotify_mark is a uint64_t)."""
+    """The few libc entry points, with argtypes declared (the mask of fanotify_mark is a uint64_t); the library
+    is found without a subprocess (:mod:`._libc`)."""
 
     def __init__(self) -> None:
-        self.lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        self.lib = load_libc("fanotify_init")
 
     def func(self, name: str, restype: type, argtypes: list[type]) -> Callable[..., int] | None:
         try:

@@ -34,7 +34,6 @@ is in flight may hit a reused fd number, as with any raw fd).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import fcntl
 import os
@@ -48,6 +47,7 @@ from typing import Final
 
 from normalizer._compiled import PURE_ENV
 from normalizer.backends._fd import OwnedFD
+from normalizer.backends._libc import load_libc
 from normalizer.core.raw import InotifyEvent
 from normalizer.errors import SourceError, WatchLimitError
 
@@ -87,19 +87,12 @@ _SYSCTL_INSTANCES: Final = "fs.inotify.max_user_instances"
 
 
 def _load_libc() -> ctypes.CDLL:
-    """The C library with inotify_init1/inotify_add_watch/inotify_rm_watch (glibc >= 2.9, musl)."""
-    candidates: list[str | None] = [None]  # the running interpreter's own symbols: libc when dynamically linked
-    found = ctypes.util.find_library("c")
-    if found:
-        candidates.append(found)
-    for name in candidates:
-        try:
-            lib = ctypes.CDLL(name, use_errno=True)
-        except OSError:
-            continue
-        if hasattr(lib, "inotify_init1"):
-            return lib
-    raise SourceError("inotify is unavailable: no C library exporting inotify_init1() was found")
+    """The C library with inotify_init1/inotify_add_watch/inotify_rm_watch (glibc >= 2.9, musl), found without
+    a subprocess (:mod:`._libc`)."""
+    lib = load_libc("inotify_init1")
+    if not hasattr(lib, "inotify_init1"):
+        raise SourceError("inotify is unavailable: no C library exporting inotify_init1() was found")
+    return lib
 
 
 _libc: Final = _load_libc()

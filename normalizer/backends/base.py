@@ -53,6 +53,20 @@ from .sched import DEFAULT_SLICE_US, SliceError, check_slice_us, request_slice
 PathArg = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
 
+@dataclasses.dataclass(slots=True)
+class Walked:
+    """What :meth:`LiveSource._rescan_walk` found below its tops."""
+
+    #: Every entry listed (not excluded): path -> is_dir.
+    current: dict[bytes, bool] = dataclasses.field(default_factory=dict)
+    #: The directories listed (the tops included).
+    dirs: set[bytes] = dataclasses.field(default_factory=set)
+    #: Directories that could not be watched or listed: what is known below them stays as it was.
+    unlisted: list[bytes] = dataclasses.field(default_factory=list)
+    #: Files whose mtime is not older than the walk's ``modified_since`` (none without it).
+    modified: list[bytes] = dataclasses.field(default_factory=list)
+
+
 def abspath(path: PathArg) -> bytes:
     return os.path.abspath(os.fsencode(path))
 
@@ -640,25 +654,21 @@ class LiveSource(RootControl):
         items that tell it."""
         raise NotImplementedError
 
-    def _rescan(self, since_wall: float, tops: Sequence[bytes] | None = None,
-                why: str = "rescan after overflow") -> list[Rec]:
-        """After an overflow: walk the tree, watch what appeared, forget what left, and report what differs
-        from the shadow tree as ``synthesized`` records: deletes (deepest first), creates (parents first), then
-        ``modify`` for files whose mtime is not older than ``since_wall`` (the last read before the overflow;
-        1 s of slack for coarse timestamps). The shadow then holds what the walk found.
+    def _rescan_walk(self, tops: Sequence[bytes], items: list[raw.AnyStreamItem], *,
+                     modified_since: float | None = None) -> Walked:
+        """The rescan's walk, below each of ``tops`` (watched already): every directory found is watched
+        (:meth:`_rescan_dir`; one that cannot be is not listed), its listing announced (a ``scan`` notice, so
+        its own open/access/close are not reported) and listed. One walk for the overflow's rescan, a
+        ``Rescan``'s and inotify's relisting, with or without the shadow's diff after it.
 
-        ``tops``: only what is below these directories (a :class:`~normalizer.core.actions.Rescan`), the
-        records carrying ``why``."""
-        assert self._shadow is not None
-        below = None if tops is None else tuple(top + b"/" for top in tops)
-        items: list[raw.AnyStreamItem] = []
-        current: dict[bytes, bool] = {}
-        dirs: set[bytes] = set(self.roots)
-        unlisted: list[bytes] = []
-        modified: list[bytes] = []
-        recent = since_wall - 1.0
-        stat_files = since_wall != float("inf")  # a relisting reports no modify: no stat per file
-        for root in self.roots if tops is None else tops:
+        ``modified_since``: each file is also stat'ed and those whose mtime is not older are in ``modified``
+        (the overflow's rescan: events about them may have been lost); None, no stat per file (a relisting:
+        no event was lost, what was written came as records)."""
+        walked = Walked()
+        current, dirs, unlisted, modified = walked.current, walked.dirs, walked.unlisted, walked.modified
+        stat_files = modified_since is not None
+        recent = modified_since if modified_since is not None else 0.0
+        for root in tops:
             stack = [root]
             while stack:
                 path = stack.pop()
@@ -687,6 +697,24 @@ class LiveSource(RootControl):
                     self._error(items, path, f"cannot list this directory after an overflow: {exc.strerror} "
                                 f"(errno {exc.errno}); changes below it may be missing")
                     unlisted.append(path)
+        return walked
+
+    def _rescan(self, since_wall: float, tops: Sequence[bytes] | None = None,
+                why: str = "rescan after overflow") -> list[Rec]:
+        """After an overflow: walk the tree, watch what appeared, forget what left, and report what differs
+        from the shadow tree as ``synthesized`` records: deletes (deepest first), creates (parents first), then
+        ``modify`` for files whose mtime is not older than ``since_wall`` (the last read before the overflow;
+        1 s of slack for coarse timestamps). The shadow then holds what the walk found.
+
+        ``tops``: only what is below these directories (a :class:`~normalizer.core.actions.Rescan`), the
+        records carrying ``why``."""
+        assert self._shadow is not None
+        below = None if tops is None else tuple(top + b"/" for top in tops)
+        items: list[raw.AnyStreamItem] = []
+        walked = self._rescan_walk(self.roots if tops is None else tops, items,
+                                   modified_since=None if since_wall == float("inf") else since_wall - 1.0)
+        current, unlisted, modified = walked.current, walked.unlisted, walked.modified
+        dirs = set(self.roots) | walked.dirs
         unknown = tuple(top + b"/" for top in unlisted)
 
         def gone(path: bytes) -> bool:
@@ -701,9 +729,7 @@ class LiveSource(RootControl):
         # that rescan already reported (an overflow meeting a held-back subtree).
         out = self._feed_all(items)
         items = []
-        old = self._shadow.snapshot()
-        if below is not None:
-            old = {p: d for p, d in old.items() if p.startswith(below)}
+        old = self._shadow.snapshot(tops)  # with tops, only their subtrees
         if unknown:  # keep what the shadow knew below a directory that could not be listed
             current.update((p, d) for p, d in old.items() if p.startswith(unknown))
         t = time.monotonic_ns()

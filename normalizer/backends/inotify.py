@@ -32,7 +32,6 @@ from ..core.actions import Action, Rescan, Watch
 from ..core.filters import EVENT_BITS, PathFilter, kinds_of_mask, mask_from_kinds, reported_kinds
 from ..core.inotify import InotifyNormalizer
 from ..core.matcher import MatcherSettings
-from ..core.tree import join
 from ..errors import SourceError, WatchLimitError
 from ..records import Rec
 from ._inotify_sys import DEFAULT_READ_BUFSIZE, MIN_READ_BUFSIZE, InotifyFD, _parse
@@ -308,8 +307,8 @@ class InotifySource(LiveSource):
         for top in tops:
             if top in self.roots or self._rescan_dir(top, items):
                 listed.append(top)
-                if shadow is None:  # the rescan's walk re-adds the watches below; without it, this does
-                    self._rewatch_below(top, items)
+                if shadow is None:  # the rescan's walk re-adds the watches below; without it, the walk alone
+                    self._rescan_walk([top], items)
         self.stats["relists"] = self.stats.get("relists", 0) + 1
         self.relisted.extend(listed)
         out = self._feed_all(items)
@@ -324,22 +323,6 @@ class InotifySource(LiveSource):
 
     def _under_a_root(self, path: bytes) -> bool:
         return any(path == root or path.startswith(root.rstrip(b"/") + b"/") for root in self.roots)
-
-    def _rewatch_below(self, top: bytes, items: list[raw.AnyStreamItem]) -> None:
-        """Watch every directory below ``top`` again where it is now (``_rescan_dir``: the kernel gives back each
-        inode's wd and the table moves it), as the overflow rescan's walk does, without the listing's diff."""
-        stack = [top]
-        while stack:
-            path = stack.pop()
-            try:
-                with os.scandir(path) as entries:
-                    found = [join(path, os.fsencode(e.name)) for e in entries if e.is_dir(follow_symlinks=False)]
-            except OSError:
-                continue  # gone or unreadable meanwhile: its parent's events tell the story
-            for child in found:
-                if not self.filter.excluded(child) and self.scope.recursive_at(child) and \
-                        self._rescan_dir(child, items):
-                    stack.append(child)
 
     def _closing_notes(self) -> list[Rec]:
         """A relisting still due at close (it waits for the matcher, which held a rename half until the end):
@@ -366,7 +349,7 @@ class InotifySource(LiveSource):
                 items.append(raw.WatchRemoved(t, wd))
                 fd.rm_watch(wd)
 
-    # -- the rescan after an overflow (the walk and the diff are LiveSource._rescan) ------------------------
+    # -- the rescan after an overflow (the walk is LiveSource._rescan_walk, the diff LiveSource._rescan) ----
 
     def _rescan_dir(self, path: bytes, items: list[raw.AnyStreamItem]) -> bool:
         """Watch a directory the walk found. Every directory is asked (one cheap syscall each): inotify gives

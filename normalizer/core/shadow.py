@@ -112,17 +112,43 @@ class ShadowTree:
 
     def _walk(self) -> Iterator[tuple[bytes, bool]]:
         for prefix, _root, node in self._roots:
-            stack: list[tuple[bytes, Node]] = [(prefix, node)]
-            while stack:
-                base, cur = stack.pop()
-                for name, child in cur.items():
-                    yield base + name, child is not None
-                    if child is not None:
-                        stack.append((base + name + b"/", child))
+            yield from self._walk_node(prefix, node)
 
-    def snapshot(self) -> dict[bytes, bool]:
-        """Everything, as a flat path -> is_dir dict (for the rescan's diff)."""
-        return dict(self._walk())
+    @staticmethod
+    def _walk_node(base: bytes, node: Node) -> Iterator[tuple[bytes, bool]]:
+        """Everything below ``node`` (whose path is ``base``, ending in "/"), as (path, is_dir)."""
+        stack: list[tuple[bytes, Node]] = [(base, node)]
+        while stack:
+            base, cur = stack.pop()
+            for name, child in cur.items():
+                yield base + name, child is not None
+                if child is not None:
+                    stack.append((base + name + b"/", child))
+
+    def snapshot(self, below: Sequence[bytes] | None = None) -> dict[bytes, bool]:
+        """Everything, as a flat path -> is_dir dict (for the rescan's diff). With ``below`` (directories), only
+        the paths under one of them (``top + "/"`` a prefix; a top itself is not included): the subtrees are
+        copied, not the whole tree, since a rescan of a few places (a ``Rescan``, inotify's relisting) diffs
+        only them. The same dict as the whole snapshot filtered by those prefixes, nested roots included (the
+        roots are taken in the same order, so where two hold a path the same one wins)."""
+        if below is None:
+            return dict(self._walk())
+        tops = sorted({top + b"/" for top in below})
+        tops = [top for i, top in enumerate(tops) if not any(top.startswith(t) for t in tops[:i])]
+        out: dict[bytes, bool] = {}
+        for prefix, _root, node in self._roots:
+            if any(prefix.startswith(top) for top in tops):  # the root is one of them or below one
+                out.update(self._walk_node(prefix, node))
+                continue
+            for top in tops:
+                if not top.startswith(prefix):
+                    continue  # neither holds the other: no path of this root is below it
+                cur: Node | None = node
+                for part in top[len(prefix):-1].split(b"/"):
+                    cur = cur.get(part) if cur is not None else None
+                if cur is not None:
+                    out.update(self._walk_node(top, cur))
+        return out
 
     # -- changes -------------------------------------------------------------------------------------------
 
