@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from live import Lines, wait_for_watches
+from live import Lines, require_nobody, wait_for_watches
 from watchproc import FSNORM, REPO, close_watch, stop_watch
 
 import normalizer
@@ -52,17 +52,28 @@ _PROBE = """
 import json, os, threading
 from normalizer.backends.priority import autogroup_nice, boost_priority
 def nices():
-    return sorted({os.getpriority(os.PRIO_PROCESS, int(t)) for t in os.listdir("/proc/self/task")})
+    found = set()
+    for t in os.listdir("/proc/self/task"):
+        try:
+            found.add(os.getpriority(os.PRIO_PROCESS, int(t)))
+        except ProcessLookupError:
+            pass  # a thread that ended (joined) can still be listed for a moment
+    return sorted(found)
 def state():
     return {"nices": nices(), "group": autogroup_nice()}
 """
 
 
+#: The children's environment: the checkout on their path, and without coverage's subprocess patch (its
+#: COVERAGE_* variables), since a child that gives up root cannot write coverage's data file in the checkout.
+CHILD_ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("COVERAGE")}, "PYTHONPATH": str(REPO)}
+
+
 def in_session(body: str, *, user: str = "") -> dict[str, object]:
     """Run ``body`` (which sets ``out``, a dict) in a fresh Python in a session of its own; its ``out``."""
     code = _UNPRIVILEGED + _PROBE + textwrap.dedent(user) + textwrap.dedent(body) + "\nprint(json.dumps(out))\n"
-    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
-                         check=False, start_new_session=True)
+    res = subprocess.run([sys.executable, "-c", code], cwd="/", env=CHILD_ENV, capture_output=True, text=True,
+                         timeout=60, check=False, start_new_session=True)
     assert res.returncode == 0, res.stderr
     result: dict[str, object] = json.loads(res.stdout.strip().splitlines()[-1])
     return result
@@ -75,7 +86,7 @@ def in_session(body: str, *, user: str = "") -> dict[str, object]:
 def test_every_thread_and_the_session_group_are_raised_and_given_back() -> None:
     out = in_session("""
         gate = threading.Event()
-        early = threading.Thread(target=gate.wait); early.start()  # a thread that exists before the boost
+        early = threading.Thread(target=gate.wait, daemon=True); early.start()  # a thread that exists before the boost
         before = state()
         b = boost_priority(4)
         late_nice = []
@@ -207,16 +218,14 @@ def test_the_library_refuses_a_bad_boost_with_a_source_error(tree: Path, bad: in
 # -- the CLI: on by default ---------------------------------------------------------------------------------------
 
 
-def _start(args: list[str], *, user: str = "") -> tuple[subprocess.Popen[str], Lines]:
-    """``fsnorm watch ARGS`` in a session of its own (optionally as nobody), once it watches."""
-    pre = None
-    if user:
-        def pre() -> None:
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-    proc = subprocess.Popen([*FSNORM, "watch", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=REPO, start_new_session=True, preexec_fn=pre)
+def _start(args: list[str], *, nobody: bool = False) -> tuple[subprocess.Popen[str], Lines]:
+    """``fsnorm watch ARGS`` in a session of its own (optionally as user nobody, through setpriv as the other
+    unprivileged tests do), once it is started."""
+    if nobody:
+        require_nobody()  # skips, saying why, without setpriv or where nobody cannot read this checkout
+    prefix = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] if nobody else []
+    proc = subprocess.Popen([*prefix, *FSNORM, "watch", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd="/" if nobody else REPO, env=CHILD_ENV, start_new_session=True)
     assert proc.stdout is not None
     return proc, Lines(proc.stdout)
 
@@ -277,7 +286,7 @@ def public_tree() -> Iterator[Path]:
 def test_unprivileged_watch_skips_the_default_quietly_and_warns_about_an_explicit_boost(public_tree: Path) -> None:
     tree = public_tree
     for args, warned in (([], False), (["--priority-boost", "4"], True)):
-        proc, lines = _start([str(tree / "w"), *args], user="nobody")
+        proc, lines = _start([str(tree / "w"), *args], nobody=True)
         try:
             wait_for_watches(proc.pid, 3)
             assert _nices(proc.pid) == {0}
