@@ -43,9 +43,14 @@ def child_env() -> dict[str, str]:
 
 
 def run_workload(args: list[str], *, timeout: float = 600.0) -> dict[str, Any]:
-    """Run ``python -m benchmarks.workloads ARGS`` to completion; its JSON result."""
+    """Run ``python -m benchmarks.workloads ARGS`` to completion; its JSON result.
+
+    The workload gets a session of its own, as each subject does (SubjectProcess): where the kernel schedules
+    by session (autogroup), the storm then competes with the watcher from a group at the default priority,
+    whatever the session that started the benchmark was left at (a watcher killed with SIGKILL cannot give back
+    the priority boost it gave its session: README "Priority boost")."""
     res = subprocess.run([sys.executable, "-m", "benchmarks.workloads", *args], cwd=REPO, env=child_env(),
-                         capture_output=True, text=True, timeout=timeout, check=False)
+                         capture_output=True, text=True, timeout=timeout, check=False, start_new_session=True)
     if res.returncode != 0:
         raise RuntimeError(f"workload {args[:2]} failed: {res.stderr.strip()[-2000:]}")
     result: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
@@ -53,8 +58,9 @@ def run_workload(args: list[str], *, timeout: float = 600.0) -> dict[str, Any]:
 
 
 def start_workload(args: list[str]) -> subprocess.Popen[str]:
+    """:func:`run_workload` started in the background (its own session too)."""
     return subprocess.Popen([sys.executable, "-m", "benchmarks.workloads", *args], cwd=REPO, env=child_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def finish_workload(proc: subprocess.Popen[str], timeout: float = 600.0) -> dict[str, Any]:

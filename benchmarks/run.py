@@ -370,7 +370,7 @@ def sustain_trial(ctx: Context, subject: str, exe: Path, events_per_s: float, se
     sp.start()
     try:
         res = subprocess.run(crenamer.paced_command(exe, d, seconds, events_per_s / 2), capture_output=True,
-                             text=True, check=True, timeout=seconds + 60)
+                             text=True, check=True, timeout=seconds + 60, start_new_session=True)  # as run_workload
     finally:
         stats = sp.finish(timeout=max(15.0, 5 * seconds))
     c = json.loads(res.stdout)
