@@ -42,6 +42,7 @@ from .backends.fanotify import (
     unavailable_reason,
 )
 from .backends.inotify import EVENT_BITS, InotifySource
+from .backends.priority import DEFAULT_BOOST
 from .backends.reader import DEFAULT_READ_BUFFER
 from .backends.sched import DEFAULT_SLICE_US
 from .core import raw
@@ -111,7 +112,8 @@ class WatchOptions(TypedDict, total=False):
     #: (``normalizer.backends.sched.request_slice`` tunes one).
     sched_slice_us: int
     #: Raise the whole process and its session's scheduling group by this many nice levels while the stream
-    #: is open, given back at close (0-39; default 0: your process's priority is yours). A daemon whose job is
+    #: is open, given back at close (threads started meanwhile keep it; streams in one process share one
+    #: boost) (0-39; default 0: your process's priority is yours). A daemon whose job is
     #: the stream should ask for 4, as ``fsnorm watch`` does by default: on a busy machine the records then
     #: wait milliseconds instead of tens (README "Priority boost"; needs CAP_SYS_NICE or RLIMIT_NICE; what was
     #: not applied is in ``stream.source.priority.error``).
@@ -150,7 +152,7 @@ def make_source(
     missing_ok: bool = False,
     read_buffer: int | None = None,
     sched_slice_us: int = DEFAULT_SLICE_US,
-    priority_boost: int = 0,
+    priority_boost: int = DEFAULT_BOOST,
 ) -> LiveSource:
     """The live source for the options (see :class:`WatchOptions`). fanotify-only options with
     ``backend="inotify"`` are an error; with ``"auto"`` they apply when fanotify is chosen."""

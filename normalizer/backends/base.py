@@ -45,7 +45,7 @@ from ..core.shadow import ShadowTree
 from ..core.tree import join
 from ..errors import CaptureError, SourceError
 from ..records import Flag, Rec
-from .priority import PriorityBoost, boost_priority, check_boost
+from .priority import DEFAULT_BOOST, PriorityBoost, boost_priority, check_boost
 from .reader import DEFAULT_READ_BUFFER, MIN_READ_BUFFER, Chunk, Reader, fionread, make_reader, read_chunk
 from .roots import RootControl
 from .sched import DEFAULT_SLICE_US, SliceError, check_slice_us, request_slice
@@ -135,7 +135,7 @@ class LiveSource(RootControl):
     def __init__(self, roots: Sequence[PathArg], *, path_filter: PathFilter,
                  capture: str | os.PathLike[str] | None, rescan: bool = True,
                  read_buffer: int = DEFAULT_READ_BUFFER, sched_slice_us: int = DEFAULT_SLICE_US,
-                 priority_boost: int = 0) -> None:
+                 priority_boost: int = DEFAULT_BOOST) -> None:
         if not roots:
             raise SourceError("no directory to watch")
         check_read_buffer(read_buffer)
@@ -412,6 +412,7 @@ class LiveSource(RootControl):
         self._reader = reader
         reader.start()
         self._request_slice(reader)
+        self._boost_reader(reader)
 
     def _request_slice(self, reader: Reader) -> None:
         """Give the reader thread a short scheduler slice (normalizer.backends.sched): once the consumer is
@@ -423,6 +424,16 @@ class LiveSource(RootControl):
             request_slice(self.sched_slice_us, tid)
         except SliceError as exc:
             self.sched_slice_error = f"{exc.strerror}; the reader thread keeps the kernel's default slice"
+
+    def _boost_reader(self, reader: Reader) -> None:
+        """Give the reader thread the boosted nice value: a thread inherits it from the one that starts it,
+        except under SCHED_RESET_ON_FORK (systemd units often carry it), which resets a negative nice to 0."""
+        boost, tid = self.priority, reader.native_id
+        if boost is None or not boost.threads or tid is None:
+            return
+        with contextlib.suppress(OSError):
+            if os.getpriority(os.PRIO_PROCESS, tid) > boost.nice:
+                os.setpriority(os.PRIO_PROCESS, tid, boost.nice)
 
     def _backstop(self) -> int:
         """A quarter of a full kernel queue in FIONREAD's unit (inotify: bytes, at least 16 an event; fanotify:

@@ -61,6 +61,7 @@ from ..errors import CapabilityError, FsnormError, SourceError, WatchLimitError
 from ..records import Rec
 from . import _fanotify_sys as fs
 from .base import LiveSource, PathArg, matcher_settings
+from .priority import DEFAULT_BOOST
 from .sched import DEFAULT_SLICE_US
 
 #: The events fsnorm subscribes to with FAN_RENAME (MOVED_FROM / MOVED_TO would only repeat it).
@@ -369,7 +370,7 @@ class FanotifySource(LiveSource):
         missing_ok: bool = False,
         read_buffer: int = FANOTIFY_READ_BUFFER,
         sched_slice_us: int = DEFAULT_SLICE_US,
-        priority_boost: int = 0,
+        priority_boost: int = DEFAULT_BOOST,
         **settings: Unpack[MatcherSettings],
     ) -> None:
         #: False: each directory root with its direct entries only. Inode marks go on the root alone; under a

@@ -36,6 +36,7 @@ from ..errors import SourceError, WatchLimitError
 from ..records import Rec
 from ._inotify_sys import DEFAULT_READ_BUFSIZE, MIN_READ_BUFSIZE, InotifyFD, _parse
 from .base import LiveSource, PathArg, matcher_settings
+from .priority import DEFAULT_BOOST
 from .reader import DEFAULT_READ_BUFFER
 from .sched import DEFAULT_SLICE_US
 
@@ -74,7 +75,7 @@ class InotifySource(LiveSource):
         missing_ok: bool = False,
         read_buffer: int = DEFAULT_READ_BUFFER,
         sched_slice_us: int = DEFAULT_SLICE_US,
-        priority_boost: int = 0,
+        priority_boost: int = DEFAULT_BOOST,
         **settings: Unpack[MatcherSettings],
     ) -> None:
         if not MIN_READ_BUFSIZE <= read_size <= 4 << 20:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from .. import __version__, _compiled
-from ..backends.priority import DEFAULT_CLI_BOOST, MAX_BOOST, check_boost
+from ..backends.priority import DEFAULT_CLI_BOOST, MAX_BOOST, check_boost, default_cli_boost
 from ..backends.sched import DEFAULT_SLICE_US, MAX_SLICE_US, MIN_SLICE_US, SliceError, check_slice_us, request_slice
 from ..capture.log import CaptureIssue
 from ..errors import FsnormError
@@ -103,7 +103,7 @@ def _source_options(args: argparse.Namespace, capture: str | None = None) -> Wat
     if args.read_buffer is not None:
         options["read_buffer"] = args.read_buffer
     options["sched_slice_us"] = args.sched_slice
-    options["priority_boost"] = DEFAULT_CLI_BOOST if args.priority_boost is None else args.priority_boost
+    options["priority_boost"] = default_cli_boost() if args.priority_boost is None else args.priority_boost
     return options
 
 
@@ -120,11 +120,11 @@ def _priority_boost(text: str) -> int:
 
 def report_priority(args: argparse.Namespace, source: LiveSource) -> None:
     """Say once what of an explicit ``--priority-boost`` was not applied. The default boost is taken where
-    fsnorm may (root, CAP_SYS_NICE, RLIMIT_NICE) and skipped quietly elsewhere, as auditd does: an unprivileged
-    ``fsnorm watch`` is not told on every start about a priority it never asked for."""
+    fsnorm may (root, CAP_SYS_NICE, RLIMIT_NICE) and skipped quietly elsewhere: an unprivileged ``fsnorm
+    watch`` is not told on every start about a priority it never asked for."""
     got = source.priority
     if args.priority_boost and got is not None and got.error is not None:
-        _warn(f"warning: priority boost of {got.boost} only partly applied ({got.error}); watching goes on")
+        _warn(f"warning: priority boost of {got.boost} not (fully) applied ({got.error}); watching goes on")
 
 
 def _slice_us(text: str) -> int:
@@ -328,9 +328,9 @@ def live_options_parser(paths_nargs: str = "+") -> argparse.ArgumentParser:
     live_options.add_argument("--priority-boost", type=_priority_boost, default=None, metavar="N",
                               help=f"raise fsnorm's threads and its session's scheduling group by N nice levels "
                               f"while it watches, so it gets a CPU soon on a busy machine (0-{MAX_BOOST}; default "
-                              f"{DEFAULT_CLI_BOOST}, as auditd; 0: leave the priority alone). Needs root, "
-                              "CAP_SYS_NICE or RLIMIT_NICE; without them the default is skipped quietly and an "
-                              "explicit N is warned about (README \"Priority boost\")")
+                              f"{DEFAULT_CLI_BOOST}, as auditd, unless started at a nice value above 0; 0: leave the "
+                              "priority alone). Needs root, CAP_SYS_NICE or RLIMIT_NICE; without them the default "
+                              "is skipped quietly and an explicit N is warned about (README \"Priority boost\")")
     live_options.add_argument("--backend", choices=["inotify", "fanotify", "auto"], default="inotify",
                               help="kernel interface (default inotify; auto: fanotify on Linux 5.17+, "
                               "docs/fanotify.md)")
