@@ -27,17 +27,28 @@ from normalizer.backends.priority import DEFAULT_CLI_BOOST, MAX_BOOST, check_boo
 from normalizer.errors import SourceError
 
 
-def _groups() -> bool:
-    """Whether a process in a session of its own is scheduled by session group here (asked of such a child:
-    the test runner may be in the kernel's default group, which has no file of its own)."""
-    res = subprocess.run([sys.executable, "-c", "from normalizer.backends.priority import autogroup_nice; "
-                          "print(autogroup_nice() is not None)"], cwd=REPO, capture_output=True, text=True,
-                         timeout=60, check=True, start_new_session=True)
-    return res.stdout.strip() == "True"
+def _probe() -> tuple[bool, bool]:
+    """Whether a process in a session of its own is scheduled by session group here and may raise itself and
+    its group (root with CAP_SYS_NICE; a container's root may lack it), asked of such a child: the test runner
+    may be in the kernel's default group, which has no file of its own."""
+    code = ("import os; from normalizer.backends.priority import autogroup_nice\n"
+            "grouped = ok = autogroup_nice() is not None\n"
+            "if ok:\n"
+            "    try:\n"
+            "        os.setpriority(os.PRIO_PROCESS, 0, -1); fd = os.open('/proc/self/autogroup', os.O_WRONLY)\n"
+            "        os.write(fd, b'-1'); os.close(fd)\n"
+            "    except OSError:\n"
+            "        ok = False\n"
+            "print(grouped, ok)")
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
+                         check=True, start_new_session=True)
+    grouped, can_raise = res.stdout.split()
+    return grouped == "True", can_raise == "True"
 
 
-GROUPS = _groups()
-needs_groups = pytest.mark.skipif(not GROUPS, reason="this kernel does not group tasks by session (autogroup)")
+GROUPS, CAN_RAISE = _probe()
+needs_groups = pytest.mark.skipif(not CAN_RAISE, reason="this kernel does not group tasks by session (autogroup), or "
+                                  "this root may not raise a priority (no CAP_SYS_NICE)")
 NOBODY = 65534
 
 #: Run in the child before the code under test. ``unprivileged``: become an ordinary user, keeping /proc/self
