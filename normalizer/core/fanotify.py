@@ -341,6 +341,8 @@ class FanotifyNormalizer(NormalizerBase):
         self._events_done = 0
         self._batch_start = 0
         self._batch_window: int | None = None
+        #: The stream position of the event being processed (set before every event that may reach _cycle).
+        self._event_at = 0
         self._uncertain: dict[bytes, None] = {}
         #: Directories placed again by an answer that came while events queued before the last read were still
         #: unread (:meth:`_placed_again`): below them, those events are held back like an uncertain
@@ -593,12 +595,16 @@ class FanotifyNormalizer(NormalizerBase):
         stale = self._stale_left + 1 if settling else 0
         if not settling and self._stale_left:
             self._stale_left = 0  # its directories left the tree or were deleted meanwhile
+        at = self._batch_start - 1
         for ev in batch.events:
             mask, pid, d, nm, d2, nm2, obj, _extra = ev
+            at += 1
             if stale:
                 stale -= 1
                 if not stale:
                     self._settled()
+            if late or fresh or uncertain or gone or settling:
+                self._event_at = at  # (the fast path below never reaches _cycle)
             if late and self._concerns_late(ev):
                 self._late_event(ev, t, out)
                 continue
@@ -651,6 +657,7 @@ class FanotifyNormalizer(NormalizerBase):
                     continue
                 if mask and d not in prefixes and not mask & _NOT_PLAIN and self._dropped_outside(d, None, mask):
                     continue
+            self._event_at = at
             slow(ev, t, out)
         if late:
             self._late_end(batch, out)
@@ -1299,7 +1306,7 @@ class FanotifyNormalizer(NormalizerBase):
         queue was last seen empty: under a filesystem mark on a busy filesystem the queue is never empty, and
         every exchange of two directories repeated promptly, each read long before the next one, made them
         uncertain and held back what happened in them (tests/test_truth.py, under load)."""
-        start = self._batch_start
+        start = self._event_at
         if len(self._left) > _NEGATIVE_CACHE:  # a long window: forget the moves whose windows are over
             self._left = {k: live for k, places in self._left.items()
                           if (live := {p: end for p, end in places.items() if end is None or end > start})}
@@ -1307,7 +1314,7 @@ class FanotifyNormalizer(NormalizerBase):
                 self._left.clear()
         left = self._left.setdefault(key, {})
         if key not in self._uncertain and dst in left:
-            end = left[dst]
+            end = left[dst]  # this rename's position is ``start``: queued before that read if below ``end``
             if end is None or end > start:
                 self._uncertain[key] = None
         window = self._batch_window
