@@ -43,6 +43,21 @@ def drain(source: InotifySource, *, quiet: float = 0.15, limit: float = 10.0) ->
     return out
 
 
+def read_until(source: LiveSource, path: Path, kind: str = "create", *, limit: float = 60.0) -> list[Rec]:
+    """Read until the ``kind`` record of ``path`` came (everything the kernel queued before that event has
+    been read); AssertionError if it does not within ``limit`` seconds (a bound against hanging, not a
+    timing claim)."""
+    out: list[Rec] = []
+    want = os.fsencode(path)
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        got = source.read(0.05)
+        out.extend(got)
+        if any(r.kind == kind and r.path == want for r in got):
+            return out
+    raise AssertionError(f"no {kind} record of {path} within {limit} s")
+
+
 def rel(root: Path, path: bytes) -> str:
     """A record path relative to the test's temp dir, "" for an absent side."""
     if not path:

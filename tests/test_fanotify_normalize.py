@@ -677,6 +677,42 @@ def test_a_late_answer_after_a_read_that_emptied_the_queue_holds_nothing_back() 
         assert brief(out) == [("rename", b"/w/ab/f", b"/w/ab/g", [])], backlog
 
 
+def test_directories_exchanged_again_after_the_merge_window_of_the_last_exchange_stay_certain() -> None:
+    """tests/test_truth.py's exchanged directories under a filesystem mark on a busy filesystem: a and b are
+    exchanged, a file renamed in each, then (noise outside the tree in between: the queue is never seen empty)
+    exchanged back. The kernel merges only into an unread event, so a rename the first exchange hid happened
+    before the read that brought it, after the exchange back: the exchange back would be in that read or the
+    backlog it left. Read after that window, it hides nothing: every record is exact, nothing is held back,
+    nothing flagged ``merged``. (The window was "since the queue was seen empty": under noise that never
+    closed, and every exchange back made both directories uncertain and held their renames back.) Read
+    within the window, the same exchange back makes them uncertain, as before."""
+    def run(backlog: int) -> tuple[list[tuple[object, ...]], FanotifyNormalizer]:
+        n = norm(mark_mode="filesystem")
+        n.feed(resolved(OUT, None, "outside"))
+        exchange = [ren(W, b"a", W, b"b", A, True), ren(W, b"b", W, b"a", B, True)]
+        noise = [ev(CREATE, OUT, b"n%d" % i, Y) for i in range(3)]
+        out = n.feed(raw.FanotifyBatch(0, False, [*exchange, ren(A, b"f0", A, b"f1", X),
+                                                  ren(B, b"g0", B, b"g1", Z)], backlog))
+        out += n.feed(raw.FanotifyBatch(1 * MS, False, noise[:2], 2))
+        back = [ren(W, b"a", W, b"b", B, True), ren(W, b"b", W, b"a", A, True)]
+        out += n.feed(raw.FanotifyBatch(2 * MS, False, [noise[2], *back, ren(A, b"f1", A, b"f2", X),
+                                                        ren(B, b"g1", B, b"g2", Z)], 1))
+        return brief(out), n
+
+    exact = [("rename", b"/w/a", b"/w/b", []), ("rename", b"/w/b", b"/w/a", []),
+                    ("rename", b"/w/b/f0", b"/w/b/f1", []), ("rename", b"/w/a/g0", b"/w/a/g1", []),
+                    ("rename", b"/w/a", b"/w/b", []), ("rename", b"/w/b", b"/w/a", []),
+                    ("rename", b"/w/a/f1", b"/w/a/f2", []), ("rename", b"/w/b/g1", b"/w/b/g2", [])]
+    # Positions: the first read 0-3, noise 4-6, the exchange back 7 (b's) and 8 (a's). The first read's
+    # window ends at 4 + its backlog.
+    for backlog in (2, 3):  # over before the exchange back
+        recs, n = run(backlog)
+        assert recs == exact and n.uncertain_dirs() == [] and n.stats["held_back"] == 0, backlog
+    recs, n = run(5)  # the exchange back was queued before the first read: a repeat may hide in it
+    assert recs[4:] == [("rename", b"/w/a", b"/w/b", ["merged"]), ("rename", b"/w/b", b"/w/a", ["merged"])]
+    assert n.uncertain_dirs() == [B, A] and n.stats["held_back"] == 2
+
+
 #: What a program of :func:`test_file_renames_below_a_directory_renamed_back_and_forth_name_its_true_place`
 #: does: rename the directory to its other place and then the file in it (``step``, drawn most: the kernel
 #: merges only a repeated move), rename the file alone, make noise outside the tree, or read (at most that

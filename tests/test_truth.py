@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from live import drain, exchange
+from live import drain, exchange, read_until
 from oracle import Rebuilder, compare, walk
 
 from normalizer.backends.base import LiveSource
@@ -50,7 +50,17 @@ def renames(root: Path, recs: list[Rec]) -> list[tuple[str, str]]:
 def test_exchanged_directories_keep_their_paths(tmp_path: Path, backend: str) -> None:
     """Two watched directories with subdirectories are exchanged again and again; after each exchange a file
     in each directory and one in each subdirectory are renamed. Every rename must be reported once, with the
-    paths true at the time: the watch table / directory cache must swap the two subtrees."""
+    paths true at the time: the watch table / directory cache must swap the two subtrees.
+
+    Each round ends with a marker file made in ``w0`` and is read up to its ``create`` record before the next
+    exchange. Without that (a bare ``src.read(0)``, which does not wait for the reader) a loaded machine let
+    the reader fall a round behind: an exchange back was then queued before the read that delivered the
+    exchange before it, so a third, identical exchange could have been merged into that unread event by
+    fanotify; fsnorm then holds back what happens in both directories until it has placed them, and reports
+    it by a rescan (README, docs/fanotify.md: "A directory renamed back and forth while its events wait"),
+    and renames were missing. Read up to the marker, every exchange's read is over before the next one: no
+    merge is possible and every rename must be exact, also under a filesystem mark whose queue noise
+    elsewhere never lets empty (fsnorm used to treat that whole time as one merge window)."""
     a, b = "w0/x", "w3/y"
     for d in (f"{a}/sa", f"{b}/sb"):
         (tmp_path / d).mkdir(parents=True)
@@ -73,7 +83,9 @@ def test_exchanged_directories_keep_their_paths(tmp_path: Path, backend: str) ->
                     os.rename(tmp_path / base / t[key], tmp_path / base / new)
                     expected.append((f"{base}/{t[key]}", f"{base}/{new}"))
                     t[key] = new
-            got += src.read(0)
+            marker = tmp_path / "w0" / f"m{i}"
+            marker.touch()
+            got += read_until(src, marker)
         got += drain(src)
     seen = renames(tmp_path, got)
     wrong = [r for r in seen if r not in expected]
