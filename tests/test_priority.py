@@ -8,6 +8,7 @@ storm, benchmarks/README.md "Priority boost"), never asserted here."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -380,37 +381,35 @@ def test_unprivileged_watch_skips_the_default_quietly_and_warns_about_an_explici
         assert err.count("priority boost of 4 not (fully) applied (nice -4 not set: Permission denied") == warned, err
 
 
-@needs_groups
-def test_watch_started_at_a_low_priority_keeps_it_by_default(tree: Path) -> None:
-    """``nice -n 10 fsnorm watch``: the user asked for less; the default boost does not override it (an
-    explicit --priority-boost still applies)."""
-    for args, nice in (([], 10), (["--priority-boost", "4"], 6)):
-        proc = subprocess.Popen(["nice", "-n", "10", *FSNORM, "watch", str(tree / "w"), *args],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                                start_new_session=True)
-        assert proc.stdout is not None
-        lines = Lines(proc.stdout)
-        try:
-            wait_for_watches(proc.pid, 3)
-            assert _nices(proc.pid) == {nice} and _group(proc.pid) == 0
-            stop_watch(proc, lines)
-        finally:
-            close_watch(proc, lines)
-
-
-@needs_groups
-def test_capture_boosts_by_default_too(tree: Path) -> None:
-    proc = subprocess.Popen([*FSNORM, "capture", str(tree / "w"), "-o", str(tree / "s.fsncap")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+@contextlib.contextmanager
+def _watching(cmd: list[str]) -> Iterator[subprocess.Popen[str]]:
+    """``cmd`` (an fsnorm command that watches ``tree``'s three directories) in a session of its own, for the
+    block, once it watches; stopped cleanly (exit 0, no traceback) after it."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
                             start_new_session=True)
     assert proc.stdout is not None
     lines = Lines(proc.stdout)
     try:
         wait_for_watches(proc.pid, 3)
-        assert _nices(proc.pid) == {-DEFAULT_CLI_BOOST} and _group(proc.pid) == -DEFAULT_CLI_BOOST
+        yield proc
         stop_watch(proc, lines)
     finally:
         close_watch(proc, lines)
+
+
+@needs_groups
+def test_watch_started_at_a_low_priority_keeps_it_by_default(tree: Path) -> None:
+    """``nice -n 10 fsnorm watch``: the user asked for less; the default boost does not override it (an
+    explicit --priority-boost still applies)."""
+    for args, nice in (([], 10), (["--priority-boost", "4"], 6)):
+        with _watching(["nice", "-n", "10", *FSNORM, "watch", str(tree / "w"), *args]) as proc:
+            assert _nices(proc.pid) == {nice} and _group(proc.pid) == 0
+
+
+@needs_groups
+def test_capture_boosts_by_default_too(tree: Path) -> None:
+    with _watching([*FSNORM, "capture", str(tree / "w"), "-o", str(tree / "s.fsncap")]) as proc:
+        assert _nices(proc.pid) == {-DEFAULT_CLI_BOOST} and _group(proc.pid) == -DEFAULT_CLI_BOOST
 
 
 @pytest.mark.parametrize(("value", "says"), [("-1", "0 (none) to 39"), ("40", "0 (none) to 39"),

@@ -107,15 +107,21 @@ def _source_options(args: argparse.Namespace, capture: str | None = None) -> Wat
     return options
 
 
-def _priority_boost(text: str) -> int:
-    """``N`` of ``--priority-boost``: 0 to 39 nice levels."""
+def _checked_int(text: str, check: Callable[[int], None], unit: str) -> int:
+    """An integer option's value, ``check``'s ValueError as the usage error; ``unit`` names what a value
+    that is not a number should have been."""
     try:
-        boost = int(text)
-        check_boost(boost)
+        value = int(text)
+        check(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc) if text.strip().lstrip("-").isdigit()
-                                         else f"not a number of nice levels: {text!r}") from None
-    return boost
+                                         else f"not a number of {unit}: {text!r}") from None
+    return value
+
+
+def _priority_boost(text: str) -> int:
+    """``N`` of ``--priority-boost``: 0 to 39 nice levels."""
+    return _checked_int(text, check_boost, "nice levels")
 
 
 def report_priority(args: argparse.Namespace, source: LiveSource) -> None:
@@ -129,13 +135,7 @@ def report_priority(args: argparse.Namespace, source: LiveSource) -> None:
 
 def _slice_us(text: str) -> int:
     """``USEC`` of ``--sched-slice``: 0 or within the kernel's bounds."""
-    try:
-        us = int(text)
-        check_slice_us(us)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc) if text.strip().lstrip("-").isdigit()
-                                         else f"not a number of microseconds: {text!r}") from None
-    return us
+    return _checked_int(text, check_slice_us, "microseconds")
 
 
 def _request_process_slice(us: int) -> None:
