@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -179,6 +180,26 @@ def wait_for_watches(pid: int, count: int, timeout: float = 30.0) -> None:
         if time.monotonic() > end:
             raise AssertionError(f"process {pid} did not set {count} inotify watches within {timeout} s")
         time.sleep(0.02)
+
+
+def stop_process(proc: subprocess.Popen[str] | subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """SIGSTOP ``proc`` and return once every thread of it is stopped (state ``T`` in /proc): the signal is
+    delivered asynchronously, and a watcher's reader thread that is woken by the test's first events before
+    the stop lands would read them (a queue meant to overflow at 16 events then takes 17). AssertionError
+    after ``timeout`` seconds."""
+    import signal
+
+    proc.send_signal(signal.SIGSTOP)
+    end = time.monotonic() + timeout
+    while True:
+        states = set()
+        for task in Path(f"/proc/{proc.pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                states.add(task.joinpath("stat").read_text().rsplit(")", 1)[1].split()[0])
+        if states <= {"T", "t"}:
+            return
+        assert time.monotonic() < end, f"process {proc.pid} not stopped after {timeout} s (states {states})"
+        time.sleep(0.001)
 
 
 def wait_for_marks(pid: int, count: int, timeout: float = 30.0) -> None:

@@ -13,7 +13,7 @@ import threading
 from collections import Counter
 from pathlib import Path
 
-from live import sysctl, wait_for_watches
+from live import stop_process, sysctl, wait_for_watches
 from watchproc import FSNORM, REPO, close_watch, start_watch, stop_watch, watching
 
 import normalizer
@@ -132,7 +132,7 @@ def test_watch_rescan_reports_what_the_overflow_hid(tree: Path) -> None:
     with sysctl("fs.inotify.max_queued_events", 16):  # read by the watcher's inotify_init
         proc, lines = start_watch([str(tree / "w"), "--rescan"], 3)
     try:
-        proc.send_signal(signal.SIGSTOP)  # not reading: the queue overflows
+        stop_process(proc)  # not reading: the queue overflows
         for i in range(20):
             os.mknod(tree / f"w/b/n{i}")
         os.unlink(tree / "w/a/gone")

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from live import brief, drain, require_nobody, sysctl, wait_for_watches
+from live import brief, drain, require_nobody, stop_process, sysctl, wait_for_watches
 
 import normalizer
 from benchmarks.soak import Ledger, load_stamps, rss_kib
@@ -385,7 +385,7 @@ def test_events_queued_before_sigterm_are_reported(tree: Path) -> None:
     names = [f"file-{i:05d}-" + "x" * 40 for i in range(5000)]  # 10,000 events: more than one read's worth
     try:
         wait_for_watches(watcher.pid, 3)
-        watcher.send_signal(signal.SIGSTOP)
+        stop_process(watcher)
         for name in names:
             (tree / "w/a" / name).touch()
         watcher.send_signal(signal.SIGTERM)

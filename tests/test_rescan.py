@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from live import drain, real_tree, rebuild, sysctl, tree_diff
+from live import drain, real_tree, rebuild, stop_process, sysctl, tree_diff
 
 from normalizer.backends.base import LiveSource
 from normalizer.backends.fanotify import FanotifySource
@@ -237,7 +237,7 @@ def test_cli_default_recovers_from_an_overflow_while_stopped(fs_root: Path, back
         while time.monotonic() < deadline and not (cap.exists() and cap.read_bytes().count(b"\n") >= 1):
             time.sleep(0.05)
     try:
-        proc.send_signal(signal.SIGSTOP)
+        stop_process(proc)
         _activity(fs_root)
         proc.send_signal(signal.SIGCONT)
         time.sleep(2.0)  # reads, overflow, rescan
