@@ -70,9 +70,9 @@ CGROUP_FILE = "/proc/self/cgroup"
 CGROUP2_MOUNT = "/sys/fs/cgroup"
 TASKS_DIR = "/proc/self/task"
 
-#: The boost in force in this process and how many holders share it (boost_priority / restore).
+#: The boost in force in this process (None: none) and how many holders share it (boost_priority / restore).
 _lock = threading.Lock()
-_held: list[PriorityBoost] = []
+_held: PriorityBoost | None = None
 _holders = 0
 
 
@@ -104,15 +104,15 @@ class PriorityBoost:
         back the previous nice values that are still as the boost left them (another program, or the user, that
         changed one since keeps its change). Raising a nice value needs no privilege; a session-group change
         refused twice (EAGAIN) is left."""
-        global _holders
+        global _held, _holders
         with _lock:
-            if not _held or _held[0] is not self:
+            if _held is not self:
                 return  # a boost of 0, or given back already
             _holders -= 1
             if _holders > 0:
                 return
-            first = _held.pop()
-        first._give_back()
+            _held = None
+        self._give_back()
 
     def _give_back(self) -> None:
         for tid, before, given in self.threads:
@@ -213,19 +213,17 @@ def boost_priority(boost: int) -> PriorityBoost:
     raises for a refusal: the result's ``error`` says what was not done. ValueError for a bad ``boost``. While
     an earlier boost is in force, the same boost object is shared (nothing changes again); each holder gives
     its share back with :meth:`PriorityBoost.restore`."""
-    global _holders
+    global _held, _holders
     check_boost(boost)
     with _lock:
-        if _held:
+        if _held is not None:
             _holders += 1
-            return _held[0]
+            return _held
         nice = max(NICE_MIN, os.getpriority(os.PRIO_PROCESS, 0) - boost)
         if not boost:
             return PriorityBoost(boost, nice)
-        result = _apply(boost, nice)
-        _held.append(result)
-        _holders = 1
-        return result
+        _held, _holders = _apply(boost, nice), 1
+        return _held
 
 
 def _apply(boost: int, nice: int) -> PriorityBoost:
