@@ -32,21 +32,28 @@ def tree(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.fixture(autouse=True)
-def _session_group_as_found() -> Iterator[None]:
-    """Give the test runner's session scheduling group back after each test if an fsnorm child changed it:
-    ``fsnorm watch`` raises its session by default (README "Priority boost") and gives it back at exit, but a
-    child a test kills with SIGKILL cannot, and the runner (a CI job, a developer's shell) shares that session.
-    Benchmarks started from the same shell afterwards would run their storm raised."""
+def _runner_group() -> int | None:
     from normalizer.backends.priority import autogroup_nice
 
-    before = autogroup_nice()
+    return autogroup_nice()
+
+
+#: The test runner's session scheduling group as the run found it (None: the kernel does not group by session).
+RUNNER_GROUP = _runner_group()
+
+
+@pytest.fixture(autouse=True)
+def _session_group_as_found() -> Iterator[None]:
+    """Give the test runner's session scheduling group back, as the run found it, after each test: ``fsnorm
+    watch`` raises its session by default (README "Priority boost") and gives it back at exit, but a child a
+    test kills with SIGKILL cannot, and one a module-scoped fixture starts (before any test's own setup) would
+    otherwise be taken for the group's own value. The runner (a CI job, a developer's shell) shares that
+    session; benchmarks started from the same shell afterwards would run their storm raised."""
     yield
-    if before is not None and autogroup_nice() != before:
+    if RUNNER_GROUP is not None and _runner_group() != RUNNER_GROUP:
         with contextlib.suppress(OSError):  # not ours to write (another user), or the kernel's 100 ms limit
             fd = os.open("/proc/self/autogroup", os.O_WRONLY)
             try:
-                os.write(fd, str(before).encode())
+                os.write(fd, str(RUNNER_GROUP).encode())
             finally:
                 os.close(fd)
-
