@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from normalizer.backends.priority import autogroup_nice, set_autogroup_nice
+
 
 @pytest.fixture
 def public_tmp() -> Iterator[Path]:
@@ -32,14 +34,8 @@ def tree(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _runner_group() -> int | None:
-    from normalizer.backends.priority import autogroup_nice
-
-    return autogroup_nice()
-
-
 #: The test runner's session scheduling group as the run found it (None: the kernel does not group by session).
-RUNNER_GROUP = _runner_group()
+RUNNER_GROUP = autogroup_nice()
 
 
 @pytest.fixture(autouse=True)
@@ -50,10 +46,6 @@ def _session_group_as_found() -> Iterator[None]:
     otherwise be taken for the group's own value. The runner (a CI job, a developer's shell) shares that
     session; benchmarks started from the same shell afterwards would run their storm raised."""
     yield
-    if RUNNER_GROUP is not None and _runner_group() != RUNNER_GROUP:
+    if RUNNER_GROUP is not None and autogroup_nice() != RUNNER_GROUP:
         with contextlib.suppress(OSError):  # not ours to write (another user), or the kernel's 100 ms limit
-            fd = os.open("/proc/self/autogroup", os.O_WRONLY)
-            try:
-                os.write(fd, str(RUNNER_GROUP).encode())
-            finally:
-                os.close(fd)
+            set_autogroup_nice(RUNNER_GROUP)

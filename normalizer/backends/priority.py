@@ -125,7 +125,7 @@ class PriorityBoost:
             before, after = self.autogroup
             if autogroup_nice() == after:
                 with contextlib.suppress(OSError):
-                    _write_autogroup(before)
+                    set_autogroup_nice(before)
 
 
 def check_boost(boost: int) -> None:
@@ -185,8 +185,9 @@ def autogroup_nice() -> int | None:
         return None
 
 
-def _write_autogroup(nice: int) -> None:
-    """os.write, not a file object: an unbuffered file's write returns None for EAGAIN instead of raising.
+def set_autogroup_nice(nice: int) -> None:
+    """Set this process's session group's nice value (OSError if refused). os.write, not a file object: an
+    unbuffered file's write returns None for EAGAIN instead of raising.
     One retry after :data:`AUTOGROUP_RETRY_S` when the kernel says EAGAIN (its 100 ms limit)."""
     for attempt in (0, 1):
         fd = os.open(AUTOGROUP_FILE, os.O_WRONLY | os.O_CLOEXEC)
@@ -252,7 +253,7 @@ def _boost_autogroup(nice: int, problems: list[str]) -> tuple[int, int] | None:
     if before is None or before <= nice:
         return None
     try:
-        _write_autogroup(nice)
+        set_autogroup_nice(nice)
     except OSError as exc:
         why = {errno.EPERM: " (needs CAP_SYS_NICE or RLIMIT_NICE)",
                errno.EACCES: " (/proc/self/autogroup is not this process's to write: it changed its user)",
