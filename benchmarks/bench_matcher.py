@@ -89,13 +89,15 @@ def count_matcher(stream: list[raw.InotifyBatch]) -> int:
 
 
 @contextlib.contextmanager
-def _cli_gc() -> Iterator[None]:
-    """The collector as ``fsnorm replay`` sets it (``cli.main._tune_gc``), restored afterwards: the other
-    measures of the same process run with Python's defaults, as a library user's do."""
-    from normalizer.cli.main import _tune_gc
+def _cli_process() -> Iterator[None]:
+    """The collector and the allocator as ``fsnorm replay`` sets them (``cli.tuning.tune_process``); the
+    collector restored afterwards, so the other measures of the same process run with Python's defaults, as a
+    library user's do. The allocator's thresholds cannot be read back, so they stay set once set: bench_hotpath
+    and :func:`main` measure the matcher alone first, and the peers run after the CLI measures, with them."""
+    from normalizer.cli.tuning import tune_process
 
     thresholds = gc.get_threshold()
-    _tune_gc()
+    tune_process()
     try:
         yield
     finally:
@@ -112,7 +114,7 @@ def run_matcher_json(stream: list[raw.InotifyBatch]) -> int:
     encode = build_output(argparse.Namespace(format="json")).encode
     n = _normalizer()
     size = 0
-    with _cli_gc():
+    with _cli_process():
         for b in stream:
             size += len(encode(n.feed_batch(b)))
     return size + len(encode(n.close()))
@@ -190,7 +192,7 @@ def run_replay_json(path: Path) -> int:
 
     output = build_output(argparse.Namespace(format="json"))
     sink = _Counter()
-    with _cli_gc():
+    with _cli_process():
         emit(replay_chunks(path), output, sink)  # type: ignore[arg-type]
     return sink.size
 

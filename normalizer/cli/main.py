@@ -9,7 +9,6 @@ of fsnorm's own (:class:`~normalizer.errors.FsnormError`) and OS errors become a
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import signal
@@ -28,6 +27,7 @@ from . import nats as nats_cli
 from . import roots as roots_cli
 from . import stats as stats_command
 from .formatting import Output, add_format_options, build_output, capture_context, needs_context
+from .tuning import tune_process
 
 if TYPE_CHECKING:
     from ..api import WatchOptions
@@ -81,7 +81,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             chunks = replay_chunks(f, strict=args.strict, on_issue=on_issue, window_ns=window_ns,
                                    strict_order=False if args.relaxed_order else None, on_item=progress.item)
             sys.stdout.flush()
-            _tune_gc()
+            tune_process()
             emit(chunks, output, sys.stdout.buffer)
     finally:
         progress.close()
@@ -178,7 +178,7 @@ def _run_live(args: argparse.Namespace, *, capture: str | None, out: TextIO | No
     try:
         records = source.open()
         report_priority(args, source)
-        _tune_gc()
+        tune_process()
         # A signal that arrives just before poll() would otherwise only be handled when poll returns (never,
         # if nothing happens): the C-level handler writes to the source's wake pipe instead.
         previous_wakeup = signal.set_wakeup_fd(source.wakeup_fd(), warn_on_full_buffer=False)
@@ -208,26 +208,6 @@ def _run_live(args: argparse.Namespace, *, capture: str | None, out: TextIO | No
     stats = source.stats
     _warn(f"stopped: {stats['events']} events read, {stats['records']} records, {stats['overflows']} overflows")
     return 1 if capture_failed and out is None else 0
-
-
-#: The collector's thresholds while ``watch``/``capture`` run (Python's default: 700, 10, 10).
-GC_THRESHOLDS = (20_000, 10, 10)
-
-
-def _tune_gc() -> None:
-    """Keep the cyclic garbage collector out of the way of a storm or a replay, in the command's own process.
-
-    Almost nothing the loop allocates is in a reference cycle (events, records and the path tables are freed by
-    reference counting; the shadow tree is nested dicts without back links), yet at Python's default thresholds
-    a 3-second storm ran the collector 64-174 times, for 38-91 ms in all, and one full collection over the tree
-    the start-up walk built took 48 ms at once: a pause in which nothing is read, that shows up in the
-    joined latency's p99; replaying a million events spent a quarter of its time in the collector. ``gc.freeze()``
-    moves what was built so far (``open``'s walk) out of the collector's sight (it is still freed by reference
-    counting when it goes), and a young-generation threshold of 20,000 lets a storm pass without a collection
-    (benchmarks/README.md, "Where the CPU goes"). Only the CLI does this (``watch``, ``capture``, ``replay``):
-    the library leaves the host program's collector alone (README, "Per-event CPU")."""
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
