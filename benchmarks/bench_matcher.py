@@ -93,7 +93,8 @@ def _cli_process() -> Iterator[None]:
     """The collector and the allocator as ``fsnorm replay`` sets them (``cli.tuning.tune_process``); the
     collector restored afterwards, so the other measures of the same process run with Python's defaults, as a
     library user's do. The allocator's thresholds cannot be read back, so they stay set once set: bench_hotpath
-    and :func:`main` measure the matcher alone first, and the peers run after the CLI measures, with them."""
+    and :func:`main` measure the matcher alone first; in :func:`main` the record encoders and the peers, measured
+    after the CLI measures, run with them too."""
     from normalizer.cli.tuning import tune_process
 
     thresholds = gc.get_threshold()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 import textwrap
@@ -101,7 +102,8 @@ def capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _faults(capture: Path, mode: str, env: dict[str, str] | None = None) -> dict[str, object]:
-    run_env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    run_env = {k: v for k, v in os.environ.items()
+               if not k.startswith("MALLOC_") and k not in ("GLIBC_TUNABLES", "LD_PRELOAD")}  # glibc's malloc
     run_env.update(env or {})
     run_env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent.parent), run_env.get("PYTHONPATH", "")])
     out = subprocess.run([sys.executable, "-c", FAULTS, str(capture), mode], capture_output=True, text=True,
@@ -112,18 +114,25 @@ def _faults(capture: Path, mode: str, env: dict[str, str] | None = None) -> dict
     return result
 
 
+GLIBC = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the thresholds are glibc's")
+
+
+@GLIBC
 def test_the_tuned_allocator_keeps_the_output_buffers(capture: Path) -> None:
     """Replaying 200,000 events writes about 35 MB of JSON Lines in 1,024-record chunks. At glibc's defaults
     most chunks' buffers are fresh pages from the kernel (2,300-7,000 page faults seen, as glibc's own threshold
     moves); tuned, the heap keeps the freed buffer for the next chunk: a handful of faults in all (3 seen)."""
     default, tuned = _faults(capture, "default"), _faults(capture, "tune")
     assert tuned["tuned"] is True
-    assert default["faults"] > 1_000, default  # the cost being removed is there without the tuning
+    assert isinstance(default["faults"], int) and isinstance(tuned["faults"], int)
     assert tuned["faults"] < 100, tuned
+    assert default["faults"] > 10 * max(tuned["faults"], 10), (default, tuned)  # the cost removed was there
 
 
+@GLIBC
 def test_the_users_own_allocator_settings_are_left_alone(capture: Path) -> None:
     report = _faults(capture, "tune", {"MALLOC_TRIM_THRESHOLD_": "131072"})
     assert report["tuned"] is False
-    assert report["faults"] > 1_000, report  # glibc's behaviour, as the user set it
+    assert isinstance(report["faults"], int) and report["faults"] > 1_000, report  # glibc's, as the user set it
+    assert _faults(capture, "tune", {"MALLOC_MMAP_MAX_": "65536"})["tuned"] is False
     assert _faults(capture, "tune", {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=131072"})["tuned"] is False

@@ -7,6 +7,7 @@ business changing and a command that owns its process should.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
 
@@ -19,13 +20,14 @@ GC_THRESHOLDS = (20_000, 10, 10)
 #: glibc's ``mallopt`` parameters (malloc.h).
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
-#: Blocks up to this size come from the heap, not from a fresh ``mmap`` each (glibc's default: 128 KiB, raised
-#: as blocks are freed, up to 32 MiB).
+#: Blocks up to this size come from the heap, not from a fresh ``mmap`` each (glibc's default: 128 KiB at first;
+#: each time an ``mmap``'ed block is freed, raised to its size, up to 32 MiB, and the trim threshold to twice that).
 MMAP_THRESHOLD = 1 << 20
 #: Free memory at the top of the heap kept for the next block, up to this much (glibc's default: 128 KiB).
 TRIM_THRESHOLD = 4 << 20
 #: Environment settings by which a user chose the allocator's thresholds: theirs are left as they are.
-MALLOC_ENV = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_")
+#: (Each of them also stops glibc's own adjustment of the thresholds.)
+MALLOC_ENV = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
 
 
 def tune_gc() -> None:
@@ -47,8 +49,9 @@ def tune_malloc() -> bool:
     """Keep the JSON Lines buffers in the heap: True if the thresholds were set (glibc, and the user set none).
 
     Each chunk of output (``fsnorm replay``: 1,024 records, 150-260 KiB) is one block, written and freed. At
-    glibc's defaults freeing it gives the heap's top back to the kernel (it is over the 128 KiB trim threshold),
-    so the next chunk's block is fresh pages: 35,000 page faults per million events replayed, a fifth of
+    glibc's defaults such a block is first a fresh ``mmap`` of its own, later (once glibc has raised its
+    thresholds) heap whose top is given back to the kernel when more than the trim threshold is free; either
+    way most chunks are written into fresh pages: 35,000 page faults per million events replayed, a fifth of
     replay's CPU (2.7M events/s; 3.4M with these thresholds, peak memory the same: benchmarks/README.md,
     "Replay and the allocator"). Kept for the next block instead, up to :data:`TRIM_THRESHOLD`. A user who set
     glibc's own ``MALLOC_*_`` variables (or ``GLIBC_TUNABLES``) has chosen: nothing is changed. Another C library
@@ -62,6 +65,7 @@ def tune_malloc() -> bool:
     mallopt = getattr(libc, "mallopt", None)
     if mallopt is None:
         return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     # mallopt returns 1 on success; setting either threshold also stops glibc's own adjustment of both.
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) & bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
