@@ -79,16 +79,56 @@ def brief(root: Path, recs: list[Rec], *, kinds: tuple[str, ...] = ()) -> list[t
     return out
 
 
+#: Held (flock) while a test has a kernel setting changed: the settings are the machine's, not the test run's.
+SYSCTL_LOCK = Path("/run/lock/fsnorm-tests-sysctl.lock") if Path("/run/lock").is_dir() else \
+    Path("/tmp/fsnorm-tests-sysctl.lock")
+_sysctl_lock_held = 0
+_sysctl_lock_file: IO[bytes] | None = None
+
+
+@contextlib.contextmanager
+def sysctl_lock() -> Iterator[None]:
+    """One change of a kernel setting at a time on this machine, across processes; reentrant in a process (a
+    counter, not per thread: the tests change settings from their main thread only).
+
+    Two test runs side by side (a CI run and a developer's) each read the value they find and restore it: run B
+    reading the 1,024 run A set would restore 1,024 after A restored the real value, and leave the machine at
+    it. With the lock, B reads the value only once A has restored it. (A test that does not change a setting
+    can still see the other run's change while it lasts: run the suite alone for numbers that mean something.)
+    """
+    import fcntl
+
+    global _sysctl_lock_held, _sysctl_lock_file
+    if _sysctl_lock_held == 0:
+        f = open(SYSCTL_LOCK, "ab")  # noqa: SIM115 - held across the block, closed below
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX)
+        except BaseException:
+            f.close()
+            raise
+        _sysctl_lock_file = f
+    _sysctl_lock_held += 1
+    try:
+        yield
+    finally:
+        _sysctl_lock_held -= 1
+        if _sysctl_lock_held == 0 and _sysctl_lock_file is not None:
+            _sysctl_lock_file.close()  # releases the flock
+            _sysctl_lock_file = None
+
+
 @contextlib.contextmanager
 def sysctl(name: str, value: int) -> Iterator[int]:
-    """Set /proc/sys/<name> for the block and restore it in finally. Yields the original value."""
+    """Set /proc/sys/<name> for the block and restore it in finally, holding :func:`sysctl_lock` meanwhile.
+    Yields the original value."""
     path = Path("/proc/sys") / name.replace(".", "/")
-    original = int(path.read_text())
-    path.write_text(str(value))
-    try:
-        yield original
-    finally:
-        path.write_text(str(original))
+    with sysctl_lock():
+        original = int(path.read_text())
+        path.write_text(str(value))
+        try:
+            yield original
+        finally:
+            path.write_text(str(original))
 
 
 def storm_check(make_source: Callable[[], LiveSource], root: Path, queue_sysctl: str) -> None:

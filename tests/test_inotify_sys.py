@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from live import sysctl
+from live import sysctl, sysctl_lock
 
 from normalizer.backends._inotify_sys import (
     MIN_READ_BUFSIZE,
@@ -343,25 +343,26 @@ def _set_sysctl(path: Path, value: int) -> None:
 
 @pytest.mark.skipif(not IS_ROOT, reason="needs root to lower fs.inotify.max_user_watches")
 def test_enospc_maps_to_watch_limit_error(ino: InotifyFD, tmp_path: Path) -> None:
-    sysctl = Path("/proc/sys/fs/inotify/max_user_watches")
+    setting = Path("/proc/sys/fs/inotify/max_user_watches")
     dirs: list[bytes] = []
     for i in range(64):
         sub = tmp_path / f"d{i}"
         sub.mkdir()
         dirs.append(bytes(sub))
-    in_use = sum(text.count("inotify wd:") for text in _inotify_fdinfo())
-    original = int(sysctl.read_text())
-    low = in_use + 5
-    added = 0
-    try:
-        _set_sysctl(sysctl, low)
-        with pytest.raises(WatchLimitError) as info:
-            for d in dirs:
-                ino.add_watch(d, MASK)
-                added += 1
-    finally:
-        _set_sysctl(sysctl, original)
-    assert int(sysctl.read_text()) == original
+    with sysctl_lock():
+        in_use = sum(text.count("inotify wd:") for text in _inotify_fdinfo())
+        original = int(setting.read_text())
+        low = in_use + 5
+        added = 0
+        try:
+            _set_sysctl(setting, low)
+            with pytest.raises(WatchLimitError) as info:
+                for d in dirs:
+                    ino.add_watch(d, MASK)
+                    added += 1
+        finally:
+            _set_sysctl(setting, original)
+        assert int(setting.read_text()) == original
     # (not asserting added <= 5: other processes of this user may add or drop watches meanwhile)
     err = info.value
     assert err.sysctl == "fs.inotify.max_user_watches"
@@ -375,21 +376,22 @@ def test_enospc_maps_to_watch_limit_error(ino: InotifyFD, tmp_path: Path) -> Non
 
 @pytest.mark.skipif(not IS_ROOT, reason="needs root to lower fs.inotify.max_user_instances")
 def test_emfile_instances_maps_to_watch_limit_error() -> None:
-    sysctl = Path("/proc/sys/fs/inotify/max_user_instances")
-    in_use = sum(1 for _ in _inotify_fdinfo())  # fds, an upper bound on instances (dup'd fds count twice)
-    original = int(sysctl.read_text())
-    low = in_use + 3
-    opened: list[InotifyFD] = []
-    try:
-        _set_sysctl(sysctl, low)
-        with pytest.raises(WatchLimitError) as info:
-            for _ in range(64):
-                opened.append(InotifyFD())
-    finally:
-        _set_sysctl(sysctl, original)
-        for o in opened:
-            o.close()
-    assert int(sysctl.read_text()) == original
+    setting = Path("/proc/sys/fs/inotify/max_user_instances")
+    with sysctl_lock():
+        in_use = sum(1 for _ in _inotify_fdinfo())  # fds, an upper bound on instances (dup'd fds count twice)
+        original = int(setting.read_text())
+        low = in_use + 3
+        opened: list[InotifyFD] = []
+        try:
+            _set_sysctl(setting, low)
+            with pytest.raises(WatchLimitError) as info:
+                for _ in range(64):
+                    opened.append(InotifyFD())
+        finally:
+            _set_sysctl(setting, original)
+            for o in opened:
+                o.close()
+        assert int(setting.read_text()) == original
     err = info.value
     assert err.sysctl == "fs.inotify.max_user_instances"
     assert f"fs.inotify.max_user_instances is {low}" in str(err)
