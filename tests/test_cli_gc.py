@@ -119,10 +119,16 @@ GLIBC = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the thresh
 
 @GLIBC
 def test_the_tuned_allocator_keeps_the_output_buffers(capture: Path) -> None:
-    """Replaying 200,000 events writes about 35 MB of JSON Lines in 1,024-record chunks. At glibc's defaults
-    most chunks' buffers are fresh pages from the kernel (2,300-7,000 page faults seen, as glibc's own threshold
-    moves); tuned, the heap keeps the freed buffer for the next chunk: a handful of faults in all (3 seen)."""
-    default, tuned = _faults(capture, "default"), _faults(capture, "tune")
+    """Replaying 200,000 events writes about 35 MB of JSON Lines in 1,024-record chunks. At glibc's starting
+    thresholds every chunk's buffer is fresh pages from the kernel; tuned, the heap keeps the freed buffer for
+    the next chunk: a handful of faults in all (0-3 seen).
+
+    The baseline holds glibc's starting thresholds (128 KiB) with its own variables. Left to adjust themselves
+    they depend on what the process freed before: 2,300-7,000 faults in a plain child, 0 in one under the
+    suite's coverage tracing (the README's numbers are of plain processes). This is a test of the tuning, not
+    of glibc's heuristics."""
+    default = _faults(capture, "default", {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"})
+    tuned = _faults(capture, "tune")
     assert tuned["tuned"] is True
     assert isinstance(default["faults"], int) and isinstance(tuned["faults"], int)
     assert tuned["faults"] < 100, tuned
