@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 from collections import Counter
 from pathlib import Path
@@ -212,3 +213,13 @@ def test_runner_on_error_gets_the_callbacks_exception(tree: Path) -> None:
     assert len(errors) == 1 and errors[0] is runner.error and isinstance(errors[0], Boom)
     assert errors[0].args[0].kind == "create" and errors[0].args[0].path == str(tree / "w/a/f")  # str root: str path
     assert runner.stream.source.closed
+
+
+def test_a_command_without_a_loop_does_not_import_asyncio(tmp_path: Path) -> None:
+    """asyncio (with ssl) is imported only where a NATS or serve loop runs (sinks/nats.py, cli/nats.py): every
+    command imports those modules for their options, and asyncio was a tenth of every command's start-up."""
+    code = ("import sys\nfrom normalizer.cli.main import main\ncode = main(['replay', '--quiet', sys.argv[1]])\n"
+            "print(code, 'asyncio' in sys.modules, 'ssl' in sys.modules)")
+    capture = Path(__file__).parent / "data" / "demo.fsncap"
+    out = subprocess.run([sys.executable, "-c", code, str(capture)], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split()[-3:] == ["0", "False", "False"], out.stderr

@@ -7,8 +7,8 @@ the address's scheme; :mod:`.serve` has the fsnorm-protocol side).
 
 from __future__ import annotations
 
+# asyncio is imported where a loop runs: every fsnorm command imports this module (sinks/nats.py says why).
 import argparse
-import asyncio
 import base64
 import binascii
 import contextlib
@@ -158,6 +158,7 @@ def run_subscribe(url: str, *, stream: str = DEFAULT_STREAM, durable: str = "fsn
     ``Fsnorm-Prev`` chain, :mod:`normalizer.net.order`; ``order_wait`` 0 prints in stream order); each record
     is acknowledged after it is written, so a new run resumes after the last one printed. Stops on
     SIGINT/SIGTERM or after ``idle_exit`` seconds with nothing received and nothing held back."""
+    import asyncio
     formats = HostFormats(fmt, timefmt)
     try:
         import nats  # noqa: F401
@@ -248,6 +249,8 @@ def _stored_ns(msg: Any) -> int | None:
 async def _subscribe(servers: list[str], stream: str, durable: str, subjects: list[str],
                      idle_exit: float | None, out: TextIO, formats: HostFormats, prefix: str,
                      order: Reorderer[Any] | None, wanted: frozenset[str] | None, what: str) -> int:
+    import asyncio
+
     import nats
     from nats.errors import TimeoutError as NatsTimeout
     from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy

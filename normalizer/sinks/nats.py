@@ -31,7 +31,8 @@ acknowledged, replaced atomically), ``epoch`` (the run counter), ``lock`` (an fl
 
 from __future__ import annotations
 
-import asyncio
+# asyncio (and the ssl it loads) is imported in the methods that run the loop: every fsnorm command imports this
+# module for watch's options, and importing it there made `fsnorm --version` take 102 ms instead of 92.
 import contextlib
 import fcntl
 import os
@@ -49,6 +50,8 @@ from ..formats.jsonl import rec_to_json
 from ..records import Rec
 
 if TYPE_CHECKING:
+    import asyncio
+
     from nats.js.api import StreamConfig
     from nats.js.client import JetStreamContext
 
@@ -362,6 +365,7 @@ class NatsSink:
 
     # -- publisher side -----------------------------------------------------------------------------------
     def _thread_main(self) -> None:
+        import asyncio
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:
@@ -373,6 +377,8 @@ class NatsSink:
             loop.close()
 
     async def _main(self) -> None:
+        import asyncio
+
         import nats
         from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
@@ -455,6 +461,7 @@ class NatsSink:
         The caller retries from the first line not counted: lines after it that were stored anyway are
         duplicates by msg id and JetStream drops them (they keep their place; the consumer reorders by the
         ``Fsnorm-Prev`` chain)."""
+        import asyncio
         prevs = [prev, *(ln.msg_id for ln in lines[:-1])]
         futures = [js.publish(ln.subject, ln.payload, timeout=2.0, stream=self.config.stream,
                               headers={"Nats-Msg-Id": ln.msg_id, PREV_HEADER: p})
@@ -475,6 +482,7 @@ class NatsSink:
 
     async def _sleep(self, seconds: float) -> None:
         """Wait ``seconds`` or until :meth:`put`/:meth:`close` pokes the loop."""
+        import asyncio
         assert self._wake is not None
         if self._wake.is_set():
             self._wake.clear()
