@@ -67,7 +67,9 @@ def tune_malloc() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     # mallopt returns 1 on success; setting either threshold also stops glibc's own adjustment of both.
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) & bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    mmap_set: bool = int(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) == 1
+    trim_set: bool = int(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)) == 1
+    return mmap_set and trim_set
 
 
 def tune_process() -> None:
