@@ -337,10 +337,6 @@ def _inotify_fdinfo() -> Iterator[str]:
                 continue
 
 
-def _set_sysctl(path: Path, value: int) -> None:
-    path.write_text(f"{value}\n")
-
-
 @pytest.mark.skipif(not IS_ROOT, reason="needs root to lower fs.inotify.max_user_watches")
 def test_enospc_maps_to_watch_limit_error(ino: InotifyFD, tmp_path: Path) -> None:
     setting = Path("/proc/sys/fs/inotify/max_user_watches")
@@ -349,19 +345,13 @@ def test_enospc_maps_to_watch_limit_error(ino: InotifyFD, tmp_path: Path) -> Non
         sub = tmp_path / f"d{i}"
         sub.mkdir()
         dirs.append(bytes(sub))
-    with sysctl_lock():
-        in_use = sum(text.count("inotify wd:") for text in _inotify_fdinfo())
-        original = int(setting.read_text())
-        low = in_use + 5
-        added = 0
-        try:
-            _set_sysctl(setting, low)
-            with pytest.raises(WatchLimitError) as info:
-                for d in dirs:
-                    ino.add_watch(d, MASK)
-                    added += 1
-        finally:
-            _set_sysctl(setting, original)
+    added = 0
+    with sysctl_lock():  # what is in use is counted under the lock too: the limit is set just above it
+        low = sum(text.count("inotify wd:") for text in _inotify_fdinfo()) + 5
+        with sysctl("fs.inotify.max_user_watches", low) as original, pytest.raises(WatchLimitError) as info:
+            for d in dirs:
+                ino.add_watch(d, MASK)
+                added += 1
         assert int(setting.read_text()) == original
     # (not asserting added <= 5: other processes of this user may add or drop watches meanwhile)
     err = info.value
@@ -377,18 +367,14 @@ def test_enospc_maps_to_watch_limit_error(ino: InotifyFD, tmp_path: Path) -> Non
 @pytest.mark.skipif(not IS_ROOT, reason="needs root to lower fs.inotify.max_user_instances")
 def test_emfile_instances_maps_to_watch_limit_error() -> None:
     setting = Path("/proc/sys/fs/inotify/max_user_instances")
-    with sysctl_lock():
-        in_use = sum(1 for _ in _inotify_fdinfo())  # fds, an upper bound on instances (dup'd fds count twice)
-        original = int(setting.read_text())
-        low = in_use + 3
-        opened: list[InotifyFD] = []
+    opened: list[InotifyFD] = []
+    with sysctl_lock():  # what is in use is counted under the lock too: the limit is set just above it
+        low = sum(1 for _ in _inotify_fdinfo()) + 3  # fds, an upper bound on instances (dup'd fds count twice)
         try:
-            _set_sysctl(setting, low)
-            with pytest.raises(WatchLimitError) as info:
+            with sysctl("fs.inotify.max_user_instances", low) as original, pytest.raises(WatchLimitError) as info:
                 for _ in range(64):
                     opened.append(InotifyFD())
         finally:
-            _set_sysctl(setting, original)
             for o in opened:
                 o.close()
         assert int(setting.read_text()) == original
